@@ -1,0 +1,74 @@
+"""realtime_sync: a synchronous, thread-based client for real-time websocket APIs.
+
+Jifeline (customer and partner), Voxsig (ActionCable) and Genesys (CometD/Bayeux) for code that
+is not async: Django and Flask apps, scripts, notebooks, management commands and workers.
+
+    import realtime_sync as rs
+
+    client = rs.VoxsigClient("wss://app.voxsig.com/cable", pubsub_token=TOKEN, account_id=1, user_id=7)
+
+    @client.on("message.created")
+    def show(event):
+        print(event.entity_id, event.data.content)
+
+    client.run_forever()
+"""
+
+from __future__ import annotations
+
+from ._redact import redact
+from ._version import __version__
+from .client import Client, Stats
+from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
+from .events import (
+    LIFECYCLE_EVENTS,
+    ConnectionInfo,
+    DisconnectInfo,
+    ErrorInfo,
+    Event,
+    ReconnectInfo,
+    Subscription,
+    SubscriptionInfo,
+)
+from .exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    ClientForkedError,
+    ConfigurationError,
+    ConnectError,
+    ProtocolError,
+    RealtimeSyncError,
+    RemoteError,
+    TokenError,
+    WaitTimeout,
+)
+from .transport import State
+
+__all__ = [
+    "LIFECYCLE_EVENTS",
+    "AuthenticationError",
+    "Client",
+    "ClientClosedError",
+    "ClientForkedError",
+    "ConfigurationError",
+    "ConnectError",
+    "ConnectOptions",
+    "ConnectionInfo",
+    "DisconnectInfo",
+    "DispatchOptions",
+    "ErrorInfo",
+    "Event",
+    "ProtocolError",
+    "RealtimeSyncError",
+    "ReconnectInfo",
+    "ReconnectPolicy",
+    "RemoteError",
+    "State",
+    "Stats",
+    "Subscription",
+    "SubscriptionInfo",
+    "TokenError",
+    "WaitTimeout",
+    "__version__",
+    "redact",
+]

@@ -1,0 +1,455 @@
+"""The client facade every vendor client builds on.
+
+A :class:`Client` ties together a sans-I/O protocol adapter, a :class:`~realtime_sync.transport.Transport`
+(one thread that owns the socket and the timers) and a :class:`~realtime_sync.dispatch.Dispatcher`
+(one thread that runs your callbacks).  Everything public here is safe to call from any thread,
+before or after :meth:`Client.start`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterator, TypeVar
+
+import attrs
+
+from ._redact import redact, register_secret
+from ._wsconn import WebSocketConnection
+from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
+from .dispatch import Dispatcher, Handler
+from .events import Event
+from .exceptions import ClientClosedError, ClientForkedError, ConfigurationError, TokenError, WaitTimeout
+from .protocols.base import Adapter, ConnectRequest
+from .transport import Connection, State, Transport
+
+__all__ = ["Client", "Stats"]
+
+H = TypeVar("H", bound=Handler)
+
+_CONNECT_FIELDS = frozenset(a.name for a in attrs.fields(ConnectOptions))
+_DISPATCH_FIELDS = frozenset(a.name for a in attrs.fields(DispatchOptions))
+
+_clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+@attrs.frozen
+class Stats:
+    """A snapshot of a client's counters (``client.stats``).
+
+    ``last_frame_at`` is the wall-clock time of the last frame received, or None.
+    """
+
+    frames_received: int
+    events_dispatched: int
+    handler_errors: int
+    reconnects: int
+    queue_depth: int
+    dropped: int
+    last_frame_at: float | None
+
+
+_CLOSED = object()
+
+
+class Client:
+    """Base of every realtime_sync client.  Use a vendor client, or subclass for a new protocol.
+
+    Args:
+        url: the websocket URL (secrets in it are redacted in logs).
+        token: a string, or a callable returning one, called again before every connection
+            attempt (so an expiring OAuth token keeps working).  Vendor clients decide how it is
+            sent; by default as ``Authorization: Bearer <token>``.
+        connect: :class:`~realtime_sync.ConnectOptions` (headers, TLS, proxy, timeouts, limits).
+        reconnect: :class:`~realtime_sync.ReconnectPolicy`.
+        dispatch: :class:`~realtime_sync.DispatchOptions` (queue bound and overflow policy).
+        name: a short name for thread names and logs (default: the class name).
+        **options: any field of ConnectOptions or DispatchOptions, by name.
+
+    Example::
+
+        client = SomeClient(url, token=get_token, connect_timeout=5)
+
+        @client.on("ticket.updated")
+        def show(event):
+            print(event.entity_id, event.data)
+
+        with client:                       # start(), and close() on the way out
+            client.wait_for("connected", timeout=10)
+            client.run_forever()           # until close() or Ctrl-C
+    """
+
+    #: The reconnect policy used when none is given.
+    default_reconnect = ReconnectPolicy()
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | Callable[[], str] | None = None,
+        connect: ConnectOptions | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        dispatch: DispatchOptions | None = None,
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
+        if not isinstance(url, str) or "://" not in url:
+            raise ConfigurationError(f"url must be an absolute URL such as 'wss://host/path', got {redact(repr(url))}")
+        unknown = set(options) - _CONNECT_FIELDS - _DISPATCH_FIELDS
+        if unknown:
+            raise ConfigurationError(
+                f"unknown option(s) {sorted(unknown)}; valid options: {sorted(_CONNECT_FIELDS | _DISPATCH_FIELDS)}"
+            )
+        c_opts = {k: v for k, v in options.items() if k in _CONNECT_FIELDS}
+        d_opts = {k: v for k, v in options.items() if k in _DISPATCH_FIELDS}
+        self.connect_options = attrs.evolve(connect or ConnectOptions(), **c_opts)
+        self.dispatch_options = attrs.evolve(dispatch or DispatchOptions(), **d_opts)
+        self.reconnect_policy = reconnect or self.default_reconnect
+        self.url = url
+        if token is not None and not (isinstance(token, str) or callable(token)):
+            raise ConfigurationError("token must be a string or a callable returning a string")
+        self._token = token
+        register_secret(token if isinstance(token, str) else None)
+        for value in self.connect_options.headers.values():
+            if isinstance(value, str) and " " in value:
+                register_secret(value.split(" ", 1)[1])
+        cookie = self.connect_options.cookie_header()
+        if cookie:
+            for part in cookie.split(";"):
+                register_secret(part.partition("=")[2].strip())
+        self.name = name or type(self).__name__
+        self.log = logging.getLogger(f"realtime_sync.{self.name}")
+        self._lock = threading.RLock()
+        self._state = State.IDLE
+        self._started = False
+        self._closed = False
+        self._closed_event = threading.Event()
+        self._owner_pid = os.getpid()
+        self._waiters: set[queue.SimpleQueue[Any]] = set()
+        self._dispatcher = Dispatcher(self.dispatch_options, self.log, self.name)
+        self._adapter = self._make_adapter()
+        self._transport = Transport(
+            adapter=self._adapter,
+            request_factory=self._build_request,
+            connection_factory=self._connection_factory(),
+            options=self.connect_options,
+            policy=self.reconnect_policy,
+            dispatcher=self._dispatcher,
+            log=logging.getLogger(f"realtime_sync.transport.{self.name}"),
+            name=self.name,
+            on_state=self._set_state,
+        )
+        _clients.add(self)
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    def _make_adapter(self) -> Adapter:
+        raise NotImplementedError("a Client subclass must implement _make_adapter()")
+
+    def _connection_factory(self) -> Callable[[], Connection]:
+        return WebSocketConnection
+
+    def _resolve_token(self) -> str | None:
+        token = self._token
+        if token is None or isinstance(token, str):
+            return token
+        try:
+            value = token()
+        except TokenError:
+            raise
+        except Exception as exc:
+            raise TokenError(f"the token callable raised {type(exc).__name__}: {redact(exc)}") from exc
+        if not isinstance(value, str) or not value:
+            raise TokenError(f"the token callable must return a non-empty string, got {type(value).__name__}")
+        register_secret(value)
+        return value
+
+    def _connect_request(self, token: str | None) -> ConnectRequest:
+        headers = dict(self.connect_options.headers)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return ConnectRequest(
+            url=self.url,
+            headers=headers,
+            subprotocols=tuple(self.connect_options.subprotocols),
+            origin=self.connect_options.origin,
+            cookies=self.connect_options.cookie_header(),
+        )
+
+    def _build_request(self) -> ConnectRequest:
+        return self._connect_request(self._resolve_token())
+
+    def _call(self, fn: Callable[[Adapter, float], Any]) -> None:
+        """Run ``fn(adapter, now)`` on the transport thread (queued until start())."""
+        self._check_usable()
+        self._transport.call(fn)
+
+    # -- state ------------------------------------------------------------------------------
+
+    def _set_state(self, state: State) -> None:
+        with self._lock:
+            if self._state in (State.CLOSED, State.FORKED):
+                return
+            self._state = state
+        if state is State.CLOSED:
+            # The transport stopped by itself (server said "do not reconnect", credentials
+            # refused with stop_on_auth_failure, max_attempts): wake run_forever() and waiters.
+            self._closed_event.set()
+            self._wake_waiters()
+
+    @property
+    def state(self) -> State:
+        """The client's :class:`~realtime_sync.State` (``"connected"``, ``"reconnecting"``...)."""
+        if self._forked():
+            return State.FORKED
+        return self._state
+
+    @property
+    def stats(self) -> Stats:
+        """Counters: frames received, events dispatched, handler errors, reconnects, queue depth..."""
+        t, d = self._transport, self._dispatcher
+        return Stats(t.frames_received, d.dispatched, d.handler_errors, t.reconnects, d.depth(), d.dropped, t.last_frame_at)
+
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed or stopped for good."""
+        return self._closed or self._closed_event.is_set()
+
+    def _forked(self) -> bool:
+        return self._started and os.getpid() != self._owner_pid
+
+    def _check_usable(self) -> None:
+        if self._forked():
+            raise ClientForkedError(
+                f"this {type(self).__name__} was started in process {self._owner_pid}; this process "
+                f"({os.getpid()}) is a fork of it and the client's threads did not survive the fork. "
+                "Create and start a new client in this process (after the fork: e.g. in gunicorn's "
+                "post_fork hook or Celery's worker_process_init signal)."
+            )
+        if self._closed:
+            raise ClientClosedError(f"this {type(self).__name__} is closed; create a new client")
+
+    # -- handlers ---------------------------------------------------------------------------
+
+    def on(self, name: str, handler: H | None = None, *, entity_id: Any = None) -> Any:
+        """Register ``handler`` for events named ``name`` (a glob pattern such as
+        ``"conversation.*"`` or ``"*"`` works too); usable as a decorator.
+
+        ``entity_id`` restricts the handler to one entity's events (compared as strings, so
+        ``7`` and ``"7"`` are the same).  Several handlers per name are called in the order they
+        were registered.  Lifecycle events (``connected``, ``disconnected``, ``reconnecting``,
+        ``subscribed``, ``subscription_rejected``, ``error``) are registered the same way.
+
+        >>> client.on("message.created", print)            # doctest: +SKIP
+        >>> @client.on("conversation.*", entity_id=42)      # doctest: +SKIP
+        ... def conversation_42(event): ...
+        """
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")
+        if handler is None:
+            def decorator(fn: H) -> H:
+                self.on(name, fn, entity_id=entity_id)
+                return fn
+
+            return decorator
+        if not callable(handler):
+            raise ConfigurationError(f"handler must be callable, got {type(handler).__name__}")
+        self._dispatcher.add(name, handler, entity_id)
+        return handler
+
+    def off(self, name: str | None = None, handler: Handler | None = None, *, entity_id: Any = None) -> int:
+        """Remove registrations matching all the given arguments; returns how many were removed.
+
+        ``off("message.created")`` removes every handler of that name, ``off(handler=h)`` every
+        registration of ``h``, ``off()`` everything.
+        """
+        return self._dispatcher.remove(name, handler, entity_id)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> Client:
+        """Start the background threads and connect.  Idempotent; returns the client."""
+        with self._lock:
+            if self._forked():
+                self._check_usable()
+            if self._closed:
+                raise ClientClosedError(f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one")
+            if self._started:
+                return self
+            self._started = True
+            self._owner_pid = os.getpid()
+            self._dispatcher.start()
+            self._transport.start()
+        return self
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Close the connection and stop every thread the client started.  Idempotent.
+
+        Waits up to ``timeout`` seconds for the goodbye frames, the last events to be delivered,
+        and the threads to end.  Safe to call from inside a handler: the other threads are
+        joined, and the dispatcher thread ends as soon as the handler returns.  In a forked child
+        it does nothing (the threads live in the parent).
+        """
+        if self._forked():
+            return
+        with self._lock:
+            already = self._closed
+            self._closed = True
+            if not already and self._state is not State.CLOSED:
+                self._state = State.CLOSING
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = self._transport.stop(timeout)
+        remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
+        ok = self._dispatcher.stop(remaining) and ok
+        if not ok:
+            self.log.warning("close(): a thread did not end within %ss", timeout)
+        with self._lock:
+            self._state = State.CLOSED
+        self._closed_event.set()
+        self._wake_waiters()
+        if not already:
+            self._transport.release()
+
+    def __enter__(self) -> Client:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run_forever(self) -> None:
+        """Start (if needed) and block until the client is closed; Ctrl-C closes it cleanly.
+
+        Returns when ``close()`` is called (from a handler or another thread) or when the client
+        stops for good (the server said not to reconnect, credentials refused and
+        ``stop_on_auth_failure``...).
+        """
+        self.start()
+        try:
+            while not self._closed_event.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            self.log.info("interrupted: closing")
+        finally:
+            self.close()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every thread of the client has ended; True if they have."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in (self._transport.thread, self._dispatcher.thread):
+            if t is not None and t is not threading.current_thread():
+                t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+                if t.is_alive():
+                    return False
+        return True
+
+    # -- waiting ------------------------------------------------------------------------------
+
+    def _wake_waiters(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for q in waiters:
+            q.put(_CLOSED)
+
+    def _subscribe_queue(self, name: str, where: Callable[[Event], bool] | None) -> tuple[queue.SimpleQueue[Any], Handler]:
+        q: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+        def collect(event: Event) -> None:
+            if where is None or where(event):
+                q.put(event)
+
+        with self._lock:
+            self._waiters.add(q)
+        self._dispatcher.add(name, collect)
+        return q, collect
+
+    def _unsubscribe_queue(self, name: str, q: queue.SimpleQueue[Any], handler: Handler) -> None:
+        self._dispatcher.remove(name, handler)
+        with self._lock:
+            self._waiters.discard(q)
+
+    def wait_for(self, name: str, timeout: float | None = None, where: Callable[[Event], bool] | None = None) -> Event:
+        """Block until an event named ``name`` (pattern allowed) arrives, and return it.
+
+        ``where`` filters events (``where=lambda e: e.entity_id == 42``).  Raises
+        :class:`~realtime_sync.WaitTimeout` after ``timeout`` seconds and
+        :class:`~realtime_sync.ClientClosedError` if the client closes first.  Starts the client
+        if it is not started.  Only events arriving after the call count.
+
+        >>> event = client.wait_for("message.created", timeout=30)     # doctest: +SKIP
+        """
+        self._check_usable()
+        if self._dispatcher.is_dispatch_thread():
+            raise ConfigurationError(
+                "wait_for() cannot be called from inside a handler: it would wait for the very thread "
+                "that runs it. Register another handler with on() instead."
+            )
+        q, handler = self._subscribe_queue(name, where)
+        try:
+            self.start()
+            try:
+                item = q.get(timeout=timeout)
+            except queue.Empty:
+                raise WaitTimeout(f"no {name!r} event within {timeout}s") from None
+            if item is _CLOSED:
+                raise ClientClosedError(f"the client closed while waiting for {name!r}")
+            return item  # type: ignore[no-any-return]
+        finally:
+            self._unsubscribe_queue(name, q, handler)
+
+    def events(self, name: str = "*", *, timeout: float | None = None, limit: int | None = None) -> Iterator[Event]:
+        """Iterate over events as they arrive, for scripts and notebooks.
+
+        The iteration ends when no event arrives within ``timeout`` seconds (None: never), after
+        ``limit`` events, or when the client closes.  Starts the client if needed.
+
+        >>> for event in client.events("message.*", timeout=60):      # doctest: +SKIP
+        ...     print(event.data.content)
+        """
+        self._check_usable()
+        if self._dispatcher.is_dispatch_thread():
+            raise ConfigurationError("events() cannot be iterated inside a handler; use on() there")
+        q, handler = self._subscribe_queue(name, None)
+        try:
+            self.start()
+            count = 0
+            while limit is None or count < limit:
+                try:
+                    item = q.get(timeout=timeout)
+                except queue.Empty:
+                    return
+                if item is _CLOSED:
+                    return
+                count += 1
+                yield item
+        finally:
+            self._unsubscribe_queue(name, q, handler)
+
+    def __iter__(self) -> Iterator[Event]:
+        return self.events()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def send(self, message: Any) -> None:
+        """Send a raw frame (a str as is, anything else as JSON) when connected; dropped otherwise.
+
+        Prefer the vendor client's methods (``subscribe_ticket``, ``perform``...), which keep
+        subscriptions as desired state across reconnects.
+        """
+        from ._json import dumps
+
+        text = message if isinstance(message, str) else dumps(message)
+        self._call(lambda adapter, now: adapter.send_text(text, now))
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} url={redact(self.url)!r} state={self.state.value}>"
+
+    def __del__(self) -> None:  # pragma: no cover - best effort at interpreter teardown
+        try:
+            if self._started and not self._closed and not self._forked():
+                self._transport.stop(0)
+        except Exception:
+            pass

@@ -1,0 +1,174 @@
+"""Configuration objects: how to reconnect, how to connect, how to dispatch.
+
+All are frozen attrs classes; pass them to any client, or pass their fields as keyword
+arguments (``VoxsigClient(url, token, connect_timeout=5)`` is the same as
+``connect=ConnectOptions(connect_timeout=5)``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import ssl
+from typing import Any, Callable, Mapping, Sequence
+
+import attrs
+
+from .exceptions import ConfigurationError
+
+__all__ = ["ConnectOptions", "DispatchOptions", "ReconnectPolicy", "timing_scale"]
+
+
+def timing_scale() -> float:
+    """Multiplier for timing constants in tests (``REALTIME_SYNC_TIMING_SCALE``, default 1)."""
+    try:
+        return max(0.1, float(os.environ.get("REALTIME_SYNC_TIMING_SCALE", "1")))
+    except ValueError:
+        return 1.0
+
+
+def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None and value < 0:
+        raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen
+class ReconnectPolicy:
+    """When to try again after a connection fails or drops.
+
+    The default follows the Jifeline partner API's advice: reconnect instantly a handful of
+    times (``instant_retries``), then no more often than every ``interval`` seconds, with
+    ``jitter`` (a fraction added on top, never below the interval), until ``close()``.  The
+    first connection follows the same policy.  The count of consecutive failures resets once a
+    connection has stayed up for ``stable_after`` seconds.
+
+    The delay before attempt ``n`` (0-based count of consecutive failures), past the instant
+    retries (``k = n - instant_retries``), is
+    ``min(max_interval, interval * multiplier**k + step * k) * (1 + jitter * random())``.
+
+    Credentials refused by the server (HTTP 401/403, an ActionCable ``unauthorized``) never
+    retry quickly: the client waits ``auth_failure_delay`` seconds, doubling each time up to
+    ``auth_failure_max_delay``, or stops when ``stop_on_auth_failure`` is true.
+
+    >>> ReconnectPolicy().delay(0)
+    0.0
+    >>> 5.0 <= ReconnectPolicy().delay(10) <= 6.25
+    True
+    >>> exponential = ReconnectPolicy(instant_retries=0, interval=1, multiplier=2, max_interval=60)
+    >>> linear = ReconnectPolicy(instant_retries=0, interval=1, step=1, max_interval=60, jitter=0)
+    >>> linear.delay(3)
+    4.0
+    """
+
+    instant_retries: int = attrs.field(default=3, validator=_non_negative)
+    interval: float = attrs.field(default=5.0, validator=_non_negative)
+    multiplier: float = attrs.field(default=1.0, validator=_non_negative)
+    step: float = attrs.field(default=0.0, validator=_non_negative)
+    max_interval: float = attrs.field(default=5.0, validator=_non_negative)
+    jitter: float = attrs.field(default=0.25, validator=_non_negative)
+    max_attempts: int | None = attrs.field(default=None, validator=_non_negative)
+    stable_after: float = attrs.field(default=10.0, validator=_non_negative)
+    auth_failure_delay: float = attrs.field(default=60.0, validator=_non_negative)
+    auth_failure_max_delay: float = attrs.field(default=900.0, validator=_non_negative)
+    stop_on_auth_failure: bool = False
+
+    def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before the next attempt after ``failures`` consecutive failures."""
+        if failures < self.instant_retries:
+            return 0.0
+        k = failures - self.instant_retries
+        try:
+            base = self.interval * self.multiplier**k + self.step * k
+        except OverflowError:
+            base = self.max_interval
+        base = min(self.max_interval, base) if self.max_interval else base
+        return float(base * (1.0 + self.jitter * rand()))
+
+    def auth_delay(self, auth_failures: int) -> float:
+        """Seconds to wait after the ``auth_failures``-th consecutive credential refusal (1-based)."""
+        d = self.auth_failure_delay * (2 ** max(0, min(auth_failures - 1, 30)))
+        return float(min(self.auth_failure_max_delay, d))
+
+
+@attrs.frozen(repr=False)
+class ConnectOptions:
+    """How to open the websocket.
+
+    Attributes:
+        headers: extra HTTP headers for the handshake (values are redacted in logs).
+        subprotocols: offered subprotocols (adapters add their own, e.g. ActionCable's).
+        origin: the ``Origin`` header; ``None`` lets the adapter choose (ActionCable derives it
+            from the URL), ``""`` sends none.
+        cookies: a ``Cookie`` header value, or a mapping of cookie names to values.
+        verify: verify TLS certificates (on by default); ``ca_bundle`` a CA file or directory;
+            ``ssl_context`` a ready :class:`ssl.SSLContext` (overrides both).
+        proxy: ``"http://[user:pass@]host:port"``; ``None`` honours ``http_proxy`` /
+            ``https_proxy`` / ``no_proxy`` from the environment when ``trust_env`` is true.
+        connect_timeout: seconds for TCP + TLS + HTTP handshake.
+        max_frame_size: frames larger than this are refused (an ``error`` event, the connection
+            is replaced) before they are read into memory.
+        ping_interval / ping_timeout: websocket pings for protocols that have no heartbeat of
+            their own (Jifeline): a ping every ``ping_interval`` seconds of silence, and the
+            connection is declared dead when nothing arrives within ``ping_timeout`` after it.
+
+    >>> opts = ConnectOptions(headers={"X-Trace": "1"}, connect_timeout=5, ca_bundle="/etc/ca.pem")
+    """
+
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    subprotocols: Sequence[str] = attrs.field(default=(), converter=tuple)
+    origin: str | None = None
+    cookies: str | Mapping[str, str] | None = None
+    verify: bool = True
+    ca_bundle: str | None = None
+    ssl_context: ssl.SSLContext | None = None
+    proxy: str | None = None
+    trust_env: bool = True
+    connect_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    max_frame_size: int = attrs.field(default=16 * 1024 * 1024, validator=_non_negative)
+    ping_interval: float | None = attrs.field(default=20.0, validator=_non_negative)
+    ping_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+
+    def __repr__(self) -> str:
+        from ._redact import redact_headers
+
+        return (
+            f"ConnectOptions(headers={redact_headers(self.headers)!r}, subprotocols={self.subprotocols!r}, "
+            f"origin={self.origin!r}, verify={self.verify!r}, proxy={'***' if self.proxy else None}, "
+            f"connect_timeout={self.connect_timeout!r}, max_frame_size={self.max_frame_size!r})"
+        )
+
+    def cookie_header(self) -> str | None:
+        if self.cookies is None:
+            return None
+        if isinstance(self.cookies, str):
+            return self.cookies
+        return "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+
+
+OVERFLOW_POLICIES = ("drop_oldest", "drop_newest")
+
+
+@attrs.frozen
+class DispatchOptions:
+    """How events reach callbacks.
+
+    Callbacks run on one dispatcher thread (``realtime_sync-dispatch``), in the order the events
+    were received, never on the transport thread: a slow handler cannot delay a heartbeat.
+
+    ``max_queue`` bounds the events waiting for the dispatcher.  When it is full, ``overflow``
+    decides: ``"drop_oldest"`` (default: the newest state wins, which suits snapshot and status
+    feeds) or ``"drop_newest"``.  Every drop is counted in ``stats.dropped`` and reported by an
+    ``error`` event of kind ``"overflow"`` (at most one per second).
+
+    >>> DispatchOptions(max_queue=1000, overflow="drop_newest").overflow
+    'drop_newest'
+    """
+
+    max_queue: int = attrs.field(default=100_000, validator=_non_negative)
+    overflow: str = attrs.field(default="drop_oldest")
+    batch: int = attrs.field(default=256, validator=_non_negative)
+
+    @overflow.validator
+    def _check_overflow(self, _attr: attrs.Attribute[Any], value: str) -> None:
+        if value not in OVERFLOW_POLICIES:
+            raise ConfigurationError(f"overflow must be one of {OVERFLOW_POLICIES}, got {value!r}")

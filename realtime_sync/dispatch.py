@@ -1,0 +1,242 @@
+"""The dispatcher: routes events to callbacks on its own thread.
+
+Theory of operation
+-------------------
+The transport thread hands over the events decoded from one read as a *batch*
+(:meth:`Dispatcher.put_many`: one lock round-trip per batch, not per event).  The dispatcher
+thread (``realtime_sync-dispatch-<client>``) swaps the whole queue out under the lock and
+delivers the events in order, outside the lock, so a slow callback delays other callbacks but
+never the transport thread, its heartbeats or its timers.
+
+Routing cost does not grow with the number of registered handlers: the handlers for an event
+name (exact registrations plus every glob pattern that matches the name) are resolved once and
+cached in a dict keyed by the name; entity filters sit in a per-name dict keyed by the entity
+id.  Registering or removing a handler replaces the cache (a new dict, swapped atomically), so
+the hot path takes no lock.
+
+Every callback is isolated: an exception is counted, logged with its traceback, and reported as
+an ``error`` event (``ErrorInfo(kind="handler")``); delivery goes on.  An exception in an
+``error`` handler is only logged (no loop).
+
+The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="drop_oldest"``
+(default) discards the oldest waiting events, ``"drop_newest"`` the incoming ones.  Drops are
+counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``, at most
+once per second.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable
+
+import attrs
+
+from .config import DispatchOptions
+from .events import ErrorInfo, Event
+
+__all__ = ["Dispatcher", "Handler"]
+
+Handler = Callable[[Event], Any]
+
+_PATTERN_CHARS = frozenset("*?[")
+
+
+def is_pattern(name: str) -> bool:
+    return not _PATTERN_CHARS.isdisjoint(name)
+
+
+@attrs.define
+class _Registration:
+    pattern: str
+    handler: Handler
+    entity: str | None
+    glob: bool
+
+
+@attrs.frozen
+class _Plan:
+    handlers: tuple[Handler, ...]
+    by_entity: dict[str, tuple[Handler, ...]]
+
+
+class Dispatcher:
+    """Delivers events to registered handlers on one background thread."""
+
+    def __init__(self, options: DispatchOptions, log: logging.Logger, name: str) -> None:
+        self.options = options
+        self.log = log
+        self.name = name
+        self._cond = threading.Condition(threading.Lock())
+        self._queue: collections.deque[Event] = collections.deque()
+        self._regs: list[_Registration] = []
+        self._reg_lock = threading.Lock()
+        self._cache: dict[str, _Plan] = {}
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._in_flight = 0
+        self.dispatched = 0
+        self.handler_errors = 0
+        self.dropped = 0
+        self._last_overflow_report = 0.0
+
+    # -- registration (any thread) ---------------------------------------------------------
+
+    def add(self, pattern: str, handler: Handler, entity_id: Any = None) -> None:
+        entity = None if entity_id is None else str(entity_id)
+        with self._reg_lock:
+            self._regs.append(_Registration(pattern, handler, entity, is_pattern(pattern)))
+            self._cache = {}
+
+    def remove(self, pattern: str | None = None, handler: Handler | None = None, entity_id: Any = None) -> int:
+        """Remove matching registrations (None matches anything); returns how many."""
+        entity = None if entity_id is None else str(entity_id)
+        with self._reg_lock:
+            keep = [
+                r
+                for r in self._regs
+                if not (
+                    (pattern is None or r.pattern == pattern)
+                    and (handler is None or r.handler == handler)
+                    and (entity_id is None or r.entity == entity)
+                )
+            ]
+            removed = len(self._regs) - len(keep)
+            self._regs = keep
+            self._cache = {}
+        return removed
+
+    def _resolve(self, name: str) -> _Plan:
+        with self._reg_lock:
+            regs = list(self._regs)
+            cache = self._cache
+        handlers: list[Handler] = []
+        by_entity: dict[str, list[Handler]] = {}
+        for r in regs:
+            if r.pattern == name or (r.glob and fnmatch.fnmatchcase(name, r.pattern)):
+                if r.entity is None:
+                    handlers.append(r.handler)
+                else:
+                    by_entity.setdefault(r.entity, []).append(r.handler)
+        plan = _Plan(tuple(handlers), {k: tuple(v) for k, v in by_entity.items()})
+        # Only cache into the dict we resolved against: a registration in between replaced it.
+        cache[name] = plan
+        return plan
+
+    # -- feeding (transport thread) ----------------------------------------------------------
+
+    def put_many(self, events: Iterable[Event]) -> None:
+        events = list(events)
+        if not events:
+            return
+        overflow = 0
+        with self._cond:
+            if self._stopping:
+                return
+            q = self._queue
+            room = self.options.max_queue - len(q)
+            if len(events) > room:
+                overflow = len(events) - max(room, 0)
+                if self.options.overflow == "drop_newest":
+                    events = events[: max(room, 0)]
+                else:
+                    for _ in range(min(overflow, len(q))):
+                        q.popleft()
+                    if overflow > len(q) + len(events):  # pragma: no cover - batch larger than the queue
+                        events = events[-self.options.max_queue :]
+            q.extend(events)
+            self.dropped += overflow
+            self._cond.notify()
+        if overflow:
+            self._report_overflow(overflow)
+
+    def put(self, event: Event) -> None:
+        self.put_many((event,))
+
+    def _report_overflow(self, n: int) -> None:
+        now = time.monotonic()
+        if now - self._last_overflow_report < 1.0:
+            return
+        self._last_overflow_report = now
+        msg = (
+            f"event queue full (max_queue={self.options.max_queue}): dropped {n} event(s) "
+            f"({self.options.overflow}); handlers are slower than the feed"
+        )
+        self.log.warning(msg)
+        with self._cond:
+            self._queue.append(Event("error", ErrorInfo("overflow", msg), received_at=time.time()))
+            self._cond.notify()
+
+    # -- the thread ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"realtime_sync-dispatch-{self.name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def depth(self) -> int:
+        return len(self._queue) + self._in_flight
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._queue and not self._stopping:
+                    cond.wait()
+                if not self._queue:
+                    return
+                batch = self._queue
+                self._queue = collections.deque()
+                self._in_flight = len(batch)
+            deliver = self._deliver
+            for event in batch:
+                deliver(event)
+                self._in_flight -= 1
+
+    def _deliver(self, event: Event) -> None:
+        plan = self._cache.get(event.name)
+        if plan is None:
+            plan = self._resolve(event.name)
+        for handler in plan.handlers:
+            self._call(handler, event)
+        if plan.by_entity and event.entity_id is not None:
+            for handler in plan.by_entity.get(str(event.entity_id), ()):
+                self._call(handler, event)
+        self.dispatched += 1
+
+    def _call(self, handler: Handler, event: Event) -> None:
+        try:
+            handler(event)
+        except Exception as exc:
+            self.handler_errors += 1
+            name = getattr(handler, "__qualname__", repr(handler))
+            self.log.error("handler %s raised on %r event", name, event.name, exc_info=True)
+            if event.name != "error":
+                info = ErrorInfo("handler", f"handler {name} raised {type(exc).__name__}: {exc}", None, exc)
+                self._deliver(Event("error", info, event.entity_id, event, time.time(), event.subscription))
+
+    def stop(self, timeout: float | None, *, drain: bool = True) -> bool:
+        """Stop after delivering what is queued (``drain``); True if the thread ended in time."""
+        with self._cond:
+            self._stopping = True
+            if not drain:
+                self._queue.clear()
+            self._cond.notify_all()
+        t = self._thread
+        if t is None or t is threading.current_thread():
+            return True
+        t.join(timeout)
+        if t.is_alive():
+            with self._cond:
+                self._queue.clear()
+            return False
+        return True
+
+    def is_dispatch_thread(self) -> bool:
+        return self._thread is threading.current_thread()

@@ -1,0 +1,1 @@
+"""Typed, frozen models of the vendors' payloads (one module per vendor)."""

@@ -1,0 +1,5 @@
+"""Sans-I/O protocol adapters, one module per protocol family."""
+
+from .base import Adapter, CloseRequest, ConnectRequest, SubscriptionRegistry
+
+__all__ = ["Adapter", "CloseRequest", "ConnectRequest", "SubscriptionRegistry"]

@@ -1,0 +1,357 @@
+"""The sans-I/O adapter interface every protocol family implements.
+
+Theory of operation
+-------------------
+An adapter is a pure state machine for one protocol family (Jifeline customer, Jifeline partner,
+ActionCable, Bayeux).  It owns no socket, no thread and no clock.  The transport thread drives it:
+
+    transport                             adapter
+    ---------                             -------
+    request = adapter.prepare_connect(r)  may add subprotocols / Origin / headers
+    <socket opens>
+    adapter.connection_made(now)          e.g. Jifeline re-sends every subscription
+    <text frame arrives>
+    adapter.receive_text(text, now)       decodes, validates, emits typed events
+    <next_deadline() reached>
+    adapter.handle_timer(now)             heartbeats, presence, stale detection, retries
+    <user calls client.subscribe(...)>
+    adapter.<intent>(..., now)            records desired state, emits frames when connected
+    <close() requested>
+    adapter.start_closing(now)            goodbye frames (e.g. Bayeux /meta/disconnect)
+    <socket lost>
+    adapter.connection_lost(now, reason)  forget per-connection state, keep desired state
+
+After every call the transport collects the outputs, in this order:
+
+* ``data_to_send()``   -> list of text frames to write, in order;
+* ``events_received()`` -> list of :class:`~realtime_sync.Event` for the dispatcher;
+* ``close_request()``  -> a :class:`CloseRequest` when the adapter wants the connection closed
+  (dead connection detected, server said "disconnect", "do not reconnect", ...), else ``None``.
+
+``now`` is ``time.monotonic()`` in production and anything a test likes.  ``clock_offset`` is set
+by the transport so that ``now + clock_offset`` is wall-clock time (used for
+``Event.received_at``); adapters never read a clock themselves.
+
+Bad input never raises out of ``receive_text``: a frame that is not JSON, not the expected shape,
+or has a field of the wrong type becomes an ``error`` event (:class:`~realtime_sync.ErrorInfo` of
+kind ``"bad_frame"`` carrying the reason and the truncated, redacted frame), and the adapter's
+state is unchanged, so every later valid frame is processed.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Hashable, Iterator, Mapping
+
+import attrs
+
+from .._json import dumps, loads
+from .._redact import redact
+from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo
+from ..exceptions import ProtocolError
+
+__all__ = [
+    "Adapter",
+    "CloseRequest",
+    "ConnectRequest",
+    "SubState",
+    "SubscriptionRegistry",
+    "truncate",
+]
+
+FRAME_EXCERPT = 500
+
+
+def truncate(text: Any, limit: int = FRAME_EXCERPT) -> str:
+    """A redacted excerpt of a frame, for error events and logs."""
+    s = text if isinstance(text, str) else repr(text)
+    if len(s) > limit:
+        s = s[:limit] + f"... ({len(s)} chars)"
+    return redact(s)
+
+
+@attrs.frozen(repr=False)
+class ConnectRequest:
+    """Everything needed to open one websocket; built afresh for every attempt.
+
+    ``origin=None`` sends no Origin header.  ``cookies`` is a ready ``Cookie`` header value.
+    """
+
+    url: str
+    headers: Mapping[str, str] = attrs.field(factory=dict)
+    subprotocols: tuple[str, ...] = ()
+    origin: str | None = None
+    cookies: str | None = None
+
+    def __repr__(self) -> str:
+        return redact(f"ConnectRequest(url={self.url!r}, subprotocols={self.subprotocols!r}, origin={self.origin!r})")
+
+
+@attrs.frozen
+class CloseRequest:
+    """The adapter asks the transport to close the connection.
+
+    ``reconnect=False`` means stop for good (the server said not to come back; the client
+    closes and ``run_forever()`` returns).  ``delay`` overrides the reconnect policy's delay
+    (``0`` = at once, ``None`` = the policy decides).  ``auth=True`` marks a credential refusal:
+    the policy's hard auth backoff applies.
+    """
+
+    reason: str
+    reconnect: bool = True
+    delay: float | None = None
+    auth: bool = False
+    code: int = 1000
+
+
+class SubState(enum.Enum):
+    PENDING = "pending"  # wanted, not (yet) confirmed on this connection
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+@attrs.define
+class _SubEntry:
+    subscription: Subscription
+    payload: Any = None  # protocol data needed to (re)send it, e.g. the identifier string
+    state: SubState = SubState.PENDING
+    sent_at: float | None = None  # when the last subscribe frame was sent on this connection
+    first_sent_at: float | None = None
+    attempts: int = 0
+
+
+class SubscriptionRegistry:
+    """Desired subscriptions, in the order they were made, with per-connection confirmation state.
+
+    Shared by the adapters: ``add``/``discard`` record what the user wants; ``reset()`` on a new
+    connection marks everything pending; ``confirm``/``reject`` record the server's answer.
+
+    >>> reg = SubscriptionRegistry()
+    >>> reg.add(Subscription("ticket", 1))
+    True
+    >>> reg.add(Subscription("ticket", 1))
+    False
+    >>> [s.key for s in reg]
+    [1]
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[Subscription, _SubEntry] = {}
+
+    def add(self, sub: Subscription, payload: Any = None) -> bool:
+        """Record ``sub``; False if it was already wanted."""
+        if sub in self._entries:
+            return False
+        self._entries[sub] = _SubEntry(sub, payload)
+        return True
+
+    def discard(self, sub: Subscription) -> bool:
+        """Forget ``sub``; False if it was not wanted."""
+        return self._entries.pop(sub, None) is not None
+
+    def __contains__(self, sub: object) -> bool:
+        return sub in self._entries
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, sub: Subscription) -> _SubEntry | None:
+        return self._entries.get(sub)
+
+    def entries(self) -> list[_SubEntry]:
+        return list(self._entries.values())
+
+    def payload(self, sub: Subscription) -> Any:
+        e = self._entries.get(sub)
+        return None if e is None else e.payload
+
+    def find(self, kind: str, key: Hashable) -> _SubEntry | None:
+        return self._entries.get(Subscription(kind, key))
+
+    def reset(self) -> None:
+        """A new connection: nothing is confirmed on it yet."""
+        for e in self._entries.values():
+            e.state = SubState.PENDING
+            e.sent_at = None
+            e.first_sent_at = None
+            e.attempts = 0
+
+    def mark_sent(self, sub: Subscription, now: float) -> None:
+        e = self._entries.get(sub)
+        if e is not None:
+            e.sent_at = now
+            if e.first_sent_at is None:
+                e.first_sent_at = now
+            e.attempts += 1
+
+    def confirm(self, sub: Subscription) -> bool:
+        """True if this confirmation changed the state (so ``subscribed`` should be emitted)."""
+        e = self._entries.get(sub)
+        if e is None or e.state is SubState.CONFIRMED:
+            return False
+        e.state = SubState.CONFIRMED
+        return True
+
+    def reject(self, sub: Subscription) -> bool:
+        e = self._entries.get(sub)
+        if e is None or e.state is SubState.REJECTED:
+            return False
+        e.state = SubState.REJECTED
+        return True
+
+    def pending(self) -> list[_SubEntry]:
+        return [e for e in self._entries.values() if e.state is SubState.PENDING]
+
+
+class Adapter:
+    """Base class of the sans-I/O protocol adapters (see the module docstring).
+
+    Subclasses override the hooks they need and use the ``_send``/``_emit``/``_error``/
+    ``_request_close`` helpers to produce outputs.
+    """
+
+    #: Name used in logs.
+    name = "adapter"
+    #: True when the protocol has a heartbeat of its own (ActionCable pings, Bayeux connects):
+    #: the transport then sends no websocket pings.  False: the transport pings.
+    has_heartbeat = False
+    #: Subprotocols the adapter offers in the handshake.
+    subprotocols: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self._frames: list[str] = []
+        self._events: list[Event] = []
+        self._close: CloseRequest | None = None
+        self.clock_offset = 0.0
+        self.connected = False
+        self.subscriptions = SubscriptionRegistry()
+
+    # -- hooks driven by the transport -----------------------------------------------------
+
+    def prepare_connect(self, request: ConnectRequest) -> ConnectRequest:
+        """Adjust the handshake (add subprotocols, Origin...).  Called before every attempt."""
+        if self.subprotocols:
+            extra = tuple(p for p in self.subprotocols if p not in request.subprotocols)
+            request = attrs.evolve(request, subprotocols=request.subprotocols + extra)
+        return request
+
+    def connection_made(self, now: float) -> None:
+        """The websocket is open."""
+        self.connected = True
+        self.subscriptions.reset()
+
+    def connection_lost(self, now: float, reason: str = "") -> None:
+        """The websocket is gone (for any reason).  Keep desired state; drop the rest."""
+        self.connected = False
+        self.subscriptions.reset()
+
+    def receive_text(self, text: str, now: float) -> None:
+        """Process one text frame."""
+        raise NotImplementedError
+
+    def next_deadline(self) -> float | None:
+        """The ``now`` value at which ``handle_timer`` must next be called, or None."""
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Fire whatever timers are due at ``now``."""
+
+    def start_closing(self, now: float) -> None:
+        """The user closes the client: queue goodbye frames, if the protocol has any."""
+
+    def send_text(self, text: str, now: float) -> None:
+        """Send a raw text frame given by the user (only while connected; else dropped)."""
+        if self.connected:
+            self._frames.append(text)
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def data_to_send(self) -> list[str]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def events_received(self) -> list[Event]:
+        events, self._events = self._events, []
+        return events
+
+    def close_request(self) -> CloseRequest | None:
+        req, self._close = self._close, None
+        return req
+
+    # -- helpers for subclasses ----------------------------------------------------------
+
+    def _send(self, obj: Any) -> str:
+        """Serialise ``obj`` as JSON and queue it; returns the text."""
+        text = obj if isinstance(obj, str) else dumps(obj)
+        self._frames.append(text)
+        return text
+
+    def _emit(
+        self,
+        name: str,
+        now: float,
+        data: Any = None,
+        *,
+        entity_id: Any = None,
+        raw: Any = None,
+        subscription: Subscription | None = None,
+        changes: frozenset[str] | None = None,
+    ) -> Event:
+        event = Event(name, data, entity_id, raw, now + self.clock_offset, subscription, changes)
+        self._events.append(event)
+        return event
+
+    def _error(
+        self,
+        kind: str,
+        message: str,
+        now: float,
+        *,
+        frame: Any = None,
+        exc: BaseException | None = None,
+        raw: Any = None,
+        subscription: Subscription | None = None,
+    ) -> None:
+        excerpt = None if frame is None else truncate(frame)
+        if exc is None and kind == "bad_frame":
+            exc = ProtocolError(redact(message))
+        info = ErrorInfo(kind, redact(message), excerpt, exc)
+        self._emit("error", now, info, raw=raw, subscription=subscription)
+
+    def _bad_frame(self, message: str, text: Any, now: float, raw: Any = None, exc: BaseException | None = None) -> None:
+        self._error("bad_frame", message, now, frame=text, exc=exc, raw=raw)
+
+    def _decode(self, text: str, now: float) -> Any:
+        """``json.loads(text)``, or ``_BAD`` after emitting a ``bad_frame`` error."""
+        try:
+            return loads(text)
+        except (ValueError, TypeError) as exc:
+            self._bad_frame(f"frame is not valid JSON: {exc}", text, now, exc=ProtocolError(f"invalid JSON: {exc}"))
+            return BAD
+
+    def _request_close(self, reason: str, *, reconnect: bool = True, delay: float | None = None, auth: bool = False, code: int = 1000) -> None:
+        # The first request wins: it names the real cause.
+        if self._close is None:
+            self._close = CloseRequest(reason, reconnect, delay, auth, code)
+
+    def _subscribed(self, sub: Subscription, now: float) -> None:
+        if self.subscriptions.confirm(sub):
+            self._emit("subscribed", now, SubscriptionInfo(sub), subscription=sub)
+
+    def _rejected(self, sub: Subscription, reason: str, now: float) -> None:
+        if self.subscriptions.reject(sub):
+            self._emit("subscription_rejected", now, SubscriptionInfo(sub, redact(reason)), subscription=sub)
+
+
+class _Bad:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "BAD"
+
+
+#: Sentinel returned by ``Adapter._decode`` for a frame that could not be decoded.
+BAD: Any = _Bad()

@@ -1,0 +1,69 @@
+"""A minimal protocol used to test the core on real sockets.
+
+Frames from the server: ``{"event": NAME, "id": ENTITY, "data": {...}}``.
+Client commands: ``{"subscribe": TOPIC}`` / ``{"unsubscribe": TOPIC}``, re-sent on every connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from realtime_sync import Client, Subscription
+from realtime_sync.protocols.base import BAD, Adapter
+from realtime_sync.testing import FakeConnection, FakeServer
+
+
+class EchoAdapter(Adapter):
+    name = "echo"
+
+    def connection_made(self, now: float) -> None:
+        super().connection_made(now)
+        for sub in self.subscriptions:
+            self._send({"subscribe": sub.key})
+
+    def subscribe(self, topic: str, now: float) -> None:
+        sub = Subscription("topic", topic)
+        if self.subscriptions.add(sub) and self.connected:
+            self._send({"subscribe": topic})
+
+    def unsubscribe(self, topic: str, now: float) -> None:
+        if self.subscriptions.discard(Subscription("topic", topic)) and self.connected:
+            self._send({"unsubscribe": topic})
+
+    def receive_text(self, text: str, now: float) -> None:
+        msg = self._decode(text, now)
+        if msg is BAD:
+            return
+        if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
+            self._bad_frame("expected an object with a string 'event'", text, now, raw=msg)
+            return
+        data = msg.get("data")
+        if data is not None and not isinstance(data, dict):
+            self._bad_frame(f"'data' must be an object, got {type(data).__name__}", text, now, raw=msg)
+            return
+        self._emit(msg["event"], now, data, entity_id=msg.get("id"), raw=msg)
+
+
+class EchoClient(Client):
+    def _make_adapter(self) -> Adapter:
+        return EchoAdapter()
+
+    def subscribe(self, topic: str) -> None:
+        self._call(lambda a, now: a.subscribe(topic, now))  # type: ignore[attr-defined]
+
+    def unsubscribe(self, topic: str) -> None:
+        self._call(lambda a, now: a.unsubscribe(topic, now))  # type: ignore[attr-defined]
+
+
+class EchoServer(FakeServer):
+    """Records subscriptions per connection; can push to subscribers."""
+
+    def on_message(self, conn: FakeConnection, text: str) -> None:
+        import json
+
+        msg: Any = json.loads(text)
+        subs = conn.state.setdefault("subs", set())
+        if "subscribe" in msg:
+            subs.add(msg["subscribe"])
+        elif "unsubscribe" in msg:
+            subs.discard(msg["unsubscribe"])
