@@ -97,4 +97,3 @@ def redact_headers(headers: Any) -> dict[str, str]:
         else:
             out[k] = redact(v)
     return out
-

@@ -278,7 +278,9 @@ class WebSocketConnection:
         try:
             out.append(payload.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            out.append(FrameError(f"frame is not valid UTF-8: {exc.reason} at byte {exc.start}", truncate(repr(payload[:300]))))
+            out.append(
+                FrameError(f"frame is not valid UTF-8: {exc.reason} at byte {exc.start}", truncate(repr(payload[:300])))
+            )
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -303,7 +305,9 @@ class WebSocketConnection:
         if not self.closed:
             try:
                 sock.settimeout(1.0)
-                frame = websocket.ABNF(1, 0, 0, 0, OP_CLOSE, 1, struct.pack("!H", code) + reason.encode()[:120]).format()
+                frame = websocket.ABNF(
+                    1, 0, 0, 0, OP_CLOSE, 1, struct.pack("!H", code) + reason.encode()[:120]
+                ).format()
                 sock.sendall(frame)
             except OSError:
                 pass

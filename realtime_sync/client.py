@@ -212,7 +212,9 @@ class Client:
     def stats(self) -> Stats:
         """Counters: frames received, events dispatched, handler errors, reconnects, queue depth..."""
         t, d = self._transport, self._dispatcher
-        return Stats(t.frames_received, d.dispatched, d.handler_errors, t.reconnects, d.depth(), d.dropped, t.last_frame_at)
+        return Stats(
+            t.frames_received, d.dispatched, d.handler_errors, t.reconnects, d.depth(), d.dropped, t.last_frame_at
+        )
 
     @property
     def closed(self) -> bool:
@@ -251,6 +253,7 @@ class Client:
         if not isinstance(name, str) or not name:
             raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")
         if handler is None:
+
             def decorator(fn: H) -> H:
                 self.on(name, fn, entity_id=entity_id)
                 return fn
@@ -277,7 +280,9 @@ class Client:
             if self._forked():
                 self._check_usable()
             if self._closed:
-                raise ClientClosedError(f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one")
+                raise ClientClosedError(
+                    f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one"
+                )
             if self._started:
                 return self
             self._started = True
@@ -354,7 +359,9 @@ class Client:
         for q in waiters:
             q.put(_CLOSED)
 
-    def _subscribe_queue(self, name: str, where: Callable[[Event], bool] | None) -> tuple[queue.SimpleQueue[Any], Handler]:
+    def _subscribe_queue(
+        self, name: str, where: Callable[[Event], bool] | None
+    ) -> tuple[queue.SimpleQueue[Any], Handler]:
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         def collect(event: Event) -> None:
@@ -412,7 +419,13 @@ class Client:
         self._check_usable()
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError("events() cannot be iterated inside a handler; use on() there")
+        # Register now, not at the first next(): events arriving in between are kept.
         q, handler = self._subscribe_queue(name, None)
+        return self._iterate(name, q, handler, timeout, limit)
+
+    def _iterate(
+        self, name: str, q: queue.SimpleQueue[Any], handler: Handler, timeout: float | None, limit: int | None
+    ) -> Iterator[Event]:
         try:
             self.start()
             count = 0

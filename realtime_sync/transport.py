@@ -315,7 +315,7 @@ class Transport:
         adapter = self.adapter
         opts = self.options
         adapter.clock_offset = time.time() - time.monotonic()
-        setattr(adapter, "transport_kind", conn.kind)
+        adapter.transport_kind = conn.kind
         now = time.monotonic()
         adapter.connection_made(now)
         ping_interval = None if adapter.has_heartbeat else opts.ping_interval
@@ -323,7 +323,7 @@ class Transport:
         debug = self.log.isEnabledFor(logging.DEBUG)
         fd = conn.fileno()
         wake = self._wake_r
-        rlist = [fd, wake]
+        rlist: list[Any] = [fd, wake]
         try:
             self._apply_commands(now)
             self._flush(conn)
@@ -394,7 +394,12 @@ class Transport:
                                     receive(item, now)
                                 except Exception as exc:  # an adapter bug must not lose later frames
                                     self.log.error("adapter failed on a frame", exc_info=True)
-                                    self._error("bad_frame", f"frame could not be processed: {type(exc).__name__}: {exc}", exc, truncate(item))
+                                    self._error(
+                                        "bad_frame",
+                                        f"frame could not be processed: {type(exc).__name__}: {exc}",
+                                        exc,
+                                        truncate(item),
+                                    )
                             else:
                                 assert isinstance(item, FrameError)
                                 self._error("bad_frame", item.message, ProtocolError(item.message), item.frame)

@@ -50,3 +50,46 @@ def no_leaked_threads() -> Iterator[None]:
         if t.ident not in before and t.name.startswith("realtime_sync-") and "fake" not in t.name and t.is_alive()
     ]
     assert not leaked, f"threads still alive after the test: {leaked}"
+
+
+def poll_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> None:
+    """Wait until ``predicate()`` holds, for state that has no event to wait on (counters)."""
+    import time
+
+    deadline = time.monotonic() + T(timeout)
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {T(timeout)}s")
+        threading.Event().wait(interval)
+
+
+class Recorder:
+    """Records every event of a client from before start(), so that a test can wait for an
+    event that may already have arrived (``client.wait_for`` only sees later events)."""
+
+    def __init__(self, client, pattern: str = "*") -> None:
+        self.events: list = []
+        self._cond = threading.Condition()
+        client.on(pattern, self._record)
+
+    def _record(self, event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def names(self) -> list[str]:
+        with self._cond:
+            return [e.name for e in self.events]
+
+    def wait(self, name: str, where=None, timeout: float = 5.0, count: int = 1):
+        """Wait until ``count`` events named ``name`` (matching ``where``) were recorded; return the last."""
+
+        def found():
+            return [e for e in self.events if e.name == name and (where is None or where(e))]
+
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(found()) >= count, T(timeout)):
+                raise AssertionError(
+                    f"no {count}x {name!r} within {T(timeout)}s; recorded: {[e.name for e in self.events][-20:]}"
+                )
+            return found()[count - 1]

@@ -8,7 +8,7 @@ import pytest
 
 import realtime_sync as rs
 
-from .conftest import T
+from .conftest import Recorder, T
 
 
 def test_event_reaches_handlers_by_name_pattern_and_entity(echo_server, make_client):
@@ -23,13 +23,13 @@ def test_event_reaches_handlers_by_name_pattern_and_entity(echo_server, make_cli
     def only_seven(event):
         got["entity"].append(event.entity_id)
 
+    rec = Recorder(client)
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
-    client.wait_for("connected", timeout=T(5)) if client.state is not rs.State.CONNECTED else None
     conn.send({"event": "message.created", "id": 7, "data": {"content": "a"}})
     conn.send({"event": "message.updated", "id": 8, "data": {}})
     conn.send({"event": "message.created", "id": "8", "data": {}})
-    last = client.wait_for("message.created", timeout=T(5), where=lambda e: e.entity_id == "8")
+    last = rec.wait("message.created", where=lambda e: e.entity_id == "8")
     assert last.raw == {"event": "message.created", "id": "8", "data": {}}
     assert got["exact"] == [7, "8"] and got["second"] == [7, "8"]
     assert got["pattern"] == ["message.created", "message.updated", "message.created"]
@@ -42,11 +42,12 @@ def test_entity_filter_compares_as_strings(echo_server, make_client):
     client = make_client(echo_server.url)
     seen = []
     client.on("x", seen.append, entity_id="42")
+    rec = Recorder(client)
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
     conn.send({"event": "x", "id": 42})
     conn.send({"event": "x", "id": 43})
-    client.wait_for("x", timeout=T(5), where=lambda e: e.entity_id == 43)
+    rec.wait("x", where=lambda e: e.entity_id == 43)
     assert [e.entity_id for e in seen] == [42]
 
 
@@ -56,11 +57,11 @@ def test_off_removes_handlers(echo_server, make_client):
     client.on("x", a.append)
     client.on("x", b.append)
     assert client.off("x", a.append) == 1
+    rec = Recorder(client)
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
     conn.send({"event": "x"})
-    client.wait_for("x", timeout=T(5))
-    # wait_for's own handler is called after the others registered before it
+    rec.wait("x")
     assert len(b) == 1 and a == []
     assert client.off() >= 1
 
@@ -74,7 +75,6 @@ def test_wait_for_timeout_and_iterator(echo_server, make_client):
     received = []
 
     def feed():
-        echo_server.wait_until(lambda: True)
         for i in range(3):
             conn.send({"event": "tick", "id": i})
 
@@ -108,11 +108,13 @@ def test_start_is_idempotent_and_close_is_idempotent(echo_server, make_client):
 
 
 def test_context_manager_and_no_threads_after_close(echo_server):
-    from .conftest import FAST
     from ._echo import EchoClient
+    from .conftest import FAST
 
-    with EchoClient(echo_server.url, reconnect=FAST) as client:
-        client.wait_for("connected", timeout=T(5)) if client.state is not rs.State.CONNECTED else None
+    client = EchoClient(echo_server.url, reconnect=FAST)
+    rec = Recorder(client)
+    with client:
+        rec.wait("connected")
         names = {t.name for t in threading.enumerate()}
         assert any(n.startswith("realtime_sync-transport-") for n in names)
         assert any(n.startswith("realtime_sync-dispatch-") for n in names)
@@ -192,9 +194,10 @@ def test_wait_for_inside_handler_is_refused(echo_server, make_client):
         except rs.ConfigurationError as exc:
             errors.append(str(exc))
 
+    rec = Recorder(client)
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
     conn.send({"event": "x"})
     conn.send({"event": "z"})
-    client.wait_for("z", timeout=T(5))
+    rec.wait("z")
     assert errors and "inside a handler" in errors[0]

@@ -148,7 +148,7 @@ def register(converter: cattrs.Converter, cls: type, renames: Mapping[str, str] 
     before the classes that contain them.
     """
     overrides = {name: override(rename=key) for name, key in (renames or {}).items()}
-    fn = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)
+    fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
 
     def hook(v: Any, t: Any) -> Any:
         if not isinstance(v, dict):

@@ -227,6 +227,8 @@ class Adapter:
         self._close: CloseRequest | None = None
         self.clock_offset = 0.0
         self.connected = False
+        #: ``"websocket"`` or ``"long-polling"``: set by the transport before connection_made().
+        self.transport_kind = "websocket"
         self.subscriptions = SubscriptionRegistry()
 
     # -- hooks driven by the transport -----------------------------------------------------
@@ -321,7 +323,9 @@ class Adapter:
         info = ErrorInfo(kind, redact(message), excerpt, exc)
         self._emit("error", now, info, raw=raw, subscription=subscription)
 
-    def _bad_frame(self, message: str, text: Any, now: float, raw: Any = None, exc: BaseException | None = None) -> None:
+    def _bad_frame(
+        self, message: str, text: Any, now: float, raw: Any = None, exc: BaseException | None = None
+    ) -> None:
         self._error("bad_frame", message, now, frame=text, exc=exc, raw=raw)
 
     def _decode(self, text: str, now: float) -> Any:
@@ -332,7 +336,9 @@ class Adapter:
             self._bad_frame(f"frame is not valid JSON: {exc}", text, now, exc=ProtocolError(f"invalid JSON: {exc}"))
             return BAD
 
-    def _request_close(self, reason: str, *, reconnect: bool = True, delay: float | None = None, auth: bool = False, code: int = 1000) -> None:
+    def _request_close(
+        self, reason: str, *, reconnect: bool = True, delay: float | None = None, auth: bool = False, code: int = 1000
+    ) -> None:
         # The first request wins: it names the real cause.
         if self._close is None:
             self._close = CloseRequest(reason, reconnect, delay, auth, code)

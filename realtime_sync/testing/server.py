@@ -33,15 +33,14 @@ import attrs
 try:
     from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
+    from websockets.typing import Subprotocol
     from websockets.sync.server import Server, ServerConnection, serve
 except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "realtime_sync.testing needs python-websockets: pip install 'realtime_sync[test]'"
-    ) from exc
+    raise ImportError("realtime_sync.testing needs python-websockets: pip install 'realtime_sync[test]'") from exc
 
 from ..config import timing_scale
 
-__all__ = ["FakeConnection", "FakeServer", "Received", "Scheduler"]
+__all__ = ["FakeConnection", "FakeServer", "Handshake", "Received", "Scheduler"]
 
 log = logging.getLogger("realtime_sync.testing")
 
@@ -65,13 +64,12 @@ class Received:
 
 @attrs.frozen
 class Handshake:
-    """One handshake the server saw: path (with query), headers, the subprotocol chosen."""
+    """One handshake the server saw: path (with query), headers, the status answered, when (monotonic)."""
 
-    conn_id: int
     path: str
     headers: dict[str, str]
-    subprotocol: str | None
     status: int
+    at: float
 
 
 class FakeConnection:
@@ -110,12 +108,10 @@ class FakeConnection:
 
     def drop(self) -> None:
         """Cut the TCP connection without a websocket close frame (a network failure)."""
+        # shutdown() only: it wakes python-websockets' reader thread, which then closes the
+        # socket itself (closing the fd under its poll() would leave it waiting forever).
         try:
             self.ws.socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        try:
-            self.ws.socket.close()
         except OSError:
             pass
 
@@ -219,8 +215,8 @@ class FakeServer:
         self._server = serve(
             self._handler,
             sock=sock,
-            subprotocols=list(self.subprotocols) or None,
-            select_subprotocol=self._select_subprotocol if self.subprotocols else None,
+            subprotocols=[Subprotocol(p) for p in self.subprotocols] or None,
+            select_subprotocol=self._select_subprotocol if self.subprotocols else None,  # type: ignore[arg-type]
             process_request=self._process_request,
             compression=None,
             ping_interval=None,
@@ -229,10 +225,14 @@ class FakeServer:
             max_size=self.max_size,
             max_queue=None,
             server_header=None,
-            logger=logging.getLogger("realtime_sync.testing.websockets"),
+            # The server side sees secrets in clear (it checks them): keep its wire log out of the
+            # client library's "realtime_sync" namespace.
+            logger=logging.getLogger("websockets.fake_server"),
         )
         self.scheduler = Scheduler(f"realtime_sync-fake-{type(self).__name__}-timers")
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"realtime_sync-fake-{type(self).__name__}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"realtime_sync-fake-{type(self).__name__}", daemon=True
+        )
         self._thread.start()
         self.on_start()
         return self
@@ -244,9 +244,16 @@ class FakeServer:
             self.scheduler = None
         server, self._server = self._server, None
         if server is not None:
+            # Stop accepting first, so a client reconnecting at once cannot reach the old server.
+            closer = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
+            closer.start()
+            closed = getattr(server, "socket_closed", None)
+            if closed is not None:
+                closed.wait(5)
+            # Then cut the connections the way a crashing server would (no close frame).
             for conn in self.live_connections():
                 conn.drop()
-            server.shutdown()
+            closer.join(10)
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
@@ -277,7 +284,9 @@ class FakeServer:
         """
         with self._cond:
             if n is None:
-                ok = self._cond.wait_for(lambda: any(not c.closed.is_set() for c in self.connections), timeout * timing_scale())
+                ok = self._cond.wait_for(
+                    lambda: any(not c.closed.is_set() for c in self.connections), timeout * timing_scale()
+                )
                 if not ok:
                     raise TimeoutError(f"no live connection within {timeout}s (had {len(self.connections)})")
                 return [c for c in self.connections if not c.closed.is_set()][-1]
@@ -289,6 +298,7 @@ class FakeServer:
         self, predicate: Callable[[Received], bool] = lambda m: True, timeout: float = 5.0, *, since: int = 0
     ) -> Received:
         """Wait for a received frame matching ``predicate`` (searching from index ``since``)."""
+
         def find() -> Received | None:
             for m in self.received[since:]:
                 try:
@@ -306,7 +316,9 @@ class FakeServer:
                 return found[0] is not None
 
             if not self._cond.wait_for(ready, timeout * timing_scale()):
-                raise TimeoutError(f"no matching message within {timeout}s; got {[m.text[:120] for m in self.received[-5:]]}")
+                raise TimeoutError(
+                    f"no matching message within {timeout}s; got {[m.text[:120] for m in self.received[-5:]]}"
+                )
             assert found[0] is not None
             return found[0]
 
@@ -375,7 +387,7 @@ class FakeServer:
         refusal = self._refuse or self.check_request(request.path, headers)
         status = refusal[0] if refusal else 101
         with self._cond:
-            self.handshakes.append(Handshake(0, request.path, headers, None, status))
+            self.handshakes.append(Handshake(request.path, headers, status, time.monotonic()))
             self._cond.notify_all()
         if refusal:
             return ws.respond(refusal[0], refusal[1] + "\n")
