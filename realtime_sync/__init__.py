@@ -17,6 +17,7 @@ is not async: Django and Flask apps, scripts, notebooks, management commands and
 from __future__ import annotations
 
 from ._redact import redact
+from .actioncable import ActionCableClient
 from ._version import __version__
 from .client import Client, Stats
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
@@ -43,9 +44,11 @@ from .exceptions import (
     WaitTimeout,
 )
 from .transport import State
+from .voxsig import VoxsigClient
 
 __all__ = [
     "LIFECYCLE_EVENTS",
+    "ActionCableClient",
     "AuthenticationError",
     "Client",
     "ClientClosedError",
@@ -68,6 +71,7 @@ __all__ = [
     "Subscription",
     "SubscriptionInfo",
     "TokenError",
+    "VoxsigClient",
     "WaitTimeout",
     "__version__",
     "redact",

@@ -70,7 +70,11 @@ def _sslopt(options: ConnectOptions) -> dict[str, object]:
 def _proxy_kwargs(options: ConnectOptions) -> dict[str, object]:
     if options.proxy is None:
         # websocket-client reads http_proxy / https_proxy / no_proxy itself unless told not to.
-        return {} if options.trust_env else {"http_no_proxy": ["*"]}
+        if options.trust_env:
+            return {}
+        # websocket-client consults no_proxy only alongside an explicit proxy host: a dummy
+        # proxy that no_proxy "*" always bypasses turns the environment lookup off.
+        return {"http_proxy_host": "proxy.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"]}
     parts = urlsplit(options.proxy if "://" in options.proxy else "http://" + options.proxy)
     kw: dict[str, object] = {
         "http_proxy_host": parts.hostname,

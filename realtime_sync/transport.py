@@ -311,11 +311,23 @@ class Transport:
         if events:
             self._dispatcher.put_many(events)
 
+    def _ended(self, conn: Connection) -> tuple[str, CloseRequest | None]:
+        """The connection ended under us.  The server often sends its reason (ActionCable
+        ``disconnect``) in the same read as the close: the adapter's request names the real cause
+        and says whether to come back."""
+        req = self.adapter.close_request()
+        reason = req.reason if req is not None else (conn.close_reason or "connection closed")
+        self.adapter.connection_lost(time.monotonic(), reason)
+        self._flush(conn)
+        return reason, req
+
     def _serve(self, conn: Connection) -> tuple[str, CloseRequest | None]:
         adapter = self.adapter
         opts = self.options
         adapter.clock_offset = time.time() - time.monotonic()
         adapter.transport_kind = conn.kind
+        adapter.subprotocol = conn.subprotocol
+        adapter.close_request()  # a request about the previous connection is moot now
         now = time.monotonic()
         adapter.connection_made(now)
         ping_interval = None if adapter.has_heartbeat else opts.ping_interval
@@ -377,10 +389,7 @@ class Transport:
                 if fd in ready:
                     items = conn.receive()
                     if items is None:
-                        reason = conn.close_reason or "connection closed"
-                        adapter.connection_lost(time.monotonic(), reason)
-                        self._flush(conn)
-                        return reason, None
+                        return self._ended(conn)
                     if items:
                         now = time.monotonic()
                         self.frames_received += len(items)
@@ -405,10 +414,7 @@ class Transport:
                                 self._error("bad_frame", item.message, ProtocolError(item.message), item.frame)
                         self._flush(conn)
                     if conn.closed:
-                        reason = conn.close_reason or "connection closed"
-                        adapter.connection_lost(time.monotonic(), reason)
-                        self._flush(conn)
-                        return reason, None
+                        return self._ended(conn)
         except (OSError, ConnectionError) as exc:
             reason = f"connection lost: {type(exc).__name__}: {redact(exc)}"
             adapter.connection_lost(time.monotonic(), reason)

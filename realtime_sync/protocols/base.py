@@ -229,6 +229,8 @@ class Adapter:
         self.connected = False
         #: ``"websocket"`` or ``"long-polling"``: set by the transport before connection_made().
         self.transport_kind = "websocket"
+        #: The subprotocol the server selected: set by the transport before connection_made().
+        self.subprotocol: str | None = None
         self.subscriptions = SubscriptionRegistry()
 
     # -- hooks driven by the transport -----------------------------------------------------

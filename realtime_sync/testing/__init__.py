@@ -3,6 +3,15 @@
 Needs the ``test`` extra: ``pip install 'realtime_sync[test]'``.
 """
 
-from .server import FakeConnection, FakeServer, Received, Scheduler
+from .actioncable import FakeActionCableServer, FakeVoxsigServer
+from .server import FakeConnection, FakeServer, Handshake, Received, Scheduler
 
-__all__ = ["FakeConnection", "FakeServer", "Received", "Scheduler"]
+__all__ = [
+    "FakeActionCableServer",
+    "FakeConnection",
+    "FakeServer",
+    "FakeVoxsigServer",
+    "Handshake",
+    "Received",
+    "Scheduler",
+]

@@ -24,6 +24,7 @@ import itertools
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterable
@@ -182,12 +183,16 @@ class FakeServer:
     #: Path appended to the URL.
     path = "/"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_size: int | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, max_size: int | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("fake servers listen on loopback only")
         self.host = host
         self.port = port
         self.max_size = max_size
+        #: Serve TLS (``wss://``) with this server-side context.
+        self.ssl_context = ssl_context
         self.received: list[Received] = []
         self.handshakes: list[Handshake] = []
         self.connections: list[FakeConnection] = []  # every connection ever accepted, in order
@@ -203,7 +208,8 @@ class FakeServer:
     @property
     def url(self) -> str:
         """``ws://127.0.0.1:PORT/path``."""
-        return f"ws://{self.host}:{self.port}{self.path}"
+        scheme = "wss" if self.ssl_context is not None else "ws"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     def start(self) -> FakeServer:
         """Start listening (on ``port``, or a free one chosen now and kept across restarts)."""
@@ -215,6 +221,7 @@ class FakeServer:
         self._server = serve(
             self._handler,
             sock=sock,
+            ssl=self.ssl_context,
             subprotocols=[Subprotocol(p) for p in self.subprotocols] or None,
             select_subprotocol=self._select_subprotocol if self.subprotocols else None,  # type: ignore[arg-type]
             process_request=self._process_request,

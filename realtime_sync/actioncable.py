@@ -1,0 +1,128 @@
+"""A client for any Rails ActionCable server (``actioncable-v1-json``).
+
+See :mod:`realtime_sync.protocols.actioncable` for the protocol and the timers; this module is
+the thread-safe facade.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, cast
+
+from ._json import dumps
+from .client import Client
+from .events import Subscription
+from .exceptions import ConfigurationError
+from .protocols.actioncable import KIND, ActionCableAdapter, BroadcastDecoder, serialize_identifier
+from .protocols.base import Adapter
+
+__all__ = ["ActionCableClient"]
+
+
+class ActionCableClient(Client):
+    """A client for any ActionCable channel.
+
+    Subscriptions are desired state: they are sent after the server's ``welcome`` and re-sent
+    after every reconnect; an unconfirmed one is retried every ``retry_interval`` seconds and
+    reported (``subscription_rejected`` with the reason, plus an ``error`` event) after
+    ``confirm_timeout`` seconds.  A connection with no frame for ``stale_after`` seconds (two
+    missed server pings) is replaced.  A ``disconnect`` frame with ``reconnect: false`` stops the
+    client (``run_forever()`` returns).
+
+    Broadcasts arrive as ``"message"`` events: ``event.data`` is the broadcast message,
+    ``event.subscription`` the subscription it came through.  Pass ``decoder=`` (a function
+    ``message -> (event_name, data, entity_id)``) to name and type them yourself.
+
+    Args:
+        url: ``wss://host/cable``.  The ``Origin`` header is derived from it
+            (``https://host``); pass ``origin=`` to send another, ``origin=""`` to send none.
+        stale_after: seconds without any frame before the connection is replaced (None: never).
+        confirm_timeout: seconds to wait for a subscription's confirmation.
+        retry_interval: seconds between repeated subscribes while unconfirmed.
+        decoder: see above.
+        **options: :class:`~realtime_sync.Client` options (``token``, ``reconnect``, any
+            ConnectOptions/DispatchOptions field).
+
+    Example::
+
+        client = ActionCableClient("wss://example.com/cable", cookies={"_session": SESSION})
+        chat = client.subscribe("ChatChannel", room="lobby")
+
+        @client.on("message")
+        def show(event):
+            if event.subscription == chat:
+                print(event.data)
+
+        with client:
+            client.wait_for("subscribed", timeout=10)
+            client.perform(chat, "speak", text="hello")
+            client.run_forever()
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        stale_after: float | None = 6.0,
+        confirm_timeout: float = 10.0,
+        retry_interval: float = 0.5,
+        decoder: BroadcastDecoder | None = None,
+        **options: Any,
+    ) -> None:
+        # Set before super().__init__(), which calls _make_adapter().
+        self._cable_options: dict[str, Any] = {
+            "stale_after": stale_after,
+            "confirm_timeout": confirm_timeout,
+            "retry_interval": retry_interval,
+        }
+        self._decoder = decoder
+        super().__init__(url, **options)
+
+    def _make_adapter(self) -> Adapter:
+        return ActionCableAdapter(decoder=self._decoder, **self._cable_options)
+
+    def _on_adapter(self, fn: Callable[[ActionCableAdapter, float], Any]) -> None:
+        self._call(lambda adapter, now: fn(cast(ActionCableAdapter, adapter), now))
+
+    # -- public API -------------------------------------------------------------------------
+
+    def subscribe(self, channel_or_identifier: str | Mapping[str, Any], **params: Any) -> Subscription:
+        """Subscribe to a channel; returns the :class:`~realtime_sync.Subscription` (its ``key`` is
+        the identifier string, serialised once and reused on every reconnect).
+
+        ``subscribe("ChatChannel", room="lobby")``, ``subscribe({"channel": "ChatChannel", "room":
+        "lobby"})`` and an identifier JSON string all work.  Subscribing twice to the same
+        identifier is one subscription.  Watch ``subscribed`` / ``subscription_rejected``.
+        """
+        identifier = serialize_identifier(channel_or_identifier, **params)
+        self._on_adapter(lambda adapter, now: adapter.subscribe(identifier, now))
+        return Subscription(KIND, identifier)
+
+    def unsubscribe(self, subscription: Subscription | str) -> None:
+        """Stop a subscription (sends ``unsubscribe`` when connected; never re-sent)."""
+        key = _key(subscription)
+        self._on_adapter(lambda adapter, now: adapter.unsubscribe(key, now))
+
+    def perform(self, subscription: Subscription | str, action: str, /, **data: Any) -> None:
+        """Call the channel's ``action`` method with ``data`` (``{"action": action, **data}``).
+
+        Sent when connected; dropped otherwise (a channel action is an instantaneous call, not
+        state to restore), like the reference client.
+        """
+        key = _key(subscription)
+        if not isinstance(action, str) or not action:
+            raise ConfigurationError("action must be a non-empty string naming the channel method")
+        try:
+            dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(f"perform() data is not JSON-serialisable: {exc}") from None
+        self._on_adapter(lambda adapter, now: adapter.perform(key, action, now, **data))
+
+
+def _key(subscription: Subscription | str) -> str:
+    if isinstance(subscription, Subscription):
+        if subscription.kind != KIND or not isinstance(subscription.key, str):
+            raise ConfigurationError(f"not an ActionCable subscription: {subscription!r}")
+        return subscription.key
+    if isinstance(subscription, str):
+        return subscription
+    raise ConfigurationError(f"expected a Subscription or an identifier string, got {type(subscription).__name__}")

@@ -1,0 +1,337 @@
+"""Typed, frozen models of Voxsig's (Chatwoot-style) real-time payloads.
+
+The objects are the ones listed in the vendor document (seed 002): :class:`Conversation`,
+:class:`Message`, :class:`Contact`, :class:`User`, :class:`Notification`, plus the event payloads
+that wrap them (:class:`TypingEvent`, :class:`Presence`, :class:`NotificationEvent`).
+
+Decoding rules (shared by every vendor module, see ``_converter``): every field has a default, so
+a missing field never breaks decoding; unknown fields are ignored (the whole frame stays in
+``event.raw``); a field of the wrong type (``"id": "12"``) is a bad frame and becomes an ``error``
+event rather than a silently wrong value.
+
+Timestamps are kept exactly as the server sent them: Voxsig mixes unix seconds
+(``"created_at": 1700000000``) and ISO strings (``"updated_at": "2024-01-01T10:00:00.000Z"``), and the
+vendor warns the format may change between versions.  :func:`as_datetime` reads either:
+
+>>> m = structure_payload({"id": 1, "created_at": 1700000000, "updated_at": "2023-11-14T22:13:20Z"}, Message)
+>>> as_datetime(m.created_at) == as_datetime(m.updated_at)
+True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Mapping, Union
+
+import attrs
+
+from ._converter import make_converter, register, structure
+
+__all__ = [
+    "Attachment",
+    "Contact",
+    "ContactInbox",
+    "Conversation",
+    "ConversationMeta",
+    "Message",
+    "Notification",
+    "NotificationEvent",
+    "Presence",
+    "Timestamp",
+    "TypingEvent",
+    "User",
+    "as_datetime",
+    "structure_payload",
+]
+
+#: A timestamp as the server sent it: unix seconds (int or float), an ISO 8601 string, or null.
+Timestamp = Union[int, float, str, None]
+
+_Obj = Union[Mapping[str, Any], None]
+
+
+def as_datetime(value: Any) -> _dt.datetime | None:
+    """Read a Voxsig timestamp (unix seconds, unix milliseconds, ISO 8601 string) as an aware UTC datetime.
+
+    Never raises: anything unreadable gives ``None``.
+
+    >>> as_datetime(1700000000)
+    datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)
+    >>> as_datetime("2023-11-14T22:13:20.000Z")
+    datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)
+    >>> as_datetime("not a date") is None
+    True
+    """
+    try:
+        if value is None or isinstance(value, bool):
+            return None
+        if isinstance(value, (int, float)):
+            seconds = float(value)
+            # Milliseconds slipped in by some serialisers: 1e11 s is the year 5138.
+            if abs(seconds) >= 1e11:
+                seconds /= 1000.0
+            return _dt.datetime.fromtimestamp(seconds, tz=_dt.timezone.utc)
+        if isinstance(value, str):
+            s = value.strip()
+            if not s:
+                return None
+            try:
+                return as_datetime(float(s)) if s.lstrip("+-").replace(".", "", 1).isdigit() else _parse_iso(s)
+            except ValueError:
+                return None
+    except (OverflowError, OSError, ValueError):
+        return None
+    return None
+
+
+def _parse_iso(s: str) -> _dt.datetime:
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    # "2024-01-01 10:00:00 UTC" (Ruby's Time#to_s)
+    if s.endswith(" UTC"):
+        s = s[:-4] + "+00:00"
+    d = _dt.datetime.fromisoformat(s)
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_dt.timezone.utc)
+    return d.astimezone(_dt.timezone.utc)
+
+
+@attrs.frozen
+class User:
+    """An agent or admin (also an agent bot: ``type == "agent_bot"``).
+
+    >>> structure_payload({"id": 7, "name": "Ana", "type": "user", "availability_status": "online"}, User).name
+    'Ana'
+    """
+
+    id: int | None = None
+    name: str | None = None
+    available_name: str | None = None
+    avatar_url: str | None = None
+    availability_status: str | None = None
+    thumbnail: str | None = None
+    email: str | None = None
+    type: str | None = None
+
+
+@attrs.frozen
+class Contact:
+    """A contact (end customer).
+
+    >>> structure_payload({"id": 101, "name": "Bo", "email": "bo@example.com", "extra": 1}, Contact).id
+    101
+    """
+
+    id: int | None = None
+    name: str | None = None
+    email: str | None = None
+    phone_number: str | None = None
+    identifier: str | None = None
+    thumbnail: str | None = None
+    additional_attributes: _Obj = None
+    custom_attributes: _Obj = None
+    availability_status: str | None = None
+    type: str | None = None
+    created_at: Timestamp = None
+    last_activity_at: Timestamp = None
+
+
+#: Who sent a message / who is typing: a Contact when the payload says ``"type": "contact"``,
+#: else a User (agents, admins, agent bots).
+Sender = Union[Contact, User]
+
+
+@attrs.frozen
+class Attachment:
+    """A file attached to a message."""
+
+    id: int | None = None
+    message_id: int | None = None
+    file_type: str | None = None
+    account_id: int | None = None
+    extension: str | None = None
+    data_url: str | None = None
+    thumb_url: str | None = None
+    file_size: int | None = None
+
+
+@attrs.frozen
+class Message:
+    """A message in a conversation (``message.created``, ``message.updated``, ``first.reply.created``).
+
+    ``message_type``: 0 incoming, 1 outgoing, 2 activity, 3 template.  ``conversation_id`` is the
+    conversation's display id, the same as :attr:`Conversation.id`.
+    """
+
+    id: int | None = None
+    content: str | None = None
+    account_id: int | None = None
+    inbox_id: int | None = None
+    conversation_id: int | None = None
+    message_type: int | None = None
+    created_at: Timestamp = None
+    updated_at: Timestamp = None
+    private: bool | None = None
+    status: str | None = None
+    source_id: str | None = None
+    content_type: str | None = None
+    content_attributes: _Obj = None
+    sender_type: str | None = None
+    sender_id: int | None = None
+    external_source_ids: _Obj = None
+    sender: Sender | None = None
+    attachments: tuple[Attachment, ...] = ()
+    conversation: _Obj = None
+    previous_changes: _Obj = None
+
+
+@attrs.frozen
+class ContactInbox:
+    """The link between a contact and an inbox."""
+
+    id: int | None = None
+    contact_id: int | None = None
+    inbox_id: int | None = None
+    source_id: str | None = None
+    created_at: Timestamp = None
+    updated_at: Timestamp = None
+    hmac_verified: bool | None = None
+
+
+@attrs.frozen
+class ConversationMeta:
+    """``conversation.meta``: the contact (``sender``), the assigned agent, the team."""
+
+    sender: Contact | None = None
+    assignee: User | None = None
+    team: _Obj = None
+    hmac_verified: bool | None = None
+    channel: str | None = None
+
+
+@attrs.frozen
+class Conversation:
+    """A conversation (``conversation.*``, ``assignee.changed``, ``team.changed``).
+
+    >>> c = structure_payload({"id": 42, "status": "open", "meta": {"assignee": {"id": 7}}}, Conversation)
+    >>> (c.id, c.status, c.meta.assignee.id)
+    (42, 'open', 7)
+    """
+
+    id: int | None = None
+    account_id: int | None = None
+    inbox_id: int | None = None
+    status: str | None = None
+    can_reply: bool | None = None
+    channel: str | None = None
+    unread_count: int | None = None
+    priority: str | None = None
+    labels: tuple[str, ...] = ()
+    additional_attributes: _Obj = None
+    custom_attributes: _Obj = None
+    contact_inbox: ContactInbox | None = None
+    messages: tuple[Message, ...] = ()
+    meta: ConversationMeta = attrs.field(factory=ConversationMeta)
+    agent_last_seen_at: Timestamp = None
+    contact_last_seen_at: Timestamp = None
+    timestamp: Timestamp = None
+    created_at: Timestamp = None
+    updated_at: Timestamp = None
+    last_activity_at: Timestamp = None
+    first_reply_created_at: Timestamp = None
+    waiting_since: Timestamp = None
+    snoozed_until: Timestamp = None
+
+
+@attrs.frozen
+class TypingEvent:
+    """Payload of ``conversation.typing_on`` / ``conversation.typing_off``.
+
+    ``user`` is a :class:`Contact` when the contact types, else a :class:`User`.
+    """
+
+    conversation: Conversation | None = None
+    user: Sender | None = None
+    is_private: bool | None = None
+    account_id: int | None = None
+
+
+@attrs.frozen
+class Presence:
+    """Payload of ``presence.update``: who is online in the account.
+
+    Keys are ids *as strings* (as on the wire); values ``"online"``, ``"busy"``, ``"offline"``.
+
+    >>> p = structure_payload({"account_id": 1, "users": {"7": "online"}}, Presence)
+    >>> p.users["7"]
+    'online'
+    """
+
+    account_id: int | None = None
+    users: Mapping[str, Any] = attrs.field(factory=dict)
+    contacts: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Notification:
+    """A notification for an agent (mention, assignment, new message in a conversation...).
+
+    ``primary_actor`` is kept as the decoded object: it is a conversation or a message depending
+    on ``primary_actor_type``.
+    """
+
+    id: int | None = None
+    notification_type: str | None = None
+    primary_actor_type: str | None = None
+    primary_actor_id: int | None = None
+    primary_actor: _Obj = None
+    secondary_actor: Any = None
+    read_at: Timestamp = None
+    created_at: Timestamp = None
+    snoozed_until: Timestamp = None
+    last_activity_at: Timestamp = None
+    account_id: int | None = None
+    push_message_title: str | None = None
+    meta: _Obj = None
+
+
+@attrs.frozen
+class NotificationEvent:
+    """Payload of ``notification.created`` / ``.updated`` / ``.deleted``."""
+
+    notification: Notification | None = None
+    unread_count: int | None = None
+    count: int | None = None
+    account_id: int | None = None
+
+
+_converter = make_converter()
+
+
+def _structure_sender(v: Any, _t: Any) -> Contact | User | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise TypeError(f"expected an object, got {type(v).__name__} {v!r:.40}")
+    cls: type[Contact] | type[User] = Contact if v.get("type") == "contact" else User
+    return _converter.structure(v, cls)
+
+
+# Nested classes first: their hooks are looked up when the outer hooks are generated.
+_cls: type
+for _cls in (User, Contact):
+    register(_converter, _cls)
+_converter.register_structure_hook(Sender, _structure_sender)
+_converter.register_structure_hook(Union[Contact, User, None], _structure_sender)
+for _cls in (Attachment, Message, ContactInbox, ConversationMeta):
+    register(_converter, _cls)
+_meta_hook = _converter.get_structure_hook(ConversationMeta)
+# A null ``meta`` reads as an empty one, so ``conversation.meta.assignee`` is always safe to read.
+_converter.register_structure_hook(ConversationMeta, lambda v, t: ConversationMeta() if v is None else _meta_hook(v, t))
+for _cls in (Conversation, TypingEvent, Presence, Notification, NotificationEvent):
+    register(_converter, _cls)
+
+
+def structure_payload(data: Any, cls: type[Any]) -> Any:
+    """Structure a decoded payload as ``cls``; raises :class:`~realtime_sync.ProtocolError` on a wrong type."""
+    return structure(_converter, data, cls)

@@ -1,0 +1,417 @@
+"""ActionCableClient and VoxsigClient on real sockets against the fake ActionCable server."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.actioncable import ActionCableClient
+from realtime_sync.events import Event
+from realtime_sync.models.voxsig import Contact, Message, Presence
+from realtime_sync.protocols.voxsig import room_identifier
+from realtime_sync.testing.actioncable import (
+    FakeActionCableServer,
+    FakeVoxsigServer,
+    message_payload,
+    typing_payload,
+)
+from realtime_sync.voxsig import VoxsigClient
+
+from .conftest import FAST, T
+
+USER_TOKEN = "user-token-1"
+CONTACT_TOKEN = "contact-token-1"
+ROOM = room_identifier(USER_TOKEN, 1, 7)
+
+
+class Recorder:
+    """Collects every event of a client; waits on conditions with deadlines."""
+
+    def __init__(self, client: rs.Client) -> None:
+        self.events: list[Event] = []
+        self._cond = threading.Condition()
+        client.on("*", self._add)
+
+    def _add(self, event: Event) -> None:
+        with self._cond:
+            self.events.append(event)
+            self._cond.notify_all()
+
+    def named(self, name: str) -> list[Event]:
+        with self._cond:
+            return [e for e in self.events if e.name == name]
+
+    def wait(self, pred: Callable[[list[Event]], bool], timeout: float = 5.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: pred(self.events), T(timeout)):
+                raise AssertionError(
+                    f"condition not met within {timeout}s; events: {[e.name for e in self.events][-20:]}"
+                )
+
+    def wait_count(self, name: str, count: int = 1, timeout: float = 5.0) -> list[Event]:
+        self.wait(lambda evs: sum(1 for e in evs if e.name == name) >= count, timeout)
+        return self.named(name)
+
+
+@pytest.fixture
+def voxsig_server() -> Iterator[FakeVoxsigServer]:
+    with FakeVoxsigServer(ping_interval=0.3) as server:
+        yield server
+
+
+@pytest.fixture
+def cable_server() -> Iterator[FakeActionCableServer]:
+    with FakeActionCableServer(ping_interval=0.3) as server:
+        yield server
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Any]]:
+    made: list[rs.Client] = []
+
+    def make(cls: type, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("reconnect", FAST)
+        client = cls(*args, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        c.close(timeout=5)
+
+
+def agent(clients: Callable[..., Any], server: FakeActionCableServer, **kw: Any) -> VoxsigClient:
+    kw.setdefault("presence_interval", None)
+    kw.setdefault("stale_after", 2.0)
+    client: VoxsigClient = clients(VoxsigClient, server.url, USER_TOKEN, account_id=1, user_id=7, **kw)
+    return client
+
+
+# -- handshake, subscribe, typed events ---------------------------------------------------------------
+
+
+def test_agent_subscribes_and_receives_typed_events(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    (connected,) = rec.wait_count("connected")
+    assert connected.data.subprotocol == "actioncable-v1-json"
+    handshake = voxsig_server.handshakes[-1]
+    assert {k.lower(): v for k, v in handshake.headers.items()}["origin"] == voxsig_server.origin
+    (subscribed,) = rec.wait_count("subscribed")
+    assert subscribed.subscription == client.room
+    assert voxsig_server.subscribe_commands[0][1] == ROOM  # the seed's identifier, byte for byte
+
+    voxsig_server.send_event(USER_TOKEN, "message.created", message_payload(5, 42, "hello"))
+    voxsig_server.send_event("account_1", "conversation.typing_on", typing_payload(42))
+    voxsig_server.send_event(USER_TOKEN, "brand.new_event", {"x": 1})
+    rec.wait_count("brand.new_event")
+    (msg,) = rec.named("message.created")
+    assert isinstance(msg.data, Message) and msg.data.content == "hello" and msg.entity_id == 42
+    (typing,) = rec.named("conversation.typing_on")
+    assert typing.entity_id == 42 and isinstance(typing.data.user, Contact)
+    assert rec.named("brand.new_event")[0].data == {"x": 1, "account_id": 1}
+
+
+def test_contact_subscription_has_no_user_id(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client: VoxsigClient = clients(VoxsigClient, voxsig_server.url, CONTACT_TOKEN, presence_interval=None)
+    assert client.is_contact
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    assert json.loads(voxsig_server.subscribe_commands[0][1]) == {
+        "channel": "RoomChannel",
+        "pubsub_token": CONTACT_TOKEN,
+    }
+    voxsig_server.send_event(CONTACT_TOKEN, "message.created", message_payload(9, 77, "hi contact", incoming=False))
+    (event,) = rec.wait_count("message.created")
+    assert event.entity_id == 77
+
+
+def test_origin_mismatch_is_a_404_and_the_override_works(clients: Any) -> None:
+    with FakeVoxsigServer(allowed_origins=["https://app.example"]) as server:
+        bad = agent(clients, server, reconnect=rs.ReconnectPolicy(instant_retries=0, interval=5, max_interval=5))
+        rec = Recorder(bad)
+        bad.start()
+        (error,) = rec.wait_count("error")
+        assert error.data.kind == "connect" and "404" in error.data.message
+        bad.close()
+        good = agent(clients, server, origin="https://app.example")
+        rec = Recorder(good)
+        good.start()
+        rec.wait_count("subscribed")
+
+
+# -- liveness and reconnection --------------------------------------------------------------------
+
+
+def test_silent_server_is_detected_as_stale_and_replaced(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server, stale_after=1.0)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    first = voxsig_server.connections[0]
+    t0 = time.monotonic()
+    first.go_silent()  # TCP stays open, nothing more arrives: no pings, no close
+    (disc,) = rec.wait_count("disconnected", timeout=5)
+    assert disc.data.reason == "stale" and disc.data.will_reconnect
+    assert time.monotonic() - t0 < T(3)
+    rec.wait_count("subscribed", 2)
+    assert voxsig_server.subscribe_commands[-1] == (voxsig_server.connections[-1].id, ROOM)
+
+
+def test_pings_keep_an_idle_connection_alive(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server, stale_after=1.0)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    # 2.5 stale periods of idle time with pings every 0.3 s: no reconnect.
+    with pytest.raises(AssertionError):
+        rec.wait_count("disconnected", timeout=2.5)
+
+
+def test_resubscribe_after_a_drop_and_after_a_restart(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    voxsig_server.drop_all()
+    rec.wait_count("subscribed", 2)
+    voxsig_server.restart()
+    rec.wait_count("subscribed", 3)
+    assert [ident for _c, ident in voxsig_server.subscribe_commands] == [ROOM] * 3
+    voxsig_server.send_event(USER_TOKEN, "message.created", message_payload(1, 5))
+    assert rec.wait_count("message.created")[0].entity_id == 5
+
+
+def test_server_restart_disconnect_reconnects(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    voxsig_server.server_restart()
+    (disc,) = rec.wait_count("disconnected")
+    assert disc.data.reason == "server_restart" and disc.data.will_reconnect
+    rec.wait_count("subscribed", 2)
+    assert rec.named("error") == []
+
+
+def test_disconnect_reconnect_false_stops_the_client(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    runner = threading.Thread(target=client.run_forever, name="test-run-forever")
+    runner.start()
+    voxsig_server.disconnect("remote", reconnect=False)
+    runner.join(T(5))
+    assert not runner.is_alive(), "run_forever() must return when the server says not to reconnect"
+    assert client.state is rs.State.CLOSED
+    (error,) = rec.named("error")
+    assert error.data.kind == "server" and "remote" in error.data.message
+    assert [e.data.will_reconnect for e in rec.named("disconnected")] == [False]
+    assert len(voxsig_server.connections) == 1  # never came back
+
+
+def test_unauthorized_connection_is_reported_and_stops(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    voxsig_server.reject_connections = True
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    rec.wait(lambda evs: any(e.name == "disconnected" and not e.data.will_reconnect for e in evs))
+    (error,) = rec.named("error")
+    assert error.data.kind == "auth" and isinstance(error.data.exception, rs.AuthenticationError)
+    assert rec.named("subscribed") == []
+    assert len(voxsig_server.connections) == 1
+
+
+# -- confirmation: reject, silence, retry --------------------------------------------------------------
+
+
+def test_rejected_subscription_is_reported(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client: VoxsigClient = clients(
+        VoxsigClient, voxsig_server.url, "reject-me", account_id=1, user_id=7, presence_interval=5
+    )
+    rec = Recorder(client)
+    client.start()
+    (rej,) = rec.wait_count("subscription_rejected")
+    assert rej.subscription == client.room and "rejected" in (rej.data.reason or "")
+    assert voxsig_server.performed == []  # no presence for a rejected room
+
+
+def test_silent_channel_failure_times_out(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = clients(
+        VoxsigClient, voxsig_server.url, "explode", account_id=1, user_id=7, confirm_timeout=1.0, presence_interval=None
+    )
+    rec = Recorder(client)
+    client.start()
+    (rej,) = rec.wait_count("subscription_rejected", timeout=5)
+    assert "no confirmation within 1 s" in (rej.data.reason or "")
+    (err,) = rec.named("error")
+    assert err.data.kind == "subscription" and "explode" not in repr(err)
+    # Retried while waiting (like the JS guarantor); Rails ignores the duplicates.
+    assert len(voxsig_server.subscribe_commands) >= 2
+
+
+def test_lost_subscribe_is_retried_until_confirmed(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    voxsig_server.ignore_subscribes = 2
+    client = agent(clients, voxsig_server)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed", timeout=5)
+    assert len(voxsig_server.subscribe_commands) == 3
+    assert rec.named("error") == []
+
+
+# -- presence ---------------------------------------------------------------------------------------
+
+
+def test_presence_right_after_confirmation_then_at_the_interval(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server, presence_interval=0.5)
+    rec = Recorder(client)
+    client.start()
+    times = voxsig_server.wait_for_presence(USER_TOKEN, 4, timeout=5)
+    performed = voxsig_server.performed
+    assert performed[0].action == "update_presence" and performed[0].identifier == ROOM
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    # Each one is scheduled one interval after the previous one was sent; the receive times
+    # jitter, so check the mean and a loose bound on each.
+    mean = (times[-1] - times[0]) / (len(times) - 1)
+    assert 0.45 <= mean <= 0.5 + T(0.2), gaps
+    assert all(g >= 0.25 for g in gaps), gaps
+    # The first one follows the confirmation at once (not one interval later).
+    subscribed_at = next(m.at for m in voxsig_server.received if m.json and m.json.get("command") == "subscribe")
+    assert times[0] - subscribed_at < T(0.25)
+    (presence, *_) = rec.wait_count("presence.update")
+    assert isinstance(presence.data, Presence) and presence.data.users == {"7": "online"} and presence.entity_id == 1
+
+
+def test_presence_restarts_after_a_reconnect(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server, presence_interval=30.0)
+    rec = Recorder(client)
+    client.start()
+    voxsig_server.wait_for_presence(USER_TOKEN, 1)
+    voxsig_server.drop_all()
+    rec.wait_count("subscribed", 2)
+    # Far sooner than the 30 s interval: the new confirmation restarts the cadence.
+    voxsig_server.wait_for_presence(USER_TOKEN, 2, timeout=3)
+    second = [p for p in voxsig_server.performed if p.action == "update_presence"][1]
+    assert second.conn_id == voxsig_server.connections[-1].id
+
+
+def test_presence_off_and_manual_update(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server, presence_interval=None)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    assert voxsig_server.presence_count(USER_TOKEN) == 0
+    client.update_presence()
+    voxsig_server.wait_for_presence(USER_TOKEN, 1)
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+
+def test_pubsub_token_is_redacted_in_debug_logs_and_reprs(
+    voxsig_server: FakeVoxsigServer, clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "user-7-SecretPubsubToken-42"
+    voxsig_server.users[token] = 7
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    client: VoxsigClient = clients(
+        VoxsigClient, voxsig_server.url, token, account_id=1, user_id=7, presence_interval=0.2, confirm_timeout=5
+    )
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    voxsig_server.wait_for_presence(token, 2)
+    voxsig_server.send_event(token, "message.created", {"id": "not-an-int", "conversation_id": 1})
+    (error,) = rec.wait_count("error")
+    ours = [r for r in caplog.records if not r.name.startswith("realtime_sync.testing")]
+    logged = "\n".join(r.getMessage() for r in ours)
+    assert "pubsub_token" in logged and "update_presence" in logged  # frames were logged at DEBUG...
+    assert token not in logged  # ...without the token
+    for text in (repr(client), repr(client.room), repr(rec.events), repr(error.data), str(error.data.exception)):
+        assert token not in text
+
+
+# -- the generic ActionCable client -------------------------------------------------------------------
+
+
+def test_generic_client_subscribe_perform_broadcast_unsubscribe(
+    cable_server: FakeActionCableServer, clients: Any
+) -> None:
+    client: ActionCableClient = clients(ActionCableClient, cable_server.url, stale_after=2.0)
+    rec = Recorder(client)
+    chat = client.subscribe("ChatChannel", room="lobby")
+    assert chat.key == '{"channel":"ChatChannel","room":"lobby"}'
+    client.start()
+    rec.wait_count("subscribed")
+    client.perform(chat, "speak", text="hi")
+    (performed,) = cable_server.wait_for_performed("speak")
+    assert performed.data == {"text": "hi", "action": "speak"} and performed.identifier == chat.key
+    cable_server.broadcast(chat.key, {"text": "hello"})
+    (msg,) = rec.wait_count("message")
+    assert msg.data == {"text": "hello"} and msg.subscription == chat
+    client.unsubscribe(chat)
+    cable_server.wait_for_message(lambda m: m.json.get("command") == "unsubscribe")
+    assert cable_server.subscriptions() == []
+
+
+def test_generic_client_reject_and_decoder(cable_server: FakeActionCableServer, clients: Any) -> None:
+    cable_server.rejected_channels.add("SecretChannel")
+    client: ActionCableClient = clients(
+        ActionCableClient, cable_server.url, decoder=lambda m: (f"chat.{m['kind']}", m, m.get("id"))
+    )
+    rec = Recorder(client)
+    client.start()
+    secret = client.subscribe({"channel": "SecretChannel"})
+    chat = client.subscribe("ChatChannel")
+    (rej,) = rec.wait_count("subscription_rejected")
+    assert rej.subscription == secret
+    rec.wait_count("subscribed")
+    cable_server.broadcast({"channel": "ChatChannel"}, {"kind": "said", "id": 3})
+    (event,) = rec.wait_count("chat.said")
+    assert event.entity_id == 3 and event.subscription == chat
+
+
+def test_facade_validates_on_the_callers_thread(cable_server: FakeActionCableServer, clients: Any) -> None:
+    client: ActionCableClient = clients(ActionCableClient, cable_server.url)
+    with pytest.raises(rs.ConfigurationError):
+        client.subscribe({"room": 1})
+    with pytest.raises(rs.ConfigurationError):
+        client.perform('{"channel":"C"}', "")
+    with pytest.raises(rs.ConfigurationError):
+        client.perform('{"channel":"C"}', "act", value=object())
+    with pytest.raises(rs.ConfigurationError):
+        VoxsigClient(cable_server.url, "")
+    with pytest.raises(rs.ConfigurationError):
+        ActionCableClient(cable_server.url, stale_after=0)
+
+
+def test_a_burst_arrives_complete_and_in_order(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    client = agent(clients, voxsig_server)
+    ids: list[int] = []
+    done = threading.Event()
+
+    def collect(event: Event) -> None:
+        ids.append(event.data.id)
+        if len(ids) == 3000:
+            done.set()
+
+    client.on("message.created", collect)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    for i in range(1, 3001):
+        voxsig_server.send_event(USER_TOKEN, "message.created", {"id": i, "conversation_id": 1, "content": f"m{i}"})
+    assert done.wait(T(20)), f"got {len(ids)} of 3000"
+    assert ids == list(range(1, 3001))

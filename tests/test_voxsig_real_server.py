@@ -1,0 +1,231 @@
+"""VoxsigClient against a REAL Rails ActionCable server (actioncable 6.1 under puma).
+
+The server and its Chatwoot-shaped RoomChannel live in tests/servers/ (harness.py); install them
+with ``bash .ci/install-servers.sh``.  Skipped, with the reason, only when they are not installed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.events import Event
+from realtime_sync.models.voxsig import Message, Presence
+from realtime_sync.voxsig import VoxsigClient
+
+from .conftest import FAST, T
+from .servers.harness import ActionCableServer, actioncable_available
+from .test_voxsig_client import Recorder
+
+AVAILABLE, WHY = actioncable_available()
+pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"real ActionCable server not installed: {WHY}")
+
+
+def eventually(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll a server-side counter (HTTP) until ``pred()`` holds; fail at the deadline."""
+    deadline = time.monotonic() + T(timeout)
+    gate = threading.Event()
+    while not pred():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout}s")
+        gate.wait(0.05)
+
+
+@pytest.fixture(scope="module")
+def cable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ActionCableServer]:
+    server = ActionCableServer(log_dir=tmp_path_factory.mktemp("actioncable"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., VoxsigClient]]:
+    made: list[VoxsigClient] = []
+
+    def make(url: str, token: str, **kw: Any) -> VoxsigClient:
+        kw.setdefault("reconnect", FAST)
+        kw.setdefault("presence_interval", None)
+        client = VoxsigClient(url, token, **kw)
+        made.append(client)
+        return client
+
+    yield make
+    for c in made:
+        c.close(timeout=5)
+
+
+def test_subscribe_confirm_and_typed_broadcast(cable: ActionCableServer, clients: Any) -> None:
+    token = "user-7-typed"
+    client = clients(cable.url, token, account_id=1, user_id=7)
+    rec = Recorder(client)
+    client.start()
+    (connected,) = rec.wait_count("connected")
+    assert connected.data.subprotocol == "actioncable-v1-json"
+    (subscribed,) = rec.wait_count("subscribed")
+    assert subscribed.subscription == client.room
+    cable.broadcast(
+        token,
+        {
+            "event": "message.created",
+            "data": {
+                "id": 11,
+                "content": "hello from rails",
+                "conversation_id": 42,
+                "account_id": 1,
+                "created_at": 1700000000,
+                "updated_at": "2023-11-14T22:13:20.000Z",
+                "sender": {"type": "user", "id": 7},
+            },
+        },
+    )
+    cable.broadcast(
+        "account_1", {"event": "conversation.status_changed", "data": {"id": 42, "status": "resolved", "account_id": 1}}
+    )
+    cable.broadcast(token, {"event": "custom.fork_event", "data": {"x": [1, 2], "account_id": 1}})
+    (msg,) = rec.wait_count("message.created")
+    assert isinstance(msg.data, Message) and msg.data.content == "hello from rails" and msg.entity_id == 42
+    assert msg.data.sender is not None and msg.data.sender.id == 7
+    (status,) = rec.wait_count("conversation.status_changed")
+    assert status.entity_id == 42 and status.data.status == "resolved"
+    (custom,) = rec.wait_count("custom.fork_event")
+    assert custom.data == {"x": [1, 2], "account_id": 1}
+    assert rec.named("error") == []
+
+
+def test_contact_subscription(cable: ActionCableServer, clients: Any) -> None:
+    client = clients(cable.url, "contact-token-1")
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    cable.broadcast(
+        "contact-token-1", {"event": "message.created", "data": {"id": 3, "conversation_id": 9, "account_id": 1}}
+    )
+    assert rec.wait_count("message.created")[0].entity_id == 9
+
+
+def test_presence_reaches_the_server_at_once_and_at_the_interval(cable: ActionCableServer, clients: Any) -> None:
+    token = "user-7-presence"
+    client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=0.5)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    (presence, *_) = rec.wait_count("presence.update")  # the server answers the first update_presence
+    assert isinstance(presence.data, Presence) and presence.data.users.get("7") == "online" and presence.entity_id == 1
+    eventually(lambda: cable.presence_count(token) >= 3, 5, "3 presence updates")
+
+
+def test_rejected_subscription(cable: ActionCableServer, clients: Any) -> None:
+    client = clients(cable.url, "reject-me", account_id=1, user_id=7)
+    rec = Recorder(client)
+    client.start()
+    (rej,) = rec.wait_count("subscription_rejected")
+    assert rej.subscription == client.room and "rejected by the server" in (rej.data.reason or "")
+
+
+def test_exception_in_subscribed_is_reported_after_the_confirm_timeout(cable: ActionCableServer, clients: Any) -> None:
+    client = clients(cable.url, "explode", account_id=1, user_id=7, confirm_timeout=1.0)
+    rec = Recorder(client)
+    client.start()
+    (rej,) = rec.wait_count("subscription_rejected", timeout=10)
+    assert "no confirmation within 1 s" in (rej.data.reason or "")
+    assert [e.data.kind for e in rec.named("error")] == ["subscription"]
+
+
+def test_unauthorized_connection_is_reported_and_stops(cable: ActionCableServer, clients: Any) -> None:
+    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+    rec = Recorder(client)
+    runner = threading.Thread(target=client.run_forever, name="test-run-forever")
+    runner.start()
+    runner.join(T(10))
+    assert not runner.is_alive(), "run_forever() must return after an unauthorized disconnect"
+    errors = rec.named("error")
+    assert [e.data.kind for e in errors] == ["auth"]
+    assert isinstance(errors[0].data.exception, rs.AuthenticationError)
+    assert [e.data.will_reconnect for e in rec.named("disconnected")] == [False]
+    assert rec.named("subscribed") == []
+
+
+def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any) -> None:
+    client = clients(
+        cable.url,
+        "user-token-1",
+        account_id=1,
+        user_id=7,
+        origin="https://evil.example",
+        reconnect=rs.ReconnectPolicy(instant_retries=0, interval=30, max_interval=30),
+    )
+    rec = Recorder(client)
+    client.start()
+    (error,) = rec.wait_count("error")
+    assert error.data.kind == "connect" and "404" in error.data.message
+
+
+def test_stalled_server_is_detected_and_replaced(cable: ActionCableServer, clients: Any) -> None:
+    token = "user-7-stale"
+    client = clients(cable.url, token, account_id=1, user_id=7, stale_after=1.5)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    cable.set_pings(False)
+    try:
+        (disc, *_) = rec.wait_count("disconnected", timeout=10)
+        assert disc.data.reason == "stale" and disc.data.will_reconnect
+    finally:
+        cable.set_pings(True)
+    rec.wait_count("subscribed", 2)
+    cable.broadcast(token, {"event": "message.created", "data": {"id": 1, "conversation_id": 5, "account_id": 1}})
+    assert rec.wait_count("message.created")[0].entity_id == 5
+
+
+def test_burst_of_thousands_complete_and_in_order(cable: ActionCableServer, clients: Any) -> None:
+    token = "user-7-burst"
+    count = 5000
+    client = clients(cable.url, token, account_id=1, user_id=7)
+    ids: list[int] = []
+    done = threading.Event()
+
+    def collect(event: Event) -> None:
+        ids.append(event.data.id)
+        if len(ids) >= count:
+            done.set()
+
+    client.on("message.created", collect)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    t0 = time.monotonic()
+    cable.burst(token, count)
+    assert done.wait(T(60)), f"got {len(ids)} of {count}"
+    elapsed = time.monotonic() - t0
+    assert ids == list(range(1, count + 1))
+    assert rec.named("error") == []
+    print(f"\n{count} messages from Rails in {elapsed:.2f}s ({count / elapsed:.0f} msg/s)")
+
+
+def test_server_restart_then_process_restart(tmp_path_factory: pytest.TempPathFactory, clients: Any) -> None:
+    # Its own server: restarting the shared one would disturb the other tests.
+    with ActionCableServer(log_dir=tmp_path_factory.mktemp("actioncable-restart")) as cable:
+        token = "user-7-restart"
+        client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=30.0)
+        rec = Recorder(client)
+        client.start()
+        rec.wait_count("subscribed")
+        eventually(lambda: cable.presence_count(token) >= 1, 5, "first presence")
+        # ActionCable.server.restart: {"type":"disconnect","reason":"server_restart","reconnect":true}
+        cable.restart_notice()
+        (disc,) = rec.wait_count("disconnected")
+        assert disc.data.reason == "server_restart" and disc.data.will_reconnect
+        rec.wait_count("subscribed", 2)
+        eventually(lambda: cable.presence_count(token) >= 2, 5, "presence after the reconnect")
+        # A process restart (deploy): the socket dies without a frame, the client comes back.
+        cable.restart()
+        rec.wait_count("subscribed", 3, timeout=20)
+        cable.broadcast(token, {"event": "message.created", "data": {"id": 2, "conversation_id": 6, "account_id": 1}})
+        assert rec.wait_count("message.created")[0].entity_id == 6
+        eventually(lambda: cable.presence_count(token) >= 1, 5, "presence on the new process")

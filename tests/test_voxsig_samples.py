@@ -1,0 +1,81 @@
+"""The Voxsig samples run against their in-process fake server and exit by themselves."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import T
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+
+
+def start(name: str, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    for var in ("VOXSIG_URL", "VOXSIG_PUBSUB_TOKEN", "VOXSIG_CONTACT_PUBSUB_TOKEN"):
+        env.pop(var, None)
+    return subprocess.Popen(
+        [sys.executable, str(SAMPLES / name), *args],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    try:
+        out, err = proc.communicate(timeout=T(timeout))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"sample did not exit within {timeout}s:\n{out}\n{err}") from None
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{out}\n{err}"
+    return out, err
+
+
+def test_samples_run_against_the_fake_and_exit() -> None:
+    # Both at once: each mostly waits on its own clock.
+    agent = start("voxsig_agent.py", "-v")
+    contact = start("voxsig_contact.py")
+    out, err = finish(agent, 15)
+    assert "subscribed to the agent's room" in out
+    assert "Bo Contact: Hi, my order is late" in out
+    assert "Bo Contact is typing" in out
+    assert "[notification 500]" in out
+    assert "disconnected: server_restart" in out
+    assert out.count("subscribed to the agent's room") == 2  # came back after the restart
+    assert "status=resolved" in out
+    assert "[presence] user 7: online" in out
+    presence = int(out.split("the server saw ")[1].split()[0])
+    assert presence >= 3  # at once, at the interval, and at once again after the reconnect
+    assert "user-token-1" not in out + err  # the pubsub token stays out of the output and the INFO logs
+    assert "error (" not in err
+
+    out, err = finish(contact, 15)
+    assert out.splitlines()[:4] == [
+        "subscribed",
+        "the agent is typing...",
+        "agent says: Hello! How can I help?",
+        "conversation 42 is now resolved",
+    ]
+    assert "contact-token-1" not in out + err
+
+
+def test_real_mode_without_credentials_explains_and_exits() -> None:
+    _out, err = finish_status(start("voxsig_agent.py", "--real"), 15)
+    assert "VOXSIG_PUBSUB_TOKEN" in err
+    _out, err = finish_status(start("voxsig_contact.py", "--real"), 15)
+    assert "VOXSIG_CONTACT_PUBSUB_TOKEN" in err
+
+
+def finish_status(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    out, err = proc.communicate(timeout=T(timeout))
+    assert proc.returncode == 2, (out, err)
+    return out, err
