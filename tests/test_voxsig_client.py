@@ -415,3 +415,23 @@ def test_a_burst_arrives_complete_and_in_order(voxsig_server: FakeVoxsigServer, 
         voxsig_server.send_event(USER_TOKEN, "message.created", {"id": i, "conversation_id": 1, "content": f"m{i}"})
     assert done.wait(T(20)), f"got {len(ids)} of 3000"
     assert ids == list(range(1, 3001))
+
+
+def test_unsupported_protocol_stops_the_client():
+    import threading
+
+    from realtime_sync.testing import FakeActionCableServer
+
+    class Unsupported(FakeActionCableServer):
+        subprotocols = ("actioncable-unsupported",)
+
+    with Unsupported() as server:
+        client = rs.ActionCableClient(server.url)
+        errors = []
+        client.on("error", lambda e: errors.append(e.data))
+        t = threading.Thread(target=client.run_forever)
+        t.start()
+        t.join(10)
+        assert not t.is_alive()
+        assert errors and "actioncable-unsupported" in errors[0].message
+        assert len(server.connections) == 1

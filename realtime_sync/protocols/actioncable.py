@@ -206,6 +206,10 @@ class ActionCableAdapter(Adapter):
         self.welcomed = False
         self._last_frame = now
         self._awaiting.clear()
+        if self.subprotocol == "actioncable-unsupported":
+            # The server speaks none of our protocol versions (the JS client stops here too).
+            self._error("server", "the server selected 'actioncable-unsupported': protocol version mismatch", now)
+            self._request_close("unsupported protocol version", reconnect=False)
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         super().connection_lost(now, reason)
