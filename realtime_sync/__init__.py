@@ -17,8 +17,8 @@ is not async: Django and Flask apps, scripts, notebooks, management commands and
 from __future__ import annotations
 
 from ._redact import redact
-from .actioncable import ActionCableClient
 from ._version import __version__
+from .actioncable import ActionCableClient
 from .client import Client, Stats
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .events import (

@@ -34,8 +34,8 @@ import attrs
 try:
     from websockets.exceptions import ConnectionClosed
     from websockets.http11 import Request, Response
-    from websockets.typing import Subprotocol
     from websockets.sync.server import Server, ServerConnection, serve
+    from websockets.typing import Subprotocol
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("realtime_sync.testing needs python-websockets: pip install 'realtime_sync[test]'") from exc
 
