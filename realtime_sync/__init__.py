@@ -20,6 +20,7 @@ from ._redact import redact
 from ._version import __version__
 from .actioncable import ActionCableClient
 from .client import Client, Stats
+from .cometd import CometDClient
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .events import (
     LIFECYCLE_EVENTS,
@@ -43,6 +44,7 @@ from .exceptions import (
     TokenError,
     WaitTimeout,
 )
+from .genesys import GenesysChatClient
 from .transport import State
 from .voxsig import VoxsigClient
 
@@ -53,6 +55,7 @@ __all__ = [
     "Client",
     "ClientClosedError",
     "ClientForkedError",
+    "CometDClient",
     "ConfigurationError",
     "ConnectError",
     "ConnectOptions",
@@ -61,6 +64,7 @@ __all__ = [
     "DispatchOptions",
     "ErrorInfo",
     "Event",
+    "GenesysChatClient",
     "ProtocolError",
     "RealtimeSyncError",
     "ReconnectInfo",

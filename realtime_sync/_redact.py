@@ -48,13 +48,14 @@ _secrets: dict[str, int] = {}
 def register_secret(value: Any) -> None:
     """Remember a literal secret so that :func:`redact` removes it wherever it appears.
 
-    Values shorter than 4 characters are ignored (they would redact ordinary text).
+    Values shorter than 8 characters are ignored: they would redact ordinary words (a password
+    such as "secret") everywhere.  Shape-based rules still hide them in headers, URLs and JSON.
 
     >>> register_secret("s3cr3t-token")
     >>> redact("connecting with s3cr3t-token")
     'connecting with ***'
     """
-    if not isinstance(value, str) or len(value) < 4:
+    if not isinstance(value, str) or len(value) < 8:
         return
     with _lock:
         _secrets[value] = _secrets.get(value, 0) + 1

@@ -197,7 +197,12 @@ class Client:
             self._state = state
         if state is State.CLOSED:
             # The transport stopped by itself (server said "do not reconnect", credentials
-            # refused with stop_on_auth_failure, max_attempts): wake run_forever() and waiters.
+            # refused with stop_on_auth_failure, max_attempts): the client is closed for good.
+            # The dispatcher delivers what is queued (the final "error"/"disconnected") and ends;
+            # run_forever() and waiters wake up.  Not joined here: this is the transport thread.
+            with self._lock:
+                self._closed = True
+            self._dispatcher.stop_soon()
             self._closed_event.set()
             self._wake_waiters()
 

@@ -221,6 +221,12 @@ class Dispatcher:
                 info = ErrorInfo("handler", f"handler {name} raised {type(exc).__name__}: {exc}", None, exc)
                 self._deliver(Event("error", info, event.entity_id, event, time.time(), event.subscription))
 
+    def stop_soon(self) -> None:
+        """Ask the thread to end once the queue is drained; do not wait for it."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+
     def stop(self, timeout: float | None, *, drain: bool = True) -> bool:
         """Stop after delivering what is queued (``drain``); True if the thread ended in time."""
         with self._cond:

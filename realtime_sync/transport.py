@@ -248,6 +248,10 @@ class Transport:
                 failures += 1
                 if req is not None and req.auth:
                     auth_failures += 1
+                    if policy.stop_on_auth_failure:
+                        self._error("auth", f"credentials refused: {req.reason}")
+                        self._finish("credentials refused", server=True)
+                        return
                     delay = policy.auth_delay(auth_failures)
                 elif req is not None and req.delay is not None:
                     delay = req.delay

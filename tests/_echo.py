@@ -34,6 +34,9 @@ class EchoAdapter(Adapter):
         msg = self._decode(text, now)
         if msg is BAD:
             return
+        if isinstance(msg, dict) and "close" in msg:  # {"close": reason, "auth": bool, "reconnect": bool}
+            self._request_close(str(msg["close"]), auth=bool(msg.get("auth")), reconnect=msg.get("reconnect", True))
+            return
         if not isinstance(msg, dict) or not isinstance(msg.get("event"), str):
             self._bad_frame("expected an object with a string 'event'", text, now, raw=msg)
             return

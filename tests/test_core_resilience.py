@@ -228,3 +228,34 @@ def test_overflow_drops_oldest_and_reports(echo_server, make_client):
     assert last.wait(T(5))
     assert client.stats.dropped >= 40
     assert seen and seen[-1] == 49 and seen == sorted(seen)
+
+
+def test_protocol_level_auth_refusal_backs_off_or_stops(echo_server, make_client):
+    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.05, max_interval=0.05, jitter=0, auth_failure_delay=0.5)
+    client = make_client(echo_server.url, reconnect=policy)
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "unauthorized", "auth": True})
+    rec.wait("reconnecting")
+    assert rec.wait("reconnecting").data.delay == 0.5
+    echo_server.wait_for_connection(2, timeout=T(5))
+
+    stopping = make_client(echo_server.url, reconnect=rs.ReconnectPolicy(stop_on_auth_failure=True))
+    rec2 = Recorder(stopping)
+    stopping.start()
+    conn = echo_server.wait_for_connection(3, timeout=T(5))
+    conn.send({"close": "unauthorized", "auth": True})
+    assert rec2.wait("disconnected").data.will_reconnect is False
+    assert stopping.join(T(5)) and stopping.state is rs.State.CLOSED
+    assert rec2.wait("error").data.kind == "auth"
+
+
+def test_server_says_do_not_reconnect(echo_server, make_client):
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
+    info = rec.wait("disconnected").data
+    assert info.will_reconnect is False and info.reason == "go away"
+    assert client.join(T(5))
+    assert len(echo_server.connections) == 1

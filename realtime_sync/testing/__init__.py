@@ -4,11 +4,14 @@ Needs the ``test`` extra: ``pip install 'realtime_sync[test]'``.
 """
 
 from .actioncable import FakeActionCableServer, FakeVoxsigServer
+from .bayeux import FakeBayeuxServer, FakeGenesysServer
 from .server import FakeConnection, FakeServer, Handshake, Received, Scheduler
 
 __all__ = [
     "FakeActionCableServer",
+    "FakeBayeuxServer",
     "FakeConnection",
+    "FakeGenesysServer",
     "FakeServer",
     "FakeVoxsigServer",
     "Handshake",

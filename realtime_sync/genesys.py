@@ -1,0 +1,83 @@
+"""``GenesysChatClient``: Genesys (GWS) chat notifications over CometD.
+
+GWS publishes chat notifications on the CometD topic ``/v2/me/chats`` of
+``https://HOST/api/v2/notifications``.  Authentication is the REST API's: HTTP Basic, and/or
+the session cookie (JSESSIONID) of a REST session, which must be shared with the notification
+transport.  GWS 8.5 documents CometD *without* websocket support, so the client tries a
+websocket and falls back to HTTP long-polling when the upgrade is refused.
+
+Events (``event.entity_id`` is the chat id):
+
+==============================  ========================================  ==========================
+event                           wire                                      ``event.data``
+==============================  ========================================  ==========================
+``chat.status_change``          ChatStateChangeMessage / StatusChange     :class:`ChatStateChange`
+``chat.participants_updated``   ChatStateChangeMessage / ParticipantsUpd  :class:`ChatStateChange`
+``chat.properties_updated``     ChatStateChangeMessage / PropertiesUpd    :class:`ChatStateChange`
+``chat.error``                  ChatStateChangeMessage / Error            :class:`ChatStateChange`
+``chat.new_messages``           MessageLogUpdated / NewMessages           :class:`MessageLogUpdate`
+``notification``                any other topic or message type           the ``data`` dict;
+                                                                          entity_id = the channel
+``handshake``                   a new CometD session (2+: one was lost)   ``SessionInfo``
+==============================  ========================================  ==========================
+
+(Another notificationType of the two chat message types arrives as ``chat.<snake_case>``.)
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any, Iterable
+
+from .cometd import CometDClient
+from .exceptions import ConfigurationError
+from .models.genesys import decode_notification
+
+__all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
+
+GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
+
+
+def _normalise_url(url: str) -> str:
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"url must look like 'https://HOST/api/v2/notifications', got {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https", "ws", "wss"):
+        raise ConfigurationError(f"url scheme must be http(s) or ws(s), got {parts.scheme!r}")
+    if parts.path in ("", "/"):
+        # Only the host was given: GWS serves CometD at /api/v2/notifications.
+        parts = parts._replace(path=GENESYS_NOTIFICATIONS_PATH)
+    return urllib.parse.urlunsplit(parts)
+
+
+class GenesysChatClient(CometDClient):
+    """Chat notifications from Genesys Web Services (see the module docstring for the events).
+
+    Args:
+        url: ``https://HOST/api/v2/notifications`` (GWS form; ``https://HOST`` alone works too)
+            or a ``ws(s)://`` URL; each transport derives its own from it.
+        topics: CometD topics to subscribe to; ``/v2/me/chats`` by default, siblings such as
+            ``/v2/me/calls`` allowed (their messages arrive as ``notification`` events).
+        username, password: HTTP Basic credentials (the agent's GWS login).
+        cookies: e.g. ``{"JSESSIONID": session.cookies["JSESSIONID"]}`` from a REST session;
+            cookies the server sets later are kept and sent by both transports.
+        transport: ``"auto"`` (websocket, else long-polling), ``"websocket"``, ``"long-polling"``.
+        **options: everything :class:`~realtime_sync.CometDClient` takes.
+
+    >>> client = rs.GenesysChatClient("https://gws.example.com/api/v2/notifications",
+    ...                               username="agent1", password=PASSWORD)   # doctest: +SKIP
+    >>> @client.on("chat.new_messages")                                        # doctest: +SKIP
+    ... def show(event):
+    ...     for m in event.data.messages:
+    ...         print(event.entity_id, m.index, m.from_.nickname, m.text)
+    >>> client.run_forever()                                                   # doctest: +SKIP
+    """
+
+    def __init__(self, url: str, topics: Iterable[str] = ("/v2/me/chats",), **options: Any) -> None:
+        if isinstance(topics, str):
+            topics = (topics,)
+        self.topics = tuple(topics)
+        options.setdefault("decoder", decode_notification)
+        super().__init__(_normalise_url(url), **options)
+        for topic in self.topics:
+            self.subscribe(topic)

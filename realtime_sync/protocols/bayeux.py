@@ -1,0 +1,781 @@
+"""Sans-I/O Bayeux 1.0 (CometD) client adapter, for websocket and HTTP long-polling transports.
+
+Theory of operation
+-------------------
+A Bayeux *session* (a ``clientId``) is distinct from the physical connection that carries it.
+The server keeps a session alive as long as a ``/meta/connect`` arrives at least every
+``advice.timeout + advice.interval + maxInterval``; its subscriptions live and die with it.
+So this adapter tracks two things:
+
+    connection   (transport)   connection_made -> ... -> connection_lost
+    session      (server)      handshake reply -> ... -> "unknown client" / advice handshake
+
+The states of the session, as seen on one connection::
+
+    connection_made --(known clientId, recent contact)--> RESUMING --connect ok--> CONNECTED
+          |                                                  | connect fails, advice handshake
+          +--(no session)--> HANDSHAKING <-------------------+
+                                 | handshake ok: subscribe everything, first connect (timeout 0)
+                                 v
+                             CONNECTED: one /meta/connect outstanding at all times; the server
+                                 holds it up to advice.timeout (the heartbeat); the next one
+                                 goes after advice.interval
+    start_closing -> DISCONNECTING (/meta/disconnect; the reply asks the transport to close)
+    advice "none" -> STOPPED (error event + CloseRequest(reconnect=False))
+
+Rules taken from the reference client (cometd-javascript ``CometD.js``) and checked against faye:
+
+* Advice (``reconnect``, ``interval``, ``timeout``, ``maxInterval``) is sent only when it changes;
+  the last one received supersedes the earlier ones and is obeyed: ``retry`` -> the next connect
+  after ``interval``; ``handshake`` -> the session is gone: handshake again and subscribe again
+  (subscriptions die with the session); ``none`` -> stop.  The error strings differ between
+  servers (``402::Unknown client``, ``401:<id>:Unknown client``, ``403::Unknown client``...), so
+  the adapter acts on the advice, never on the error code.
+* Replies to ``/meta/*`` and publishes carry the id of the request; data messages carry the
+  publisher's id, so they are never matched to a request by id (a reply is recognised by its
+  ``successful`` field *and* its channel *and* its id).
+* A request unanswered within its allowance means a dead connection: ``advice.timeout +
+  max_network_delay`` for a connect (the server holds it), ``max_network_delay`` for the rest.
+  The adapter then asks the transport to replace the connection; the session is resumed on the
+  new one when it may still be alive (a connect with the old clientId), else a new handshake.
+* Failures back off linearly: ``backoff_increment`` (1 s) more per consecutive failure, at most
+  ``max_backoff`` (60 s), reset by a successful connect or handshake; the delay before a retry
+  is ``advice.interval + backoff``.
+* faye answers a ``/meta/subscribe`` batched into the same frame as a held connect only when the
+  connect returns: a connect always travels alone in its frame (which also lets the long-polling
+  transport put it on its own HTTP request).
+
+Outputs: ``message`` events (or what the ``decoder`` makes of a data message), ``subscribed`` /
+``subscription_rejected`` with the server's error, ``handshake`` when a new session starts
+(``SessionInfo``; number 2 and up means a previous session was lost and its messages with it),
+``error`` events (``server``: the server refused something; ``auth``: a handshake refused with
+401/403; ``bad_frame``).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+
+import attrs
+
+from .._redact import redact, register_secret
+from ..events import Subscription
+from ..exceptions import ConfigurationError, ProtocolError
+from .base import BAD, Adapter, truncate
+
+__all__ = [
+    "AuthExtension",
+    "BayeuxAdapter",
+    "BayeuxState",
+    "CONNECTION_TYPES",
+    "Decoder",
+    "Extension",
+    "SessionInfo",
+    "channel_matches",
+    "default_decoder",
+    "validate_channel",
+]
+
+log = logging.getLogger("realtime_sync.bayeux")
+
+CONNECTION_TYPES = ("websocket", "long-polling")
+
+#: ``decoder(channel, data) -> (event name, event data, entity_id)`` for data messages.
+Decoder = Callable[[str, Any], "tuple[str, Any, Any]"]
+
+_META = "/meta/"
+_MAX_QUEUED_PUBLISHES = 1000
+
+
+def default_decoder(channel: str, data: Any) -> tuple[str, Any, Any]:
+    """The generic mapping: every data message is a ``message`` event, entity_id = its channel."""
+    return "message", data, channel
+
+
+def validate_channel(channel: Any, *, subscribe: bool) -> str:
+    """Check a channel name (raise :class:`ConfigurationError`); returns it.
+
+    Wildcards (``*`` one segment, ``**`` any depth) are allowed as the last segment of a
+    subscription, never in a publish; ``/meta/`` channels are the protocol's own.
+
+    >>> validate_channel("/v2/me/chats", subscribe=True)
+    '/v2/me/chats'
+    >>> validate_channel("/chat/*", subscribe=False)
+    Traceback (most recent call last):
+    ...
+    realtime_sync.exceptions.ConfigurationError: cannot publish to a wildcard channel: '/chat/*'
+    """
+    if not isinstance(channel, str) or not channel.startswith("/") or channel == "/":
+        raise ConfigurationError(f"a Bayeux channel is a string like '/v2/me/chats', got {channel!r}")
+    segments = channel[1:].split("/")
+    if any(not s for s in segments):
+        raise ConfigurationError(f"empty segment in channel {channel!r}")
+    if channel.startswith(_META):
+        raise ConfigurationError(f"{channel!r} is a protocol channel; the client handles /meta/ itself")
+    wild = [i for i, s in enumerate(segments) if s in ("*", "**")]
+    if wild:
+        if not subscribe:
+            raise ConfigurationError(f"cannot publish to a wildcard channel: {channel!r}")
+        if wild != [len(segments) - 1]:
+            raise ConfigurationError(f"a wildcard may only be the last segment: {channel!r}")
+    if any("*" in s and s not in ("*", "**") for s in segments):
+        raise ConfigurationError(f"'*' must be a whole segment: {channel!r}")
+    return channel
+
+
+def channel_matches(pattern: str, channel: str) -> bool:
+    """Bayeux channel globbing: ``/a/*`` matches ``/a/b``; ``/a/**`` matches ``/a/b/c`` too.
+
+    >>> channel_matches("/chat/*", "/chat/room"), channel_matches("/chat/*", "/chat/a/b")
+    (True, False)
+    >>> channel_matches("/chat/**", "/chat/a/b")
+    True
+    """
+    if pattern == channel:
+        return True
+    if pattern.endswith("/**"):
+        prefix = pattern[:-2]
+        return channel.startswith(prefix) and len(channel) > len(prefix)
+    if pattern.endswith("/*"):
+        prefix = pattern[:-1]
+        return channel.startswith(prefix) and "/" not in channel[len(prefix) :] and len(channel) > len(prefix)
+    return False
+
+
+class Extension(Protocol):
+    """A Bayeux extension: sees (and may change or drop) every message in each direction.
+
+    Both methods are optional: implement ``outgoing`` and/or ``incoming``.  Each gets one
+    message (a dict) and returns it (changed or not), or ``None`` to drop it.  They run on the
+    transport thread: keep them fast, and never call the client from them.  An exception is
+    reported as an ``error`` event and the message goes on unchanged.
+
+        class Stamp:
+            def outgoing(self, message):
+                message.setdefault("ext", {})["sentBy"] = "worker-1"
+                return message
+
+        client = CometDClient(url, extensions=[Stamp()])
+    """
+
+
+@attrs.define(repr=False)
+class AuthExtension:
+    """Adds ``ext`` fields to every ``/meta/handshake`` (e.g. an auth token the server checks).
+
+    ``fields`` may be a mapping or a callable returning one (called at every handshake, so an
+    expiring token is fetched afresh).  Values are registered as secrets (never logged).
+
+    >>> ext = AuthExtension({"auth": "s3cret-token"})
+    >>> ext.outgoing({"channel": "/meta/handshake"})["ext"]
+    {'auth': 's3cret-token'}
+    """
+
+    fields: Mapping[str, Any] | Callable[[], Mapping[str, Any]]
+    channels: tuple[str, ...] = ("/meta/handshake",)
+
+    def outgoing(self, message: dict[str, Any]) -> dict[str, Any]:
+        if message.get("channel") in self.channels:
+            fields = self.fields() if callable(self.fields) else self.fields
+            for v in fields.values():
+                register_secret(v)
+            ext = message.get("ext")
+            message["ext"] = {**(ext if isinstance(ext, dict) else {}), **fields}
+        return message
+
+    def __repr__(self) -> str:
+        return "AuthExtension(***)"
+
+
+@attrs.frozen
+class SessionInfo:
+    """Payload of the ``handshake`` event: a new Bayeux session began.
+
+    ``number`` counts sessions since the client started: from 2 on, the previous session was
+    lost (server restart, expiry) and messages published meanwhile were not delivered.
+    ``transport`` is ``"websocket"`` or ``"long-polling"``.
+    """
+
+    number: int
+    transport: str
+
+
+class BayeuxState(str, enum.Enum):
+    IDLE = "idle"  #: no connection
+    HANDSHAKING = "handshaking"  #: a handshake is in flight, or waiting to be retried
+    RESUMING = "resuming"  #: a connect with the old clientId is in flight on a new connection
+    CONNECTED = "connected"  #: a session is established on this connection
+    DISCONNECTING = "disconnecting"
+    STOPPED = "stopped"  #: advice "none": never again
+
+
+@attrs.define
+class Advice:
+    """The server's last advice (milliseconds, as on the wire)."""
+
+    reconnect: str | None = None
+    interval: float = 0.0
+    timeout: float = 60_000.0  # the reference client's default
+    max_interval: float = 0.0
+
+
+@attrs.define
+class _Request:
+    channel: str
+    sent_at: float
+    deadline: float | None
+    subscription: Subscription | None = None
+
+
+def _num(value: Any, default: float) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    return default
+
+
+class BayeuxAdapter(Adapter):
+    """The Bayeux 1.0 client protocol (see the module docstring).
+
+    Intents (call on the transport thread through ``client._call``): :meth:`subscribe`,
+    :meth:`unsubscribe`, :meth:`publish`, :meth:`add_extension`.
+
+    >>> a = BayeuxAdapter()
+    >>> a.transport_kind = "websocket"
+    >>> a.connection_made(0.0)
+    >>> a.data_to_send()[0][:60]
+    '[{"channel":"/meta/handshake","version":"1.0","minimumVersio'
+    """
+
+    name = "bayeux"
+    has_heartbeat = True
+
+    def __init__(
+        self,
+        *,
+        decoder: Decoder | None = None,
+        extensions: Iterable[Any] = (),
+        max_network_delay: float = 10.0,
+        backoff_increment: float = 1.0,
+        max_backoff: float = 60.0,
+        handshake_fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.decoder: Decoder = decoder or default_decoder
+        self.extensions: list[Any] = list(extensions)
+        self.max_network_delay = max_network_delay
+        self.backoff_increment = backoff_increment
+        self.max_backoff = max_backoff
+        self.handshake_fields = dict(handshake_fields or {})
+        #: Set by the transport before connection_made: "websocket" or "long-polling".
+        self.transport_kind = "websocket"
+        #: A transport the server prefers over the current one (read by the connection factory).
+        self.transport_hint: str | None = None
+        self.state = BayeuxState.IDLE
+        self.client_id: str | None = None
+        self.advice = Advice()
+        self.sessions = 0
+        self.backoff = 0.0
+        self._ids = 0
+        self._requests: dict[str, _Request] = {}
+        self._connect_id: str | None = None
+        self._next_connect_at: float | None = None
+        self._next_handshake_at: float | None = None
+        self._last_contact: float | None = None  # last message of any kind from the server
+        self._unconnected_since: float | None = None
+        self._session_ready = False  # subscribes/publishes may be sent
+        self._publishes: list[tuple[str, Any]] = []
+        self._route_cache: dict[str, Subscription | None] = {}
+
+    # -- intents --------------------------------------------------------------------------
+
+    def subscribe(self, channel: str, now: float) -> None:
+        sub = Subscription("channel", channel)
+        if self.subscriptions.add(sub, channel):
+            self._route_cache.clear()
+            if self._session_ready:
+                self._send_subscribes([sub], now)
+
+    def unsubscribe(self, channel: str, now: float) -> None:
+        sub = Subscription("channel", channel)
+        entry = self.subscriptions.entry(sub)
+        if entry is None:
+            return
+        self.subscriptions.discard(sub)
+        self._route_cache.clear()
+        for req in self._requests.values():
+            if req.subscription == sub and req.channel == "/meta/subscribe":
+                req.subscription = None  # a late reply must not resurrect it
+        if self._session_ready:
+            self._send_messages([self._message("/meta/unsubscribe", now, subscription=channel)], now)
+
+    def publish(self, channel: str, data: Any, now: float) -> None:
+        if self.state is BayeuxState.STOPPED:
+            return
+        if self._session_ready:
+            self._send_messages([self._message(channel, now, data=data)], now)
+            return
+        # Held until a session exists, like the reference client's internal batch.
+        self._publishes.append((channel, data))
+        if len(self._publishes) > _MAX_QUEUED_PUBLISHES:
+            dropped = self._publishes.pop(0)
+            self._error("overflow", f"publish queue full: dropped the oldest publish to {dropped[0]!r}", now)
+
+    def add_extension(self, extension: Any, now: float = 0.0) -> None:
+        self.extensions.append(extension)
+
+    def remove_extension(self, extension: Any, now: float = 0.0) -> None:
+        if extension in self.extensions:
+            self.extensions.remove(extension)
+
+    # -- transport hooks ------------------------------------------------------------------
+
+    def connection_made(self, now: float) -> None:
+        # Deliberately not super(): subscriptions survive a connection when the session does.
+        self.connected = True
+        self._close = None  # a request left over from the previous connection is moot
+        self._requests.clear()
+        self._connect_id = None
+        self._next_connect_at = None
+        self._next_handshake_at = None
+        self._session_ready = False
+        if self.state is BayeuxState.STOPPED:
+            self._request_close("the server advised not to reconnect", reconnect=False)
+            return
+        if self.client_id is not None and self._session_may_live(now):
+            self.state = BayeuxState.RESUMING
+            self._send_connect(now, first=True)
+        else:
+            self._handshake(now)
+
+    def connection_lost(self, now: float, reason: str = "") -> None:
+        self.connected = False
+        lost = [r.channel for r in self._requests.values() if r.channel not in ("/meta/connect", "/meta/handshake")]
+        if lost:
+            log.debug("connection lost with %d unanswered request(s): %s", len(lost), lost[:5])
+        self._requests.clear()
+        self._connect_id = None
+        self._next_connect_at = None
+        self._next_handshake_at = None
+        self._session_ready = False
+        if self.state is not BayeuxState.STOPPED:
+            self.state = BayeuxState.IDLE
+        if self._unconnected_since is None:
+            self._unconnected_since = now
+
+    def start_closing(self, now: float) -> None:
+        if self.connected and self.client_id is not None and self.state is BayeuxState.CONNECTED:
+            self._send_messages([self._message("/meta/disconnect", now)], now)
+        self.state = BayeuxState.DISCONNECTING
+        self._next_connect_at = None
+        self._next_handshake_at = None
+
+    def next_deadline(self) -> float | None:
+        best: float | None = None
+        for t in (self._next_connect_at, self._next_handshake_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        for req in self._requests.values():
+            if req.deadline is not None and (best is None or req.deadline < best):
+                best = req.deadline
+        return best
+
+    def handle_timer(self, now: float) -> None:
+        for rid, req in list(self._requests.items()):
+            if req.deadline is not None and req.deadline <= now:
+                waited = now - req.sent_at
+                self._requests.pop(rid, None)
+                if req.channel == "/meta/disconnect":
+                    self._request_close("no reply to /meta/disconnect", reconnect=False)
+                    continue
+                log.warning("no reply to %s within %.1fs: the connection is presumed dead", req.channel, waited)
+                self._request_close(
+                    f"no reply to {req.channel} within {waited:.1f}s: connection presumed dead", delay=None, code=1001
+                )
+                return
+        if self._next_handshake_at is not None and self._next_handshake_at <= now:
+            self._next_handshake_at = None
+            self._handshake(now)
+        if self._next_connect_at is not None and self._next_connect_at <= now:
+            self._next_connect_at = None
+            if self.state is BayeuxState.CONNECTED and self._connect_id is None:
+                self._send_connect(now)
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def receive_text(self, text: str, now: float) -> None:
+        decoded = self._decode(text, now)
+        if decoded is BAD:
+            return
+        if isinstance(decoded, dict):
+            messages: Sequence[Any] = (decoded,)
+        elif isinstance(decoded, list):
+            messages = decoded
+        else:
+            self._bad_frame(f"expected a JSON array of messages, got {type(decoded).__name__}", text, now, raw=decoded)
+            return
+        for message in messages:
+            if not isinstance(message, dict):
+                self._bad_frame(
+                    f"a Bayeux message must be an object, got {type(message).__name__}", message, now, raw=message
+                )
+                continue
+            try:
+                self._receive_message(message, now)
+            except ProtocolError as exc:
+                self._bad_frame(str(exc), message, now, raw=message, exc=exc)
+
+    def _receive_message(self, message: dict[str, Any], now: float) -> None:
+        message = self._run_extensions("incoming", message, now)  # type: ignore[assignment]
+        if message is None:
+            return
+        channel = message.get("channel")
+        if not isinstance(channel, str):
+            raise ProtocolError(f"message without a string 'channel': {truncate(message, 200)}")
+        failure = message.get("failure")
+        if isinstance(failure, dict) and message.get("successful") is False and failure.get("httpCode") in (401, 403):
+            # Built by the long-polling transport for a request the server refused with HTTP
+            # 401/403 (CometD.js does the same): a credential refusal, not a Bayeux reply.
+            reason = f"{channel} refused: {failure.get('reason') or failure.get('httpCode')}"
+            self._error("auth", reason, now, raw=message)
+            self._request_close(reason, auth=True)
+            return
+        self._last_contact = now
+        advice = message.get("advice")
+        if advice is not None:
+            self._update_advice(advice, now, message)
+        successful = message.get("successful")
+        if successful is not None and not isinstance(successful, bool):
+            raise ProtocolError(f"'successful' must be a boolean, got {type(successful).__name__}")
+        rid = message.get("id")
+        if isinstance(rid, int) and not isinstance(rid, bool):
+            rid = str(rid)  # ids are strings; tolerate a server that echoes numbers
+        if channel.startswith(_META):
+            req = self._requests.get(rid) if isinstance(rid, str) else None
+            if req is None or req.channel != channel or successful is None:
+                log.debug("ignoring an unmatched %s reply (id %r)", channel, rid)
+                return
+            del self._requests[rid]  # type: ignore[arg-type]
+            if channel == "/meta/connect":
+                self._on_connect_reply(rid, message, successful, now)  # type: ignore[arg-type]
+            elif channel == "/meta/handshake":
+                self._on_handshake_reply(message, successful, now)
+            elif channel == "/meta/subscribe":
+                self._on_subscribe_reply(req, message, successful, now)
+            elif channel == "/meta/unsubscribe":
+                if not successful:
+                    self._server_error(f"unsubscribe from {message.get('subscription')!r} failed", message, now)
+            elif channel == "/meta/disconnect":
+                self.client_id = None
+                self._request_close("disconnected", reconnect=False)
+            return
+        if successful is not None:
+            req = self._requests.get(rid) if isinstance(rid, str) else None
+            if req is not None and req.channel == channel:
+                del self._requests[rid]  # type: ignore[arg-type]
+                if not successful:
+                    self._server_error(f"publish to {channel!r} failed", message, now)
+                if "data" not in message:
+                    return
+        if "data" in message:
+            self._on_data(channel, message, now)
+
+    # -- replies --------------------------------------------------------------------------
+
+    def _on_handshake_reply(self, message: dict[str, Any], successful: bool, now: float) -> None:
+        if successful:
+            client_id = message.get("clientId")
+            if not isinstance(client_id, str) or not client_id:
+                raise ProtocolError("successful handshake without a clientId")
+            if "advice" not in message:
+                self.advice.reconnect = None  # an old "handshake" advice is obeyed now
+            if self.advice.reconnect == "none":
+                self._stop("the server advised not to reconnect (handshake reply)", message, now)
+                return
+            types = message.get("supportedConnectionTypes")
+            if isinstance(types, list) and types and self.transport_kind not in types:
+                other = next((t for t in CONNECTION_TYPES if t in types), None)
+                if other is not None:
+                    # The server does not do this transport (e.g. GWS 8.5: no websocket).
+                    self.transport_hint = other
+                    self._request_close(f"the server supports {types}, not {self.transport_kind}: switching", delay=0.0)
+                    return
+            self.client_id = client_id
+            self.sessions += 1
+            self.backoff = 0.0
+            self._unconnected_since = None
+            self.state = BayeuxState.CONNECTED
+            self.subscriptions.reset()
+            self._route_cache.clear()
+            self._emit("handshake", now, SessionInfo(self.sessions, self.transport_kind))
+            self._session_established(now)
+            self._send_connect(now, first=True)
+            return
+        error = message.get("error")
+        code = str(error).split(":", 1)[0] if error is not None else ""
+        # A handshake is the one place a 401/403 means credentials (faye also uses 401 for an
+        # unknown client, but only on the other meta channels).
+        auth = code in ("401", "403")
+        if self.advice.reconnect == "none":
+            self._stop(f"handshake refused: {error}", message, now, kind="auth" if auth else "server")
+            return
+        if auth:
+            self._error("auth", f"handshake refused: {error}", now, raw=message)
+            self._request_close(f"handshake refused: {error}", auth=True)
+            return
+        self._server_error("handshake refused", message, now)
+        delay = self.advice.interval / 1000.0 + self.backoff
+        self._increase_backoff()
+        self.state = BayeuxState.HANDSHAKING
+        self._next_handshake_at = now + delay
+
+    def _on_connect_reply(self, rid: str, message: dict[str, Any], successful: bool, now: float) -> None:
+        if rid != self._connect_id:
+            return
+        self._connect_id = None
+        if self.state is BayeuxState.DISCONNECTING:
+            return
+        action = self.advice.reconnect or "retry"
+        if action == "none":
+            self._stop(f"the server advised not to reconnect: {message.get('error') or 'advice none'}", message, now)
+            return
+        if successful:
+            self.backoff = 0.0
+            self._unconnected_since = None
+            if action == "handshake":
+                self._session_lost(now, message)
+                return
+            if self.state is BayeuxState.RESUMING:
+                self.state = BayeuxState.CONNECTED
+                self._session_established(now)
+            self._next_connect_at = now + self.advice.interval / 1000.0
+            return
+        if self._unconnected_since is None:
+            self._unconnected_since = now
+        if action == "handshake":
+            self._session_lost(now, message)
+            return
+        # retry: back off, and give up the session when it has certainly expired server-side
+        delay = self._increase_backoff()
+        adv = self.advice
+        if adv.max_interval > 0:
+            expiration = (adv.timeout + adv.interval + adv.max_interval) / 1000.0
+            if now - self._unconnected_since + self.backoff > expiration:
+                self._session_lost(now, message)
+                return
+        self._server_error("connect failed", message, now, level=logging.INFO)
+        self._next_connect_at = now + adv.interval / 1000.0 + delay
+
+    def _on_subscribe_reply(self, req: _Request, message: dict[str, Any], successful: bool, now: float) -> None:
+        sub = req.subscription
+        if sub is None or sub not in self.subscriptions:
+            return
+        if successful:
+            self._subscribed(sub, now)
+            return
+        advice = message.get("advice")
+        if isinstance(advice, dict) and advice.get("reconnect") == "handshake":
+            return  # the session is gone; _update_advice scheduled a handshake that resubscribes
+        error = message.get("error")
+        self._rejected(sub, str(error) if error is not None else "subscription refused", now)
+
+    def _on_data(self, channel: str, message: dict[str, Any], now: float) -> None:
+        sub = self._route(channel)
+        try:
+            name, data, entity_id = self.decoder(channel, message["data"])
+        except ProtocolError as exc:
+            self._bad_frame(str(exc), message, now, raw=message, exc=exc)
+            return
+        except Exception as exc:  # a decoder bug must not lose the next messages
+            self._bad_frame(
+                f"cannot decode message on {channel!r}: {type(exc).__name__}: {exc}", message, now, raw=message
+            )
+            return
+        self._emit(name, now, data, entity_id=entity_id, raw=message, subscription=sub)
+
+    def _route(self, channel: str) -> Subscription | None:
+        try:
+            return self._route_cache[channel]
+        except KeyError:
+            pass
+        found = None
+        for sub in self.subscriptions:
+            if channel_matches(str(sub.key), channel):
+                found = sub
+                break
+        if len(self._route_cache) > 4096:
+            self._route_cache.clear()
+        self._route_cache[channel] = found
+        return found
+
+    # -- advice ---------------------------------------------------------------------------
+
+    def _update_advice(self, advice: Any, now: float, message: dict[str, Any]) -> None:
+        if not isinstance(advice, dict):
+            # Reported, but the message itself is still processed (a lost connect reply would
+            # otherwise look like a dead connection).
+            self._bad_frame(f"'advice' must be an object, got {type(advice).__name__}", message, now, raw=message)
+            return
+        reconnect = advice.get("reconnect")
+        defaults = Advice()
+        self.advice = Advice(
+            reconnect if reconnect in ("retry", "handshake", "none") else None,
+            _num(advice.get("interval"), defaults.interval),
+            _num(advice.get("timeout"), defaults.timeout),
+            _num(advice.get("maxInterval"), defaults.max_interval),
+        )
+        channel = message.get("channel")
+        # Advice on a reply other than connect/handshake (e.g. a subscribe refused because the
+        # session expired) is acted on at once: no connect reply may come to act on it.
+        if channel not in ("/meta/connect", "/meta/handshake") and self.state is BayeuxState.CONNECTED:
+            if self.advice.reconnect == "handshake":
+                self._session_lost(now, message)
+            elif self.advice.reconnect == "none":
+                self._stop("the server advised not to reconnect", message, now)
+
+    # -- actions --------------------------------------------------------------------------
+
+    def _handshake(self, now: float) -> None:
+        self.client_id = None
+        self._session_ready = False
+        self._connect_id = None
+        self._next_connect_at = None
+        self.state = BayeuxState.HANDSHAKING
+        msg: dict[str, Any] = {
+            "channel": "/meta/handshake",
+            "version": "1.0",
+            "minimumVersion": "1.0",
+            "supportedConnectionTypes": [self.transport_kind],
+            "advice": {"timeout": int(self.advice.timeout), "interval": int(self.advice.interval)},
+        }
+        msg.update(self.handshake_fields)
+        self._send_messages([self._with_id(msg, now, self.max_network_delay)], now)
+
+    def _send_connect(self, now: float, *, first: bool = False) -> None:
+        msg: dict[str, Any] = {
+            "channel": "/meta/connect",
+            "clientId": self.client_id,
+            "connectionType": self.transport_kind,
+        }
+        if first:
+            # Returns at once: confirms the session without waiting a whole hold period.
+            msg["advice"] = {"timeout": 0}
+            hold = 0.0
+        else:
+            hold = self.advice.timeout / 1000.0
+        msg = self._with_id(msg, now, hold + self.max_network_delay)
+        self._connect_id = msg["id"]
+        self._send_messages([msg], now)
+
+    def _session_established(self, now: float) -> None:
+        self._session_ready = True
+        pending = [e.subscription for e in self.subscriptions.pending() if not self._in_flight(e.subscription)]
+        if pending:
+            self._send_subscribes(pending, now)
+        if self._publishes:
+            queued, self._publishes = self._publishes, []
+            self._send_messages([self._message(ch, now, data=data) for ch, data in queued], now)
+
+    def _in_flight(self, sub: Subscription) -> bool:
+        return any(r.subscription == sub for r in self._requests.values())
+
+    def _send_subscribes(self, subs: list[Subscription], now: float) -> None:
+        msgs = []
+        for sub in subs:
+            msgs.append(self._message("/meta/subscribe", now, subscription=str(sub.key), _sub=sub))
+            self.subscriptions.mark_sent(sub, now)
+        self._send_messages(msgs, now)
+
+    def _session_lost(self, now: float, message: dict[str, Any]) -> None:
+        error = message.get("error")
+        log.info("Bayeux session gone (%s): handshaking again", redact(str(error or "advice: handshake")))
+        self.client_id = None
+        self._session_ready = False
+        self._connect_id = None
+        for rid, req in list(self._requests.items()):
+            if req.channel != "/meta/handshake":
+                del self._requests[rid]
+        self.subscriptions.reset()
+        self.backoff = 0.0
+        self.state = BayeuxState.HANDSHAKING
+        self._next_connect_at = None
+        self._next_handshake_at = now + self.advice.interval / 1000.0
+
+    def _stop(self, reason: str, message: dict[str, Any], now: float, kind: str = "server") -> None:
+        self._error(kind, reason, now, raw=message)
+        self.state = BayeuxState.STOPPED
+        self._session_ready = False
+        self._next_connect_at = None
+        self._next_handshake_at = None
+        self._requests.clear()
+        self._request_close(reason, reconnect=False)
+
+    def _server_error(self, what: str, message: dict[str, Any], now: float, level: int = logging.WARNING) -> None:
+        error = message.get("error")
+        text = f"{what}: {error}" if error is not None else what
+        log.log(level, "%s", redact(text))
+        self._error("server", text, now, raw=message)
+
+    def _increase_backoff(self) -> float:
+        self.backoff = min(self.max_backoff, self.backoff + self.backoff_increment)
+        return self.backoff
+
+    def _session_may_live(self, now: float) -> bool:
+        if self._last_contact is None:
+            return False
+        adv = self.advice
+        # The server keeps a silent session for timeout + interval + maxInterval (CometD's
+        # default maxInterval is 10 s when the server does not advise one).
+        ttl = (adv.timeout + adv.interval + (adv.max_interval or 10_000.0)) / 1000.0
+        return now - self._last_contact <= ttl
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _message(self, channel: str, now: float, _sub: Subscription | None = None, **fields: Any) -> dict[str, Any]:
+        msg: dict[str, Any] = {"channel": channel, **fields, "clientId": self.client_id}
+        return self._with_id(msg, now, self.max_network_delay, _sub)
+
+    def _with_id(
+        self, msg: dict[str, Any], now: float, allowance: float, sub: Subscription | None = None
+    ) -> dict[str, Any]:
+        self._ids += 1
+        rid = str(self._ids)
+        msg["id"] = rid
+        self._requests[rid] = _Request(msg["channel"], now, now + allowance, sub)
+        return msg
+
+    def _send_messages(self, messages: list[dict[str, Any]], now: float) -> None:
+        out = []
+        for m in messages:
+            m2 = self._run_extensions("outgoing", m, now)
+            if m2 is None:
+                self._requests.pop(m.get("id"), None)  # type: ignore[arg-type]
+                if m.get("id") == self._connect_id:
+                    self._connect_id = None
+                continue
+            out.append(m2)
+        if out:
+            self._send(out)
+
+    def _run_extensions(self, direction: str, message: dict[str, Any], now: float) -> dict[str, Any] | None:
+        for ext in self.extensions:
+            fn = getattr(ext, direction, None)
+            if fn is None:
+                continue
+            try:
+                result = fn(message)
+            except Exception as exc:
+                log.error("Bayeux extension %r failed on an %s message", ext, direction, exc_info=True)
+                self._error(
+                    "handler",
+                    f"extension {type(ext).__name__}.{direction} raised {type(exc).__name__}: {exc}",
+                    now,
+                    exc=exc,
+                )
+                continue
+            if result is None:
+                return None
+            if isinstance(result, dict):
+                message = result
+        return message

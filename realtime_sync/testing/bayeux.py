@@ -1,0 +1,711 @@
+"""A fake Bayeux (CometD) server speaking websocket AND HTTP long-polling on one port.
+
+:class:`FakeBayeuxServer` is a real server on 127.0.0.1: websocket upgrades are served by
+:class:`~realtime_sync.testing.FakeServer` (python-websockets), and HTTP ``POST`` requests to the
+same port are the Bayeux long-polling transport (the same message arrays, the ``/meta/connect``
+held by the server).  Both transports share the session state, as on a real CometD server, so
+a client may handshake on one and carry on with the other.
+
+Scriptable faults:
+
+* :meth:`~FakeBayeuxServer.expire_sessions` - every session is forgotten: the next connect gets
+  ``402::Unknown client`` with ``advice: {"reconnect": "handshake"}`` (a server restart, an expiry);
+* :meth:`~FakeBayeuxServer.advise_none` - the next handshake/connect replies say ``reconnect: none``;
+* ``websocket=False`` or :meth:`~FakeServer.refuse` - websocket upgrades are refused (HTTP 400), so
+  a client must fall back to long-polling (GWS 8.5 has no websocket);
+* :meth:`~FakeBayeuxServer.hold_connects` - connects are never answered (a dead server with the
+  TCP connection still up);
+* :meth:`~FakeBayeuxServer.publish` - a message to every session subscribed to a matching channel;
+* ``forbidden`` - channel patterns whose subscription is refused with ``403::Forbidden``;
+* ``check_request`` (override, or ``basic_auth=``/``required_cookie=``) - HTTP 401 on both the
+  upgrade and the POSTs.
+
+    >>> from realtime_sync.testing.bayeux import FakeBayeuxServer
+    >>> with FakeBayeuxServer(timeout=1.0) as server:           # doctest: +SKIP
+    ...     client = CometDClient(server.http_url)
+    ...     client.subscribe("/chat/demo")
+    ...     client.start()
+    ...     server.wait_for_subscription("/chat/demo")
+    ...     server.publish("/chat/demo", {"text": "hi"})
+
+:class:`FakeGenesysServer` mounts the same at ``/api/v2/notifications`` and publishes Genesys
+chat notifications (:meth:`~FakeGenesysServer.chat_state_change`,
+:meth:`~FakeGenesysServer.new_messages`).
+"""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import itertools
+import json
+import logging
+import secrets
+import socket
+import threading
+import time
+from typing import Any, Callable, Iterable, TypeVar
+
+import attrs
+
+from ..config import timing_scale
+from .server import FakeConnection, FakeServer, Received
+
+__all__ = ["FakeBayeuxServer", "FakeGenesysServer", "HttpRequest", "Session"]
+
+log = logging.getLogger("realtime_sync.testing.bayeux")
+
+_S = TypeVar("_S", bound="FakeBayeuxServer")
+
+
+def _matches(pattern: str, channel: str) -> bool:
+    if pattern == channel:
+        return True
+    if pattern.endswith("/**"):
+        return channel.startswith(pattern[:-2])
+    if pattern.endswith("/*"):
+        prefix = pattern[:-1]
+        return channel.startswith(prefix) and "/" not in channel[len(prefix) :]
+    return False
+
+
+@attrs.frozen
+class HttpRequest:
+    """One long-polling POST the server received."""
+
+    path: str
+    headers: dict[str, str]
+    body: str
+    at: float
+
+
+@attrs.define(eq=False)
+class Session:
+    """A Bayeux session (one clientId) as the fake server keeps it."""
+
+    client_id: str
+    transport: str = ""
+    subscriptions: set[str] = attrs.field(factory=set)
+    queue: list[dict[str, Any]] = attrs.field(factory=list)  # for a long-polling or disconnected client
+    ws: FakeConnection | None = None
+    held: tuple[FakeConnection, dict[str, Any], float] | None = None  # websocket: (conn, reply, deadline)
+    polling: bool = False  # long-polling: a connect is being held by an HTTP request
+    generation: int = 0  # long-polling: bumped by every connect; an older held one returns at once
+    last_seen: float = 0.0
+    connects: int = 0
+
+
+class FakeBayeuxServer(FakeServer):
+    """A Bayeux 1.0 server on 127.0.0.1 (see the module docstring).
+
+    Args:
+        timeout: seconds a ``/meta/connect`` is held (``advice.timeout``).
+        interval: ``advice.interval`` in seconds.
+        max_interval: a session with no connect for ``timeout + max_interval`` expires.
+        websocket: False refuses upgrades (HTTP 400) and advertises long-polling only.
+        forbidden: channel patterns whose subscriptions are refused.
+        basic_auth: ``(user, password)`` required as HTTP Basic on every request (or the cookie).
+        required_cookie: ``"NAME=value"`` accepted instead of Basic (e.g. GWS' JSESSIONID).
+        set_cookie: a cookie the server sets on long-polling responses (CometD's BAYEUX_BROWSER).
+    """
+
+    path = "/cometd"
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        timeout: float = 2.0,
+        interval: float = 0.0,
+        max_interval: float = 10.0,
+        websocket: bool = True,
+        forbidden: Iterable[str] = (),
+        basic_auth: tuple[str, str] | None = None,
+        required_cookie: str | None = None,
+        set_cookie: str | None = "BAYEUX_BROWSER=fake-browser-1",
+        path: str | None = None,
+    ) -> None:
+        super().__init__(host, port)
+        if path is not None:
+            self.path = path
+        self.timeout = timeout
+        self.interval = interval
+        self.max_interval = max_interval
+        self.websocket = websocket
+        self.forbidden = tuple(forbidden)
+        self.basic_auth = basic_auth
+        self.required_cookie = required_cookie
+        self.set_cookie = set_cookie
+        self.sessions: dict[str, Session] = {}
+        self.http_requests: list[HttpRequest] = []
+        self.handshake_count = 0
+        self._lock = threading.RLock()
+        self._lp_cond = threading.Condition(self._lock)
+        self._ids = itertools.count(1)
+        self._advice_none = False
+        self._hold_forever = False
+        self._stopping = False
+        self._http_socks: set[socket.socket] = set()
+        self._http_ids = itertools.count(1)
+
+    # -- URLs -------------------------------------------------------------------------------
+
+    @property
+    def http_url(self) -> str:
+        """``http://127.0.0.1:PORT/path``: the long-polling endpoint (and the GWS-style URL)."""
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def __enter__(self: _S) -> _S:
+        return self.start()
+
+    def start(self: _S) -> _S:
+        with self._lock:
+            self._stopping = False
+            self.sessions.clear()  # a restarted server knows no session
+        super().start()
+        server = self._server
+        assert server is not None
+        inner = server.handler
+
+        # Every accepted socket passes through here: a POST is long-polling, anything else goes
+        # to python-websockets (which serves the upgrade or refuses a plain GET).
+        def dispatch(sock: socket.socket, addr: Any) -> None:
+            head = b""
+            try:
+                sock.settimeout(10)
+                deadline = time.monotonic() + 10
+                while len(head) < 8 and time.monotonic() < deadline:
+                    head = sock.recv(8, socket.MSG_PEEK)
+                    if not head:
+                        break
+                    if len(head) < 8:
+                        time.sleep(0.005)  # part of a request line: wait for the rest of it
+            except OSError:
+                pass
+            if head.startswith((b"POST ", b"OPTIONS ")):
+                try:
+                    self._serve_http(sock, addr)
+                finally:
+                    with server.lock:
+                        server.handler_threads.discard(threading.current_thread())
+            else:
+                sock.settimeout(None)
+                inner(sock, addr)
+
+        server.handler = dispatch  # type: ignore[method-assign]
+        return self
+
+    def on_start(self) -> None:
+        assert self.scheduler is not None
+        self.scheduler.every(0.02, self._tick)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            socks = list(self._http_socks)
+            self._lp_cond.notify_all()
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        super().stop()
+
+    # -- scripting --------------------------------------------------------------------------
+
+    def publish(self, channel: str, data: Any) -> int:
+        """Deliver ``{"channel", "data"}`` to every session subscribed to a matching pattern;
+        returns how many sessions got it."""
+        with self._lock:
+            targets = [s for s in self.sessions.values() if any(_matches(p, channel) for p in s.subscriptions)]
+            for s in targets:
+                self._deliver(s, {"channel": channel, "data": data, "id": str(next(self._ids))})
+        return len(targets)
+
+    def expire_sessions(self) -> int:
+        """Forget every session (the next connect gets ``402::Unknown client``)."""
+        with self._lock:
+            n = len(self.sessions)
+            for s in self.sessions.values():
+                # A held connect returns (as faye's does); the next one meets "unknown client".
+                self._flush_held(s, force=True)
+            self.sessions.clear()
+            self._lp_cond.notify_all()
+        return n
+
+    def advise_none(self, enabled: bool = True) -> None:
+        """Handshake and connect replies say ``reconnect: none`` (unsuccessful)."""
+        with self._lock:
+            self._advice_none = enabled
+            self._lp_cond.notify_all()
+            for s in self.sessions.values():
+                self._flush_held(s, force=True)
+
+    def hold_connects(self, enabled: bool = True) -> None:
+        """Never answer ``/meta/connect`` (until disabled): the client must detect it."""
+        with self._lock:
+            self._hold_forever = enabled
+            if not enabled:
+                # Connects held so far were given up by the client: release them, and deliver
+                # nothing through them (it would be written to a connection nobody reads).
+                for s in self.sessions.values():
+                    s.generation += 1
+                    s.held = None
+                self._lp_cond.notify_all()
+
+    def subscribed(self, channel: str) -> bool:
+        with self._lock:
+            return any(channel in s.subscriptions for s in self.sessions.values())
+
+    def wait_for_subscription(self, channel: str, timeout: float = 5.0, *, count: int = 1) -> None:
+        """Wait until ``count`` live sessions are subscribed to ``channel``."""
+        deadline = time.monotonic() + timeout * timing_scale()
+        while True:
+            with self._lock:
+                n = sum(1 for s in self.sessions.values() if channel in s.subscriptions)
+            if n >= count:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no subscription to {channel!r} within {timeout}s")
+            with self._cond:
+                self._cond.wait(0.05)
+
+    def bayeux_messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Every Bayeux message received (both transports), optionally of one channel."""
+        out: list[dict[str, Any]] = []
+        with self._cond:
+            frames = [m.json for m in self.received]
+        for f in frames:
+            for m in f if isinstance(f, list) else [f]:
+                if isinstance(m, dict) and (channel is None or m.get("channel") == channel):
+                    out.append(m)
+        return out
+
+    def wait_for_meta(
+        self,
+        channel: str,
+        timeout: float = 5.0,
+        *,
+        since: int = 0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        """Wait for a received Bayeux message on ``channel`` (searching frames from ``since``)."""
+
+        def pick(m: Received) -> dict[str, Any] | None:
+            f = m.json
+            for x in f if isinstance(f, list) else [f]:
+                if isinstance(x, dict) and x.get("channel") == channel and (where is None or where(x)):
+                    return x
+            return None
+
+        found = self.wait_for_message(lambda m: pick(m) is not None, timeout, since=since)
+        result = pick(found)
+        assert result is not None
+        return result
+
+    # -- the protocol (shared by both transports) ------------------------------------------
+
+    def _advice(self) -> dict[str, Any]:
+        if self._advice_none:
+            return {"reconnect": "none", "interval": 0}
+        return {"reconnect": "retry", "interval": int(self.interval * 1000), "timeout": int(self.timeout * 1000)}
+
+    def _process(
+        self, messages: list[Any], transport: str, conn: FakeConnection | None
+    ) -> tuple[list[dict[str, Any]], tuple[Session, dict[str, Any], float] | None]:
+        """Answer ``messages``; returns the replies and, for a held connect, (session, reply, hold)."""
+        replies: list[dict[str, Any]] = []
+        held = None
+        with self._lock:
+            for m in messages:
+                if not isinstance(m, dict) or not isinstance(m.get("channel"), str):
+                    replies.append({"channel": "/meta/unsuccessful", "successful": False, "error": "400::bad message"})
+                    continue
+                ch = m["channel"]
+                rid = m.get("id")
+                reply: dict[str, Any] = {"channel": ch, "successful": True}
+                if rid is not None:
+                    reply["id"] = rid
+                session = self.sessions.get(m.get("clientId") or "")
+                if ch == "/meta/handshake":
+                    self.handshake_count += 1
+                    if self._advice_none:
+                        reply.update(successful=False, error="403::handshake denied", advice=self._advice())
+                    else:
+                        cid = secrets.token_hex(8)
+                        self.sessions[cid] = Session(cid, transport, last_seen=time.monotonic())
+                        types = ["websocket", "long-polling"] if self.websocket else ["long-polling"]
+                        reply.update(version="1.0", supportedConnectionTypes=types, clientId=cid, advice=self._advice())
+                    replies.append(reply)
+                    continue
+                if session is None:
+                    reply.update(
+                        successful=False, error="402::Unknown client", advice={"reconnect": "handshake", "interval": 0}
+                    )
+                    replies.append(reply)
+                    continue
+                session.last_seen = time.monotonic()
+                if ch == "/meta/connect":
+                    session.connects += 1
+                    session.transport = transport
+                    if transport == "websocket":
+                        session.ws = conn
+                    if self._advice_none:
+                        reply.update(successful=False, error="403::go away", advice=self._advice())
+                        replies.append(reply)
+                        continue
+                    advice = m.get("advice")
+                    hold = self.timeout
+                    if isinstance(advice, dict) and isinstance(advice.get("timeout"), (int, float)):
+                        hold = min(hold, advice["timeout"] / 1000.0)
+                    session.generation += 1
+                    self._lp_cond.notify_all()  # a connect held for an older request returns now
+                    if session.connects == 1 or (isinstance(advice, dict) and "timeout" in advice):
+                        reply["advice"] = self._advice()
+                    if self._hold_forever:
+                        hold = 1e9
+                    if hold <= 0 and not self._hold_forever:
+                        replies.append(reply)
+                        if transport == "websocket":
+                            replies.extend(self._drain(session))
+                    else:
+                        held = (session, reply, hold)
+                elif ch == "/meta/subscribe":
+                    sub = m.get("subscription")
+                    reply["subscription"] = sub
+                    if not isinstance(sub, str):
+                        reply.update(successful=False, error="400::subscription missing")
+                    elif any(_matches(p, sub) for p in self.forbidden):
+                        reply.update(successful=False, error=f"403:{sub}:Forbidden")
+                    else:
+                        session.subscriptions.add(sub)
+                        self._cond_notify()
+                    replies.append(reply)
+                elif ch == "/meta/unsubscribe":
+                    sub = m.get("subscription")
+                    reply["subscription"] = sub
+                    session.subscriptions.discard(sub)  # type: ignore[arg-type]
+                    replies.append(reply)
+                elif ch == "/meta/disconnect":
+                    self.sessions.pop(session.client_id, None)
+                    if session.held is not None:
+                        self._flush_held(session, force=True)
+                    self._lp_cond.notify_all()
+                    replies.append(reply)
+                elif ch.startswith("/meta/"):
+                    reply.update(successful=False, error=f"400:{ch}:unknown meta channel")
+                    replies.append(reply)
+                else:
+                    replies.append(reply)
+                    data = m.get("data")
+                    targets = [s for s in self.sessions.values() if any(_matches(p, ch) for p in s.subscriptions)]
+                    for s in targets:
+                        self._deliver(s, {"channel": ch, "data": data, "id": str(next(self._ids))})
+        return replies, held
+
+    def _cond_notify(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def _deliver(self, session: Session, message: dict[str, Any]) -> None:
+        ws = session.ws
+        if session.transport == "websocket" and ws is not None and not ws.closed.is_set():
+            if ws.send([message]):
+                return
+        session.queue.append(message)
+        self._lp_cond.notify_all()
+
+    def _drain(self, session: Session) -> list[dict[str, Any]]:
+        out, session.queue = session.queue, []
+        return out
+
+    def _flush_held(self, session: Session, *, force: bool = False) -> None:
+        held = session.held
+        if held is None:
+            return
+        conn, reply, deadline = held
+        if force or time.monotonic() >= deadline:
+            session.held = None
+            if self._advice_none:
+                reply = {**reply, "successful": False, "error": "403::go away", "advice": self._advice()}
+            conn.send([reply, *self._drain(session)])
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for s in list(self.sessions.values()):
+                if s.held is not None:
+                    if s.held[0].closed.is_set():
+                        s.held = None
+                    elif not self._hold_forever:
+                        self._flush_held(s)
+                    continue
+                if s.polling:
+                    continue
+                if now - s.last_seen > self.timeout + self.max_interval:
+                    log.debug("session %s expired", s.client_id)
+                    del self.sessions[s.client_id]
+
+    # -- websocket side ---------------------------------------------------------------------
+
+    def check_request(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        if not self._authorized(headers):
+            return (401, "Unauthorized")
+        if not self.websocket:
+            return (400, "websocket not supported")
+        return None
+
+    def on_message(self, conn: FakeConnection, text: str) -> None:
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            conn.send([{"channel": "/meta/unsuccessful", "successful": False, "error": "400::not JSON"}])
+            return
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        replies, held = self._process(messages, "websocket", conn)
+        if replies:
+            conn.send(replies)
+        if held is not None:
+            session, reply, hold = held
+            with self._lock:
+                session.held = (conn, reply, time.monotonic() + hold)
+        if any(isinstance(m, dict) and m.get("channel") == "/meta/disconnect" for m in messages):
+            conn.close(1000, "disconnected")  # as faye does
+
+    def on_disconnect(self, conn: FakeConnection) -> None:
+        with self._lock:
+            for s in self.sessions.values():
+                if s.ws is conn:
+                    s.ws = None
+                    s.held = None
+
+    # -- long-polling side -----------------------------------------------------------------
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        if self.basic_auth is None and self.required_cookie is None:
+            return True
+        lower = {k.lower(): v for k, v in headers.items()}
+        if self.basic_auth is not None:
+            token = base64.b64encode(f"{self.basic_auth[0]}:{self.basic_auth[1]}".encode()).decode()
+            if lower.get("authorization") == f"Basic {token}":
+                return True
+        if self.required_cookie is not None:
+            cookies = [c.strip() for c in lower.get("cookie", "").split(";")]
+            if self.required_cookie in cookies:
+                return True
+        return False
+
+    def _serve_http(self, sock: socket.socket, addr: Any) -> None:
+        with self._lock:
+            if self._stopping:
+                sock.close()
+                return
+            self._http_socks.add(sock)
+        try:
+            sock.settimeout(None)
+            _LongPollHandler(sock, addr, self)  # type: ignore[arg-type]
+        except Exception:  # pragma: no cover - the client went away
+            pass
+        finally:
+            with self._lock:
+                self._http_socks.discard(sock)
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def _handle_post(self, path: str, headers: dict[str, str], body: str) -> tuple[int, dict[str, str], str]:
+        conn_id = -next(self._http_ids)
+        with self._cond:
+            self.http_requests.append(HttpRequest(path, headers, body, time.monotonic()))
+            self.received.append(Received(conn_id, body, time.monotonic()))
+            self._cond.notify_all()
+        extra: dict[str, str] = {}
+        if self.set_cookie and self.set_cookie.split("=", 1)[0] not in headers.get("Cookie", headers.get("cookie", "")):
+            extra["Set-Cookie"] = self.set_cookie + "; Path=/; HttpOnly"
+        if path.split("?", 1)[0].rstrip("/") != self.path.rstrip("/"):
+            return 404, extra, "not found\n"
+        refusal = self._refuse_http or self.check_request_http(path, headers)
+        if refusal is not None:
+            return refusal[0], extra, refusal[1] + "\n"
+        try:
+            decoded = json.loads(body)
+        except ValueError:
+            return 400, extra, "not JSON\n"
+        messages = decoded if isinstance(decoded, list) else [decoded]
+        replies, held = self._process(messages, "long-polling", None)
+        if held is not None:
+            session, reply, hold = held
+            deadline = time.monotonic() + hold
+            with self._lock:
+                session.polling = True
+                generation = session.generation
+                try:
+                    # Hold the connect until it times out or a message is waiting (then answer
+                    # at once with the messages, as CometD and faye do).
+                    while not self._stopping and session.client_id in self.sessions and not self._advice_none:
+                        if session.queue or session.generation != generation:
+                            break
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0 and not self._hold_forever:
+                            break
+                        self._lp_cond.wait(0.5 if self._hold_forever else remaining)
+                finally:
+                    session.polling = False
+                    session.last_seen = time.monotonic()
+                if self._stopping:
+                    return 503, extra, "stopping\n"
+                if self._advice_none:
+                    reply = {**reply, "successful": False, "error": "403::go away", "advice": self._advice()}
+                elif session.client_id not in self.sessions:
+                    reply = {
+                        **reply,
+                        "successful": False,
+                        "error": "402::Unknown client",
+                        "advice": {"reconnect": "handshake", "interval": 0},
+                    }
+                replies.append(reply)
+                if session.generation == generation:  # a superseded request delivers nothing
+                    replies.extend(self._drain(session))
+        else:
+            with self._lock:
+                for m in messages:
+                    if isinstance(m, dict) and m.get("channel") == "/meta/connect":
+                        s = self.sessions.get(m.get("clientId") or "")
+                        if s is not None:
+                            replies.extend(self._drain(s))
+        return 200, extra, json.dumps(replies, separators=(",", ":"))
+
+    #: ``(status, body)`` to refuse every long-polling POST (None: serve them).
+    _refuse_http: tuple[int, str] | None = None
+
+    def refuse_http(self, status: int | None, body: str = "refused") -> None:
+        """Refuse the next long-polling POSTs with HTTP ``status`` (``None`` serves them again)."""
+        self._refuse_http = None if status is None else (status, body)
+
+    def check_request_http(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        """Like :meth:`check_request`, for long-polling POSTs (default: the same auth rules)."""
+        if not self._authorized(headers):
+            return (401, "Unauthorized")
+        return None
+
+
+class _LongPollHandler(http.server.BaseHTTPRequestHandler):
+    """HTTP/1.1 keep-alive handler for the long-polling POSTs (one socket, many requests)."""
+
+    protocol_version = "HTTP/1.1"
+    server: Any
+    # One write per response (headers + body) and no Nagle: else delayed ACKs add ~40 ms.
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
+
+    def __init__(self, sock: socket.socket, addr: Any, fake: FakeBayeuxServer) -> None:
+        self.fake = fake
+        super().__init__(sock, addr, fake)  # type: ignore[arg-type]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http: " + format, *args)
+
+    def do_OPTIONS(self) -> None:
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+        headers = dict(self.headers.items())
+        status, extra, text = self.fake._handle_post(self.path, headers, body)
+        payload = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8" if status == 200 else "text/plain")
+        self.send_header("Content-Length", str(len(payload)))
+        for k, v in extra.items():
+            self.send_header(k, v)
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Basic realm="fake"')
+        self.end_headers()
+        self.wfile.write(payload)
+        self.wfile.flush()
+
+
+class FakeGenesysServer(FakeBayeuxServer):
+    """A fake GWS notification endpoint (``/api/v2/notifications``) with chat helpers.
+
+    >>> with FakeGenesysServer() as gws:                          # doctest: +SKIP
+    ...     client = GenesysChatClient(gws.http_url)
+    ...     client.start()
+    ...     gws.wait_for_subscription("/v2/me/chats")
+    ...     gws.chat_state_change("0000Wa9CAM6W00J", "StatusChange", state="Chatting")
+    """
+
+    path = "/api/v2/notifications"
+    CHATS = "/v2/me/chats"
+
+    def chat(self, chat_id: str, state: str = "Chatting", **extra: Any) -> dict[str, Any]:
+        """A chat resource as GWS sends it."""
+        return {
+            "id": chat_id,
+            "state": state,
+            "capabilities": ["SendMessage", "Complete", "Leave"],
+            "uri": f"http://{self.host}:{self.port}/api/v2/chats/{chat_id}",
+            "participants": [
+                {"nickname": "Customer1", "type": "Customer", "participantId": "007352CE982D031B"},
+                {"nickname": "Agent1", "type": "Agent", "participantId": "007352CE984F0321"},
+            ],
+            "userData": {"key1": "value1"},
+            **extra,
+        }
+
+    def chat_state_change(
+        self,
+        chat_id: str,
+        notification_type: str = "StatusChange",
+        *,
+        state: str = "Chatting",
+        reference_id: int | None = None,
+        **chat: Any,
+    ) -> int:
+        """Publish a ``ChatStateChangeMessage`` on /v2/me/chats."""
+        data: dict[str, Any] = {
+            "messageType": "ChatStateChangeMessage",
+            "notificationType": notification_type,
+            "chat": self.chat(chat_id, state, **chat),
+        }
+        if reference_id is not None:
+            data["referenceId"] = reference_id
+        return self.publish(self.CHATS, data)
+
+    def new_messages(
+        self,
+        chat_id: str,
+        texts: Iterable[str],
+        *,
+        start_index: int = 1,
+        chat_path: bool = False,
+        sender: str = "Agent1",
+    ) -> int:
+        """Publish a ``MessageLogUpdated`` (NewMessages) with one entry per text."""
+        msgs = []
+        for i, text in enumerate(texts):
+            index = start_index + i
+            msgs.append(
+                {
+                    "index": index,
+                    "from": {"nickname": sender, "type": "Agent", "participantId": "007352CE72D50290"},
+                    "text": text,
+                    "visibility": "All",
+                    "timestamp": "2014-01-09 11:58:12.035+0200",
+                    "type": "Text",
+                    "timestampSeconds": 1389261492035 + index,
+                }
+            )
+        data: dict[str, Any] = {"messageType": "MessageLogUpdated", "notificationType": "NewMessages", "messages": msgs}
+        if chat_path:
+            data["chatPath"] = f"/chats/{chat_id}"
+        else:
+            data["chatUri"] = f"http://{self.host}:{self.port}/api/v2/chats/{chat_id}"
+        return self.publish(self.CHATS, data)

@@ -1,0 +1,719 @@
+"""Bayeux HTTP long-polling, and the websocket-first connection factory with its fallback.
+
+Some CometD servers serve no websocket at all: Genesys GWS 8.5 documents CometD 3 *without*
+websocket support.  There the Bayeux long-polling transport carries the very same message
+arrays as HTTP ``POST`` bodies, and each response body is an array of replies and messages.
+:class:`LongPollingConnection` implements the transport's ``Connection`` interface on top of it,
+so the transport thread and the Bayeux adapter do not know which one they drive.
+
+Theory of operation
+-------------------
+Two worker threads, each with its own keep-alive HTTP connection, because the server *holds*
+a ``/meta/connect`` (up to ``advice.timeout``) while other messages (subscribe, publish...) must
+still go through::
+
+    transport thread --send(frame)--> frame has /meta/connect? --yes--> connect worker --POST--> held
+                                                               --no---> send worker ----POST--> answered
+    each response body --> inbox --> one byte on a socketpair --> select() wakes the transport
+                                                                   --> receive() returns the bodies
+
+The Bayeux adapter never batches a connect with anything else in a frame (faye answers a
+subscribe batched with a held connect only when the connect returns), so routing by frame is
+exact.  The threads are named ``realtime_sync-longpoll-<client>-send`` / ``-connect`` and
+``close()`` joins them: it first gives a queued ``/meta/disconnect`` up to a second to go out,
+then shuts the sockets down, which ends a held request at once.
+
+Cookies (the GWS session cookie JSESSIONID, CometD's BAYEUX_BROWSER) live in a
+:class:`CookieJar` shared by both transports of a client: a ``Set-Cookie`` seen on any response
+(long-polling, or the websocket upgrade) is sent on every later request.  Auth headers (Basic or
+Bearer) come from the :class:`~realtime_sync.protocols.ConnectRequest`, so both transports send
+the same ones.
+
+An HTTP 401/403 answer to a request becomes, besides the end of the connection, a Bayeux failure
+reply for each message of that request (``{"successful": false, "failure": {"httpCode": 401}}``,
+as the reference client builds them), so the adapter can report it as a credential refusal.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import http.client
+import http.cookies
+import logging
+import queue
+import socket
+import ssl
+import threading
+import time
+import urllib.parse
+import urllib.request
+from typing import Any, Callable, Mapping, Union
+
+import attrs
+
+from ._json import dumps, loads
+from ._redact import redact, register_secret
+from ._wsconn import FrameError, WebSocketConnection
+from .config import ConnectOptions
+from .exceptions import AuthenticationError, ConnectError
+from .protocols.base import ConnectRequest
+
+__all__ = [
+    "TRANSPORTS",
+    "AutoConnection",
+    "CookieJar",
+    "CookieWebSocketConnection",
+    "LongPollingConnection",
+    "http_url",
+    "make_connection_factory",
+    "ws_url",
+]
+
+log = logging.getLogger("realtime_sync.transport.longpoll")
+
+#: Values of the ``transport=`` option of the Bayeux clients.
+TRANSPORTS = ("auto", "websocket", "long-polling")
+
+_CONNECT_MARK = '"/meta/connect"'
+_CONTROL_READ_TIMEOUT = 60.0  # a non-connect request; the adapter's own deadline is shorter
+_GOODBYE_GRACE = 1.0
+
+
+def http_url(url: str) -> str:
+    """The long-polling URL for ``url`` (``ws://`` -> ``http://``, ``wss://`` -> ``https://``).
+
+    >>> http_url("wss://gws.example.com/api/v2/notifications")
+    'https://gws.example.com/api/v2/notifications'
+    """
+    scheme, rest = url.split("://", 1) if "://" in url else ("https", url)
+    return {"ws": "http", "wss": "https"}.get(scheme.lower(), scheme.lower()) + "://" + rest
+
+
+def ws_url(url: str) -> str:
+    """The websocket URL for ``url`` (``http://`` -> ``ws://``, ``https://`` -> ``wss://``).
+
+    >>> ws_url("https://gws.example.com/api/v2/notifications")
+    'wss://gws.example.com/api/v2/notifications'
+    """
+    scheme, rest = url.split("://", 1) if "://" in url else ("wss", url)
+    return {"http": "ws", "https": "wss"}.get(scheme.lower(), scheme.lower()) + "://" + rest
+
+
+_COOKIE_ATTRS = frozenset(
+    {
+        "path",
+        "domain",
+        "expires",
+        "max-age",
+        "secure",
+        "httponly",
+        "samesite",
+        "version",
+        "comment",
+        "priority",
+        "partitioned",
+    }
+)
+
+
+class CookieJar:
+    """The cookies of one client, shared by its transports (thread-safe).
+
+    A deliberately small jar: one server, so names map to values; a ``Set-Cookie`` with
+    ``Max-Age=0`` (or an empty value) deletes.  Values are registered as secrets.
+
+    >>> jar = CookieJar("JSESSIONID=abc123")
+    >>> jar.update(["BAYEUX_BROWSER=xyz9; Path=/; HttpOnly"])
+    >>> jar.header()
+    'JSESSIONID=abc123; BAYEUX_BROWSER=xyz9'
+    >>> jar
+    CookieJar(['JSESSIONID', 'BAYEUX_BROWSER'])
+    """
+
+    def __init__(self, initial: str | Mapping[str, str] | None = None) -> None:
+        self._lock = threading.Lock()
+        self._cookies: dict[str, str] = {}
+        if isinstance(initial, str):
+            for part in initial.split(";"):
+                name, sep, value = part.strip().partition("=")
+                if sep and name:
+                    self._set(name, value)
+        elif initial:
+            for name, value in initial.items():
+                self._set(str(name), str(value))
+
+    def _set(self, name: str, value: str) -> None:
+        register_secret(value)
+        self._cookies[name] = value
+
+    def update(self, set_cookie_values: list[str]) -> None:
+        """Apply ``Set-Cookie`` header values (one cookie each)."""
+        with self._lock:
+            for raw in set_cookie_values:
+                first, *attrs_ = raw.split(";")
+                name, sep, value = first.strip().partition("=")
+                if not sep or not name:
+                    continue
+                value = value.strip().strip('"')
+                expired = any(a.strip().lower().replace(" ", "") in ("max-age=0",) for a in attrs_)
+                if expired or not value:
+                    self._cookies.pop(name, None)
+                else:
+                    self._set(name, value)
+
+    def update_merged(self, merged: str) -> None:
+        """Apply websocket-client's merged ``set-cookie`` (several cookies joined by ``; ``)."""
+        cookies = []
+        for part in merged.split(";"):
+            name, sep, _value = part.strip().partition("=")
+            if sep and name and name.strip().lower() not in _COOKIE_ATTRS:
+                cookies.append(part.strip())
+        self.update(cookies)
+
+    def header(self) -> str | None:
+        """The ``Cookie`` header value, or None when the jar is empty."""
+        with self._lock:
+            if not self._cookies:
+                return None
+            return "; ".join(f"{k}={v}" for k, v in self._cookies.items())
+
+    def get(self, name: str) -> str | None:
+        with self._lock:
+            return self._cookies.get(name)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"CookieJar({list(self._cookies)!r})"
+
+
+def _ssl_context(options: ConnectOptions) -> ssl.SSLContext:
+    if options.ssl_context is not None:
+        return options.ssl_context
+    if not options.verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+    if options.ca_bundle:
+        import os
+
+        if os.path.isdir(options.ca_bundle):
+            return ssl.create_default_context(capath=options.ca_bundle)
+        return ssl.create_default_context(cafile=options.ca_bundle)
+    return ssl.create_default_context()
+
+
+def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urllib.parse.SplitResult | None:
+    proxy = options.proxy
+    if proxy is None and options.trust_env:
+        host = parts.hostname or ""
+        if urllib.request.proxy_bypass(host):
+            return None
+        proxy = urllib.request.getproxies().get(parts.scheme)
+    if not proxy:
+        return None
+    return urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+
+
+class _Http:
+    """One keep-alive HTTP connection, as used by one worker thread."""
+
+    def __init__(self, url: str, options: ConnectOptions, read_timeout: float | None) -> None:
+        self.parts = urllib.parse.urlsplit(url)
+        if self.parts.scheme not in ("http", "https") or not self.parts.hostname:
+            raise ConnectError(f"not an http(s) URL: {redact(url)}")
+        self.options = options
+        self.read_timeout = read_timeout
+        self.conn: http.client.HTTPConnection | None = None
+        self.requests = 0  # completed on the current TCP connection
+        self.target = self.parts.path or "/"
+        if self.parts.query:
+            self.target += "?" + self.parts.query
+        self.proxy_headers: dict[str, str] = {}
+        self.aborted = False
+
+    def _new(self) -> http.client.HTTPConnection:
+        p, o = self.parts, self.options
+        timeout = o.connect_timeout or None
+        proxy = _proxy_for(p, o)
+        https = p.scheme == "https"
+        host = p.hostname or ""
+        port = p.port or (443 if https else 80)
+        if proxy is None:
+            if https:
+                return http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(o))
+            return http.client.HTTPConnection(host, port, timeout=timeout)
+        auth = {}
+        if proxy.username:
+            cred = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+            token = base64.b64encode(cred.encode()).decode()
+            register_secret(token)
+            auth = {"Proxy-Authorization": f"Basic {token}"}
+        phost, pport = proxy.hostname or "", proxy.port or 8080
+        conn: http.client.HTTPConnection
+        if https:
+            conn = http.client.HTTPSConnection(phost, pport, timeout=timeout, context=_ssl_context(o))
+            conn.set_tunnel(host, port, headers=auth)
+        else:
+            # A plain-HTTP proxy takes the absolute URI in the request line.
+            conn = http.client.HTTPConnection(phost, pport, timeout=timeout)
+            self.target = urllib.parse.urlunsplit(p)
+            self.proxy_headers = auth
+        return conn
+
+    def connect(self) -> None:
+        conn = self.conn or self._new()
+        self.conn = conn
+        conn.connect()
+        if conn.sock is not None:
+            conn.sock.settimeout(self.read_timeout)
+            try:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - not TCP
+                pass
+        self.requests = 0
+
+    def post(self, body: bytes, headers: dict[str, str], max_size: int) -> tuple[int, str, list[str], bytes]:
+        """POST ``body``; returns (status, reason, Set-Cookie values, response body)."""
+        for attempt in (0, 1):
+            if self.conn is None or self.conn.sock is None:
+                self.connect()
+            conn = self.conn
+            assert conn is not None
+            reused = self.requests > 0
+            try:
+                conn.request("POST", self.target, body=body, headers={**headers, **self.proxy_headers})
+                resp = conn.getresponse()
+                data = resp.read(max_size + 1) if max_size else resp.read()
+                if max_size and len(data) > max_size:
+                    conn.close()
+                    raise _TooBig(len(data))
+                self.requests += 1
+                if resp.will_close:
+                    conn.close()
+                return resp.status, resp.reason, resp.msg.get_all("Set-Cookie") or [], data
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                # A keep-alive connection the server closed while idle: one fresh try (what
+                # urllib3 does).  On a fresh connection the failure is real.
+                if attempt or not reused or self.aborted:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def abort(self) -> None:
+        """Unblock a request in progress (from another thread) and close."""
+        self.aborted = True
+        conn = self.conn
+        sock = conn.sock if conn is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pragma: no cover - best effort
+                pass
+
+
+class _TooBig(Exception):
+    def __init__(self, size: int) -> None:
+        super().__init__(f"response larger than max_frame_size ({size}+ bytes)")
+
+
+Received = list[Union[str, FrameError]]
+
+
+class LongPollingConnection:
+    """One Bayeux long-polling "connection" (see the module docstring).
+
+    ``cookies`` is the client's shared :class:`CookieJar` (a private one when omitted).  The
+    transport thread drives it like a websocket::
+
+        conn = LongPollingConnection(CookieJar(), name="gws")
+        conn.open(ConnectRequest("https://gws.example.com/api/v2/notifications"), ConnectOptions())
+        conn.send('[{"channel":"/meta/handshake", ...}]')
+        select.select([conn], [], [])
+        replies = conn.receive()          # ['[{"channel":"/meta/handshake","successful":true,...}]']
+        conn.close()
+    """
+
+    kind = "long-polling"
+    subprotocol: str | None = None
+
+    def __init__(self, cookies: CookieJar | None = None, name: str = "client") -> None:
+        self.cookies = cookies
+        self.name = name
+        self.closed = False
+        self.close_reason = ""
+        self.close_code: int | None = None
+        self.last_activity = 0.0
+        self._lock = threading.Lock()
+        self._inbox: collections.deque[str | FrameError] = collections.deque()
+        self._ended = False
+        self._closing = False
+        self._close_called = False
+        self._r: socket.socket | None = None
+        self._w: socket.socket | None = None
+        self._queues: dict[str, queue.SimpleQueue[bytes | None]] = {}
+        self._https: dict[str, _Http] = {}
+        self._threads: list[threading.Thread] = []
+        self._send_pending = 0
+        self._send_idle = threading.Condition(self._lock)
+        self._headers: dict[str, str] = {}
+        self._max = 0
+        self._url = ""
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
+        url = http_url(request.url)
+        self._url = redact(url)
+        if self.cookies is None:
+            self.cookies = CookieJar(request.cookies)
+        elif request.cookies:
+            self.cookies.update([c.strip() for c in request.cookies.split(";") if "=" in c])
+        headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+        headers.update(request.headers)
+        if request.origin:
+            headers["Origin"] = request.origin
+        self._headers = headers
+        self._max = options.max_frame_size or 0
+        control = _Http(url, options, _CONTROL_READ_TIMEOUT)
+        try:
+            control.connect()  # fail fast (and let the transport's policy apply) if unreachable
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            control.abort()
+            raise ConnectError(f"cannot connect to {self._url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+        # The connect worker's read has no timeout of its own: the server holds the request up to
+        # advice.timeout, and the adapter's deadline (timeout + network allowance) closes us.
+        self._https = {"send": control, "connect": _Http(url, options, None)}
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        for role in ("send", "connect"):
+            q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+            self._queues[role] = q
+            t = threading.Thread(
+                target=self._work, args=(role, q), name=f"realtime_sync-longpoll-{self.name}-{role}", daemon=True
+            )
+            self._threads.append(t)
+        for t in self._threads:
+            t.start()
+        self.last_activity = time.monotonic()
+
+    # -- the transport thread's side --------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._r.fileno() if self._r is not None else -1
+
+    def pending(self) -> bool:
+        return False
+
+    def receive(self) -> Received | None:
+        r = self._r
+        if r is None:
+            return None
+        try:
+            while r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass
+        with self._lock:
+            items: Received = list(self._inbox)
+            self._inbox.clear()
+            ended = self._ended
+        if items:
+            if ended:
+                self._signal()  # the end is still to be reported by the next receive()
+            return items
+        if ended or self._close_called:
+            self.closed = True
+            return None
+        return []
+
+    def send(self, text: str) -> None:
+        if self._ended or self._close_called:
+            return  # the end is reported by receive(); nothing to send it on
+        role = "connect" if _CONNECT_MARK in text else "send"
+        if role == "send":
+            with self._lock:
+                self._send_pending += 1
+        self._queues[role].put(text.encode("utf-8"))
+
+    def ping(self) -> None:
+        """Nothing to ping: the held ``/meta/connect`` is the heartbeat."""
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Let a queued goodbye go out (up to 1 s, for ``code`` 1000), then abort the requests
+        and join the threads.  Idempotent."""
+        with self._lock:
+            if self._close_called:
+                return
+            self._close_called = True
+            # On a normal close (code 1000) /meta/disconnect was queued just before: give it a
+            # moment to reach the server.  A dead connection (1001) is abandoned at once.
+            deadline = time.monotonic() + (_GOODBYE_GRACE if code == 1000 else 0.0)
+            while self._send_pending and not self._ended:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._send_idle.wait(remaining)
+            self._closing = True
+        for q in self._queues.values():
+            q.put(None)
+        for h in self._https.values():
+            h.abort()
+        me = threading.current_thread()
+        for t in self._threads:
+            if t is not me:
+                t.join(2.0)
+        for s in (self._r, self._w):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:  # pragma: no cover
+                    pass
+        self._r = self._w = None
+        self.closed = True
+        if not self.close_reason:
+            self.close_reason = reason or "closed by the client"
+
+    # -- worker threads --------------------------------------------------------------------
+
+    def _signal(self) -> None:
+        w = self._w
+        if w is not None:
+            try:
+                w.send(b"\0")
+            except OSError:
+                pass  # full (a wake-up is pending anyway) or closed
+
+    def _push(self, item: str | FrameError) -> None:
+        with self._lock:
+            self._inbox.append(item)
+        self._signal()
+
+    def _end(self, reason: str) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            if not self.close_reason:
+                self.close_reason = reason
+            self._send_idle.notify_all()
+        self._signal()
+
+    def _work(self, role: str, q: queue.SimpleQueue[bytes | None]) -> None:
+        h = self._https[role]
+        while True:
+            body = q.get()
+            if body is None or self._closing:
+                break
+            try:
+                self._post(h, body)
+            finally:
+                if role == "send":
+                    with self._lock:
+                        self._send_pending -= 1
+                        if not self._send_pending:
+                            self._send_idle.notify_all()
+            if self._ended:
+                break
+        h.abort()
+
+    def _post(self, h: _Http, body: bytes) -> None:
+        headers = dict(self._headers)
+        assert self.cookies is not None
+        cookie = self.cookies.header()
+        if cookie:
+            headers["Cookie"] = cookie
+        try:
+            status, reason, set_cookies, data = h.post(body, headers, self._max)
+        except _TooBig as exc:
+            self._push(FrameError(str(exc)))
+            self._end(f"long-polling response too big from {self._url}")
+            return
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            if not self._closing:
+                self._end(f"long-polling request to {self._url} failed: {redact(f'{type(exc).__name__}: {exc}')}")
+            return
+        self.last_activity = time.monotonic()
+        if set_cookies:
+            self.cookies.update(set_cookies)
+        if status == 200:
+            try:
+                self._push(data.decode("utf-8"))
+            except UnicodeDecodeError as exc:
+                self._push(FrameError(f"response is not valid UTF-8: {exc.reason} at byte {exc.start}"))
+            return
+        text = f"HTTP {status} {reason}".strip()
+        if status in (401, 403):
+            self._push(_failures(body, status, text))
+        log.warning("long-polling request refused: %s", text)
+        self._end(f"{text} from {self._url}")
+
+
+def _failures(body: bytes, status: int, text: str) -> str:
+    """Bayeux failure replies for the messages of a refused request (as CometD.js builds them)."""
+    try:
+        messages = loads(body)
+    except ValueError:
+        messages = []
+    out = []
+    for m in messages if isinstance(messages, list) else [messages]:
+        if isinstance(m, dict) and isinstance(m.get("channel"), str):
+            reply: dict[str, Any] = {
+                "channel": m["channel"],
+                "successful": False,
+                "error": f"{status}::{text}",
+                "failure": {"httpCode": status, "reason": text},
+            }
+            if "id" in m:
+                reply["id"] = m["id"]
+            out.append(reply)
+    return dumps(out)
+
+
+class CookieWebSocketConnection(WebSocketConnection):
+    """The core websocket connection, sending the shared jar's cookies on the upgrade and
+    keeping the cookies the upgrade response sets, on a URL given in any scheme."""
+
+    def __init__(self, cookies: CookieJar | None = None) -> None:
+        super().__init__()
+        self.cookies = cookies
+
+    def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
+        jar = self.cookies
+        cookie = jar.header() if jar is not None else request.cookies
+        request = attrs.evolve(request, url=ws_url(request.url), cookies=cookie or request.cookies)
+        super().open(request, options)
+        ws = getattr(self, "_ws", None)
+        if jar is not None and ws is not None:
+            try:
+                merged = ws.getheaders().get("set-cookie")
+            except Exception:  # pragma: no cover - defensive: headers are optional
+                merged = None
+            if merged:
+                jar.update_merged(merged)
+
+
+def _is_upgrade_refusal(exc: ConnectError) -> bool:
+    """The server answered the upgrade with a plain HTTP status (not 101), other than an auth
+    refusal or a server error: it does not do websocket at this URL."""
+    status = exc.status
+    return status is not None and status not in (401, 403) and not 500 <= status < 600
+
+
+class AutoConnection:
+    """Websocket first; long-polling when the server refuses the upgrade (see the factory).
+
+    After :meth:`open` it is the chosen connection: its methods are the inner connection's.
+    """
+
+    subprotocol: str | None = None
+
+    def __init__(self, cookies: CookieJar, name: str, on_fallback: Callable[[str], None]) -> None:
+        self._cookies = cookies
+        self._name = name
+        self._on_fallback = on_fallback
+        self._inner: Any = None
+        self.kind = "websocket"
+
+    def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
+        ws = CookieWebSocketConnection(self._cookies)
+        try:
+            ws.open(request, options)
+            inner: Any = ws
+        except AuthenticationError:
+            raise
+        except ConnectError as exc:
+            if not _is_upgrade_refusal(exc):
+                raise
+            log.info("websocket refused (%s): falling back to long-polling", exc)
+            lp = LongPollingConnection(self._cookies, self._name)
+            lp.open(request, options)
+            inner = lp
+            self._on_fallback(str(exc))
+        self._inner = inner
+        self.kind = inner.kind
+        self.subprotocol = inner.subprotocol
+        # Bind the hot methods directly: no indirection per call.
+        self.fileno = inner.fileno  # type: ignore[method-assign]
+        self.pending = inner.pending  # type: ignore[method-assign]
+        self.receive = inner.receive  # type: ignore[method-assign]
+        self.send = inner.send  # type: ignore[method-assign]
+        self.ping = inner.ping  # type: ignore[method-assign]
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._inner.closed) if self._inner is not None else False
+
+    @property
+    def close_reason(self) -> str:
+        return str(self._inner.close_reason) if self._inner is not None else ""
+
+    @property
+    def close_code(self) -> int | None:
+        return getattr(self._inner, "close_code", None)
+
+    @property
+    def last_activity(self) -> float:
+        return float(self._inner.last_activity) if self._inner is not None else 0.0
+
+    def fileno(self) -> int:
+        return -1
+
+    def pending(self) -> bool:
+        return False
+
+    def receive(self) -> Received | None:
+        return None
+
+    def send(self, text: str) -> None:
+        raise ConnectionError("not open")
+
+    def ping(self) -> None:
+        pass
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._inner is not None:
+            self._inner.close(code, reason)
+
+
+def make_connection_factory(
+    transport: str,
+    cookies: CookieJar,
+    name: str,
+    hint: Callable[[], str | None] = lambda: None,
+) -> Callable[[], Any]:
+    """The connection factory of the Bayeux clients.
+
+    ``transport``: ``"websocket"`` or ``"long-polling"`` forces one; ``"auto"`` tries the
+    websocket and falls back to long-polling when the upgrade is refused with an HTTP status
+    (not 401/403, which are credential refusals, nor 5xx, a server in trouble).  The fallback
+    sticks for the client's lifetime: a server that refused once will refuse again.  ``hint()``
+    (the adapter's ``transport_hint``) switches to long-polling too, when a server upgraded the
+    websocket but its handshake offered long-polling only.
+    """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+    mode = [transport]
+
+    def fallback(reason: str) -> None:
+        mode[0] = "long-polling"
+
+    def factory() -> Any:
+        if mode[0] == "auto" and hint() == "long-polling":
+            mode[0] = "long-polling"
+        if mode[0] == "long-polling":
+            return LongPollingConnection(cookies, name)
+        if mode[0] == "websocket":
+            return CookieWebSocketConnection(cookies)
+        return AutoConnection(cookies, name, fallback)
+
+    return factory
