@@ -58,6 +58,7 @@ const stats = {
   transports: {},
 };
 const clients = new Set();
+const internal = new Set();  // client ids of the in-process publisher
 
 function log(...args) {
   console.log(new Date().toISOString(), ...args);
@@ -91,6 +92,8 @@ bayeux.addExtension({
     callback(message);
   },
   outgoing(message, request, callback) {
+    // The in-process publisher has no HTTP request: keep it out of the client counts.
+    if (message.channel === '/meta/handshake' && message.successful && !request) internal.add(message.clientId);
     if (message.channel === '/meta/handshake' && message.error === '403::Handshake denied') {
       message.advice = { reconnect: 'none', interval: 0 };  // as CometD's SecurityPolicy denial
     }
@@ -150,7 +153,8 @@ async function control(req, res) {
   try {
     if (req.method === 'GET' && url.pathname === '/health') return reply(res, 200, { ok: true });
     if (req.method === 'GET' && url.pathname === '/stats') {
-      return reply(res, 200, Object.assign({}, stats, { clients: clients.size, sockets: sockets.size, timeout: TIMEOUT, auth: AUTH, websocket: !NO_WEBSOCKET }));
+      const external = Array.from(clients).filter((id) => !internal.has(id)).length;
+      return reply(res, 200, Object.assign({}, stats, { handshakes: stats.handshakes - internal.size, clients: external, sockets: sockets.size, timeout: TIMEOUT, auth: AUTH, websocket: !NO_WEBSOCKET }));
     }
     if (req.method === 'POST' && url.pathname === '/publish') {
       const body = await readJson(req);
@@ -172,7 +176,7 @@ async function control(req, res) {
     if (req.method === 'POST' && url.pathname === '/expire_clients') {
       const body = await readJson(req);
       const engine = bayeux._server._engine;
-      const ids = Array.from(clients);
+      const ids = Array.from(clients).filter((id) => !internal.has(id));  // the publisher stays
       for (const id of ids) {
         // keep websockets open unless asked: the next connect then gets 401::Unknown client
         const conn = engine.connection(id, false);
@@ -236,8 +240,19 @@ server.on('upgrade', (req, socket, head) => {
   for (const l of fayeUpgrade) l.call(server, req, socket, head);
 });
 
-server.listen(PORT, '127.0.0.1', () => {
+// The in-process client used by /publish and /burst: it authenticates like a real client
+// (so auth=handshake does not lock it out) and is warmed up before READY (its handshake would
+// otherwise reorder the first publish behind later ones).
+bayeux.getClient().addExtension({
+  outgoing(message, callback) {
+    if (message.channel === '/meta/handshake') message.ext = Object.assign({}, message.ext, { auth: EXT_TOKEN_OK });
+    callback(message);
+  },
+});
+
+server.listen(PORT, '127.0.0.1', async () => {
   const port = server.address().port;
+  await bayeux.getClient().publish('/warmup', { warm: true });
   log(`faye ${require('faye/package.json').version} on http://127.0.0.1:${port}${MOUNT} timeout=${TIMEOUT}s auth=${AUTH} websocket=${!NO_WEBSOCKET}`);
   process.stdout.write(`READY ${port}\n`);
 });
