@@ -16,6 +16,8 @@ is not async: Django and Flask apps, scripts, notebooks, management commands and
 
 from __future__ import annotations
 
+import logging as _logging
+
 from ._redact import redact
 from ._version import __version__
 from .actioncable import ActionCableClient
@@ -45,6 +47,8 @@ from .exceptions import (
     WaitTimeout,
 )
 from .genesys import GenesysChatClient
+from .jifeline import GapRecovery, JifelineCustomerClient, JifelinePartnerClient
+from .oauth import ClientCredentialsTokenProvider
 from .transport import State
 from .voxsig import VoxsigClient
 
@@ -53,6 +57,7 @@ __all__ = [
     "ActionCableClient",
     "AuthenticationError",
     "Client",
+    "ClientCredentialsTokenProvider",
     "ClientClosedError",
     "ClientForkedError",
     "CometDClient",
@@ -64,7 +69,10 @@ __all__ = [
     "DispatchOptions",
     "ErrorInfo",
     "Event",
+    "GapRecovery",
     "GenesysChatClient",
+    "JifelineCustomerClient",
+    "JifelinePartnerClient",
     "ProtocolError",
     "RealtimeSyncError",
     "ReconnectInfo",
@@ -80,3 +88,7 @@ __all__ = [
     "__version__",
     "redact",
 ]
+
+# A library logs; the application decides where logs go (without this, Python's last-resort
+# handler would print every warning to stderr on top of the matching ``error`` event).
+_logging.getLogger("realtime_sync").addHandler(_logging.NullHandler())

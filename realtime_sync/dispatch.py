@@ -55,6 +55,7 @@ class _Registration:
     handler: Handler
     entity: str | None
     glob: bool
+    internal: bool = False
 
 
 @attrs.frozen
@@ -85,10 +86,11 @@ class Dispatcher:
 
     # -- registration (any thread) ---------------------------------------------------------
 
-    def add(self, pattern: str, handler: Handler, entity_id: Any = None) -> None:
+    def add(self, pattern: str, handler: Handler, entity_id: Any = None, *, internal: bool = False) -> None:
+        """Register ``handler``; ``internal`` ones (the library's own) survive ``remove()``."""
         entity = None if entity_id is None else str(entity_id)
         with self._reg_lock:
-            self._regs.append(_Registration(pattern, handler, entity, is_pattern(pattern)))
+            self._regs.append(_Registration(pattern, handler, entity, is_pattern(pattern), internal))
             self._cache = {}
 
     def remove(self, pattern: str | None = None, handler: Handler | None = None, entity_id: Any = None) -> int:
@@ -98,7 +100,8 @@ class Dispatcher:
             keep = [
                 r
                 for r in self._regs
-                if not (
+                if r.internal
+                or not (
                     (pattern is None or r.pattern == pattern)
                     and (handler is None or r.handler == handler)
                     and (entity_id is None or r.entity == entity)

@@ -69,21 +69,37 @@ def _is_primitive_union(t: Any) -> bool:
     return False
 
 
-def _primitive_union(v: Any, t: Any) -> Any:
+def _primitive_union_factory(t: Any) -> Callable[[Any, Any], Any]:
+    """Build the hook for one ``int | str | None``-style union once (not per value)."""
     args = typing.get_args(t)
-    if v is None and type(None) in args:
-        return None
-    if isinstance(v, bool):
-        if bool in args:
-            return v
-    elif isinstance(v, int) and int in args:
-        return v
-    elif isinstance(v, (int, float)) and float in args:
-        return float(v)
-    elif isinstance(v, str) and str in args:
-        return v
+    allow_none = type(None) in args
+    allow_bool = bool in args
+    allow_int = int in args
+    allow_float = float in args
+    allow_str = str in args
     names = " or ".join("null" if a is type(None) else a.__name__ for a in args)
-    raise TypeError(f"expected {names}, got {_type_name(v)} {v!r:.40}")
+
+    def structure_union(v: Any, _t: Any) -> Any:
+        if v is None:
+            if allow_none:
+                return None
+        elif isinstance(v, bool):
+            if allow_bool:
+                return v
+        elif isinstance(v, int):
+            if allow_int:
+                return v
+            if allow_float:
+                return float(v)
+        elif isinstance(v, float):
+            if allow_float:
+                return v
+        elif isinstance(v, str):
+            if allow_str:
+                return v
+        raise TypeError(f"expected {names}, got {_type_name(v)} {v!r:.40}")
+
+    return structure_union
 
 
 def _is_mapping(t: Any) -> bool:
@@ -109,7 +125,7 @@ def make_converter() -> cattrs.Converter:
     c.register_structure_hook(float, _strict_float)
     c.register_structure_hook(bool, _strict_bool)
     c.register_structure_hook(Any, _any)
-    c.register_structure_hook_func(_is_primitive_union, _primitive_union)
+    c.register_structure_hook_factory(_is_primitive_union, _primitive_union_factory)
     c.register_structure_hook_func(_is_mapping, _mapping)
 
     def _tuple_factory(t: Any) -> Callable[[Any, Any], Any]:

@@ -5,6 +5,7 @@ Needs the ``test`` extra: ``pip install 'realtime_sync[test]'``.
 
 from .actioncable import FakeActionCableServer, FakeVoxsigServer
 from .bayeux import FakeBayeuxServer, FakeGenesysServer
+from .jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer, FakeJifelineRestServer
 from .server import FakeConnection, FakeServer, Handshake, Received, Scheduler
 
 __all__ = [
@@ -12,6 +13,9 @@ __all__ = [
     "FakeBayeuxServer",
     "FakeConnection",
     "FakeGenesysServer",
+    "FakeJifelineCustomerServer",
+    "FakeJifelinePartnerServer",
+    "FakeJifelineRestServer",
     "FakeServer",
     "FakeVoxsigServer",
     "Handshake",

@@ -27,7 +27,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
 
@@ -44,6 +44,8 @@ from ..config import timing_scale
 __all__ = ["FakeConnection", "FakeServer", "Handshake", "Received", "Scheduler"]
 
 log = logging.getLogger("realtime_sync.testing")
+
+_S = TypeVar("_S", bound="FakeServer")
 
 
 @attrs.frozen
@@ -211,7 +213,7 @@ class FakeServer:
         scheme = "wss" if self.ssl_context is not None else "ws"
         return f"{scheme}://{self.host}:{self.port}{self.path}"
 
-    def start(self) -> FakeServer:
+    def start(self: _S) -> _S:
         """Start listening (on ``port``, or a free one chosen now and kept across restarts)."""
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -270,7 +272,7 @@ class FakeServer:
         self.stop()
         self.start()
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -418,6 +420,8 @@ class FakeServer:
                     self.on_message(conn, text)
                 except Exception:
                     log.exception("fake server handler failed")
+                with self._cond:  # on_message may have changed what wait_until() waits on
+                    self._cond.notify_all()
         except (ConnectionClosed, OSError):
             pass
         finally:

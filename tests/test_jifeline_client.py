@@ -1,0 +1,581 @@
+"""The Jifeline clients over real sockets, against the fake servers of realtime_sync.testing.jifeline."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.jifeline import GapRecovery, JifelineCustomerClient, JifelinePartnerClient, partner_url
+from realtime_sync.models.jifeline import SystemEvent, Ticket
+from realtime_sync.oauth import ClientCredentialsTokenProvider
+from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer, FakeJifelineRestServer
+
+from .conftest import FAST, T
+
+UUID = "97a0e81d-d0ac-42ae-9195-a11732ad322a"
+CONNECTOR = "9389ba6f-3696-4571-84d4-34d588c4b109"
+CREATED = "tickets.ticket.created"
+
+
+def eventually(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it is truthy (deadline scaled); returns its value."""
+    deadline = time.monotonic() + T(timeout)
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not met within {timeout}s")
+        time.sleep(0.01)
+
+
+class Recorder:
+    """A handler that keeps the events it got, thread-safely."""
+
+    def __init__(self) -> None:
+        self.events: list[rs.Event] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, event: rs.Event) -> None:
+        with self._lock:
+            self.events.append(event)
+
+    def snapshot(self) -> list[rs.Event]:
+        with self._lock:
+            return list(self.events)
+
+    def __len__(self) -> int:
+        return len(self.snapshot())
+
+    def wait(self, n: int, timeout: float = 5.0) -> list[rs.Event]:
+        return eventually(lambda: len(self) >= n and self.snapshot(), timeout, f"{n} events")
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Any]]:
+    made: list[rs.Client] = []
+
+    def factory(cls: type, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("reconnect", FAST)
+        client = cls(*args, **kw)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close(timeout=5)
+
+
+@pytest.fixture
+def customer() -> Iterator[FakeJifelineCustomerServer]:
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        yield server
+
+
+@pytest.fixture
+def partner() -> Iterator[FakeJifelinePartnerServer]:
+    with FakeJifelinePartnerServer(interval=0.1) as server:
+        yield server
+
+
+def sent(server, conn=None) -> list[dict]:
+    return [m for m in server.messages(conn) if isinstance(m, dict)]
+
+
+# -- customer: subscriptions ----------------------------------------------------------------
+
+
+def test_customer_subscribe_and_unsubscribe_send_exact_frames_and_pushes_stop(customer, make):
+    client = make(JifelineCustomerClient, customer.url)
+    tickets = Recorder()
+    client.on("ticket.updated", tickets)
+    client.subscribe_ticket(1)  # before start: sent on connect
+    client.start()
+    first = client.wait_for("ticket.updated", timeout=T(5))
+    assert isinstance(first.data, Ticket) and first.entity_id == 1
+    client.subscribe_connection(UUID)
+    client.subscribe_connector(940201043)
+    client.wait_for("connector.updated", timeout=T(5))
+    client.unsubscribe_ticket(1)
+    client.unsubscribe_connection(UUID)
+    client.unsubscribe_connector(940201043)
+    customer.wait_until(lambda: len(sent(customer)) >= 6, timeout=5)
+    assert sent(customer) == [
+        {"action": "subscribeToTicket", "ticket_id": 1},
+        {"action": "subscribeToConnection", "connection_uuid": UUID},
+        {"action": "subscribeToConnector", "connector_id": 940201043},
+        {"action": "unsubscribeToTicket", "ticket_id": 1},
+        {"action": "unsubscribeToConnection", "connection_uuid": UUID},
+        {"action": "unsubscribeFromConnector", "connector_id": 940201043},
+    ]
+    assert client.subscriptions == []
+    # The fake honoured the odd names: ticket 1 is no longer pushed.
+    client.subscribe_ticket(2)
+    later = Recorder()
+    client.on("ticket.updated", later, entity_id=2)
+    later.wait(3)
+    all_events = tickets.snapshot()
+    second_of_2 = [i for i, e in enumerate(all_events) if e.entity_id == 2][1]
+    assert all(e.entity_id == 2 for e in all_events[second_of_2:])
+
+
+def test_subscriptions_restored_after_reconnect_and_unsubscribed_not_restored(customer, make):
+    client = make(JifelineCustomerClient, customer.url)
+    client.subscribe_ticket(1)
+    client.subscribe_connection(UUID)
+    client.subscribe_connector(7)
+    client.unsubscribe_connector(7)
+    client.start()
+    conn1 = customer.wait_for_connection(1, timeout=5)
+    eventually(lambda: len(customer.subscriptions(conn1)) == 2, what="subscription")
+    started = time.monotonic()
+    customer.drop_all()
+    conn2 = customer.wait_for_connection(2, timeout=5)
+    reconnect_delay = time.monotonic() - started
+    customer.wait_until(lambda: len(sent(customer, conn2)) >= 2, timeout=5)
+    assert sent(customer, conn2) == [
+        {"action": "subscribeToTicket", "ticket_id": 1},
+        {"action": "subscribeToConnection", "connection_uuid": UUID},
+    ]
+    assert customer.subscriptions(conn2) == [("ticket", 1), ("connection", UUID)]
+    assert reconnect_delay < T(2.0)  # a drop during normal operation: reconnect at once
+    client.wait_for("ticket.updated", timeout=T(5))
+
+
+def test_invalid_ids_are_refused_at_the_call(make):
+    client = make(JifelineCustomerClient, "ws://127.0.0.1:9/")
+    with pytest.raises(rs.ConfigurationError):
+        client.subscribe_ticket("not-a-number")
+    with pytest.raises(rs.ConfigurationError):
+        client.subscribe_connection(42)
+
+
+# -- change detection -----------------------------------------------------------------------
+
+
+def test_changes_only_reports_real_changes_and_no_spurious_change_after_reconnect(customer, make):
+    client = make(JifelineCustomerClient, customer.url)
+    every, changed = Recorder(), Recorder()
+    client.on("ticket.updated", every)
+
+    @client.on("ticket.updated", changes_only=True)
+    def on_change(event: rs.Event) -> None:
+        changed(event)
+
+    client.subscribe_ticket(1)
+    client.start()
+    (initial,) = changed.wait(1)
+    assert initial.changes is not None and "state" in initial.changes
+    every.wait(4)  # three more identical snapshots
+    assert len(changed) == 1
+    customer.update_ticket(1, state=2)
+    changes = changed.wait(2)[1]
+    assert changes.changes == {"state"} and changes.data.state == 2
+    # Reconnect: the new connection's snapshots equal the last one before the drop.
+    before = len(every)
+    customer.drop_all()
+    customer.wait_for_connection(2, timeout=5)
+    every.wait(before + 4)
+    assert len(changed) == 2
+    after_reconnect = [e for e in every.snapshot()[before:]]
+    assert all(e.changes == frozenset() for e in after_reconnect)
+    # off() with the original handler removes the changes_only registration.
+    assert client.off("ticket.updated", on_change) == 1
+    customer.update_ticket(1, state=3)
+    eventually(lambda: any(e.data.state == 3 for e in every.snapshot()), what="state 3 seen")
+    n = len(every)
+    every.wait(n + 1)
+    assert len(changed) == 2
+
+
+# -- tokens ---------------------------------------------------------------------------------
+
+
+def client_log_text(caplog) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("realtime_sync.testing"))
+
+
+def test_token_sent_as_bearer_header_and_never_logged(make, caplog):
+    token = "hdr-secret-token-123"
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    with FakeJifelineCustomerServer(interval=0.1, token=token) as server:
+        client = make(JifelineCustomerClient, server.url, token=token)
+        client.subscribe_ticket(1)
+        client.start()
+        client.wait_for("ticket.updated", timeout=T(5))
+        (handshake,) = server.handshakes
+        assert handshake.status == 101
+        assert {k.lower(): v for k, v in handshake.headers.items()}["authorization"] == f"Bearer {token}"
+        assert "access_token" not in handshake.path
+    text = client_log_text(caplog)
+    assert "connecting to" in text and "subscribeToTicket" in text  # DEBUG logs were on
+    assert token not in text and token not in repr(client)
+
+
+def test_token_in_query_on_request_and_redacted_everywhere(make, caplog):
+    token = "qry-secret-token-456"
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    with FakeJifelinePartnerServer(interval=0.1, token=token) as server:
+        client = make(JifelinePartnerClient, server.url, token=token, token_in_query=True)
+        connected: list[rs.Event] = []
+        client.on("connected", connected.append)
+        client.subscribe_connector(CONNECTOR)
+        client.start()
+        client.wait_for("connector.status", timeout=T(5))
+        (handshake,) = server.handshakes
+        assert f"access_token={token}" in handshake.path
+        assert "authorization" not in {k.lower() for k in handshake.headers}
+    text = client_log_text(caplog)
+    assert "connecting to" in text and "access_token=***" in text
+    assert token not in text and token not in repr(client) and token not in connected[0].data.url
+
+
+def test_token_callable_is_called_on_every_connect(make):
+    calls: list[str] = []
+    with FakeJifelinePartnerServer(interval=0.1) as server:
+
+        def rotating_token() -> str:
+            token = f"rotating-token-{len(calls) + 1}"
+            server.accept_token(token)  # the server only knows tokens handed out so far
+            calls.append(token)
+            return token
+
+        client = make(JifelinePartnerClient, server.url, token=rotating_token)
+        client.start()
+        server.wait_for_connection(1, timeout=5)
+        server.drop_all()
+        server.wait_for_connection(2, timeout=5)
+        auths = [{k.lower(): v for k, v in h.headers.items()}["authorization"] for h in server.handshakes]
+        assert calls == ["rotating-token-1", "rotating-token-2"]
+        client.close()
+    assert auths == ["Bearer rotating-token-1", "Bearer rotating-token-2"]
+
+
+@pytest.mark.parametrize("token", [None, "wrong-token-789"])
+def test_missing_or_wrong_token_is_refused_with_an_auth_error(make, token):
+    with FakeJifelinePartnerServer(token="the-right-token") as server:
+        client = make(JifelinePartnerClient, server.url, token=token)
+        # wait_for registers first, then starts the client: the first (and only) error is seen.
+        error = client.wait_for("error", timeout=T(5), where=lambda e: e.data.kind == "auth")
+        assert "401" in error.data.message
+        assert server.handshakes[0].status == 401
+        if token:
+            assert token not in error.data.message
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_gateway_error_and_malformed_frames_become_error_events_and_the_stream_goes_on(customer, make):
+    client = make(JifelineCustomerClient, customer.url)
+    errors = Recorder()
+    client.on("error", errors)
+    client.subscribe_ticket(1)
+    client.start()
+    client.wait_for("ticket.updated", timeout=T(5))
+    customer.send_gateway_error()
+    customer.send_malformed()
+    client.send({"action": "unknownRoute"})  # the fake gateway answers Forbidden too
+    kinds = [e.data.kind for e in errors.wait(3)]
+    assert kinds == ["server", "bad_frame", "server"]
+    forbidden = errors.snapshot()[0]
+    assert forbidden.data.message.startswith("server error: Forbidden (connectionId=")
+    assert set(forbidden.raw) == {"message", "connectionId", "requestId"}
+    client.wait_for("ticket.updated", timeout=T(5))
+    assert client.state is rs.State.CONNECTED
+    assert len(customer.connections) == 1
+
+
+def test_reconnect_cadence_follows_seed_001_scaled(partner, make):
+    """Instant retries a handful of times after a drop, then no faster than the interval.
+
+    The vendor's 5 s is scaled to 0.4 s here; the next test measures the real default once.
+    """
+    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.4, max_interval=0.4, jitter=0.25, stable_after=60)
+    client = make(JifelinePartnerClient, partner.url, reconnect=policy)
+    client.start()
+    partner.wait_for_connection(1, timeout=5)
+    partner.refuse(503)
+    partner.drop_all()
+    eventually(lambda: len(partner.attempt_times) >= 8, timeout=10, what="8 attempts")
+    times = partner.attempt_times[1:8]  # the drop, then 7 attempts
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g < T(0.25) for g in gaps[:2]), gaps  # attempts 1-3: instant
+    assert all(0.39 <= g < 0.4 * 1.25 + T(0.25) for g in gaps[2:]), gaps  # then >= interval
+
+
+def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(partner, make):
+    default = JifelinePartnerClient.default_reconnect
+    assert (default.instant_retries, default.interval, default.max_interval) == (3, 5.0, 5.0)
+    client = make(JifelinePartnerClient, partner.url, reconnect=default)
+    partner.refuse(503)
+    client.start()
+    eventually(lambda: len(partner.attempt_times) >= 5, timeout=9, what="5 attempts")
+    times = partner.attempt_times[:5]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert all(g < T(0.5) for g in gaps[:3]), gaps
+    assert 5.0 <= gaps[3] <= 5.0 * 1.25 + T(0.5), gaps
+
+
+def test_forced_disconnects_are_survived_with_subscriptions_resent(make):
+    with FakeJifelineCustomerServer(interval=0.1, max_connection_age=0.4) as server:
+        client = make(JifelineCustomerClient, server.url)
+        client.subscribe_ticket(1)
+        client.start()
+        conn3 = server.wait_for_connection(3, timeout=10)
+        client.wait_for("ticket.updated", timeout=T(5))
+        for conn in server.connections[:3]:
+            assert sent(server, conn)[0] == {"action": "subscribeToTicket", "ticket_id": 1}
+        assert conn3.id == 3
+
+
+def test_keepalive_keeps_an_idle_gateway_connection_open(make):
+    with FakeJifelineCustomerServer(interval=0.1, idle_timeout=0.6) as server:
+        client = make(JifelineCustomerClient, server.url, keepalive_interval=0.15)
+        client.subscribe_ticket(1)
+        client.start()
+        conn = server.wait_for_connection(1, timeout=5)
+        server.wait_until(lambda: len(sent(server, conn)) >= 8, timeout=5)  # 1 subscribe + 7 keepalives
+        assert len(server.connections) == 1 and not conn.closed.is_set()
+        assert all(m == {"action": "subscribeToTicket", "ticket_id": 1} for m in sent(server, conn))
+
+
+def test_without_keepalive_the_idle_gateway_closes_and_the_client_comes_back(make):
+    with FakeJifelineCustomerServer(interval=0.1, idle_timeout=0.3) as server:
+        client = make(JifelineCustomerClient, server.url, keepalive_interval=None)
+        client.subscribe_ticket(1)
+        client.start()
+        server.wait_for_connection(2, timeout=5)
+        client.wait_for("ticket.updated", timeout=T(5))
+
+
+# -- partner --------------------------------------------------------------------------------
+
+
+def test_partner_defaults_and_configuration(make):
+    assert make(JifelinePartnerClient, token="x-token").url == "wss://partner-api-ws-001.prd.jifeline.cloud/wssprd"
+    assert make(JifelinePartnerClient, token="x-token", cluster="002").url == partner_url("002")
+    with pytest.raises(rs.ConfigurationError):
+        JifelinePartnerClient("ws://127.0.0.1:9/", cluster="002")
+    with pytest.raises(rs.ConfigurationError):
+        JifelinePartnerClient("ws://127.0.0.1:9/", gap_recovery=True)  # where is the REST API?
+    with pytest.raises(rs.ConfigurationError):
+        make(JifelinePartnerClient, token="x-token").subscribe_event("connected")
+
+
+def test_partner_camel_case_server_and_typed_events(make):
+    with FakeJifelinePartnerServer(interval=0.1, camel_case=True) as server:
+        client = make(JifelinePartnerClient, server.url)
+        client.subscribe_connector(CONNECTOR)
+        client.subscribe_event(CREATED)
+        client.start()
+        status = client.wait_for("connector.status", timeout=T(5))
+        assert status.entity_id == CONNECTOR and status.data.voltage == 12.6
+        server.wait_until(lambda: len(sent(server)) >= 2, timeout=5)
+        assert sent(server) == [
+            {"action": "subscribe-to-connector", "connector_id": CONNECTOR},
+            {"action": "subscribe-to-event", "event_type": CREATED},
+        ]
+        eventually(lambda: ("event", CREATED) in server.subscriptions(), what="subscription")
+        events = Recorder()
+        client.on("tickets.*", events)
+        frame = server.emit_event(CREATED)
+        (event,) = events.wait(1)
+        assert isinstance(event.data, SystemEvent)
+        assert (event.name, event.data.event_id) == (CREATED, frame["event_id"])
+        assert event.entity_id == frame["message"]["ticket"]["id"]
+        client.unsubscribe_event(CREATED)
+        server.wait_for_message(lambda m: m.json.get("action") == "unsubscribe-from-event", timeout=5)
+
+
+# -- OAuth ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def rest() -> Iterator[FakeJifelineRestServer]:
+    with FakeJifelineRestServer("cid-1", "client-secret-abc") as server:
+        yield server
+
+
+def test_provider_caches_and_is_thread_safe(rest):
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
+    results: list[str] = []
+    threads = [threading.Thread(target=lambda: results.append(provider())) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(T(10))
+    assert len(set(results)) == 1 and len(results) == 8
+    assert provider() == results[0]
+    assert rest.token_requests() == 1 and provider.fetches == 1
+    assert "client-secret-abc" not in repr(provider)
+    assert provider.expires_in is not None and 3500 < provider.expires_in <= 3600
+
+
+def test_provider_refreshes_before_expiry(rest):
+    now = [0.0]
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc", clock=lambda: now[0])
+    first = provider()
+    now[0] = 1799.0
+    assert provider() == first
+    now[0] = 1800.0  # the vendor's "about every 30 minutes"
+    second = provider()
+    assert second != first and rest.token_requests() == 2
+    rest.token_ttl = 100.0  # a short-lived token: renewed refresh_margin (60 s) before it expires
+    provider.invalidate()
+    third = provider()
+    now[0] += 39.0
+    assert provider() == third
+    now[0] += 1.0
+    assert provider() != third and rest.token_requests() == 4
+
+
+def test_provider_refused_secret_is_a_clear_error_without_the_secret(rest, caplog):
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "wrong-secret-xyz")
+    with pytest.raises(rs.TokenError) as info:
+        provider()
+    message = str(info.value)
+    assert "refused the client credentials" in message and "401" in message and "invalid_client" in message
+    assert "wrong-secret-xyz" not in message and info.value.__cause__ is None
+    assert "wrong-secret-xyz" not in caplog.text
+    assert rs.redact("secret is wrong-secret-xyz") == "secret is ***"
+
+
+def test_provider_extra_headers_basic_auth_and_unreachable_endpoint(rest):
+    rest.api_key = "api-key-0001"
+    with pytest.raises(rs.TokenError, match="403"):
+        ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")()
+    provider = ClientCredentialsTokenProvider(
+        rest.token_url, "cid-1", "client-secret-abc", extra_headers={"x-api-key": "api-key-0001"}, auth_method="basic"
+    )
+    assert provider().startswith("fake-at-")
+    body_post = [h for m, p, h in rest.requests if m == "POST"][-1]
+    assert body_post["Authorization"].startswith("Basic ")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = ClientCredentialsTokenProvider(
+        f"http://127.0.0.1:{port}/oauth2/token", "cid-1", "client-secret-abc", timeout=2
+    )
+    with pytest.raises(rs.TokenError, match="cannot reach"):
+        dead()
+
+
+def test_provider_keeps_a_valid_token_when_renewal_fails(rest):
+    now = [0.0]
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc", clock=lambda: now[0])
+    token = provider()
+    rest.client_secret = "rotated"  # renewals are refused from now on
+    now[0] = 1800.0
+    assert provider() == token  # still valid for half an hour
+    now[0] = 3600.0
+    with pytest.raises(rs.TokenError):
+        provider()
+
+
+def test_partner_client_renews_an_expired_token_on_reconnect(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner, token_ttl=1.0) as rest:
+        provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc", refresh_margin=0.5)
+        client = make(JifelinePartnerClient, partner.url, token=provider)
+        errors = Recorder()
+        client.on("error", errors)
+        client.start()
+        partner.wait_for_connection(1, timeout=5)
+        first = rest.issued[0]
+        eventually(lambda: not partner.token_valid(first), timeout=5, what="first token expired")
+        partner.drop_all()
+        partner.wait_for_connection(2, timeout=5)
+        auths = [{k.lower(): v for k, v in h.headers.items()}["authorization"] for h in partner.handshakes]
+        assert auths == [f"Bearer {first}", f"Bearer {rest.issued[1]}"]
+        assert rest.token_requests() == 2 and errors.snapshot() == []
+
+
+# -- gap recovery ---------------------------------------------------------------------------
+
+
+def gap_client(make, partner, rest, **gap: Any) -> tuple[JifelinePartnerClient, Recorder]:
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
+    options = {"rest_url": rest.url, "http_timeout": 2.0, "hold_timeout": 5.0, **gap}
+    client = make(JifelinePartnerClient, partner.url, token=provider, gap_recovery=GapRecovery(**options))
+    events = Recorder()
+    client.on("tickets.*", events)
+    client.subscribe_event(CREATED)
+    client.start()
+    return client, events
+
+
+def test_gap_recovery_delivers_missed_events_first_and_never_twice(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        _client, events = gap_client(make, partner, rest)
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
+        e1 = partner.emit_event(CREATED)
+        events.wait(1)
+        partner.refuse(503)
+        partner.drop_all()
+        missed = [partner.emit_event(CREATED), partner.emit_event("tickets.ticket.closed"), partner.emit_event(CREATED)]
+        rest.events_delay = 0.3  # the fetch is slow: live events arrive meanwhile
+        partner.refuse(None)
+        conn2 = partner.wait_for_connection(2, timeout=5)
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(conn2), what="subscription")
+        live = partner.emit_event(CREATED)  # also in the REST answer: must come once
+        delivered = events.wait(4)
+        live_after = partner.emit_event(CREATED)
+        delivered = events.wait(5)
+        ids = [e.data.event_id for e in delivered]
+        assert ids == [
+            e1["event_id"],
+            missed[0]["event_id"],
+            missed[2]["event_id"],
+            live["event_id"],
+            live_after["event_id"],
+        ]
+        assert rest.event_requests() == [f"/v2/system/events?after_id={e1['event_id']}&limit=100"]
+        assert [
+            {k.lower(): v for k, v in h.items()}.get("authorization", "")[:14]
+            for m, p, h in rest.requests
+            if m == "GET"
+        ] == ["Bearer fake-at"]
+
+
+def test_gap_recovery_failure_is_reported_and_live_events_flow(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        client, events = gap_client(make, partner, rest)
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
+        partner.emit_event(CREATED)
+        events.wait(1)
+        errors = Recorder()
+        client.on("error", errors)
+        rest.fail_events.append(500)
+        partner.drop_all()
+        conn2 = partner.wait_for_connection(2, timeout=5)
+        error = eventually(lambda: [e for e in errors.snapshot() if "gap recovery" in e.data.message], what="error")[0]
+        assert error.data.kind == "server" and "HTTP 500" in error.data.message
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(conn2), what="subscription")
+        live = partner.emit_event(CREATED)
+        assert events.wait(2)[1].data.event_id == live["event_id"]
+
+
+def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
+        policy = rs.ReconnectPolicy(instant_retries=3, interval=0.1, max_interval=0.1, auth_failure_delay=0.1)
+        client = make(JifelinePartnerClient, partner.url, token=provider, reconnect=policy)
+        errors = Recorder()
+        client.on("error", errors)
+        client.start()
+        partner.wait_for_connection(1, timeout=5)
+        partner.revoke_token(rest.issued[0])  # e.g. revoked on the vendor's side: still cached here
+        partner.drop_all()
+        partner.wait_for_connection(2, timeout=5)
+        assert [e.data.kind for e in errors.snapshot()] == ["auth"]
+        assert [h.status for h in partner.handshakes] == [101, 401, 101]
+        assert rest.token_requests() == 2
