@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from typing import Any, Callable
 
@@ -191,7 +192,7 @@ class RealtimeSync:
 
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         client = self.create_client(app)
-        console = Console(click.get_text_stream("stdout"), "realtime", timestamps="wall")
+        console = Console(sys.stdout, "realtime", timestamps="wall")
         if not quiet:
             for name in (*LIFECYCLE_EVENTS, "handshake"):
                 client.on(name, console.event)
