@@ -99,6 +99,9 @@ def _primitive_union_factory(t: Any) -> Callable[[Any, Any], Any]:
                 return v
         raise TypeError(f"expected {names}, got {_type_name(v)} {v!r:.40}")
 
+    # Values of exactly these types come back unchanged: the generated model hooks
+    # (_fast_structure_fn) skip the call for them.
+    structure_union.exact_types = frozenset(args)  # type: ignore[attr-defined]
     return structure_union
 
 
@@ -166,12 +169,115 @@ def register(converter: cattrs.Converter, cls: type, renames: Mapping[str, str] 
     overrides = {name: override(rename=key) for name, key in (renames or {}).items()}
     fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
 
-    def hook(v: Any, t: Any) -> Any:
+    def detailed(v: Any, t: Any) -> Any:
         if not isinstance(v, dict):
             raise TypeError(f"expected an object, got {_type_name(v)} {v!r:.40}")
         return fn(v, t)
 
-    converter.register_structure_hook(cls, hook)
+    converter.register_structure_hook(cls, _fast_structure_fn(converter, cls, renames or {}, detailed))
+
+
+def _fast_structure_fn(
+    converter: cattrs.Converter, cls: type, renames: Mapping[str, str], detailed: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    """Generate ``cls``'s hot-path structure function (source code, compiled once, like cattrs').
+
+    cattrs' generated function calls a hook for every field; this one calls none for a value
+    whose exact type the field's strict hook would return unchanged, the common case::
+
+        def structure(o, t):
+            try:
+                if _type(o) is not dict: return _detailed(o, t)
+                get = o.get
+                v0 = get('id', _M)
+                if v0 is _M: v0 = _d0
+                elif _type(v0) not in _e0: v0 = _h0(v0, _t0)     # _e0 = {int, NoneType}
+                ...
+                return _cls(v0, ...)
+            except Exception:
+                return _detailed(o, t)
+
+    Anything unusual (a value to convert, a bad value, a missing required field) goes to the
+    field's hook or to cattrs' ``detailed`` function, so results and error messages (with the
+    path of the bad field) are exactly cattrs'.  Hooks a vendor module registers itself are
+    always called.
+    """
+    try:
+        return _generate(converter, cls, renames, detailed)
+    except Exception:  # pragma: no cover - a model this generator does not understand
+        return detailed
+
+
+#: The strict hooks that return a value of their exact type unchanged.
+_PASS_THROUGH: dict[Any, type] = {_strict_str: str, _strict_int: int, _strict_float: float, _strict_bool: bool}
+
+_MISSING = object()
+
+
+def _is_optional(t: Any) -> bool:
+    origin = typing.get_origin(t)
+    args = typing.get_args(t)
+    return (origin is Union or origin is types.UnionType) and len(args) == 2 and type(None) in args
+
+
+def _generate(
+    converter: cattrs.Converter, cls: type, renames: Mapping[str, str], detailed: Callable[[Any, Any], Any]
+) -> Callable[[Any, Any], Any]:
+    hints = typing.get_type_hints(cls)
+    ns: dict[str, Any] = {"_cls": cls, "_detailed": detailed, "_M": _MISSING, "_type": type}
+    body = []
+    args = []
+    for i, a in enumerate(attrs.fields(cls)):
+        if not a.init:
+            continue
+        t = hints.get(a.name, Any)
+        hook = converter.get_structure_hook(t)
+        exact: frozenset[Any] | None  # types passed through unchanged; None: any value is
+        if _PASS_THROUGH.get(hook) is t:
+            exact = frozenset((t,))
+        elif hasattr(hook, "exact_types"):
+            exact = hook.exact_types
+        elif hook is _any:
+            exact = None
+        elif _is_optional(t) and getattr(hook, "__func__", None) is cattrs.Converter._structure_optional:
+            # ``Model | None``: None passes; anything else goes straight to the model's hook.
+            t = next(x for x in typing.get_args(t) if x is not type(None))
+            hook = converter.get_structure_hook(t)
+            exact = frozenset((type(None),))
+        else:
+            exact = frozenset()
+        ns[f"_h{i}"], ns[f"_t{i}"], ns[f"_e{i}"] = hook, t, exact
+        if a.default is attrs.NOTHING:
+            missing = "return _detailed(o, t)"  # a required field is absent: cattrs reports it
+        elif isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+            if a.default.takes_self:  # type: ignore[union-attr]
+                raise TypeError("Factory(takes_self=True) is left to cattrs")
+            ns[f"_d{i}"] = a.default.factory  # type: ignore[union-attr]
+            missing = f"v{i} = _d{i}()"
+        else:
+            ns[f"_d{i}"] = a.default
+            missing = f"v{i} = _d{i}"
+        body.append(f"        v{i} = get({renames.get(a.name, a.name)!r}, _M)")
+        body.append(f"        if v{i} is _M: {missing}")
+        if exact:
+            body.append(f"        elif _type(v{i}) not in _e{i}: v{i} = _h{i}(v{i}, _t{i})")
+        elif exact is not None:
+            body.append(f"        else: v{i} = _h{i}(v{i}, _t{i})")
+        args.append(f"{a.alias}=v{i}" if a.kw_only else f"v{i}")
+    src = "\n".join(
+        [
+            "def structure(o, t):",
+            "    try:",
+            "        if _type(o) is not dict: return _detailed(o, t)",
+            "        get = o.get",
+            *body,
+            f"        return _cls({', '.join(args)})",
+            "    except Exception:",
+            "        return _detailed(o, t)",
+        ]
+    )
+    exec(compile(src, f"<realtime_sync structure {cls.__qualname__}>", "exec"), ns)
+    return ns["structure"]  # type: ignore[no-any-return]
 
 
 def structure(converter: cattrs.Converter, data: Any, cls: type[T]) -> T:
