@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 from typing import Any, Callable, Iterable, Mapping
 
+import attrs
+
 from ._redact import register_secret
 from .client import Client
 from .config import ReconnectPolicy
@@ -120,18 +122,13 @@ class CometDClient(Client):
         )
 
     def _connect_request(self, token: str | None) -> ConnectRequest:
-        headers = dict(self.connect_options.headers)
+        # Basic credentials win over a bearer token; cookies come from the shared jar (it also
+        # holds those the server set since), not only from the options.
+        request = super()._connect_request(None if self._basic is not None else token)
+        headers = dict(request.headers)
         if self._basic is not None:
             headers["Authorization"] = f"Basic {self._basic}"
-        elif token:
-            headers["Authorization"] = f"Bearer {token}"
-        return ConnectRequest(
-            url=self.url,
-            headers=headers,
-            subprotocols=tuple(self.connect_options.subprotocols),
-            origin=self.connect_options.origin,
-            cookies=self.cookies.header(),
-        )
+        return attrs.evolve(request, headers=headers, cookies=self.cookies.header())
 
     # -- intents ----------------------------------------------------------------------------
 
