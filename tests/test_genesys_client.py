@@ -270,6 +270,7 @@ def test_refused_credentials_are_auth_errors(make: Any, transport: str) -> None:
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_close_sends_disconnect_and_joins_every_thread(gws: FakeGenesysServer, make: Any, transport: str) -> None:
+    before = set(threading.enumerate())
     client = make(GenesysChatClient, gws.http_url, transport=transport)
     client.wait_for("subscribed", timeout=T(5))  # starts the client
     if transport == "long-polling":
@@ -277,7 +278,8 @@ def test_close_sends_disconnect_and_joins_every_thread(gws: FakeGenesysServer, m
     client.close(timeout=T(5))
     disconnect = gws.wait_for_meta("/meta/disconnect", timeout=T(5))
     assert disconnect["clientId"]
-    assert not [t for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name]
+    alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-") and "fake" not in t.name]
+    assert not alive, alive
 
 
 def test_secrets_never_reach_the_logs(make: Any, caplog: pytest.LogCaptureFixture) -> None:
