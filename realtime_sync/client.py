@@ -337,7 +337,8 @@ class Client:
         stops for good (the server said not to reconnect, credentials refused and
         ``stop_on_auth_failure``...).
         """
-        self.start()
+        if not (self._started and self.closed):  # already over (e.g. the server said stop): just return
+            self.start()
         try:
             while not self._closed_event.wait(3600):
                 pass

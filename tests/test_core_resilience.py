@@ -259,3 +259,14 @@ def test_server_says_do_not_reconnect(echo_server, make_client):
     assert info.will_reconnect is False and info.reason == "go away"
     assert client.join(T(5))
     assert len(echo_server.connections) == 1
+
+
+def test_run_forever_returns_at_once_when_the_client_already_stopped(echo_server, make_client):
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
+    rec.wait("disconnected")
+    assert client.join(T(5))
+    client.run_forever()  # returns, does not raise: the client is over
+    assert client.state is rs.State.CLOSED
