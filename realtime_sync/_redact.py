@@ -41,8 +41,14 @@ _HEADER = re.compile(
 # user:password@ in URLs
 _USERINFO = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/@\s:]*:)(?P<val>[^@/\s]+)(?=@)", re.IGNORECASE)
 
+#: How many literal secrets are remembered.  A token callable may return a new token on every
+#: connect (days of reconnects): the registry keeps the most recently registered ones, and
+#: clients register their secrets again before every connect, so live secrets stay in it.
+MAX_SECRETS = 256
+
 _lock = threading.Lock()
-_secrets: dict[str, int] = {}
+_secrets: dict[str, None] = {}  # insertion-ordered: oldest first
+_by_length: tuple[str, ...] = ()  # longest first (a secret containing another is replaced whole)
 
 
 def register_secret(value: Any) -> None:
@@ -50,15 +56,26 @@ def register_secret(value: Any) -> None:
 
     Values shorter than 8 characters are ignored: they would redact ordinary words (a password
     such as "secret") everywhere.  Shape-based rules still hide them in headers, URLs and JSON.
+    The last :data:`MAX_SECRETS` distinct values are kept; registering a value again renews it.
 
     >>> register_secret("s3cr3t-token")
     >>> redact("connecting with s3cr3t-token")
     'connecting with ***'
     """
+    global _by_length
     if not isinstance(value, str) or len(value) < 8:
         return
     with _lock:
-        _secrets[value] = _secrets.get(value, 0) + 1
+        if value in _secrets:
+            if next(reversed(_secrets)) == value:
+                return  # the usual case (same token every connect): nothing changes
+            del _secrets[value]
+            _secrets[value] = None
+            return
+        _secrets[value] = None
+        while len(_secrets) > MAX_SECRETS:
+            del _secrets[next(iter(_secrets))]
+        _by_length = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def _sub(match: re.Match[str]) -> str:
@@ -76,12 +93,9 @@ def redact(text: Any) -> str:
     'Authorization: ***'
     """
     s = text if isinstance(text, str) else str(text)
-    if _secrets:
-        with _lock:
-            values = sorted(_secrets, key=len, reverse=True)
-        for value in values:
-            if value in s:
-                s = s.replace(value, REDACTED)
+    for value in _by_length:  # a tuple swapped whole by register_secret(): no lock needed
+        if value in s:
+            s = s.replace(value, REDACTED)
     s = _JSON_MEMBER.sub(_sub, s)
     s = _QUERY.sub(_sub, s)
     s = _HEADER.sub(_sub, s)

@@ -126,6 +126,7 @@ class WebSocketConnection:
         if request.cookies:
             kwargs["cookie"] = request.cookies
         url = redact(request.url)
+        self._ws = ws  # visible to abort() from now on
         try:
             ws.connect(request.url, **kwargs)
         except websocket.WebSocketBadStatusException as exc:
@@ -139,7 +140,6 @@ class WebSocketConnection:
             _close_quietly(ws)
             detail = redact(f"{type(exc).__name__}: {exc}")
             raise ConnectError(f"cannot connect to {url}: {detail}") from None
-        self._ws = ws
         self._sock = ws.sock
         assert self._sock is not None
         # Reads happen only when select() (or SSL pending()) says data is there; the timeout
@@ -152,6 +152,21 @@ class WebSocketConnection:
         self.subprotocol = ws.getsubprotocol()
         self._max = options.max_frame_size or (1 << 62)
         self.last_activity = time.monotonic()
+
+    def abort(self) -> None:
+        """Interrupt an ``open()`` blocked in the handshake; called from another thread.
+
+        websocket-client assigns ``ws.sock`` once TCP is connected; shutting it down makes the
+        blocked ``recv()`` return at once, so ``open()`` raises instead of waiting for
+        ``connect_timeout``.  Before that point there is no socket yet (the caller retries).
+        """
+        ws = self._ws
+        sock = ws.sock if ws is not None else None
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def fileno(self) -> int:
         return self._sock.fileno() if self._sock is not None else -1

@@ -113,14 +113,18 @@ class Client:
         if token is not None and not (isinstance(token, str) or callable(token)):
             raise ConfigurationError("token must be a string or a callable returning a string")
         self._token = token
-        register_secret(token if isinstance(token, str) else None)
+        # The secrets this client was configured with; registered again before every connect
+        # (the registry keeps only the most recent ones, see _redact.MAX_SECRETS).
+        secrets = [token] if isinstance(token, str) else []
         for value in self.connect_options.headers.values():
             if isinstance(value, str) and " " in value:
-                register_secret(value.split(" ", 1)[1])
+                secrets.append(value.split(" ", 1)[1])
         cookie = self.connect_options.cookie_header()
         if cookie:
-            for part in cookie.split(";"):
-                register_secret(part.partition("=")[2].strip())
+            secrets.extend(part.partition("=")[2].strip() for part in cookie.split(";"))
+        self._secrets = tuple(secrets)
+        for secret in self._secrets:
+            register_secret(secret)
         self.name = name or type(self).__name__
         self.log = logging.getLogger(f"realtime_sync.{self.name}")
         self._lock = threading.RLock()
@@ -130,6 +134,7 @@ class Client:
         self._closed_event = threading.Event()
         self._owner_pid = os.getpid()
         self._waiters: set[queue.SimpleQueue[Any]] = set()
+        self._waiters_woken = False  # _CLOSED was sent to the waiters: later ones get it at once
         self._dispatcher = Dispatcher(self.dispatch_options, self.log, self.name)
         self._adapter = self._make_adapter()
         self._transport = Transport(
@@ -181,6 +186,8 @@ class Client:
         )
 
     def _build_request(self) -> ConnectRequest:
+        for secret in self._secrets:
+            register_secret(secret)
         return self._connect_request(self._resolve_token())
 
     def _call(self, fn: Callable[[Adapter, float], Any]) -> None:
@@ -199,12 +206,13 @@ class Client:
             # The transport stopped by itself (server said "do not reconnect", credentials
             # refused with stop_on_auth_failure, max_attempts): the client is closed for good.
             # The dispatcher delivers what is queued (the final "error"/"disconnected") and ends;
-            # run_forever() and waiters wake up.  Not joined here: this is the transport thread.
+            # run_forever() wakes up now.  Waiters (wait_for, events()) are woken by the
+            # dispatcher thread once it has delivered those final events, so that an events()
+            # loop sees them.  Not joined here: this is the transport thread.
             with self._lock:
                 self._closed = True
-            self._dispatcher.stop_soon()
+            self._dispatcher.stop_soon(then=self._wake_waiters)
             self._closed_event.set()
-            self._wake_waiters()
 
     @property
     def state(self) -> State:
@@ -361,6 +369,7 @@ class Client:
 
     def _wake_waiters(self) -> None:
         with self._lock:
+            self._waiters_woken = True
             waiters = list(self._waiters)
         for q in waiters:
             q.put(_CLOSED)
@@ -376,6 +385,8 @@ class Client:
 
         with self._lock:
             self._waiters.add(q)
+            if self._waiters_woken:  # closed since the caller's _check_usable(): end at once
+                q.put(_CLOSED)
         self._dispatcher.add(name, collect)
         return q, collect
 
@@ -404,7 +415,8 @@ class Client:
         try:
             self.start()
             try:
-                item = q.get(timeout=timeout)
+                # SimpleQueue refuses a negative timeout; a deadline already past means "now".
+                item = q.get(timeout=None if timeout is None else max(0.0, timeout))
             except queue.Empty:
                 raise WaitTimeout(f"no {name!r} event within {timeout}s") from None
             if item is _CLOSED:
@@ -432,8 +444,15 @@ class Client:
     def _iterate(
         self, name: str, q: queue.SimpleQueue[Any], handler: Handler, timeout: float | None, limit: int | None
     ) -> Iterator[Event]:
+        if timeout is not None:
+            timeout = max(0.0, timeout)  # SimpleQueue refuses a negative timeout
         try:
-            self.start()
+            try:
+                self.start()
+            except ClientClosedError:
+                # Closed between events() and the first next(): q was registered by then, so
+                # it gets _CLOSED after the events collected meanwhile; deliver them, then end.
+                pass
             count = 0
             while limit is None or count < limit:
                 try:

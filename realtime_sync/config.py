@@ -164,9 +164,14 @@ class DispatchOptions:
     'drop_newest'
     """
 
-    max_queue: int = attrs.field(default=100_000, validator=_non_negative)
+    max_queue: int = attrs.field(default=100_000)
     overflow: str = attrs.field(default="drop_oldest")
-    batch: int = attrs.field(default=256, validator=_non_negative)
+
+    @max_queue.validator
+    def _check_max_queue(self, _attr: attrs.Attribute[Any], value: int) -> None:
+        # 0 would drop every event, even the overflow report saying so.
+        if value < 1:
+            raise ConfigurationError(f"max_queue must be >= 1, got {value!r}")
 
     @overflow.validator
     def _check_overflow(self, _attr: attrs.Attribute[Any], value: str) -> None:

@@ -21,7 +21,9 @@ an ``error`` event (``ErrorInfo(kind="handler")``); delivery goes on.  An except
 The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="drop_oldest"``
 (default) discards the oldest waiting events, ``"drop_newest"`` the incoming ones.  Drops are
 counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``, at most
-once per second.
+once per second; a report counts every drop since the previous one.  The report is queued under
+the same bound (it displaces one more event, by the same policy), so the queue never holds more
+than ``max_queue`` events.
 """
 
 from __future__ import annotations
@@ -93,11 +95,13 @@ class Dispatcher:
         self._cache: dict[str, _Plan] = {}
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._on_exit: Callable[[], None] | None = None
         self._in_flight = 0
         self.dispatched = 0
         self.handler_errors = 0
         self.dropped = 0
-        self._last_overflow_report = 0.0
+        self._last_overflow_report = -1e9  # monotonic time of the last report: the first is never held back
+        self._unreported = 0  # drops not yet named in an overflow report
 
     # -- registration (any thread) ---------------------------------------------------------
 
@@ -150,43 +154,62 @@ class Dispatcher:
         events = list(events)
         if not events:
             return
-        overflow = 0
+        msg = None
         with self._cond:
             if self._stopping:
                 return
-            q = self._queue
-            room = self.options.max_queue - len(q)
-            if len(events) > room:
-                overflow = len(events) - max(room, 0)
-                if self.options.overflow == "drop_newest":
-                    events = events[: max(room, 0)]
-                else:
-                    for _ in range(min(overflow, len(q))):
-                        q.popleft()
-                    if overflow > len(q) + len(events):  # pragma: no cover - batch larger than the queue
-                        events = events[-self.options.max_queue :]
-            q.extend(events)
-            self.dropped += overflow
+            dropped = self._enqueue(events)
+            if dropped:
+                self._unreported += dropped
+                now = time.monotonic()
+                if now - self._last_overflow_report >= 1.0:
+                    self._last_overflow_report = now
+                    msg = (
+                        f"event queue full (max_queue={self.options.max_queue}): dropped {self._unreported} "
+                        f"event(s) ({self.options.overflow}); handlers are slower than the feed"
+                    )
+                    self._unreported = 0
+                    report = Event("error", ErrorInfo("overflow", msg), received_at=time.time())
+                    # The report obeys the bound too: with drop_newest it takes the place of the
+                    # newest queued event (it says that events were lost, which matters more).
+                    if self.options.overflow == "drop_newest" and len(self._queue) >= self.options.max_queue:
+                        self._queue.pop()
+                        self.dropped += 1
+                        self._unreported += 1
+                        self._queue.append(report)
+                    else:
+                        self._unreported += self._enqueue([report])
             self._cond.notify()
-        if overflow:
-            self._report_overflow(overflow)
+        if msg is not None:
+            self.log.warning(msg)  # outside the lock: a logging handler may be slow
+
+    def _enqueue(self, events: list[Event]) -> int:
+        """Append ``events`` under the bound and the overflow policy; returns how many were
+        dropped.  Called with the lock held."""
+        q = self._queue
+        limit = self.options.max_queue
+        room = limit - len(q)
+        if len(events) <= room:
+            q.extend(events)
+            return 0
+        overflow = len(events) - max(room, 0)
+        if self.options.overflow == "drop_newest":
+            q.extend(events[: max(room, 0)])
+        else:
+            # drop_oldest: the newest max_queue events survive, whether queued or incoming
+            # (one read can carry a batch larger than the whole queue).
+            if len(events) >= limit:
+                q.clear()
+                q.extend(events[len(events) - limit :])
+            else:
+                for _ in range(overflow):
+                    q.popleft()
+                q.extend(events)
+        self.dropped += overflow
+        return overflow
 
     def put(self, event: Event) -> None:
         self.put_many((event,))
-
-    def _report_overflow(self, n: int) -> None:
-        now = time.monotonic()
-        if now - self._last_overflow_report < 1.0:
-            return
-        self._last_overflow_report = now
-        msg = (
-            f"event queue full (max_queue={self.options.max_queue}): dropped {n} event(s) "
-            f"({self.options.overflow}); handlers are slower than the feed"
-        )
-        self.log.warning(msg)
-        with self._cond:
-            self._queue.append(Event("error", ErrorInfo("overflow", msg), received_at=time.time()))
-            self._cond.notify()
 
     # -- the thread ---------------------------------------------------------------------------
 
@@ -202,6 +225,14 @@ class Dispatcher:
         return len(self._queue) + self._in_flight
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            on_exit = self._on_exit
+            if on_exit is not None:
+                on_exit()
+
+    def _loop(self) -> None:
         cond = self._cond
         while True:
             with cond:
@@ -248,9 +279,11 @@ class Dispatcher:
             info = ErrorInfo("handler", f"handler {name} raised {type(exc).__name__}: {exc}", None, exc)
             self._deliver(Event("error", info, event.entity_id, event, time.time(), event.subscription))
 
-    def stop_soon(self) -> None:
-        """Ask the thread to end once the queue is drained; do not wait for it."""
+    def stop_soon(self, then: Callable[[], None] | None = None) -> None:
+        """Ask the thread to end once the queue is drained, and to call ``then`` when it does
+        (on the dispatcher thread); do not wait for it."""
         with self._cond:
+            self._on_exit = then
             self._stopping = True
             self._cond.notify_all()
 

@@ -79,10 +79,12 @@ class Event:
     changes: frozenset[str] | None = None
 
     def __repr__(self) -> str:
-        data = repr(self.data)
+        # Redact before truncating: a cut could leave the start of a secret that no longer
+        # matches the registered value.
+        data = redact(repr(self.data))
         if len(data) > 200:
             data = data[:200] + "..."
-        return redact(f"Event(name={self.name!r}, entity_id={self.entity_id!r}, data={data})")
+        return f"Event(name={self.name!r}, entity_id={redact(repr(self.entity_id))}, data={data})"
 
 
 @attrs.frozen(repr=False)

@@ -168,6 +168,7 @@ class _JifelineClient(Client):
         if not (token and self.token_in_query):
             return super()._connect_request(token)
         register_secret(token)
+        register_secret(urllib.parse.quote_plus(token))  # as it appears in the URL
         request = super()._connect_request(None)
         parts = urllib.parse.urlsplit(request.url)
         query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -281,6 +282,16 @@ class JifelineCustomerClient(_JifelineClient):
         self._unsubscribe("connection", connection_uuid)
 
 
+def _after_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    raise ConfigurationError(f"after_id must be an event id (a non-empty string) or None, got {value!r:.40}")
+
+
 @attrs.frozen
 class GapRecovery:
     """Options of the partner client's gap recovery (``gap_recovery=GapRecovery(...)``).
@@ -290,7 +301,14 @@ class GapRecovery:
     client's own token), pages of ``limit`` up to ``max_pages``, and delivered before the live
     ones; no event id is delivered twice.
 
+    To resume after a process restart, persist the client's
+    :attr:`JifelinePartnerClient.last_event_id` (e.g. from your handler, after processing an
+    event) and pass it back as ``after_id``: the first connection then fetches the events after
+    it too (once there is an event subscription), before the live ones.
+
     Attributes:
+        after_id: the resume point for the first connection (an ``event_id``); ``None``: the
+            first connection fetches nothing.
         rest_url: the partner REST base (default: the cluster's, e.g.
             ``https://partner-api-001.prd.jifeline.cloud``).
         http_timeout: seconds for one REST request.
@@ -309,6 +327,7 @@ class GapRecovery:
     limit: int = 100
     max_pages: int = 10
     dedupe_window: int = 10_000
+    after_id: str | None = attrs.field(default=None, converter=lambda v: _after_id(v))
 
 
 class _GapFetcher:
@@ -444,7 +463,8 @@ class JifelinePartnerClient(_JifelineClient):
             ``?access_token=<token>`` instead (redacted in every log line and repr).
         cluster: another cluster (``"002"`` = production USA); mutually exclusive with ``url``.
         gap_recovery: ``True`` or a :class:`GapRecovery` to fetch the system events missed while
-            disconnected from the REST API after each reconnect (off by default).
+            disconnected from the REST API after each reconnect (off by default);
+            ``GapRecovery(after_id=...)`` resumes from a persisted :attr:`last_event_id`.
         keepalive_interval, max_snapshots, **options: as for :class:`JifelineCustomerClient`.
 
     Events: ``connector.status`` (:class:`~realtime_sync.models.jifeline.ConnectorStatus`, entity =
@@ -527,7 +547,21 @@ class JifelinePartnerClient(_JifelineClient):
             request_gap=self._gap.request if self._gap is not None else None,
             gap_timeout=gap.hold_timeout if gap is not None else 15.0,
             dedupe_window=gap.dedupe_window if gap is not None else 10_000,
+            after_id=gap.after_id if gap is not None else None,
         )
+
+    @property
+    def last_event_id(self) -> str | None:
+        """The ``event_id`` of the newest system event delivered so far (read-only).
+
+        Persist it and pass it back as ``GapRecovery(after_id=...)`` to resume after a restart.
+        It starts as that ``after_id`` (else ``None``), never moves backwards, and is updated on
+        the transport thread before the event is handed to the dispatcher: read inside a handler,
+        it may already name a later event queued behind the one being handled (persist
+        ``event.data.event_id`` after processing when you need exactly-processed semantics).
+        """
+        last = self._adapter.last_event_id  # type: ignore[attr-defined]
+        return last if isinstance(last, str) else None
 
     def subscribe_connector(self, connector_id: str) -> None:
         """Receive ``connector.status`` for this connector (a UUID string)."""

@@ -112,12 +112,15 @@ class Transport:
         self.name = name
         self._on_state = on_state
         self._cmds: collections.deque[Command] = collections.deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # Created by start(), not here: a client created before a fork and started in several
+        # children (gunicorn --preload) would otherwise share one kernel socketpair, and each
+        # child's transport would swallow the others' wake-ups.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._conn: Connection | None = None
+        self._opening: Connection | None = None  # the connection being opened, for stop() to abort
         self.frames_received = 0
         self.reconnects = 0
         self.last_frame_at: float | None = None
@@ -126,6 +129,10 @@ class Transport:
     # -- any thread --------------------------------------------------------------------------
 
     def start(self) -> None:
+        r, w = socket.socketpair()
+        r.setblocking(False)
+        w.setblocking(False)
+        self._wake_r, self._wake_w = r, w
         self._thread = threading.Thread(target=self._run, name=f"realtime_sync-transport-{self.name}", daemon=True)
         self._thread.start()
 
@@ -139,8 +146,11 @@ class Transport:
         self._wake()
 
     def _wake(self) -> None:
+        w = self._wake_w
+        if w is None:
+            return  # not started: the loop applies queued commands before its first connect
         try:
-            self._wake_w.send(b"\0")
+            w.send(b"\0")
         except (BlockingIOError, OSError):
             pass  # the buffer is full (a wake-up is pending anyway) or we are closed
 
@@ -150,7 +160,16 @@ class Transport:
         self._wake()
         t = self._thread
         if t is not None and t is not threading.current_thread():
-            t.join(timeout)
+            # An opening handshake blocks in websocket-client for up to connect_timeout and
+            # select() cannot see the stop: shut its socket down.  The socket only exists once
+            # TCP is connected, so keep aborting while we wait.
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while t.is_alive():
+                self._abort_opening()
+                remaining = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+                if remaining <= 0:
+                    break
+                t.join(remaining)
             if t.is_alive():
                 conn = self._conn
                 if conn is not None:  # unblock a read stuck in the middle of a frame
@@ -162,8 +181,23 @@ class Transport:
             return not t.is_alive()
         return True
 
+    def _abort_opening(self) -> None:
+        conn = self._opening
+        abort = getattr(conn, "abort", None)  # optional: the long-polling connection has none
+        if abort is not None:
+            try:
+                abort()
+            except Exception:  # pragma: no cover - best effort
+                pass
+
     def release(self) -> None:
+        """Close the wake-up socketpair once the thread has ended (it selects on it)."""
+        t = self._thread
+        if t is not None and t.is_alive():
+            return  # a stuck thread (close() timed out) must not select() on a closed fd
         for s in (self._wake_r, self._wake_w):
+            if s is None:
+                continue
             try:
                 s.close()
             except OSError:  # pragma: no cover
@@ -204,7 +238,9 @@ class Transport:
             try:
                 request = self.adapter.prepare_connect(self._request_factory())
                 self.log.debug("connecting to %s", redact(request.url))
-                conn.open(request, self.options)
+                self._open(conn, request)
+            except _Stop:
+                raise
             except AuthenticationError as exc:
                 auth_failures += 1
                 self._error("auth", str(exc), exc)
@@ -267,6 +303,20 @@ class Transport:
             self.log.info("reconnecting in %.2fs (attempt %d)", delay, failures)
             self._sleep(delay)
 
+    def _open(self, conn: Connection, request: ConnectRequest) -> None:
+        """Open ``conn``; stop() may abort it from another thread (see stop())."""
+        self._opening = conn
+        try:
+            if self._stop.is_set():  # stop() ran before it could see self._opening
+                raise _Stop
+            conn.open(request, self.options)
+        except Exception:
+            if self._stop.is_set():  # aborted by close(): not a connection failure to report
+                raise _Stop from None
+            raise
+        finally:
+            self._opening = None
+
     def _finish(self, reason: str, *, server: bool) -> None:
         self.stopped_by_server = server
         self._emit("disconnected", DisconnectInfo(reason, False))
@@ -274,18 +324,20 @@ class Transport:
     def _sleep(self, delay: float) -> None:
         """Wait ``delay`` seconds, applying commands as they come; return early on stop."""
         end = time.monotonic() + delay
+        wake = self._wake_r
+        assert wake is not None  # start() made it before the thread ran
         while not self._stop.is_set():
             remaining = end - time.monotonic()
             if remaining <= 0:
                 return
-            r, _, _ = select.select([self._wake_r], [], [], remaining)
+            r, _, _ = select.select([wake], [], [], remaining)
             if r:
                 self._drain_wake()
                 self._apply_commands()
 
     def _drain_wake(self) -> None:
         try:
-            while self._wake_r.recv(4096):
+            while self._wake_r.recv(4096):  # type: ignore[union-attr]
                 pass
         except (BlockingIOError, OSError):
             pass

@@ -213,7 +213,12 @@ def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urll
         proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy:
         return None
-    return urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    found = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    if found.scheme.lower() not in ("http", "https") or not found.hostname:
+        # socks (which the websocket transport supports): not silently spoken as HTTP to it.
+        # An https:// proxy URL is spoken to in plain HTTP, as the websocket transport does.
+        raise ConnectError(f"long-polling supports HTTP proxies only, got {redact(proxy)!r}")
+    return found
 
 
 class _Http:
@@ -439,7 +444,7 @@ class LongPollingConnection:
     def send(self, text: str) -> None:
         if self._ended or self._close_called:
             return  # the end is reported by receive(); nothing to send it on
-        role = "connect" if _CONNECT_MARK in text else "send"
+        role = "connect" if _CONNECT_MARK in text and _has_connect(text) else "send"
         if role == "send":
             with self._lock:
                 self._send_pending += 1
@@ -538,7 +543,7 @@ class LongPollingConnection:
             self._push(FrameError(str(exc)))
             self._end(f"long-polling response too big from {self._url}")
             return
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             if not self._closing:
                 self._end(f"long-polling request to {self._url} failed: {redact(f'{type(exc).__name__}: {exc}')}")
             return
@@ -556,6 +561,19 @@ class LongPollingConnection:
             self._push(_failures(body, status, text))
         log.warning("long-polling request refused: %s", text)
         self._end(f"{text} from {self._url}")
+
+
+def _has_connect(text: str) -> bool:
+    """Whether the frame holds a ``/meta/connect`` (not merely the string, e.g. in published data:
+    such a publish must not wait behind a held connect)."""
+    try:
+        messages = loads(text)
+    except ValueError:
+        return False
+    return any(
+        isinstance(m, dict) and m.get("channel") == "/meta/connect"
+        for m in (messages if isinstance(messages, list) else [messages])
+    )
 
 
 def _failures(body: bytes, status: int, text: str) -> str:

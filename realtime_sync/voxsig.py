@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from ._redact import redact, register_secret
+from ._redact import redact
 from .actioncable import ActionCableClient
 from .events import Subscription
 from .protocols.actioncable import KIND
 from .protocols.base import Adapter
-from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, room_identifier
+from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, register_pubsub_token, room_identifier
 
 __all__ = ["EVENT_TYPES", "VoxsigClient"]
 
@@ -61,7 +61,7 @@ class VoxsigClient(ActionCableClient):
         **options: Any,
     ) -> None:
         # Registered before anything can log an identifier (validation errors included).
-        register_secret(pubsub_token)
+        register_pubsub_token(pubsub_token)
         self.identifier = room_identifier(pubsub_token, account_id, user_id)
         #: The RoomChannel subscription (``event.subscription`` of every Voxsig event).
         self.room = Subscription(KIND, self.identifier)

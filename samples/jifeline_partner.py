@@ -37,7 +37,7 @@ import threading
 from typing import Any, Callable
 
 import realtime_sync as rs
-from realtime_sync.jifeline import GapRecovery, JifelinePartnerClient, partner_token_url
+from realtime_sync.jifeline import GapRecovery, JifelinePartnerClient, partner_rest_url, partner_token_url
 from realtime_sync.oauth import ClientCredentialsTokenProvider
 
 DEMO_CONNECTOR = "9389ba6f-3696-4571-84d4-34d588c4b109"
@@ -61,6 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--connector", action="append", default=[], help="connector UUID to follow (repeatable)")
     p.add_argument("--gap-recovery", action="store_true", help="with --real: fetch missed events after reconnects")
+    p.add_argument(
+        "--after-id",
+        help="with --real: resume from this event_id (the 'resume from' id a previous run printed); implies --gap-recovery",
+    )
     p.add_argument("--duration", type=float, default=6.0, help="seconds to run; 0 = until Ctrl-C (default 6)")
     p.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO messages")
     return p.parse_args(argv)
@@ -78,7 +82,9 @@ def real_setup(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]] | N
         print("--real needs JIFELINE_CLIENT_ID and JIFELINE_CLIENT_SECRET (or JIFELINE_TOKEN)", file=sys.stderr)
         return None
     options: dict[str, Any] = {"token": token, "cluster": cluster}
-    if args.gap_recovery:
+    if args.after_id:
+        options["gap_recovery"] = GapRecovery(rest_url=partner_rest_url(cluster), after_id=args.after_id)
+    elif args.gap_recovery:
         options["gap_recovery"] = True
     return options, args.connector
 
@@ -181,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             server.stop()
     duplicates = len(seen) - len(set(seen))
     print(f"{len(seen)} system events received, {duplicates} duplicates", flush=True)
+    if client.last_event_id:  # what an app persists, to pass back as GapRecovery(after_id=...)
+        print(f"resume from {client.last_event_id} (--after-id)", flush=True)
     if server is not None:
         missing = [e["event_id"] for e in server.events if e["event_id"] not in seen]
         print(f"{len(server.events)} emitted by the fake, {len(missing)} missing", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
@@ -10,8 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from realtime_sync._json import dumps
+from realtime_sync._redact import redact
 from realtime_sync.events import ErrorInfo, Event, Subscription
-from realtime_sync.exceptions import ConfigurationError
+from realtime_sync.exceptions import ConfigurationError, ProtocolError
 from realtime_sync.models.voxsig import (
     Contact,
     Conversation,
@@ -21,6 +23,7 @@ from realtime_sync.models.voxsig import (
     TypingEvent,
     User,
     as_datetime,
+    structure_payload,
 )
 from realtime_sync.protocols.actioncable import ActionCableAdapter, origin_for, serialize_identifier
 from realtime_sync.protocols.base import ConnectRequest, SubState
@@ -662,3 +665,173 @@ def test_any_voxsig_broadcast_gives_an_event_or_an_error(name: Any, data: Any) -
     events = a.events_received()
     assert len(events) == 1
     assert events[0].name == "error" or events[0].name == name
+
+
+# -- hardening (review of issue 4) ---------------------------------------------------------------------
+
+
+def test_identifier_bytes_are_reused_for_retries_reconnects_perform_and_unsubscribe() -> None:
+    ident = serialize_identifier({"room": "é\u2028<x>", "channel": "ChatChannel", "n": 1.5})
+    a = ActionCableAdapter(retry_interval=0.5, confirm_timeout=10)
+    a.subscribe(ident, 0.0)
+    seen: list[str] = []
+    for start in (0.0, 20.0):
+        welcome(a, start)
+        a.handle_timer(start + 0.5)  # one retry while unconfirmed
+        confirm(a, ident, start + 0.6)
+        a.perform(ident, "speak", start + 0.7, text="hi")
+        seen += [f["identifier"] for f in frames(a)]
+        a.connection_lost(start + 1.0)
+    welcome(a, 40.0)
+    a.unsubscribe(ident, 40.1)
+    seen += [f["identifier"] for f in frames(a)]
+    assert len(seen) == 8 and set(seen) == {ident}
+
+
+def test_a_second_confirmation_is_not_a_second_subscription() -> None:
+    a = voxsig(presence_interval=30.0)
+    welcome(a)
+    a.data_to_send()
+    confirm(a, a.identifier, 0.1)
+    confirm(a, a.identifier, 0.2)  # a server that answers the retried subscribe too
+    assert names(a) == ["subscribed"]
+    assert presence_frames(a) == 1
+
+
+def test_no_presence_burst_after_a_long_disconnect_or_a_late_timer() -> None:
+    a = voxsig(presence_interval=1.0, stale_after=None)
+    welcome(a)
+    confirm(a, a.identifier, 0.0)
+    assert presence_frames(a) == 1
+    a.handle_timer(10.0)  # the transport thread was starved for 10 intervals: one presence, not ten
+    assert presence_frames(a) == 1
+    a.handle_timer(10.5)
+    assert presence_frames(a) == 0
+    assert a.next_deadline() == pytest.approx(11.0)
+    a.connection_lost(10.6)
+    assert a.next_deadline() is None  # nothing to do while disconnected
+    welcome(a, 500.0)
+    a.handle_timer(500.0)
+    assert [f["command"] for f in frames(a)] == ["subscribe"]  # no presence before the confirmation
+    confirm(a, a.identifier, 500.1)
+    assert presence_frames(a) == 1
+    a.handle_timer(500.5)
+    assert presence_frames(a) == 0
+    a.handle_timer(501.1)
+    assert presence_frames(a) == 1
+
+
+def test_perform_while_disconnected_or_before_welcome_is_dropped_not_queued() -> None:
+    a = ActionCableAdapter()
+    a.subscribe(CHAT, 0.0)
+    assert a.perform(CHAT, "speak", 0.0, text="lost") is False
+    a.connection_made(0.1)
+    assert a.perform(CHAT, "speak", 0.1, text="lost too") is False  # no welcome yet
+    a.receive_text('{"type":"welcome"}', 0.2)
+    confirm(a, CHAT, 0.3)
+    assert [f["command"] for f in frames(a)] == ["subscribe"]
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        'pub"sub\\Tok1en',
+        "pub'sub\"Tok2en",
+        "pub\nsub\tTok3en\x01",
+        "pub<sub>&Tok4en\u2028é",
+    ],
+)
+def test_a_token_with_characters_that_json_escapes_never_shows(token: str) -> None:
+    a = VoxsigAdapter(token, 1, 7, presence_interval=30.0)
+    welcome(a)
+    sent = a.data_to_send()
+    # A Rails server escapes <, > and & as \u003c... when it echoes the identifier.
+    rails = json.dumps({"identifier": a.identifier, "type": "confirm_subscription"}).replace("<", "\\u003c")
+    a.receive_text(rails, 0.1)
+    a.receive_text(
+        dumps({"identifier": a.identifier, "message": {"event": "message.created", "data": {"id": "x"}}}), 0.2
+    )
+    a.receive_text("{" + rails, 0.3)
+    events = a.events_received()
+    assert [e.name for e in events] == ["subscribed", "error", "error"]
+    texts = [repr(a.room), repr(events), *(str(e.data) for e in events[1:])]
+    texts += [str(e.data.exception) for e in events[1:]]
+    texts += [redact(t) for t in (*sent, rails, repr(sent), repr(rails), a.identifier, repr(a.identifier))]
+    for text in texts:
+        assert "Tok" not in text, text
+
+
+def test_null_payloads_and_null_collections_decode_to_defaults() -> None:
+    a = confirmed_voxsig()
+    for name, data in [
+        ("message.created", None),
+        ("message.created", {"id": 1, "attachments": None, "sender": None, "created_at": None}),
+        ("conversation.updated", {"id": 2, "labels": None, "messages": None, "meta": None, "timestamp": None}),
+        ("conversation.updated", {"id": 3, "messages": [{"id": 1, "attachments": None}]}),
+        ("presence.update", {"account_id": 1, "users": None, "contacts": None}),
+        ("notification.created", {"notification": None, "unread_count": None}),
+        ("conversation.typing_on", {"conversation": None, "user": None}),
+    ]:
+        a.receive_text(dumps({"identifier": a.identifier, "message": {"event": name, "data": data}}), 1.0)
+        (event,) = a.events_received()
+        assert event.name == name, event
+    assert structure_payload({"users": None}, Presence).users == {}
+    assert structure_payload({"labels": None, "messages": None}, Conversation).labels == ()
+    with pytest.raises(ProtocolError):
+        structure_payload({"labels": "not-a-list"}, Conversation)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1700000000,
+        1700000000.0,
+        1700000000000,
+        "1700000000",
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T23:13:20+01:00",
+        "2023-11-14 22:13:20 UTC",
+        "2023-11-14T22:13:20.000Z",
+    ],
+)
+def test_timestamps_in_seconds_milliseconds_and_iso_strings(value: Any) -> None:
+    a = confirmed_voxsig()
+    data = {"id": 1, "created_at": value, "updated_at": value, "timestamp": value, "agent_last_seen_at": value}
+    a.receive_text(dumps({"identifier": a.identifier, "message": {"event": "conversation.created", "data": data}}), 1)
+    (event,) = a.events_received()
+    assert event.data.created_at == value  # kept as sent
+    assert as_datetime(event.data.timestamp) == datetime.datetime(
+        2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("ws://h:80/cable", "http://h"),
+        ("wss://h:443/cable", "https://h"),
+        ("wss://h:80/cable", "https://h:80"),
+        ("ws://h:443/cable", "http://h:443"),
+        ("WSS://App.Example.COM:8443/cable?x=1", "https://app.example.com:8443"),
+        ("wss://user:pw@h/cable", "https://h"),
+        ("ws://[::1]:3000/cable", "http://[::1]:3000"),
+    ],
+)
+def test_origin_with_ports_and_userinfo(url: str, origin: str) -> None:
+    assert origin_for(url) == origin
+    req = ActionCableAdapter().prepare_connect(ConnectRequest(url=url, origin="https://override.example"))
+    assert req.origin == "https://override.example"
+
+
+def test_the_token_spellings_are_renewed_before_every_connect() -> None:
+    from realtime_sync import _redact
+
+    token = 'pub"sub\\Tok9renew'
+    a = VoxsigAdapter(token, 1, 7)
+    # Other clients' rotating tokens flood the bounded registry...
+    for i in range(getattr(_redact, "MAX_SECRETS", 256) + 10):
+        _redact.register_secret(f"rotating-token-{i:06d}")
+    a.prepare_connect(ConnectRequest(url="wss://h/cable"))  # ...a reconnect registers them again
+    welcome(a)
+    (sent,) = a.data_to_send()
+    assert "Tok9" not in redact(sent) and "Tok9" not in repr(a.room)

@@ -72,8 +72,11 @@ def test_drop_newest_policy():
     d = Dispatcher(DispatchOptions(max_queue=3, overflow="drop_newest"), logging.getLogger("realtime_sync.test"), "t")
     seen = []
     d.add("n", lambda e: seen.append(e.entity_id))
+    errors = []
+    d.add("error", lambda e: errors.append(e.data.kind))
     d.put_many([Event("n", entity_id=i) for i in range(10)])  # not started: nothing drains
-    assert d.dropped == 7
+    # the overflow report stays within max_queue: it takes the place of the newest queued event
+    assert d.dropped == 8
     d.start()
     d.stop(5)
-    assert seen == [0, 1, 2]
+    assert seen == [0, 1] and errors == ["overflow"]

@@ -339,3 +339,21 @@ def test_generic_cometd_client_subscribe_publish_reject(make: Any, transport: st
         assert not server.subscribed("/chat/*")
         with pytest.raises(rs.ConfigurationError):
             client.publish("/chat/*", 1)
+
+
+def test_long_polling_a_publish_mentioning_meta_connect_does_not_wait_behind_the_held_connect(make: Any) -> None:
+    # The long-polling transport puts a frame holding a /meta/connect on the connect worker,
+    # where it waits for the held connect to return: a publish whose *data* contains the string
+    # "/meta/connect" must still go on the other worker, at once.
+    with FakeBayeuxServer(timeout=20.0, websocket=False) as server:
+        client = make(CometDClient, server.http_url, transport="long-polling")
+        client.subscribe("/chat/room")
+        rec = Recorder(client)
+        client.start()
+        rec.wait("subscribed")
+        # The held connect: the second one (the first returns at once).
+        server.wait_until(lambda: len(server.bayeux_messages("/meta/connect")) >= 2, timeout=5)
+        client.publish("/chat/room", {"text": "see the /meta/connect", "channel": "/meta/connect"})
+        message = rec.wait("message", timeout=2.5)
+        assert message.data["text"] == "see the /meta/connect"
+        assert not [e for e in rec.events if e.name == "error"]

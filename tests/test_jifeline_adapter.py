@@ -192,6 +192,27 @@ def test_removed_and_added_fields_count_as_changes_and_unsubscribe_forgets():
     assert ev.changes == {"connection_uuid", "script_ui_available"}  # a fresh subscription
 
 
+def test_push_in_flight_after_unsubscribe_is_dropped_and_resubscribe_starts_afresh():
+    a = JifelineCustomerAdapter()
+    a.subscribe("ticket", 4723423, 0.0)
+    a.connection_made(0.0)
+    push(a, "subscribeToTicket", TICKET)
+    a.unsubscribe("ticket", 4723423, 1.0)
+    assert frames(a)[-1] == {"action": "unsubscribeToTicket", "ticket_id": 4723423}
+    assert push(a, "subscribeToTicket", TICKET) == []  # crossed the unsubscribe on the wire
+    assert len(a.snapshots) == 0
+    a.subscribe("ticket", 4723423, 2.0)
+    assert frames(a) == [{"action": "subscribeToTicket", "ticket_id": 4723423}]
+    ev = push(a, "subscribeToTicket", TICKET)[-1]
+    assert ev.changes == frozenset(TICKET)  # a changes_only handler learns the state again
+    # Unsubscribed while disconnected: nothing sent, not restored, its snapshot forgotten.
+    a.connection_lost(3.0)
+    a.unsubscribe("ticket", 4723423, 4.0)
+    assert frames(a) == []
+    a.connection_made(5.0)
+    assert frames(a) == [] and len(a.snapshots) == 0
+
+
 def test_snapshot_store_is_bounded():
     a = JifelineCustomerAdapter(max_snapshots=3)
     a.connection_made(0.0)
@@ -485,6 +506,64 @@ def test_held_events_are_bounded():
     for eid in ["10", "11", "12"]:
         h.a.receive_text(event_frame(eid), 11.0)
     assert h.delivered() == ["10", "11", "12"] and not h.a.recovering
+
+
+def test_resume_point_fetches_on_the_first_connection_in_order_and_deduplicated():
+    requests: list[tuple[int, str]] = []
+    a = JifelinePartnerAdapter(gap_recovery=True, request_gap=lambda g, x: requests.append((g, x)), after_id="01")
+    assert a.last_event_id == "01"
+    a.subscribe("event", "tickets.ticket.created", 0.0)
+    a.connection_made(0.0)
+    assert requests == [(1, "01")] and a.recovering
+    a.receive_text(event_frame("04"), 1.0)  # live, also in the REST answer
+    assert [e for e in a.events_received() if e.name != "subscribed"] == []
+    a.finish_gap_recovery(1, [rest("02"), rest("03", "tickets.ticket.closed"), rest("04")], 2.0)
+    got = [e.data.event_id for e in a.events_received() if isinstance(e.data, SystemEvent)]
+    assert got == ["02", "04"] and a.last_event_id == "04"
+    a.connection_lost(3.0)
+    a.connection_made(4.0)  # an ordinary reconnect resumes from the newest event
+    assert requests[-1] == (2, "04")
+
+
+def test_resume_point_without_event_subscription_at_connect_starts_at_the_first_one():
+    requests: list[tuple[int, str]] = []
+    a = JifelinePartnerAdapter(gap_recovery=True, request_gap=lambda g, x: requests.append((g, x)), after_id="01")
+    a.subscribe("connector", CONNECTOR_UUID, 0.0)
+    a.connection_made(0.0)
+    assert requests == []
+    a.subscribe("event", "tickets.ticket.closed", 1.0)
+    assert requests == [(1, "01")] and a.recovering
+    a.finish_gap_recovery(1, [], 2.0)
+    a.subscribe("event", "tickets.ticket.created", 3.0)
+    assert requests == [(1, "01")]  # once only
+    # Without gap recovery a resume point starts nothing.
+    b = JifelinePartnerAdapter(request_gap=lambda g, x: requests.append((g, x)), after_id="01")
+    b.subscribe("event", "tickets.ticket.created", 0.0)
+    b.connection_made(0.0)
+    assert requests == [(1, "01")] and not b.recovering
+
+
+def test_resume_point_never_moves_backwards_and_passes_skipped_types():
+    h = GapHarness()
+    h.reconnect(10.0)
+    h.a.receive_text(event_frame("05"), 11.0)
+    h.a.handle_timer(20.0)  # hold timeout: "05" released
+    assert h.delivered() == ["05"] and h.a.last_event_id == "05"
+    h.a.finish_gap_recovery(1, [rest("02"), rest("03")], 21.0)  # late
+    assert h.delivered() == ["02", "03"] and h.a.last_event_id == "05"
+    h.reconnect(30.0)
+    assert h.requests[-1] == (2, "05")
+    h.a.finish_gap_recovery(2, [rest("06", "tickets.ticket.closed"), rest("07", "tickets.ticket.closed")], 31.0)
+    assert h.delivered() == [] and h.a.last_event_id == "07"  # not wanted, but no need to fetch them again
+
+
+def test_recovered_items_with_an_unhashable_type_are_bad_frames_not_crashes():
+    h = GapHarness()
+    h.reconnect(10.0)
+    h.a.finish_gap_recovery(1, [{"id": "02", "type": []}, rest("03")], 11.0)
+    events = h.a.events_received()
+    assert [e.data.kind for e in events if e.name == "error"] == ["bad_frame"]
+    assert [e.data.event_id for e in events if isinstance(e.data, SystemEvent)] == ["03"]
 
 
 def test_rest_helpers():

@@ -579,3 +579,125 @@ def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partn
         assert [e.data.kind for e in errors.snapshot()] == ["auth"]
         assert [h.status for h in partner.handshakes] == [101, 401, 101]
         assert rest.token_requests() == 2
+
+
+# -- review: resume point, unsubscribe while disconnected, concurrency, query redaction -----
+
+
+def applied(client: rs.Client) -> None:
+    """Wait until every command queued so far ran on the transport thread."""
+    done = threading.Event()
+    client._call(lambda adapter, now: done.set())
+    assert done.wait(T(5)), "transport did not run the queued commands"
+
+
+def test_resume_point_fetches_missed_events_on_the_first_connection(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        # What happened while the process was down: e1 was processed and persisted, the rest not.
+        e1 = partner.emit_event(CREATED)
+        missed = [partner.emit_event(CREATED), partner.emit_event("tickets.ticket.closed"), partner.emit_event(CREATED)]
+        rest.events_delay = 0.3  # slow fetch: a live event arrives meanwhile and is held
+        client, events = gap_client(make, partner, rest, after_id=e1["event_id"])
+        assert client.last_event_id == e1["event_id"]
+        conn = partner.wait_for_connection(1, timeout=5)
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(conn), what="subscription")
+        live = partner.emit_event(CREATED)  # also in the REST answer: delivered once
+        delivered = events.wait(3)
+        live_after = partner.emit_event(CREATED)
+        delivered = events.wait(4)
+        assert [e.data.event_id for e in delivered] == [
+            missed[0]["event_id"],
+            missed[2]["event_id"],
+            live["event_id"],
+            live_after["event_id"],
+        ]
+        assert rest.event_requests() == [f"/v2/system/events?after_id={e1['event_id']}&limit=100"]
+        assert client.last_event_id == live_after["event_id"]
+        assert client._adapter.duplicates == 1
+
+
+def test_no_fetch_on_the_first_connection_without_a_resume_point(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        partner.emit_event(CREATED)  # before the client existed: not fetched
+        client, events = gap_client(make, partner, rest)
+        assert client.last_event_id is None
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
+        live = partner.emit_event(CREATED)
+        assert [e.data.event_id for e in events.wait(1)] == [live["event_id"]]
+        assert client.last_event_id == live["event_id"] and not client._adapter.recovering
+        assert rest.event_requests() == []
+    with pytest.raises(rs.ConfigurationError):
+        GapRecovery(after_id="  ")
+
+
+def test_unsubscribe_while_disconnected_is_not_restored(customer, make):
+    client = make(JifelineCustomerClient, customer.url)
+    client.subscribe_ticket(1)
+    client.subscribe_ticket(2)
+    client.start()
+    conn1 = customer.wait_for_connection(1, timeout=5)
+    eventually(lambda: len(customer.subscriptions(conn1)) == 2, what="subscriptions")
+    customer.refuse(503)
+    customer.drop_all()
+    eventually(lambda: client.state is not rs.State.CONNECTED, what="disconnected")
+    client.unsubscribe_ticket(2)
+    applied(client)  # ran while every attempt is refused
+    customer.refuse(None)
+    conn2 = eventually(lambda: len(customer.live_connections()) == 1 and customer.live_connections()[0], what="back")
+    first = client.wait_for("ticket.updated", timeout=T(5), where=lambda e: e.data is not None)
+    assert first.entity_id == 1
+    customer.wait_until(lambda: len(sent(customer, conn2)) >= 1, timeout=5)
+    client.subscribe_connection(UUID)  # a marker: everything sent before it is on the wire first
+    customer.wait_until(lambda: len(sent(customer, conn2)) >= 2, timeout=5)
+    assert sent(customer, conn2) == [
+        {"action": "subscribeToTicket", "ticket_id": 1},
+        {"action": "subscribeToConnection", "connection_uuid": UUID},
+    ]
+    assert client.subscriptions == [rs.Subscription("ticket", 1), rs.Subscription("connection", UUID)]
+
+
+def test_provider_many_threads_at_once_fetch_once_and_renew_once(rest):
+    now = [0.0]
+    rest.token_delay = 0.2  # every caller arrives while the first fetch is in flight
+    provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc", clock=lambda: now[0])
+
+    def burst() -> set[str]:
+        barrier = threading.Barrier(16)
+        results: list[str] = []
+        lock = threading.Lock()
+
+        def call() -> None:
+            barrier.wait(T(5))
+            token = provider()
+            with lock:
+                results.append(token)
+
+        threads = [threading.Thread(target=call) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(T(10))
+        assert len(results) == 16
+        return set(results)
+
+    first = burst()
+    assert len(first) == 1 and rest.token_requests() == 1
+    now[0] = 1800.0  # due for renewal
+    second = burst()
+    assert len(second) == 1 and second != first and rest.token_requests() == 2
+
+
+def test_token_in_query_with_url_special_characters_is_redacted(make, caplog):
+    token = "qry+secret/token=with==padding"
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    with FakeJifelinePartnerServer(interval=0.1, token=token) as server:
+        client = make(JifelinePartnerClient, server.url, token=token, token_in_query=True)
+        connected: list[rs.Event] = []
+        client.on("connected", connected.append)
+        client.start()
+        server.wait_for_connection(1, timeout=5)
+        eventually(lambda: connected, what="connected event")
+    encoded = "qry%2Bsecret%2Ftoken%3Dwith%3D%3Dpadding"
+    text = client_log_text(caplog) + repr(client) + str(connected[0].data)
+    assert "connecting to" in text
+    assert token not in text and encoded not in text and "secret" not in text

@@ -435,3 +435,52 @@ def test_unsupported_protocol_stops_the_client():
         assert not t.is_alive()
         assert errors and "actioncable-unsupported" in errors[0].message
         assert len(server.connections) == 1
+
+
+# -- hardening (review of issue 4) ---------------------------------------------------------------------
+
+
+def test_a_token_that_json_escapes_is_redacted_in_logs_reprs_and_errors(
+    voxsig_server: FakeVoxsigServer, clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = "user-7-Qv1\"Qv2\\Qv3<Qv4>&Qv5\u2028Qv6\nQv7'Qv8"
+    voxsig_server.users[token] = 7
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    client: VoxsigClient = clients(
+        VoxsigClient, voxsig_server.url, token, account_id=1, user_id=7, presence_interval=0.2, confirm_timeout=5
+    )
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    voxsig_server.wait_for_presence(token, 2)
+    voxsig_server.send_event(token, "message.created", {"id": "not-an-int", "conversation_id": 1})
+    (error,) = rec.wait_count("error")
+    ours = [r for r in caplog.records if not r.name.startswith("realtime_sync.testing")]
+    logged = "\n".join(r.getMessage() for r in ours)
+    assert "pubsub_token" in logged and "update_presence" in logged
+    texts = [logged, repr(client), repr(client.room), repr(rec.events), repr(error.data), str(error.data.exception)]
+    for text in texts:
+        assert "Qv" not in text, text
+
+
+def test_unsubscribed_channel_is_not_restored_and_perform_while_down_is_dropped(
+    cable_server: FakeActionCableServer, clients: Any
+) -> None:
+    client: ActionCableClient = clients(ActionCableClient, cable_server.url, stale_after=2.0)
+    rec = Recorder(client)
+    gone = client.subscribe("ChatChannel", room="gone")  # sent first on every connection
+    kept = client.subscribe({"room": "kept", "channel": "ChatChannel"})
+    client.perform(kept, "speak", text="before start")  # not connected: dropped, never queued
+    client.start()
+    rec.wait_count("subscribed", 2)
+    client.unsubscribe(gone)
+    cable_server.wait_for_message(lambda m: m.json.get("command") == "unsubscribe")
+    cable_server.drop_all()
+    rec.wait_count("subscribed", 3)  # kept, re-confirmed on the new connection
+    client.perform(kept, "speak", text="after")
+    (performed,) = cable_server.wait_for_performed("speak")
+    assert performed.data["text"] == "after" and performed.identifier == kept.key
+    assert [i for _c, i in cable_server.subscriptions()] == [kept.key]
+    first_conn = cable_server.subscribe_commands[0][0]
+    later = [i for c, i in cable_server.subscribe_commands if c != first_conn]
+    assert later and set(later) == {kept.key}

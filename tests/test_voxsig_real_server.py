@@ -6,6 +6,7 @@ with ``bash .ci/install-servers.sh``.  Skipped, with the reason, only when they 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -229,3 +230,77 @@ def test_server_restart_then_process_restart(tmp_path_factory: pytest.TempPathFa
         cable.broadcast(token, {"event": "message.created", "data": {"id": 2, "conversation_id": 6, "account_id": 1}})
         assert rec.wait_count("message.created")[0].entity_id == 6
         eventually(lambda: cable.presence_count(token) >= 1, 5, "presence on the new process")
+
+
+# -- hardening (review of issue 4) ---------------------------------------------------------------------
+
+
+def test_retried_subscribes_are_ignored_by_rails_and_the_failure_is_reported(
+    cable: ActionCableServer, clients: Any
+) -> None:
+    # An unknown token: RoomChannel#subscribed raises, Rails keeps the identifier and ignores the
+    # client's repeated subscribes (the channel's `subscribed` runs once), the client reports.
+    token = "nobody-retry-probe"
+    client = clients(cable.url, token, account_id=1, user_id=7, retry_interval=0.1, confirm_timeout=1.0)
+    rec = Recorder(client)
+    client.start()
+    (rej,) = rec.wait_count("subscription_rejected", timeout=10)
+    attempts = int((rej.data.reason or "").split(" after ")[1].split(" ")[0])
+    assert attempts >= 3
+    assert cable.stats()["subscribe_counts"].get(token) == 1
+    assert rec.named("subscribed") == []
+
+
+def test_unsubscribe_then_reconnect_does_not_restore_on_rails(cable: ActionCableServer, clients: Any) -> None:
+    gone_token, kept_token = "user-7-unsub-gone", "user-7-unsub-kept"
+    client = rs.ActionCableClient(cable.url, reconnect=FAST, stale_after=6.0)
+    try:
+        rec = Recorder(client)
+        gone = client.subscribe({"channel": "RoomChannel", "pubsub_token": gone_token, "account_id": 1, "user_id": 7})
+        kept = client.subscribe({"channel": "RoomChannel", "pubsub_token": kept_token, "account_id": 1, "user_id": 7})
+        client.start()
+        rec.wait_count("subscribed", 2)
+        client.unsubscribe(gone)
+        client.perform(kept, "update_presence")  # after the unsubscribe on the same socket: a barrier
+        eventually(lambda: cable.presence_count(kept_token) >= 1, 5, "presence of the kept subscription")
+        cable.disconnect_all(reason="server_restart", reconnect=True)
+        rec.wait_count("subscribed", 3)
+        client.perform(kept, "update_presence")
+        eventually(lambda: cable.presence_count(kept_token) >= 2, 5, "presence after the reconnect")
+        counts = cable.stats()["subscribe_counts"]
+        assert counts.get(gone_token) == 1 and counts.get(kept_token) == 2
+        assert [e.subscription for e in rec.named("subscribed")][-1] == kept
+        cable.broadcast(gone_token, {"event": "message.created", "data": {"id": 1, "conversation_id": 1}})
+        cable.broadcast(kept_token, {"event": "marker", "data": {}})
+        rec.wait(lambda evs: any(e.name == "message" and e.data.get("event") == "marker" for e in evs))
+        # Broadcasts reach the client in order: nothing came through the unsubscribed identifier.
+        assert {e.subscription for e in rec.named("message")} == {kept}
+    finally:
+        client.close(timeout=5)
+
+
+def test_a_token_that_json_escapes_is_redacted_against_rails(
+    cable: ActionCableServer, clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Rails echoes the identifier with its own JSON escaping (\\u003c for <, \\u0026 for &...).
+    token = "user-7-Rq1\"Rq2\\Rq3<Rq4>&Rq5'Rq6\tRq7"
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=30.0)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    eventually(lambda: cable.presence_count(token) >= 1, 5, "presence with an escaped token")
+    rec.wait_count("presence.update")
+    cable.broadcast(token, {"event": "message.created", "data": {"id": "bad", "conversation_id": 1}})
+    (error,) = rec.wait_count("error")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "confirm_subscription" in logged and "pubsub_token" in logged
+    for text in (
+        logged,
+        repr(client),
+        repr(client.room),
+        repr(rec.events),
+        repr(error.data),
+        str(error.data.exception),
+    ):
+        assert "Rq" not in text, text

@@ -317,14 +317,30 @@ def _structure_sender(v: Any, _t: Any) -> Contact | User | None:
     return _converter.structure(v, cls)
 
 
+def _null_as_empty(t: Any, empty: Any) -> None:
+    """A null list or object reads as an empty one (``"labels": null``, ``"users": null``): the
+    field's default, like a missing field.  Anything else still goes through the strict hook."""
+    hook = _converter.get_structure_hook(t)
+
+    def structure_or_empty(v: Any, _t: Any) -> Any:
+        return empty() if v is None else hook(v, _t)
+
+    _converter.register_structure_hook_func(lambda x: x == t, structure_or_empty)
+
+
 # Nested classes first: their hooks are looked up when the outer hooks are generated.
 _cls: type
 for _cls in (User, Contact):
     register(_converter, _cls)
 _converter.register_structure_hook(Sender, _structure_sender)
 _converter.register_structure_hook(Union[Contact, User, None], _structure_sender)
-for _cls in (Attachment, Message, ContactInbox, ConversationMeta):
+_null_as_empty(tuple[str, ...], tuple)
+_null_as_empty(Mapping[str, Any], dict)
+register(_converter, Attachment)
+_null_as_empty(tuple[Attachment, ...], tuple)
+for _cls in (Message, ContactInbox, ConversationMeta):
     register(_converter, _cls)
+_null_as_empty(tuple[Message, ...], tuple)
 _meta_hook = _converter.get_structure_hook(ConversationMeta)
 # A null ``meta`` reads as an empty one, so ``conversation.meta.assignee`` is always safe to read.
 _converter.register_structure_hook(ConversationMeta, lambda v, t: ConversationMeta() if v is None else _meta_hook(v, t))
@@ -333,5 +349,11 @@ for _cls in (Conversation, TypingEvent, Presence, Notification, NotificationEven
 
 
 def structure_payload(data: Any, cls: type[Any]) -> Any:
-    """Structure a decoded payload as ``cls``; raises :class:`~realtime_sync.ProtocolError` on a wrong type."""
-    return structure(_converter, data, cls)
+    """Structure a decoded payload as ``cls``; raises :class:`~realtime_sync.ProtocolError` on a wrong type.
+
+    A null payload reads as an empty one (every field at its default), like missing fields.
+
+    >>> structure_payload(None, Message)
+    Message(id=None, content=None, account_id=None, inbox_id=None, conversation_id=None, message_type=None, created_at=None, updated_at=None, private=None, status=None, source_id=None, content_type=None, content_attributes=None, sender_type=None, sender_id=None, external_source_ids=None, sender=None, attachments=(), conversation=None, previous_changes=None)
+    """
+    return structure(_converter, {} if data is None else data, cls)

@@ -199,6 +199,8 @@ class _JifelineAdapter(Adapter):
         self.snapshots = SnapshotStore(max_snapshots)
         self._last_sent = 0.0
         self._keepalive_next = 0
+        # Entities unsubscribed on the current connection: their pushes still in flight are dropped.
+        self._dropped: set[tuple[str, Hashable]] = set()
         # action as received (normalised) -> kind, for pushes
         self._push_kinds = {self._norm(spec.subscribe): kind for kind, spec in self.kinds.items()}
         self._echo_actions = {self._norm(spec.unsubscribe) for spec in self.kinds.values()}
@@ -216,6 +218,7 @@ class _JifelineAdapter(Adapter):
         frame = {"action": spec.subscribe, spec.id_field: key}
         if not self.subscriptions.add(sub, frame):
             return False
+        self._dropped.discard((kind, key))
         if self.connected:
             self._send_sub(sub, frame, now)
         return True
@@ -228,6 +231,9 @@ class _JifelineAdapter(Adapter):
             return False
         self.snapshots.forget((kind, key))
         if self.connected:
+            # A snapshot may already be on its way: it must neither reach the handlers nor be
+            # remembered (a later re-subscribe would then report no change for its first push).
+            self._dropped.add((kind, key))
             self._send({"action": spec.unsubscribe, spec.id_field: key})
             self._last_sent = now
         return True
@@ -242,8 +248,13 @@ class _JifelineAdapter(Adapter):
     def connection_made(self, now: float) -> None:
         super().connection_made(now)
         self._last_sent = now
+        self._dropped.clear()
         for entry in self.subscriptions.entries():
             self._send_sub(entry.subscription, entry.payload, now)
+
+    def connection_lost(self, now: float, reason: str = "") -> None:
+        super().connection_lost(now, reason)
+        self._dropped.clear()
 
     def send_text(self, text: str, now: float) -> None:
         if self.connected:
@@ -320,8 +331,11 @@ class _JifelineAdapter(Adapter):
             what = "missing" if message is _MISSING else f"a {type(message).__name__}"
             self._bad_frame(f"{spec.subscribe}: 'message' must be an object, got {what}", text, now, raw=frame)
             return
-        data, problem = self._structure(kind, message)
         key = self._entity(kind, message)
+        if key is not None and (kind, key) in self._dropped:
+            log.debug("dropping a %s push for %r received after unsubscribing", spec.subscribe, key)
+            return
+        data, problem = self._structure(kind, message)
         if problem is not None:
             self._bad_frame(str(problem), text, now, raw=frame, exc=problem)
             if data is None:
@@ -416,6 +430,7 @@ class JifelinePartnerAdapter(_JifelineAdapter):
         gap_timeout: float = 15.0,
         dedupe_window: int = 10_000,
         max_held: int = 10_000,
+        after_id: str | None = None,
     ) -> None:
         super().__init__(keepalive_interval=keepalive_interval, max_snapshots=max_snapshots)
         self.gap_recovery = gap_recovery
@@ -425,7 +440,11 @@ class JifelinePartnerAdapter(_JifelineAdapter):
         self.gap_timeout = gap_timeout
         self.dedupe_window = max(1, dedupe_window)
         self.max_held = max(1, max_held)
-        self.last_event_id: str | None = None
+        #: The id of the newest system event delivered (or skipped by a recovery because its type
+        #: is not subscribed): the resume point.  Starts as ``after_id``.
+        self.last_event_id: str | None = after_id or None
+        #: A resume point was given and no recovery has started from it yet.
+        self._resume_pending = bool(after_id) and gap_recovery
         self.duplicates = 0
         self.recovering = False
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -497,7 +516,7 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             self._seen[event_id] = None
             if len(self._seen) > self.dedupe_window:
                 self._seen.popitem(last=False)
-            self.last_event_id = event_id
+            self._advance(event_id)
         sub: Subscription | None = Subscription("event", event_type)
         if sub in self.subscriptions:
             self._subscribed(sub, now)  # type: ignore[arg-type]
@@ -505,14 +524,35 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             sub = None
         self._emit(event_type, now, data, entity_id=data.ticket_id, raw=raw, subscription=sub)
 
+    def _advance(self, event_id: str) -> None:
+        """Move the resume point to ``event_id``, never backwards.
+
+        Event ids are ULIDs (lexicographically ordered by time): an older one (e.g. recovered
+        events arriving after ``gap_timeout`` released newer live ones) leaves the point where it
+        is, so a persisted ``last_event_id`` never skips an event.  Ids of another shape
+        (different lengths) cannot be compared: the latest one wins.
+        """
+        last = self.last_event_id
+        if last and len(last) == len(event_id) and event_id < last:
+            return
+        self.last_event_id = event_id
+
     # -- gap recovery ----------------------------------------------------------------------
+
+    def subscribe(self, kind: str, key: Hashable, now: float) -> bool:
+        added = super().subscribe(kind, key, now)
+        if added and kind == "event" and self._resume_pending and self.connected and not self.recovering:
+            # Resuming from a persisted point, and the first event subscription came after the
+            # connection opened: fetch what was missed now.
+            self._start_recovery(now)
+        return added
 
     def connection_made(self, now: float) -> None:
         super().connection_made(now)
         self._connections += 1
+        # After a reconnect, or on the first connection when a resume point (after_id) was given.
         start = (
             self.gap_recovery
-            and self._connections > 1
             and bool(self.last_event_id)
             and self.request_gap is not None
             and any(s.kind == "event" for s in self.subscriptions)
@@ -526,6 +566,10 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             return
         # Also supersedes a recovery still running from the previous connection: live events it
         # held stay held and the new fetch (same after_id) covers the same gap.
+        self._start_recovery(now)
+
+    def _start_recovery(self, now: float) -> None:
+        self._resume_pending = False
         self._gap_gen += 1
         self.recovering = True
         self._gap_deadline = now + self.gap_timeout
@@ -557,7 +601,13 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             if frame is None:
                 self._bad_frame("gap recovery: not an event object", truncate(item), now, raw=item)
                 continue
-            if frame.get("event_type") not in wanted:
+            event_type = frame.get("event_type")
+            if isinstance(event_type, str) and event_type not in wanted:
+                # Not wanted, but seen: the resume point may move past it (a persisted point then
+                # does not make the next recovery fetch it again).
+                skipped = frame.get("event_id")
+                if isinstance(skipped, str) and skipped and skipped not in self._seen:
+                    self._advance(skipped)
                 continue
             self._system_event(frame, truncate(item), now, live=False, raw=item)
         self._end_recovery(now, None)

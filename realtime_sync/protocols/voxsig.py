@@ -28,9 +28,11 @@ anything else                               decoded JSON       None
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Callable
 
+from .._json import dumps
 from .._redact import register_secret
 from ..events import Subscription
 from ..exceptions import ConfigurationError, ProtocolError
@@ -44,9 +46,9 @@ from ..models.voxsig import (
     structure_payload,
 )
 from .actioncable import KIND, ActionCableAdapter, serialize_identifier
-from .base import SubState
+from .base import ConnectRequest, SubState
 
-__all__ = ["EVENT_TYPES", "VoxsigAdapter", "room_identifier"]
+__all__ = ["EVENT_TYPES", "VoxsigAdapter", "register_pubsub_token", "room_identifier"]
 
 log = logging.getLogger("realtime_sync.voxsig")
 
@@ -109,6 +111,52 @@ EVENT_TYPES: dict[str, _Spec] = {
 }
 
 
+def _rails_json(value: str) -> str:
+    # ActiveSupport::JSON escapes these too (so frames echoed by a Rails server carry them so).
+    out = json.dumps(value)[1:-1]
+    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+        out = out.replace(ch, esc)
+    return out
+
+
+_ENCODINGS: tuple[Callable[[str], str], ...] = (
+    lambda v: dumps(v)[1:-1],  # our JSON (non-ASCII kept)
+    lambda v: json.dumps(v)[1:-1],  # ASCII-only JSON
+    _rails_json,
+    lambda v: repr(v)[1:-1],  # a Python repr of a string holding it
+    lambda v: repr(v + "'\"")[1:-4],  # ... of a string holding both quote kinds (a frame)
+)
+
+
+def secret_forms(token: str, depth: int = 3) -> set[str]:
+    """Every way ``token`` can be spelled in a log line or a repr: as is, JSON-escaped once (in an
+    identifier), twice (an identifier inside a frame), three times, and Python-repr'd at each level.
+
+    >>> sorted(secret_forms('ab"cdefgh', depth=1))
+    ['ab"cdefgh', 'ab\\\\"cdefgh']
+    """
+    forms = {token}
+    frontier = {token}
+    for _ in range(depth):
+        nxt = {encode(f) for f in frontier for encode in _ENCODINGS} - forms
+        forms |= nxt
+        frontier = nxt
+    return forms
+
+
+def register_pubsub_token(token: str) -> None:
+    """Register the pubsub token and every escaped spelling of it as secrets.
+
+    The token sits in the identifier, which is JSON inside a JSON string: a token holding a
+    quote, a backslash or a control character is spelled differently in frames than as given,
+    and the shape-based ``"pubsub_token": "..."`` rule stops at the first escaped quote.
+    """
+    if not isinstance(token, str):
+        return
+    for form in secret_forms(token):
+        register_secret(form)
+
+
 def room_identifier(pubsub_token: str, account_id: int | str | None = None, user_id: int | str | None = None) -> str:
     """The RoomChannel identifier string, in the seed's key order; ``None`` members are left out.
 
@@ -167,7 +215,8 @@ class VoxsigAdapter(ActionCableAdapter):
         ):
             raise ConfigurationError(f"presence_interval must be a positive number or None, got {presence_interval!r}")
         # The token is in every identifier, hence in every frame we send: never log it.
-        register_secret(pubsub_token)
+        register_pubsub_token(pubsub_token)
+        self._pubsub_token = pubsub_token
         self.identifier = room_identifier(pubsub_token, account_id, user_id)
         self.room = Subscription(KIND, self.identifier)
         self.account_id = account_id
@@ -175,6 +224,13 @@ class VoxsigAdapter(ActionCableAdapter):
         self.presence_interval = None if presence_interval is None else float(presence_interval)
         self._presence_due: float | None = None
         self.subscriptions.add(self.room, self.identifier)
+
+    def prepare_connect(self, request: ConnectRequest) -> ConnectRequest:
+        # Renew the token's spellings in the (bounded, most-recent-first) secret registry before
+        # every connect, like the core does for its own token: a long-lived client must not have
+        # them evicted by other clients' rotating tokens.
+        register_pubsub_token(self._pubsub_token)
+        return super().prepare_connect(request)
 
     # -- presence --------------------------------------------------------------------------
 

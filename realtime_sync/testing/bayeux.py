@@ -41,7 +41,9 @@ import itertools
 import json
 import logging
 import secrets
+import select
 import socket
+import ssl
 import threading
 import time
 from typing import Any, Callable, Iterable, TypeVar
@@ -107,6 +109,7 @@ class FakeBayeuxServer(FakeServer):
         basic_auth: ``(user, password)`` required as HTTP Basic on every request (or the cookie).
         required_cookie: ``"NAME=value"`` accepted instead of Basic (e.g. GWS' JSESSIONID).
         set_cookie: a cookie the server sets on long-polling responses (CometD's BAYEUX_BROWSER).
+        ssl_context: a server-side context: serve TLS (``https://`` and ``wss://``) on the port.
     """
 
     path = "/cometd"
@@ -125,8 +128,9 @@ class FakeBayeuxServer(FakeServer):
         required_cookie: str | None = None,
         set_cookie: str | None = "BAYEUX_BROWSER=fake-browser-1",
         path: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, ssl_context=ssl_context)
         if path is not None:
             self.path = path
         self.timeout = timeout
@@ -148,13 +152,17 @@ class FakeBayeuxServer(FakeServer):
         self._stopping = False
         self._http_socks: set[socket.socket] = set()
         self._http_ids = itertools.count(1)
+        #: TLS mode: connections whose TLS handshake failed (or that sent nothing).
+        self.tls_failures = 0
 
     # -- URLs -------------------------------------------------------------------------------
 
     @property
     def http_url(self) -> str:
-        """``http://127.0.0.1:PORT/path``: the long-polling endpoint (and the GWS-style URL)."""
-        return f"http://{self.host}:{self.port}{self.path}"
+        """``http://127.0.0.1:PORT/path`` (``https://`` with TLS): the long-polling endpoint (and
+        the GWS-style URL)."""
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}{self.path}"
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -165,7 +173,13 @@ class FakeBayeuxServer(FakeServer):
         with self._lock:
             self._stopping = False
             self.sessions.clear()  # a restarted server knows no session
-        super().start()
+        # TLS is terminated here, not by python-websockets: a POST must be told from an upgrade
+        # by its first bytes, and TLS has no MSG_PEEK (see _tls_peek / _tls_bridge).
+        tls, self.ssl_context = self.ssl_context, None
+        try:
+            super().start()
+        finally:
+            self.ssl_context = tls
         server = self._server
         assert server is not None
         inner = server.handler
@@ -173,24 +187,47 @@ class FakeBayeuxServer(FakeServer):
         # Every accepted socket passes through here: a POST is long-polling, anything else goes
         # to python-websockets (which serves the upgrade or refuses a plain GET).
         def dispatch(sock: socket.socket, addr: Any) -> None:
-            head = b""
-            try:
-                sock.settimeout(10)
-                deadline = time.monotonic() + 10
-                while len(head) < 8 and time.monotonic() < deadline:
-                    head = sock.recv(8, socket.MSG_PEEK)
-                    if not head:
-                        break
-                    if len(head) < 8:
-                        time.sleep(0.005)  # part of a request line: wait for the rest of it
-            except OSError:
-                pass
+            tls = self.ssl_context
+            if tls is not None:
+                try:
+                    sock = tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except OSError:
+                    pass
+            if isinstance(sock, ssl.SSLSocket):
+                head = _tls_peek(sock)
+                if not head:  # the TLS handshake failed (e.g. the client refused the certificate)
+                    with self._cond:
+                        self.tls_failures += 1
+                        self._cond.notify_all()
+                    try:
+                        sock.close()
+                    finally:
+                        with server.lock:
+                            server.handler_threads.discard(threading.current_thread())
+                    return
+            else:
+                head = b""
+                try:
+                    sock.settimeout(10)
+                    deadline = time.monotonic() + 10
+                    while len(head) < 8 and time.monotonic() < deadline:
+                        head = sock.recv(8, socket.MSG_PEEK)
+                        if not head:
+                            break
+                        if len(head) < 8:
+                            time.sleep(0.005)  # part of a request line: wait for the rest of it
+                except OSError:
+                    pass
             if head.startswith((b"POST ", b"OPTIONS ")):
                 try:
                     self._serve_http(sock, addr)
                 finally:
                     with server.lock:
                         server.handler_threads.discard(threading.current_thread())
+            elif isinstance(sock, ssl.SSLSocket):
+                # python-websockets select()s on its socket before reading, which misses bytes
+                # already decrypted: give it a plain socket, bridged to the TLS one.
+                inner(_tls_bridge(sock, head), addr)
             else:
                 sock.settimeout(None)
                 inner(sock, addr)
@@ -591,6 +628,91 @@ class FakeBayeuxServer(FakeServer):
         if not self._authorized(headers):
             return (401, "Unauthorized")
         return None
+
+
+def _tls_bridge(tls: ssl.SSLSocket, head: bytes) -> socket.socket:
+    """A plain socket whose peer end is pumped to and from ``tls`` (``head`` first) by a thread."""
+    inner, outer = socket.socketpair()
+    tls.settimeout(None)
+    for name in ("recv", "recv_into"):
+        tls.__dict__.pop(name, None)  # _tls_peek's replay of ``head``: sent below instead
+
+    def pump() -> None:
+        try:
+            data = head
+            while tls.pending():  # decrypted already: select() would not see it
+                data += tls.recv(tls.pending())
+            outer.sendall(data)
+            while True:
+                ready, _, _ = select.select([tls, outer], [], [])
+                if tls in ready:
+                    data = tls.recv(65536)
+                    while data and tls.pending():
+                        data += tls.recv(tls.pending())
+                    if not data:
+                        return
+                    outer.sendall(data)
+                if outer in ready:
+                    data = outer.recv(65536)
+                    if not data:
+                        return
+                    tls.sendall(data)
+        except (OSError, ValueError):
+            return
+        finally:
+            for s in (outer, tls):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    threading.Thread(target=pump, name="realtime_sync-fake-tls-bridge", daemon=True).start()
+    return inner
+
+
+def _tls_peek(sock: ssl.SSLSocket) -> bytes:
+    """Complete the TLS handshake and read the first bytes of the request; they are given back
+    by the socket's next ``recv``/``recv_into`` (TLS has no ``MSG_PEEK``).  A failed handshake
+    (a client refusing the certificate) returns b"" and leaves the socket closed."""
+    head = b""
+    try:
+        sock.settimeout(10)
+        sock.do_handshake()
+        while len(head) < 8:
+            chunk = sock.recv(8 - len(head))
+            if not chunk:
+                break
+            head += chunk
+    except (OSError, ValueError):
+        pass
+    if not head:
+        return head
+    pending = [head]
+    real_recv, real_recv_into = sock.recv, sock.recv_into
+
+    def recv(bufsize: int = 1024, flags: int = 0) -> bytes:
+        if pending:
+            data = pending.pop()
+            if len(data) > bufsize:
+                pending.append(data[bufsize:])
+                data = data[:bufsize]
+            return data
+        return real_recv(bufsize, flags)
+
+    def recv_into(buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        if pending:
+            data = pending.pop()
+            n = min(len(data), nbytes or len(buffer), len(buffer))
+            buffer[:n] = data[:n]
+            if n < len(data):
+                pending.append(data[n:])
+            return n
+        return real_recv_into(buffer, nbytes, flags)
+
+    sock.recv = recv  # type: ignore[method-assign,assignment]
+    sock.recv_into = recv_into  # type: ignore[method-assign,assignment]
+    return head
 
 
 class _LongPollHandler(http.server.BaseHTTPRequestHandler):

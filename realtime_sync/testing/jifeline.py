@@ -450,6 +450,7 @@ class FakeJifelineRestServer:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.issued: list[str] = []
         self.events_delay = 0.0  # seconds to wait before answering /v2/system/events
+        self.token_delay = 0.0  # seconds to wait before answering /oauth2/token (slow endpoint)
         self.fail_events: list[int] = []  # statuses to answer the next event requests with
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -572,6 +573,8 @@ class _RestHandler(BaseHTTPRequestHandler):
         if client_id != fake.client_id or client_secret != fake.client_secret:
             self._reply(401, {"error": "invalid_client"})
             return
+        if fake.token_delay:
+            time.sleep(fake.token_delay * timing_scale())
         token, ttl = fake.issue_token()
         self._reply(200, {"access_token": token, "expires_in": int(ttl) if ttl >= 1 else ttl, "token_type": "Bearer"})
 

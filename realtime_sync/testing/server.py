@@ -109,6 +109,16 @@ class FakeConnection:
         except (ConnectionClosed, OSError, RuntimeError):
             return False
 
+    def send_raw(self, data: bytes) -> bool:
+        """Write bytes straight to the socket, bypassing the websocket framing: several frames in
+        one TCP write, a frame cut in the middle, or garbage.  False if it could not be sent."""
+        try:
+            with self._send_lock:
+                self.ws.socket.sendall(data)
+            return True
+        except OSError:
+            return False
+
     def drop(self) -> None:
         """Cut the TCP connection without a websocket close frame (a network failure)."""
         # shutdown() only: it wakes python-websockets' reader thread, which then closes the

@@ -1,0 +1,341 @@
+"""Edge cases of the core found in review: each test failed before its fix (real sockets)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync import _redact
+
+from ._echo import EchoClient
+from .conftest import FAST, Recorder, T, poll_until
+
+
+def _text_frame(text: str) -> bytes:
+    """An unmasked server-to-client text frame (RFC 6455 section 5.2)."""
+    payload = text.encode()
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
+
+
+@pytest.fixture
+def mute_server() -> Iterator[tuple[str, threading.Event]]:
+    """Accepts TCP connections and never answers the HTTP handshake."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = threading.Event()
+    held: list[socket.socket] = []
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            held.append(sock)
+            accepted.set()
+
+    t = threading.Thread(target=accept, name="mute-server", daemon=True)
+    t.start()
+    yield f"ws://127.0.0.1:{listener.getsockname()[1]}/", accepted
+    done.set()
+    try:
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close() alone does not)
+    except OSError:
+        pass
+    listener.close()
+    for s in held:
+        s.close()
+    t.join(T(2))
+
+
+# -- close() is bounded and ends every thread ----------------------------------------------------
+
+
+def test_close_while_the_handshake_hangs_is_prompt_and_ends_the_thread(mute_server, make_client):
+    url, accepted = mute_server
+    client = make_client(url, connect_timeout=30)
+    rec = Recorder(client)
+    client.start()
+    assert accepted.wait(T(5))
+    started = time.monotonic()
+    client.close(timeout=T(2))
+    assert time.monotonic() - started < T(1.5), "close() waited for the handshake timeout"
+    assert not client._transport.thread.is_alive()
+    assert "error" not in rec.names(), "closing is not a connect failure"
+
+
+def test_connect_timeout_bounds_a_handshake_that_never_answers(mute_server, make_client):
+    url, _ = mute_server
+    client = make_client(url, connect_timeout=0.3)
+    rec = Recorder(client)
+    client.start()
+    err = rec.wait("error", timeout=3)
+    assert err.data.kind == "connect" and "timed out" in err.data.message
+
+
+def test_close_during_the_reconnect_backoff_is_prompt(make_client):
+    with socket.socket() as s:  # a port nobody listens on: every attempt fails at once
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    slow = rs.ReconnectPolicy(instant_retries=0, interval=30, max_interval=30, jitter=0)
+    client = make_client(f"ws://127.0.0.1:{port}/", reconnect=slow)
+    rec = Recorder(client)
+    client.start()
+    assert rec.wait("reconnecting").data.delay == 30
+    started = time.monotonic()
+    client.close(timeout=T(5))
+    assert time.monotonic() - started < T(1)
+    assert client.join(0)
+
+
+def test_close_from_a_handler_and_from_another_thread_at_once(echo_server, make_client):
+    client = make_client(echo_server.url)
+    in_handler = threading.Event()
+    errors: list[BaseException] = []
+
+    def closer(event: rs.Event) -> None:
+        in_handler.set()
+        try:
+            client.close(timeout=T(5))
+        except BaseException as exc:  # pragma: no cover - the failure being tested
+            errors.append(exc)
+
+    client.on("bye", closer)
+    client.start()
+    echo_server.wait_for_connection(timeout=T(5)).send({"event": "bye"})
+    assert in_handler.wait(T(5))
+    client.close(timeout=T(5))
+    assert client.join(T(5)) and not errors
+    assert client.state is rs.State.CLOSED
+
+
+# -- the read path -------------------------------------------------------------------------------
+
+
+def test_a_frame_cut_in_the_middle_then_silence_is_detected(echo_server, make_client):
+    client = make_client(echo_server.url, ping_interval=0.3, ping_timeout=0.5)
+    rec = Recorder(client)
+    client.start()
+    first = echo_server.wait_for_connection(1, timeout=T(5))
+    frame = _text_frame(json.dumps({"event": "never", "data": {"x": "y" * 100}}))
+    first.go_silent()
+    assert first.send_raw(frame[:20])
+    info = rec.wait("disconnected").data
+    assert "dead" in info.reason and info.will_reconnect
+    second = echo_server.wait_for_connection(2, timeout=T(5))
+    second.send({"event": "after"})
+    rec.wait("after")
+    assert "never" not in rec.names()
+
+
+def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client):
+    client = make_client(echo_server.url, max_queue=5)
+    release, entered = threading.Event(), threading.Event()
+    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+    seen: list[int] = []
+    client.on("n", lambda e: seen.append(e.entity_id))
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send({"event": "block"})
+    assert entered.wait(T(5))
+    # 40 frames in one TCP write: one read, one batch, larger than the whole queue.
+    assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(40)))
+    poll_until(lambda: client.stats.frames_received >= 41)
+    depth = client.stats.queue_depth
+    release.set()
+    poll_until(lambda: client.stats.queue_depth == 0)
+    # the blocked "block" event is in flight; the queue itself holds at most max_queue events,
+    # the overflow report included
+    assert depth <= 5 + 1, depth
+    assert seen == sorted(seen) and seen[-1] == 39
+    assert client.stats.dropped == 40 - len(seen)
+
+
+def test_the_overflow_report_counts_drops_and_respects_max_queue(echo_server, make_client):
+    client = make_client(echo_server.url, max_queue=3, overflow="drop_newest")
+    release, entered = threading.Event(), threading.Event()
+    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+    errors: list[rs.ErrorInfo] = []
+    client.on("error", lambda e: errors.append(e.data))
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send({"event": "block"})
+    assert entered.wait(T(5))
+    for i in range(10):
+        conn.send({"event": "n", "id": i})
+    poll_until(lambda: client.stats.frames_received >= 11)
+    depth = client.stats.queue_depth
+    release.set()
+    poll_until(lambda: client.stats.queue_depth == 0 and errors)
+    assert depth <= 3 + 1, depth  # the queue bound, plus the blocked event in flight
+    # the report took the place of the newest queued event: counted as dropped too
+    assert [e.kind for e in errors] == ["overflow"]
+    assert client.stats.dropped == 8 and client.stats.events_dispatched == 5  # connected, block, 2 x n, the report
+
+
+def test_sends_from_many_threads_keep_each_threads_order(echo_server, make_client):
+    client = make_client(echo_server.url)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    n, threads = 200, 4
+
+    def sender(k: int) -> None:
+        for i in range(n):
+            client.send({"t": k, "i": i})
+
+    workers = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(T(5))
+    echo_server.wait_until(lambda: len(echo_server.messages(conn)) >= n * threads, timeout=T(5))
+    got = [m.json for m in echo_server.received if m.conn_id == conn.id]
+    for k in range(threads):
+        assert [m["i"] for m in got if m.get("t") == k] == list(range(n))
+
+
+# -- waiting and iterating -----------------------------------------------------------------------
+
+
+def test_wait_for_with_zero_or_negative_timeout_times_out_at_once(echo_server, make_client):
+    client = make_client(echo_server.url)
+    client.start()
+    for timeout in (0, -1):
+        started = time.monotonic()
+        with pytest.raises(rs.WaitTimeout):
+            client.wait_for("never", timeout=timeout)
+        assert time.monotonic() - started < T(1)
+    assert list(client.events("never", timeout=-1)) == []
+
+
+def test_events_iterator_sees_the_final_events_when_the_server_stops_the_client(echo_server, make_client):
+    client = make_client(echo_server.url)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    events = client.events(timeout=T(5))
+    # Hold the dispatcher so that the final events are still queued when the transport stops.
+    release, entered = threading.Event(), threading.Event()
+    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+    conn.send({"event": "block"})
+    assert entered.wait(T(5))
+    conn.send({"close": "go away", "reconnect": False})
+    poll_until(lambda: not client._transport.thread.is_alive())
+    release.set()
+    names = [e.name for e in events]
+    assert names[-1] == "disconnected", names
+    assert "block" in names
+
+
+def test_events_iterator_of_a_client_closed_before_the_first_next_just_ends(echo_server, make_client):
+    client = make_client(echo_server.url)
+    client.start()
+    events = client.events(timeout=T(5))
+    client.close(timeout=T(5))
+    assert [e.name for e in events if e.name == "connected"] in ([], ["connected"])
+
+
+def test_on_and_off_from_inside_handlers(echo_server, make_client):
+    client = make_client(echo_server.url)
+    calls: list[str] = []
+
+    def late(event: rs.Event) -> None:
+        calls.append("late")
+
+    def first(event: rs.Event) -> None:
+        calls.append("first")
+        client.off("ping", first)
+        client.on("ping", late)
+
+    client.on("ping", first)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    rec = Recorder(client, "ping")
+    conn.send({"event": "ping"})
+    rec.wait("ping")
+    conn.send({"event": "ping"})
+    rec.wait("ping", count=2)
+    poll_until(lambda: len(calls) >= 2)
+    assert calls == ["first", "late"]
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+
+def test_event_repr_redacts_before_truncating():
+    secret = "tok-4f9a8b7c6d5e4f3a2b1c"
+    rs_secret = _redact.register_secret
+    rs_secret(secret)
+    data = {"note": "x" * 175 + secret}
+    text = repr(rs.Event("e", data))
+    assert secret[:10] not in text and len(text) < 400
+
+
+def test_secret_registry_is_bounded_and_keeps_recent_secrets():
+    for i in range(5000):
+        _redact.register_secret(f"rotating-token-{i:06d}")
+    assert len(_redact._secrets) <= _redact.MAX_SECRETS
+    assert _redact.redact("sent rotating-token-004999") == "sent ***"
+
+
+def test_a_clients_own_secrets_survive_a_flood_of_rotating_tokens(echo_server, make_client, caplog):
+    client = make_client(echo_server.url, token="static-secret-value-123", headers={"X-Key": "Key hdr-secret-0987"})
+    for i in range(_redact.MAX_SECRETS + 10):
+        _redact.register_secret(f"other-rotating-{i:06d}")
+    client.start()
+    echo_server.wait_for_connection(timeout=T(5))
+    assert "static-secret" not in rs.redact("static-secret-value-123") and "hdr-secret" not in rs.redact(
+        "hdr-secret-0987"
+    )
+
+
+def test_userinfo_in_the_url_is_redacted_in_connect_errors(make_client):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = make_client(f"ws://alice:pa55-w0rd@127.0.0.1:{port}/", reconnect=FAST)
+    rec = Recorder(client)
+    client.start()
+    err = rec.wait("error").data
+    assert "pa55-w0rd" not in err.message and "pa55-w0rd" not in repr(err) and "pa55-w0rd" not in repr(client)
+
+
+# -- fork ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_clients_started_after_a_fork_do_not_share_the_wake_up_socket(echo_server):
+    """gunicorn --preload: a client created in the master and started in every worker.  Workers
+    sharing one wake-up socketpair steal each other's wake-ups, so a send() can wait forever."""
+    client = EchoClient(echo_server.url, reconnect=FAST)
+    inherited = os.fstat(client._transport._wake_r.fileno()).st_ino if client._transport._wake_r else None
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            client.start()
+            client.wait_for("connected", timeout=T(5))
+            mine = os.fstat(client._transport._wake_r.fileno()).st_ino
+            client.close(timeout=T(5))
+            code = 0 if mine != inherited else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    client.start()
+    client.wait_for("connected", timeout=T(5))
+    client.close(timeout=T(5))

@@ -1,0 +1,330 @@
+"""The long-polling transport's TLS and proxy options, against the fake Bayeux server on 127.0.0.1.
+
+TLS: verification on by default (a self-signed certificate is refused), ``ca_bundle``,
+``ssl_context``, ``verify=False``.  Proxy: a small threaded HTTP proxy (absolute-URI forwarding
+for ``http://``, ``CONNECT`` for ``https://``) used through ``proxy=`` and through the
+environment (``http_proxy`` / ``https_proxy``), and ignored with ``trust_env=False``.
+"""
+
+from __future__ import annotations
+
+import select
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.genesys import GenesysChatClient
+from realtime_sync.testing.bayeux import FakeGenesysServer
+
+from .conftest import T
+
+CHATS = "/v2/me/chats"
+QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, max_interval=0.2, jitter=0.0, stable_after=5.0)
+ONCE = rs.ReconnectPolicy(max_attempts=0)
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl command not found")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return str(cert), str(key)
+
+
+@pytest.fixture
+def make() -> Iterator[Any]:
+    clients: list[GenesysChatClient] = []
+
+    def make(url: str, **kw: Any) -> GenesysChatClient:
+        kw.setdefault("reconnect", QUICK)
+        kw.setdefault("transport", "long-polling")
+        c = GenesysChatClient(url, **kw)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close(timeout=5)
+
+
+def _first_error(client: GenesysChatClient, kind: str) -> rs.ErrorInfo:
+    """Start ``client`` and return its first ``error`` event's data of ``kind`` (recorded from
+    before start(), so an error immediately followed by the client giving up is not missed)."""
+    cond = threading.Condition()
+    errors: list[Any] = []
+
+    def add(event: rs.Event) -> None:
+        with cond:
+            errors.append(event.data)
+            cond.notify_all()
+
+    client.on("error", add)
+    client.start()
+    with cond:
+        assert cond.wait_for(lambda: any(e.kind == kind for e in errors), T(5)), errors
+        return next(e for e in errors if e.kind == kind)
+
+
+def _tls_gws(tls_files: tuple[str, str]) -> FakeGenesysServer:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*tls_files)
+    return FakeGenesysServer(timeout=1.0, ssl_context=ctx)
+
+
+def _chat_round_trip(gws: FakeGenesysServer, client: GenesysChatClient) -> None:
+    client.wait_for("subscribed", timeout=T(5))  # starts the client
+    gws.chat_state_change("c-1", "StatusChange")
+    assert client.wait_for("chat.status_change", timeout=T(5)).entity_id == "c-1"
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def test_tls_verification_is_on_by_default(tls_files: tuple[str, str], make: Any) -> None:
+    with _tls_gws(tls_files) as gws:
+        assert gws.http_url.startswith("https://")
+        client = make(gws.http_url, reconnect=ONCE)
+        assert "CERTIFICATE_VERIFY_FAILED" in _first_error(client, "connect").message
+        gws.wait_until(lambda: gws.tls_failures >= 1, timeout=5)
+        assert gws.http_requests == []
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "websocket"])
+def test_tls_with_a_ca_bundle(tls_files: tuple[str, str], make: Any, transport: str) -> None:
+    with _tls_gws(tls_files) as gws:
+        client = make(gws.http_url, ca_bundle=tls_files[0], transport=transport)
+        _chat_round_trip(gws, client)
+        assert client.transport == transport
+        assert bool(gws.http_requests) == (transport == "long-polling")
+
+
+def test_tls_with_an_ssl_context_and_without_verification(tls_files: tuple[str, str], make: Any) -> None:
+    with _tls_gws(tls_files) as gws:
+        ctx = ssl.create_default_context(cafile=tls_files[0])
+        _chat_round_trip(gws, make(gws.http_url, ssl_context=ctx))
+        _chat_round_trip(gws, make(gws.http_url, verify=False))
+
+
+# -- proxy -------------------------------------------------------------------------------------
+
+
+def _read_head(f: Any) -> list[str] | None:
+    lines = []
+    while True:
+        line = f.readline(65537)
+        if not line:
+            return None
+        if line in (b"\r\n", b"\n"):
+            return lines
+        lines.append(line.decode("latin-1").rstrip("\r\n"))
+
+
+def _body(f: Any, head: list[str]) -> bytes:
+    length = next((int(h.split(":", 1)[1]) for h in head[1:] if h.lower().startswith("content-length:")), 0)
+    return f.read(length) if length else b""
+
+
+class HttpProxy:
+    """A threaded HTTP proxy on 127.0.0.1 recording what it was asked: ``requests`` holds
+    ``(method, target, Proxy-Authorization)`` of every request (each forwarded POST, each CONNECT)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.requests: list[tuple[str, str, str | None]] = []
+        self._cond = threading.Condition()
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="test-proxy", daemon=True).start()
+
+    def wait(self, predicate: Any, timeout: float = 5.0) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: predicate(self.requests), T(timeout)), self.requests
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._cond:
+                self._conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), name="test-proxy-conn", daemon=True).start()
+
+    def _record(self, head: list[str]) -> tuple[str, str]:
+        method, target, _ = head[0].split(" ", 2)
+        auth = next((h.split(":", 1)[1].strip() for h in head[1:] if h.lower().startswith("proxy-authorization:")), None)
+        with self._cond:
+            self.requests.append((method, target, auth))
+            self._cond.notify_all()
+        return method, target
+
+    def _serve(self, c: socket.socket) -> None:
+        up: socket.socket | None = None
+        try:
+            cf = c.makefile("rb")
+            while True:
+                head = _read_head(cf)
+                if head is None:
+                    return
+                method, target = self._record(head)
+                if method == "CONNECT":
+                    host, port = target.rsplit(":", 1)
+                    up = socket.create_connection((host, int(port)))
+                    c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                    self._pipe(c, up)
+                    return
+                # Absolute-URI forwarding: origin-form upstream, one upstream per client connection.
+                assert target.startswith("http://"), target
+                hostport, _, path = target[len("http://") :].partition("/")
+                host, port = hostport.rsplit(":", 1)
+                body = _body(cf, head)
+                if up is None:
+                    up = socket.create_connection((host, int(port)))
+                    uf = up.makefile("rb")
+                headers = [h for h in head[1:] if not h.lower().startswith(("proxy-authorization:", "proxy-connection:"))]
+                up.sendall(("\r\n".join([f"{method} /{path} HTTP/1.1", *headers]) + "\r\n\r\n").encode("latin-1") + body)
+                rhead = _read_head(uf)
+                if rhead is None:
+                    return
+                rbody = _body(uf, rhead)
+                c.sendall(("\r\n".join(rhead) + "\r\n\r\n").encode("latin-1") + rbody)
+        except OSError:
+            return
+        finally:
+            for s in (c, up):
+                if s is not None:
+                    s.close()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        while True:
+            r, _, _ = select.select([a, b], [], [], 30)
+            if not r:
+                return
+            for s in r:
+                d = s.recv(65536)
+                if not d:
+                    return
+                (b if s is a else a).sendall(d)
+
+    def close(self) -> None:
+        self.sock.close()
+        with self._cond:
+            conns = list(self._conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[HttpProxy]:
+    p = HttpProxy()
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+def test_proxy_option_forwards_http_requests_with_absolute_uris(
+    make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    with FakeGenesysServer(timeout=1.0) as gws:
+        client = make(gws.http_url, proxy=f"http://agent:proxy-pw@127.0.0.1:{proxy.port}")
+        _chat_round_trip(gws, client)
+        assert proxy.requests and all(m == "POST" and t == gws.http_url for m, t, _ in proxy.requests)
+        assert all(a is not None and a.startswith("Basic ") for _, _, a in proxy.requests)
+        # The server saw origin-form requests, without the proxy's credentials.
+        assert all(r.path == "/api/v2/notifications" for r in gws.http_requests)
+        assert not any("proxy-authorization" in {k.lower() for k in r.headers} for r in gws.http_requests)
+        # Held connects and the other requests all went through the proxy (which records a
+        # request before the server sees it: count the server's first).
+        seen = len(gws.http_requests)
+        assert len(proxy.requests) >= seen >= 3
+
+
+def test_proxy_option_tunnels_https_with_connect(
+    tls_files: tuple[str, str], make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    with _tls_gws(tls_files) as gws:
+        client = make(gws.http_url, proxy=f"http://agent:proxy-pw@127.0.0.1:{proxy.port}", ca_bundle=tls_files[0])
+        _chat_round_trip(gws, client)
+        target = f"127.0.0.1:{gws.port}"
+        assert proxy.requests and all(m == "CONNECT" and t == target for m, t, _ in proxy.requests)
+        assert all(a is not None and a.startswith("Basic ") for _, _, a in proxy.requests)
+        assert len(proxy.requests) >= 2  # one tunnel per worker (send, connect)
+
+
+def test_proxy_from_the_environment(make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch) -> None:
+    no_env_proxy.setenv("http_proxy", proxy.url)
+    with FakeGenesysServer(timeout=1.0) as gws:
+        _chat_round_trip(gws, make(gws.http_url))
+        assert proxy.requests and all(m == "POST" and t == gws.http_url for m, t, _ in proxy.requests)
+        assert all(a is None for _, _, a in proxy.requests)
+
+
+def test_https_proxy_from_the_environment(
+    tls_files: tuple[str, str], make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    no_env_proxy.setenv("https_proxy", proxy.url)
+    no_env_proxy.setenv("http_proxy", "http://127.0.0.1:9")  # the wrong scheme's proxy: unused
+    with _tls_gws(tls_files) as gws:
+        _chat_round_trip(gws, make(gws.http_url, ca_bundle=tls_files[0]))
+        assert proxy.requests and all(m == "CONNECT" for m, _, _ in proxy.requests)
+
+
+def test_no_proxy_from_the_environment_is_honoured(
+    make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    no_env_proxy.setenv("http_proxy", proxy.url)
+    no_env_proxy.setenv("no_proxy", "127.0.0.1")
+    with FakeGenesysServer(timeout=1.0) as gws:
+        _chat_round_trip(gws, make(gws.http_url))
+    assert proxy.requests == []
+
+
+def test_trust_env_false_ignores_the_proxy_environment(
+    make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    no_env_proxy.setenv("http_proxy", proxy.url)
+    no_env_proxy.setenv("https_proxy", proxy.url)
+    with FakeGenesysServer(timeout=1.0) as gws:
+        _chat_round_trip(gws, make(gws.http_url, trust_env=False))
+    assert proxy.requests == []
+
+
+def test_an_unreachable_proxy_is_a_connect_error(make: Any, no_env_proxy: pytest.MonkeyPatch) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]
+    with FakeGenesysServer(timeout=1.0) as gws:
+        client = make(gws.http_url, proxy=f"http://127.0.0.1:{port}", reconnect=ONCE)
+        assert "ConnectionRefusedError" in _first_error(client, "connect").message
+        assert gws.http_requests == []
+
+
+def test_a_socks_proxy_is_refused_clearly_by_long_polling(make: Any, no_env_proxy: pytest.MonkeyPatch) -> None:
+    with FakeGenesysServer(timeout=1.0) as gws:
+        client = make(gws.http_url, proxy="socks5://127.0.0.1:9", reconnect=ONCE)
+        assert "HTTP proxies only" in _first_error(client, "connect").message
+        assert gws.http_requests == []
