@@ -105,6 +105,10 @@ class CometDClient(Client):
         self._decoder = decoder
         self.cookies: CookieJar = CookieJar()
         super().__init__(url, **options)
+        if password is not None and self._basic is not None:
+            # Registered again before every connect with the client's other secrets (the
+            # registry keeps only the most recent ones).
+            self._secrets += (password, self._basic)
 
     # -- wiring -----------------------------------------------------------------------------
 
