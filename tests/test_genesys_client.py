@@ -185,8 +185,10 @@ def test_falls_back_to_long_polling_when_the_websocket_upgrade_is_refused(make: 
         # The fallback sticks: a restarted server is reached by long-polling straight away.
         gws.restart()
         rec.wait("subscribed", count=2, timeout=10)
+        # Whether the long-polling "connection" itself was replaced depends on whether a request
+        # was in flight at the restart; either way no websocket was tried again.
         assert [h.status for h in gws.handshakes] == [400]
-        assert [e.name for e in rec.events].count("connected") == 2
+        assert client.transport == "long-polling"
 
 
 def test_a_ws_url_is_turned_into_the_long_polling_url(make: Any) -> None:
