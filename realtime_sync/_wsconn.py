@@ -19,6 +19,7 @@ Only the transport thread calls into a connection (``open``, ``receive``, ``send
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import socket
@@ -67,14 +68,31 @@ def _sslopt(options: ConnectOptions) -> dict[str, object]:
     return opt
 
 
-def _proxy_kwargs(options: ConnectOptions) -> dict[str, object]:
+def is_loopback(host: str | None) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1: no proxy can reach this machine's loopback for us."""
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_NO_PROXY: dict[str, object] = {"http_proxy_host": "proxy.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"]}
+
+
+def _proxy_kwargs(options: ConnectOptions, url: str = "") -> dict[str, object]:
     if options.proxy is None:
         # websocket-client reads http_proxy / https_proxy / no_proxy itself unless told not to.
-        if options.trust_env:
+        # A loopback URL always goes direct (websocket-client >= 1.9 would send it to the proxy).
+        if options.trust_env and not is_loopback(urlsplit(url).hostname):
             return {}
         # websocket-client consults no_proxy only alongside an explicit proxy host: a dummy
         # proxy that no_proxy "*" always bypasses turns the environment lookup off.
-        return {"http_proxy_host": "proxy.invalid", "http_proxy_port": 1, "http_no_proxy": ["*"]}
+        return dict(_NO_PROXY)
     parts = urlsplit(options.proxy if "://" in options.proxy else "http://" + options.proxy)
     kw: dict[str, object] = {
         "http_proxy_host": parts.hostname,
@@ -115,7 +133,7 @@ class WebSocketConnection:
         kwargs: dict[str, object] = {
             "header": headers,
             "timeout": options.connect_timeout or None,
-            **_proxy_kwargs(options),
+            **_proxy_kwargs(options, request.url),
         }
         if request.subprotocols:
             kwargs["subprotocols"] = list(request.subprotocols)

@@ -47,6 +47,11 @@ the command line:
   genesys            GENESYS_PASSWORD (with --username / GENESYS_USERNAME), GENESYS_JSESSIONID
   any vendor         REALTIME_SYNC_TOKEN, when the vendor's own variable is not set
 
+Try it without an account: run `realtime-sync fake-server voxsig` in another terminal and use
+the command it prints, e.g.
+  VOXSIG_PUBSUB_TOKEN=user-token-1 realtime-sync listen voxsig --url ws://127.0.0.1:8765/cable \\
+      --account-id 1 --user-id 7 --event 'message.*' --json
+
 Events go to stdout (one line each, or JSON lines with --json); lifecycle events (connected,
 disconnected, reconnecting, subscribed, error...) go to stderr, and to stdout too when named
 with --event.  Exit status: 0 after Ctrl-C/SIGTERM/--duration/--count, 1 when the client
@@ -253,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     fake.add_argument("vendor", choices=[*CLI_VENDORS, "jifeline", "partner"], help="which server")
-    fake.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")
+    fake.add_argument("--port", type=_port, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")
     fake.add_argument(
         "--every",
         type=float,
@@ -274,6 +279,28 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument("-v", "--verbose", action="store_true", help="print every frame the server receives")
     fake.set_defaults(func=_cmd_fake_server)
     return parser
+
+
+def _number(kind: Callable[[str], Any], *, minimum: float, inclusive: bool = True) -> Callable[[str], Any]:
+    """An argparse ``type``: a number no smaller than ``minimum`` (a usage error, exit 2, otherwise)."""
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value != value or value < minimum or (not inclusive and value == minimum):  # NaN too
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+
+    return convert
+
+
+def _port(text: str) -> int:
+    value = _number(int, minimum=0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, got {text}")
+    return int(value)
 
 
 def _env_int(name: str) -> int | None:
@@ -298,14 +325,24 @@ def _listen_common() -> argparse.ArgumentParser:
         "--entity", metavar="ID", help="print only events about this entity (ticket id, conversation id...)"
     )
     out.add_argument("--json", action="store_true", help="print JSON lines (name, entity_id, received_at, data...)")
-    out.add_argument("--raw", action="store_true", help="with --json: add the decoded frame as 'raw'")
+    out.add_argument(
+        "--raw", action="store_true", help="JSON lines with the decoded frame added as 'raw' (implies --json)"
+    )
     out.add_argument("-q", "--quiet", action="store_true", help="no lifecycle lines on stderr")
     out.add_argument("-v", "--verbose", action="count", default=0, help="library logs on stderr (-vv: debug)")
     run = common.add_argument_group("running")
-    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after SECONDS (default: until Ctrl-C)")
-    run.add_argument("--count", type=int, metavar="N", help="stop after N printed events")
     run.add_argument(
-        "--max-attempts", type=int, metavar="N", help="give up after N failed connection attempts in a row"
+        "--duration",
+        type=_number(float, minimum=0, inclusive=False),
+        metavar="SECONDS",
+        help="stop after SECONDS (default: until Ctrl-C)",
+    )
+    run.add_argument("--count", type=_number(int, minimum=1), metavar="N", help="stop after N printed events")
+    run.add_argument(
+        "--max-attempts",
+        type=_number(int, minimum=1),
+        metavar="N",
+        help="give up after N failed connection attempts in a row",
     )
     run.add_argument(
         "--keep-trying-on-auth-failure",
@@ -314,7 +351,10 @@ def _listen_common() -> argparse.ArgumentParser:
     )
     conn = common.add_argument_group("connection")
     conn.add_argument(
-        "--connect-timeout", type=float, metavar="SECONDS", help="TCP + TLS + handshake timeout (default 10)"
+        "--connect-timeout",
+        type=_number(float, minimum=0, inclusive=False),
+        metavar="SECONDS",
+        help="TCP + TLS + handshake timeout (default 10)",
     )
     conn.add_argument(
         "--proxy", metavar="URL", help="http://[user:pass@]host:port (default: $https_proxy / $http_proxy)"
@@ -391,6 +431,8 @@ def _connect_options(args: argparse.Namespace) -> dict[str, Any]:
         register_secret(args.proxy.partition("@")[0].rpartition(":")[2] if "@" in args.proxy else None)
         options["proxy"] = args.proxy
     if args.ca_bundle:
+        if not os.path.exists(args.ca_bundle):
+            raise _UsageError(f"--ca-bundle: no such file or directory: {args.ca_bundle}")
         options["ca_bundle"] = args.ca_bundle
     if args.insecure:
         options["verify"] = False
@@ -408,7 +450,8 @@ def _make_listen_client(args: argparse.Namespace) -> Any:
     policy = attrs.evolve(
         policy,
         stop_on_auth_failure=not args.keep_trying_on_auth_failure,
-        max_attempts=args.max_attempts if args.max_attempts is not None else policy.max_attempts,
+        # The policy counts the retries after a first failure; --max-attempts counts failures.
+        max_attempts=args.max_attempts - 1 if args.max_attempts is not None else policy.max_attempts,
     )
     options["reconnect"] = policy
     options["name"] = "listen"
@@ -484,6 +527,7 @@ class _Printer:
 
         self.runner: Any = None  # set once running: --count stops it
         self.printed = 0
+        self.broken_pipe = False  # stdout's reader went away (`| head`): stop, quietly
         self.args = args
         self.out = out
         self.err = err
@@ -506,6 +550,27 @@ class _Printer:
             client.on(name, self.lifecycle_event)
 
     def _emit(self, event: Event, console: Any, stream: TextIO) -> None:
+        if self.broken_pipe:
+            return
+        try:
+            self._write(event, console, stream)
+        except (BrokenPipeError, ValueError):  # ValueError: written to after being closed
+            self._gone()
+            return
+        if stream is self.out:
+            with self.lock:
+                self.printed += 1
+                reached = self.args.count is not None and self.printed >= self.args.count
+            if reached and self.runner is not None:
+                self.runner.stop("count")
+
+    def _gone(self) -> None:
+        """A reader of our output went away (``listen ... | head -3``): stop, exit 0."""
+        self.broken_pipe = True
+        if self.runner is not None:
+            self.runner.stop("broken pipe")
+
+    def _write(self, event: Event, console: Any, stream: TextIO) -> None:
         if self.args.json and stream is self.out:
             from .demo import to_jsonable
 
@@ -518,12 +583,6 @@ class _Printer:
                 stream.flush()
         else:
             console.event(event)
-        if stream is self.out:
-            with self.lock:
-                self.printed += 1
-                reached = self.args.count is not None and self.printed >= self.args.count
-            if reached and self.runner is not None:
-                self.runner.stop("count")
 
     def data_event(self, event: Event) -> None:
         if event.name in LIFECYCLE_EVENTS or event.name == "handshake":
@@ -531,8 +590,12 @@ class _Printer:
         self._emit(event, self.console_out, self.out)
 
     def lifecycle_event(self, event: Event) -> None:
-        if not self.args.quiet:
-            self.console_err.event(event)
+        if not self.args.quiet and not self.broken_pipe:
+            try:
+                self.console_err.event(event)
+            except (BrokenPipeError, ValueError):
+                self._gone()
+                return
         if event.name in self.patterns:
             self._emit(event, self.console_out, self.out)
 
@@ -542,6 +605,8 @@ def _cmd_listen(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
 
     out = out or sys.stdout
     err = err or sys.stderr
+    if args.raw:
+        args.json = True  # --raw only exists in JSON lines
     if args.verbose:
         logging.basicConfig(
             level=logging.DEBUG if args.verbose > 1 else logging.INFO,
@@ -562,12 +627,30 @@ def _cmd_listen(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         err.flush()
     printer.runner = runner = Runner([client])
     result = runner.run(duration=args.duration)
+    if printer.broken_pipe:
+        _silence_stdio()
+        return 0
     if result.reason == "stopped" and not args.quiet:
         err.write("realtime-sync: the client stopped (see the last error above)\n")
     return result.exit_code
 
 
 # -- fake-server --------------------------------------------------------------------------------
+
+
+def _silence_stdio() -> None:
+    """After a broken pipe: point stdout/stderr at /dev/null, so that the flush at exit does not
+    print "Exception ignored ... BrokenPipeError"."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError, AttributeError):  # not a real file (tests)
+            pass
+    os.close(devnull)
 
 
 def _fake_server_class(vendor: str) -> tuple[type[Any], dict[str, Any]]:

@@ -132,6 +132,8 @@ class _ChangesOnly:
 class _JifelineClient(Client):
     """What both Jifeline clients share: token placement, desired-state subscriptions, changes_only."""
 
+    #: ``on(..., changes_only=True)`` is available (the integrations check this).
+    supports_changes_only = True
     _kinds: Mapping[str, _Kind] = {}
     _adapter: _JifelineAdapter
 

@@ -54,7 +54,7 @@ import attrs
 
 from ._json import dumps, loads
 from ._redact import redact, register_secret
-from ._wsconn import FrameError, WebSocketConnection
+from ._wsconn import FrameError, WebSocketConnection, is_loopback
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
 from .protocols.base import ConnectRequest
@@ -208,7 +208,7 @@ def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urll
     proxy = options.proxy
     if proxy is None and options.trust_env:
         host = parts.hostname or ""
-        if urllib.request.proxy_bypass(host):
+        if is_loopback(host) or urllib.request.proxy_bypass(host):
             return None
         proxy = urllib.request.getproxies().get(parts.scheme)
     if not proxy:

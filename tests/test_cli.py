@@ -309,3 +309,124 @@ def test_python_dash_m_and_no_command(capsys: pytest.CaptureFixture[str]) -> Non
         env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=T(30),
     ).stdout  # fmt: skip
     assert out.strip() == f"realtime-sync {rs.__version__}"
+
+
+# -- hardening from review --------------------------------------------------------------------
+
+# A proxy that refuses everything: what a corporate http_proxy without no_proxy looks like from
+# a loopback-only test.  Nothing may try to reach 127.0.0.1 through it.
+DEAD_PROXY = {"http_proxy": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+              "https_proxy": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": ""}  # fmt: skip
+
+
+def test_demo_ignores_a_proxy_in_the_environment(procs: list[Proc]) -> None:
+    proc = Proc("demo", "voxsig", "--pace", "0", env=DEAD_PROXY)
+    procs.append(proc)
+    assert proc.finish(timeout=30) == 0, proc.text + proc.errors
+    assert "demo finished in" in proc.text
+
+
+def test_listen_reaches_a_local_server_despite_a_proxy_in_the_environment(procs: list[Proc]) -> None:
+    with FakeVoxsigServer() as server:
+        proc = Proc("listen", "voxsig", "--url", server.url, "--account-id", "1", "--user-id", "7", "--json",
+                    "--event", "message.created", "--count", "1", "--presence-interval", "0",
+                    env={"VOXSIG_PUBSUB_TOKEN": "user-token-1", **DEAD_PROXY})  # fmt: skip
+        procs.append(proc)
+        server.wait_for_subscription("user-token-1", timeout=15)
+        server.send_event("account_1", "message.created", message_payload(1, 42, "through no proxy"))
+        assert proc.finish() == 0, proc.errors
+    assert json.loads(proc.out[0])["data"]["content"] == "through no proxy"
+
+
+def test_listen_stops_with_status_0_when_its_reader_goes_away() -> None:
+    """`realtime-sync listen ... | head -1`: once head exits, listen must exit too (it used to
+    keep running, reporting a BrokenPipeError handler error for every event)."""
+    import selectors
+
+    env = {k: v for k, v in os.environ.items() if k not in SECRET_VARS}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", VOXSIG_PUBSUB_TOKEN="user-token-1")
+    with FakeVoxsigServer() as server:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "realtime_sync", "listen", "voxsig", "--url", server.url, "--account-id", "1",
+             "--user-id", "7", "--event", "message.created", "--presence-interval", "0", "-q"],
+            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            server.wait_for_subscription("user-token-1", timeout=15)
+            server.send_event("account_1", "message.created", message_payload(1, 42, "first"))
+            with selectors.DefaultSelector() as sel:  # the first line, with a deadline
+                sel.register(proc.stdout, selectors.EVENT_READ)
+                assert sel.select(T(10)), "no event line"
+            assert b"first" in proc.stdout.readline()
+            proc.stdout.close()  # what `| head -1` does after its line
+            deadline = time.monotonic() + T(10)
+            n = 2
+            while proc.poll() is None:  # each event is a write into the closed pipe
+                assert time.monotonic() < deadline, "listen kept running after its stdout was closed"
+                server.send_event("account_1", "message.created", message_payload(n, 42, f"more {n}"))
+                n += 1
+                try:
+                    proc.wait(timeout=T(0.2))
+                except subprocess.TimeoutExpired:
+                    pass
+            errors = proc.stderr.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, errors
+    assert "BrokenPipeError" not in errors and "Traceback" not in errors, errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["listen", "voxsig", "--count", "0"], "--count"),
+     (["listen", "voxsig", "--duration", "-1"], "--duration"),
+     (["listen", "voxsig", "--duration", "nan"], "--duration"),
+     (["listen", "voxsig", "--max-attempts", "0"], "--max-attempts"),
+     (["listen", "voxsig", "--connect-timeout", "0"], "--connect-timeout"),
+     (["fake-server", "voxsig", "--port", "99999"], "--port")],
+)  # fmt: skip
+def test_bad_numbers_are_usage_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_ca_bundle_and_raw_implies_json(monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setenv("VOXSIG_PUBSUB_TOKEN", "user-token-1")
+    assert main(["listen", "voxsig", "--url", "ws://127.0.0.1:9/cable", "--ca-bundle", "/nonexistent/ca.pem"]) == 2
+    err = capsys.readouterr().err
+    assert "--ca-bundle" in err and "/nonexistent/ca.pem" in err and "user-token-1" not in err
+    with FakeVoxsigServer() as server:
+
+        def push() -> None:
+            server.wait_for_subscription("user-token-1", timeout=15)
+            server.send_event("account_1", "message.created", message_payload(1, 42, "raw one"))
+
+        t = threading.Thread(target=push, daemon=True)
+        t.start()
+        code = main(["listen", "voxsig", "--url", server.url, "--account-id", "1", "--user-id", "7", "--raw",
+                     "--event", "message.created", "--count", "1", "--presence-interval", "0", "-q",
+                     "--duration", str(T(15))])  # fmt: skip
+        t.join(T(5))
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert doc["data"]["content"] == "raw one" and doc["raw"]["message"]["event"] == "message.created"
+
+
+def test_max_attempts_counts_failed_attempts(procs: list[Proc]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        proc = Proc("listen", "voxsig", "--url", f"ws://127.0.0.1:{port}/cable", "--max-attempts", "2",
+                    env={"VOXSIG_PUBSUB_TOKEN": "user-token-1"})  # fmt: skip
+        procs.append(proc)
+        assert proc.finish() == 1
+    assert proc.errors.count("! error") == 3, proc.errors  # 2 refused connections + giving up
+    assert "giving up after 2 consecutive failed attempts" in proc.errors

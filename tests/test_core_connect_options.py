@@ -134,6 +134,8 @@ class ConnectProxy:
         self.targets.append(target)
         self.auth.append(next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("proxy-authorization")), None))
         host, port = target.rsplit(":", 1)
+        if host.endswith(".test"):  # test names stand for this machine: nothing leaves 127.0.0.1
+            host = "127.0.0.1"
         up = socket.create_connection((host, int(port)))
         c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
         socks = [c, up]
@@ -179,13 +181,24 @@ def test_proxy_from_environment(echo_server, make_client, monkeypatch):
         monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{proxy.port}")
         monkeypatch.delenv("no_proxy", raising=False)
         monkeypatch.delenv("NO_PROXY", raising=False)
-        client = make_client(echo_server.url)
+        # A name only the proxy resolves (to 127.0.0.1): the client must go through it.
+        client = make_client(f"ws://echo.test:{echo_server.port}/")
         rec = Recorder(client)
         client.start()
         rec.wait("connected")
-        assert proxy.targets == [f"127.0.0.1:{echo_server.port}"]
+        assert proxy.targets == [f"echo.test:{echo_server.port}"]
     finally:
         proxy.close()
+
+
+def test_loopback_urls_bypass_the_environment_proxy(echo_server, make_client, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    rec.wait("connected")
 
 
 def test_trust_env_false_ignores_the_environment(echo_server, make_client, monkeypatch):
@@ -199,3 +212,17 @@ def test_trust_env_false_ignores_the_environment(echo_server, make_client, monke
 def test_fake_server_refuses_non_loopback():
     with pytest.raises(ValueError):
         FakeServer(host="0.0.0.0")
+
+
+def test_proxy_selection_rules():
+    from realtime_sync._wsconn import _NO_PROXY, _proxy_kwargs, is_loopback
+
+    env = rs.ConnectOptions()
+    assert _proxy_kwargs(env, "wss://example.com/ws") == {}  # websocket-client reads the environment
+    assert _proxy_kwargs(rs.ConnectOptions(trust_env=False), "wss://example.com/ws") == _NO_PROXY
+    assert _proxy_kwargs(env, "ws://127.0.0.1:8000/") == _NO_PROXY
+    explicit = _proxy_kwargs(rs.ConnectOptions(proxy="http://u:p@proxy.example:3128"), "ws://127.0.0.1/")
+    assert explicit["http_proxy_host"] == "proxy.example" and explicit["http_proxy_auth"] == ("u", "p")
+    assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]", "app.localhost"))
+    assert not any(is_loopback(h) for h in ("example.com", "10.0.0.1", "", None, "localhost.example.com"))
+

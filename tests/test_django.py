@@ -228,3 +228,28 @@ def test_gunicorn_preload_fork_story(server: FakeVoxsigServer) -> None:
             from realtime_sync.contrib.django import close_clients
 
             close_clients(timeout=5)
+
+
+def test_check_reports_bad_options_and_subscriptions_without_calling_the_token_provider() -> None:
+    """`manage.py check` used to pass a typo in OPTIONS or SUBSCRIBE, which only failed later in
+    realtime_listen.  It builds (never starts) the clients now; a TOKEN_PROVIDER is not called."""
+    from django.core.management.base import SystemCheckError
+
+    for conf, expected in (
+        (voxsig_settings("ws://127.0.0.1:9/cable", OPTIONS={"acount_id": 1}), "acount_id"),
+        (voxsig_settings("ws://127.0.0.1:9/cable", SUBSCRIBE={"ticket": [1]}), "ticket"),
+        ({"VENDOR": "voxsig", "URL": "ws://127.0.0.1:9/cable"}, "pubsub token"),
+        ({"VENDOR": "voxsig", "URL": "ws://h/cable", "TOKEN_PROVIDER": "no.such.module.token"}, "no.such.module"),
+    ):
+        with override_settings(REALTIME_SYNC=conf), pytest.raises(SystemCheckError) as excinfo:
+            call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+        assert "realtime_sync.E001" in str(excinfo.value) and expected in str(excinfo.value), str(excinfo.value)
+    conf = voxsig_settings("ws://127.0.0.1:9/cable", TOKEN=None,
+                           TOKEN_PROVIDER="tests.test_django._provider_that_must_not_be_called")  # fmt: skip
+    with override_settings(REALTIME_SYNC=conf):
+        call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-transport")]
+
+
+def _provider_that_must_not_be_called() -> str:
+    raise AssertionError("manage.py check called the token provider")

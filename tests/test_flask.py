@@ -138,3 +138,15 @@ def test_get_client_is_per_process_and_survives_a_fork(server: FakeVoxsigServer)
         assert parent.state is rs.State.CONNECTED
     finally:
         realtime.close(timeout=5)
+
+
+def test_changes_only_on_a_client_without_change_detection_is_a_clear_error():
+    import realtime_sync as rs
+    from realtime_sync.contrib._common import HandlerRegistry
+
+    registry = HandlerRegistry()
+    registry.on("message.created", lambda e: None, changes_only=True)
+    client = rs.VoxsigClient("ws://127.0.0.1:9/cable", "pubsub-token-1234", account_id=1)
+    with pytest.raises(rs.ConfigurationError, match="no change detection"):
+        registry.attach(client)
+    client.close()

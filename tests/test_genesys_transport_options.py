@@ -38,7 +38,7 @@ def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:gws.test"],
         check=True, capture_output=True,
     )
     return str(cert), str(key)
@@ -82,6 +82,17 @@ def _tls_gws(tls_files: tuple[str, str]) -> FakeGenesysServer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(*tls_files)
     return FakeGenesysServer(timeout=1.0, ssl_context=ctx)
+
+
+def _local(host: str) -> str:
+    """The proxy resolves test names (``gws.test``) to this machine: nothing leaves 127.0.0.1."""
+    return "127.0.0.1" if host.endswith(".test") else host
+
+
+def _named(url: str) -> str:
+    """The same URL under a name only the proxy resolves (loopback URLs never use a proxy
+    from the environment)."""
+    return url.replace("127.0.0.1", "gws.test")
 
 
 def _chat_round_trip(gws: FakeGenesysServer, client: GenesysChatClient) -> None:
@@ -183,7 +194,7 @@ class HttpProxy:
                 method, target = self._record(head)
                 if method == "CONNECT":
                     host, port = target.rsplit(":", 1)
-                    up = socket.create_connection((host, int(port)))
+                    up = socket.create_connection((_local(host), int(port)))
                     c.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
                     self._pipe(c, up)
                     return
@@ -193,7 +204,7 @@ class HttpProxy:
                 host, port = hostport.rsplit(":", 1)
                 body = _body(cf, head)
                 if up is None:
-                    up = socket.create_connection((host, int(port)))
+                    up = socket.create_connection((_local(host), int(port)))
                     uf = up.makefile("rb")
                 headers = [h for h in head[1:] if not h.lower().startswith(("proxy-authorization:", "proxy-connection:"))]
                 up.sendall(("\r\n".join([f"{method} /{path} HTTP/1.1", *headers]) + "\r\n\r\n").encode("latin-1") + body)
@@ -279,8 +290,8 @@ def test_proxy_option_tunnels_https_with_connect(
 def test_proxy_from_the_environment(make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch) -> None:
     no_env_proxy.setenv("http_proxy", proxy.url)
     with FakeGenesysServer(timeout=1.0) as gws:
-        _chat_round_trip(gws, make(gws.http_url))
-        assert proxy.requests and all(m == "POST" and t == gws.http_url for m, t, _ in proxy.requests)
+        _chat_round_trip(gws, make(_named(gws.http_url)))
+        assert proxy.requests and all(m == "POST" and t == _named(gws.http_url) for m, t, _ in proxy.requests)
         assert all(a is None for _, _, a in proxy.requests)
 
 
@@ -290,11 +301,11 @@ def test_https_proxy_from_the_environment(
     no_env_proxy.setenv("https_proxy", proxy.url)
     no_env_proxy.setenv("http_proxy", "http://127.0.0.1:9")  # the wrong scheme's proxy: unused
     with _tls_gws(tls_files) as gws:
-        _chat_round_trip(gws, make(gws.http_url, ca_bundle=tls_files[0]))
+        _chat_round_trip(gws, make(_named(gws.http_url), ca_bundle=tls_files[0]))
         assert proxy.requests and all(m == "CONNECT" for m, _, _ in proxy.requests)
 
 
-def test_no_proxy_from_the_environment_is_honoured(
+def test_loopback_and_no_proxy_bypass_the_environment_proxy(
     make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
 ) -> None:
     no_env_proxy.setenv("http_proxy", proxy.url)

@@ -111,6 +111,18 @@ class ClientConfig:
         except (ConfigurationError, TypeError) as exc:
             raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
 
+    def validate(self) -> None:
+        """Build the client once (never started, nothing connects) to check ``OPTIONS`` and
+        ``SUBSCRIBE``; a ``TOKEN_PROVIDER`` is imported but not called."""
+        try:
+            token = token_from_config(self.token, self.token_provider)
+            if callable(token):
+                token = "placeholder-token-for-check"  # never call the provider from a check
+            client = make_client(self.vendor, self.url, token, subscribe=self.subscribe, name=self.name, **self.options)
+        except (ConfigurationError, TypeError, ValueError) as exc:
+            raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
+        client.close(timeout=1)
+
     def __repr__(self) -> str:
         return f"<ClientConfig {self.name!r} {self.vendor} {self.url!r}>"
 

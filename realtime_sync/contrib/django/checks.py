@@ -14,7 +14,8 @@ def check_realtime_sync_settings(app_configs: Any = None, **kwargs: Any) -> list
     from . import client_configs
 
     try:
-        client_configs()
+        for config in client_configs().values():
+            config.validate()  # builds (never starts) each client: OPTIONS and SUBSCRIBE checked too
     except ImproperlyConfigured as exc:
         return [Error(str(exc), hint="See the 'Django' section of the realtime_sync README.", id="realtime_sync.E001")]
     return []
