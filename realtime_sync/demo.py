@@ -56,10 +56,6 @@ DEMO_VENDORS = ("jifeline", "voxsig", "genesys")
 #: Reconnect at once, then every 0.3 s: the demo shows a recovery, not a wait.
 DEMO_RECONNECT = ReconnectPolicy(instant_retries=1, interval=0.3, max_interval=0.3, jitter=0.0, stable_after=2.0)
 
-#: The fake servers are on 127.0.0.1: a proxy from the environment (``http_proxy`` without a
-#: ``no_proxy``, common on corporate machines) must not be asked to reach them.
-_LOCAL: dict[str, Any] = {"trust_env": False}
-
 #: Event names shown with the lifecycle mark (the Bayeux ``handshake`` is one in all but name).
 _LIFECYCLE = frozenset(LIFECYCLE_EVENTS) | {"handshake"}
 
@@ -393,7 +389,7 @@ def _jifeline(console: Console) -> None:
     console.plain(f"== jifeline: customer websocket (ticket/connection snapshots every {interval}s), then partner ==")
     server = FakeJifelineCustomerServer(interval=interval)
     server.start()
-    client = JifelineCustomerClient(server.url, reconnect=DEMO_RECONNECT, name="demo-jifeline", **_LOCAL)
+    client = JifelineCustomerClient(server.url, reconnect=DEMO_RECONNECT, name="demo-jifeline")
     snapshots = [0]
 
     def count(_event: Event) -> None:
@@ -452,9 +448,7 @@ def _jifeline(console: Console) -> None:
         calls[0] += 1
         return "demo-partner-token"
 
-    partner = JifelinePartnerClient(
-        partner_server.url, token=token, reconnect=DEMO_RECONNECT, name="demo-partner", **_LOCAL
-    )
+    partner = JifelinePartnerClient(partner_server.url, token=token, reconnect=DEMO_RECONNECT, name="demo-partner")
     pwatch = _Watch(partner)
     for name in LIFECYCLE_EVENTS:
         partner.on(name, console.event)
@@ -493,7 +487,7 @@ def _voxsig(console: Console) -> None:
     server = FakeVoxsigServer(ping_interval=1.0).start()
     client = VoxsigClient(
         server.url, "user-token-1", account_id=1, user_id=7, presence_interval=1.0,
-        reconnect=DEMO_RECONNECT, name="demo-voxsig", **_LOCAL,
+        reconnect=DEMO_RECONNECT, name="demo-voxsig",
     )  # fmt: skip
     watch = _Watch(client)
     client.on("*", console.event)
@@ -546,7 +540,6 @@ def _genesys(console: Console) -> None:
         password="demo-Passw0rd",
         reconnect=DEMO_RECONNECT,
         name="demo-genesys",
-        **_LOCAL,
     )
     watch = _Watch(client)
     client.on("*", console.event)

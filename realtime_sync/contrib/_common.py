@@ -166,10 +166,6 @@ def make_client(
             token = ClientCredentialsTokenProvider(
                 token_url or partner_token_url(options.get("cluster") or "001"), client_id, client_secret
             )
-    if url and _is_loopback(url) and not ({"proxy", "trust_env", "connect"} & set(options)):
-        # A proxy from the environment cannot reach this machine's loopback (websocket-client
-        # >= 1.9 no longer bypasses it by itself): a local fake server is reached directly.
-        options["trust_env"] = False
     if name == "jifeline-partner" and url is None:
         client = cls(token=token, **options)  # the cluster's URL
     else:
@@ -184,23 +180,6 @@ def make_client(
         client.close(timeout=1)
         raise
     return client
-
-
-def _is_loopback(url: str) -> bool:
-    """Whether ``url`` names this machine (``localhost``, ``127.x.x.x``, ``::1``)."""
-    import ipaddress
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def apply_subscriptions(client: Client, vendor: str, subscribe: Mapping[str, Iterable[Any]]) -> None:
