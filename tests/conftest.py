@@ -52,14 +52,18 @@ def no_leaked_threads() -> Iterator[None]:
     assert not leaked, f"threads still alive after the test: {leaked}"
 
 
-def poll_until(predicate, timeout: float = 5.0, interval: float = 0.01) -> None:
-    """Wait until ``predicate()`` holds, for state that has no event to wait on (counters)."""
+def poll_until(predicate, timeout: float = 5.0, what: str = "condition", *, interval: float = 0.01):
+    """Wait until ``predicate()`` is truthy and return its value, for state that has no event to
+    wait on (counters, recorded lists); the deadline is scaled by REALTIME_SYNC_TIMING_SCALE."""
     import time
 
     deadline = time.monotonic() + T(timeout)
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {T(timeout)}s")
+            raise AssertionError(f"{what} not met within {T(timeout)}s")
         threading.Event().wait(interval)
 
 

@@ -19,22 +19,11 @@ from realtime_sync.oauth import ClientCredentialsTokenProvider
 from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer, FakeJifelineRestServer
 
 from .conftest import FAST, T
+from .conftest import poll_until as eventually
 
 UUID = "97a0e81d-d0ac-42ae-9195-a11732ad322a"
 CONNECTOR = "9389ba6f-3696-4571-84d4-34d588c4b109"
 CREATED = "tickets.ticket.created"
-
-
-def eventually(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it is truthy (deadline scaled); returns its value."""
-    deadline = time.monotonic() + T(timeout)
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        time.sleep(0.01)
 
 
 class Recorder:

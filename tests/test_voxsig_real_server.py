@@ -20,21 +20,12 @@ from realtime_sync.models.voxsig import Message, Presence
 from realtime_sync.voxsig import VoxsigClient
 
 from .conftest import FAST, T
+from .conftest import poll_until as eventually
 from .servers.harness import ActionCableServer, actioncable_available
 from .test_voxsig_client import Recorder
 
 AVAILABLE, WHY = actioncable_available()
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"real ActionCable server not installed: {WHY}")
-
-
-def eventually(pred: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll a server-side counter (HTTP) until ``pred()`` holds; fail at the deadline."""
-    deadline = time.monotonic() + T(timeout)
-    gate = threading.Event()
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        gate.wait(0.05)
 
 
 @pytest.fixture(scope="module")
