@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 
+from ._cookies import CookieJar
 from ._redact import register_secret
 from .client import Client
 from .config import ReconnectPolicy
@@ -19,7 +20,7 @@ from .exceptions import ConfigurationError
 from .protocols.base import Adapter, ConnectRequest
 from .protocols.bayeux import AuthExtension, BayeuxAdapter, Decoder, validate_channel
 from .transport import Connection
-from .transport_longpoll import TRANSPORTS, CookieJar, make_connection_factory
+from .transport_longpoll import TRANSPORTS, make_connection_factory
 
 __all__ = ["CometDClient"]
 

@@ -11,13 +11,14 @@ from typing import Any
 import pytest
 
 import realtime_sync as rs
+from realtime_sync._cookies import CookieJar
 from realtime_sync.cometd import CometDClient
 from realtime_sync.genesys import GenesysChatClient, _normalise_url
 from realtime_sync.models.genesys import ChatMessage, ChatStateChange, MessageLogUpdate, Participant
 from realtime_sync.protocols.base import ConnectRequest
 from realtime_sync.protocols.bayeux import SessionInfo
 from realtime_sync.testing.bayeux import FakeBayeuxServer, FakeGenesysServer
-from realtime_sync.transport_longpoll import CookieJar, CookieWebSocketConnection, LongPollingConnection
+from realtime_sync.transport_longpoll import CookieWebSocketConnection, LongPollingConnection
 
 from .conftest import T
 
