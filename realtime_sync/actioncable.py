@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, cast
 
 from ._json import dumps
 from .client import Client
-from .events import Subscription
+from .events import Subscription, public_subscription
 from .exceptions import ConfigurationError
 from .protocols.actioncable import KIND, ActionCableAdapter, BroadcastDecoder, serialize_identifier
 from .protocols.base import Adapter
@@ -75,6 +75,8 @@ class ActionCableClient(Client):
             "retry_interval": retry_interval,
         }
         self._decoder = decoder
+        # Public subscriptions (secrets redacted, as events show them) -> identifiers.
+        self._identifiers: dict[Subscription, str] = {}
         super().__init__(url, **options)
 
     def _make_adapter(self) -> Adapter:
@@ -87,7 +89,8 @@ class ActionCableClient(Client):
 
     def subscribe(self, channel_or_identifier: str | Mapping[str, Any], **params: Any) -> Subscription:
         """Subscribe to a channel; returns the :class:`~realtime_sync.Subscription` (its ``key`` is
-        the identifier string, serialised once and reused on every reconnect).
+        the identifier string, serialised once and reused on every reconnect; secrets in it
+        are shown as ``***``, as in ``event.subscription``).
 
         ``subscribe("ChatChannel", room="lobby")``, ``subscribe({"channel": "ChatChannel", "room":
         "lobby"})`` and an identifier JSON string all work.  Subscribing twice to the same
@@ -95,11 +98,22 @@ class ActionCableClient(Client):
         """
         identifier = serialize_identifier(channel_or_identifier, **params)
         self._on_adapter(lambda adapter, now: adapter.subscribe(identifier, now))
-        return Subscription(KIND, identifier)
+        return self._public(identifier)
+
+    def _public(self, identifier: str) -> Subscription:
+        """The subscription as events show it (secrets in the identifier redacted); remembered,
+        so that ``unsubscribe()``/``perform()`` given it find the identifier again."""
+        sub = public_subscription(Subscription(KIND, identifier))
+        self._identifiers[sub] = identifier
+        return sub
+
+    def _wire(self, subscription: Subscription | str) -> str:
+        key = _key(subscription)
+        return self._identifiers.get(subscription, key) if isinstance(subscription, Subscription) else key
 
     def unsubscribe(self, subscription: Subscription | str) -> None:
         """Stop a subscription (sends ``unsubscribe`` when connected; never re-sent)."""
-        key = _key(subscription)
+        key = self._wire(subscription)
         self._on_adapter(lambda adapter, now: adapter.unsubscribe(key, now))
 
     def perform(self, subscription: Subscription | str, action: str, /, **data: Any) -> None:
@@ -108,7 +122,7 @@ class ActionCableClient(Client):
         Sent when connected; dropped otherwise (a channel action is an instantaneous call, not
         state to restore), like the reference client.
         """
-        key = _key(subscription)
+        key = self._wire(subscription)
         if not isinstance(action, str) or not action:
             raise ConfigurationError("action must be a non-empty string naming the channel method")
         try:

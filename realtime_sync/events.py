@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+import hashlib
+import importlib
+import json
+import os
+from typing import Any, Hashable, Mapping
 
 import attrs
 
+from . import _redact
 from ._redact import redact
 
 __all__ = [
@@ -17,6 +22,8 @@ __all__ = [
     "ReconnectInfo",
     "Subscription",
     "SubscriptionInfo",
+    "public_raw",
+    "public_subscription",
 ]
 
 #: Lifecycle event names every client emits through ``on()``.
@@ -44,6 +51,10 @@ class Subscription:
 
     kind: str
     key: Hashable
+    #: Set on the redacted copy of a subscription whose key held a secret: a salted digest of
+    #: the original key (random salt per process), so that two subscriptions differing only by
+    #: their secret stay different without the secret being recoverable.
+    digest: str | None = attrs.field(default=None, kw_only=True, repr=False)
 
     def __repr__(self) -> str:
         return redact(f"Subscription({self.kind!r}, {self.key!r})")
@@ -85,6 +96,84 @@ class Event:
         if len(data) > 200:
             data = data[:200] + "..."
         return f"Event(name={self.name!r}, entity_id={redact(repr(self.entity_id))}, data={data})"
+
+    @property
+    def key(self) -> str:
+        """A stable key for deduplication: equal for the same event received twice (by two
+        replicas, or again after a reconnect), whatever the receive time.
+
+        ``"<vendor>/<event id>"`` where the protocol gives events an id (Jifeline partner system
+        events), else ``"<name>/<sha1>"`` of the name, the entity id and the (redacted) raw
+        message.  Lifecycle events have no raw message: their key includes ``received_at``.
+
+        >>> Event("ticket.updated", {"state": 1}, entity_id=7, raw={"id": 7}).key
+        'ticket.updated/6a56ce46eb0599490cb0a90a5753af9cd00fa1b0'
+        """
+        event_id = getattr(self.data, "event_id", None)
+        if isinstance(event_id, str) and event_id:
+            return f"{type(self.data).__module__.rsplit('.', 1)[-1]}/{event_id}"
+        basis: list[Any] = [self.name, _jsonable(self.entity_id), _jsonable(self.raw)]
+        if self.raw is None:
+            basis.append(self.received_at)
+        digest = hashlib.sha1(
+            json.dumps(basis, sort_keys=True, separators=(",", ":"), default=str).encode()
+        ).hexdigest()
+        return f"{self.name}/{digest}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as plain JSON types, for a queue, a task or a log (secrets left out).
+
+        ``data`` is the typed model as the server sent it (wire field names), with
+        ``data_type`` naming its model (``"voxsig.Message"``) so that :meth:`from_dict` rebuilds
+        it; ``raw`` and ``subscription`` are the redacted copies the event carries; ``key`` is
+        :attr:`key`.  Every registered secret is replaced by ``***`` wherever it appears.
+
+        >>> d = Event("ticket.updated", {"state": 1}, entity_id=7, raw={"state": 1}).to_dict()
+        >>> d["name"], d["data"], d["data_type"]
+        ('ticket.updated', {'state': 1}, None)
+        >>> Event.from_dict(d) == Event("ticket.updated", {"state": 1}, entity_id=7, raw={"state": 1})
+        True
+        """
+        data_type, data = _data_to_json(self.data)
+        sub = self.subscription
+        out = {
+            "name": self.name,
+            "key": self.key,
+            "entity_id": _jsonable(self.entity_id),
+            "data_type": data_type,
+            "data": data,
+            "raw": _jsonable(self.raw),
+            "received_at": self.received_at,
+            "subscription": None if sub is None else _jsonable(sub),
+            "changes": None if self.changes is None else sorted(self.changes),
+        }
+        return _scrub(out)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Event:
+        """Rebuild an event from :meth:`to_dict`'s output (after a trip through JSON).
+
+        ``data`` becomes its model again when ``data_type`` names one (a payload that no longer
+        fits stays the dict); ``raw`` and the subscription are the redacted copies.
+
+        >>> e = Event.from_dict({"name": "message.created", "data": {"id": 1, "content": "hi"},
+        ...                      "data_type": "voxsig.Message", "entity_id": 3})
+        >>> e.data.content, e.entity_id
+        ('hi', 3)
+        """
+        if not isinstance(d, Mapping) or not isinstance(d.get("name"), str):
+            raise ValueError("Event.from_dict() needs a dict made by Event.to_dict() (with a 'name')")
+        subscription = _subscription_from_json(d.get("subscription"))
+        changes = d.get("changes")
+        return cls(
+            d["name"],
+            _data_from_json(d.get("data_type"), d.get("data")),
+            d.get("entity_id"),
+            d.get("raw"),
+            float(d.get("received_at") or 0.0),
+            subscription,
+            None if changes is None else frozenset(changes),
+        )
 
 
 @attrs.frozen(repr=False)
@@ -143,3 +232,191 @@ class SubscriptionInfo:
 
     subscription: Subscription
     reason: str | None = None
+
+
+# -- what leaves the library: redacted copies ---------------------------------------------------
+
+_public_subs: dict[Subscription, Subscription] = {}
+_public_strs: dict[str, str] = {}
+_cached_for: tuple[str, ...] = ()  # the secrets registry the two caches were computed against
+_CACHE_MAX = 4096
+_SALT = os.urandom(16)
+
+
+def _check_cache() -> None:
+    global _cached_for
+    if _redact._by_length is not _cached_for:  # a secret was registered since: recompute
+        _public_subs.clear()
+        _public_strs.clear()
+        _cached_for = _redact._by_length
+    elif len(_public_strs) > _CACHE_MAX or len(_public_subs) > _CACHE_MAX:
+        _public_subs.clear()
+        _public_strs.clear()
+
+
+def _public_str(value: str) -> str:
+    out = _public_strs.get(value)
+    if out is None:
+        out = _public_strs[value] = redact(value)
+    return out
+
+
+def public_subscription(sub: Subscription) -> Subscription:
+    """``sub`` as events show it: the same subscription unless its key holds a secret (an
+    ActionCable identifier carries the pubsub token), then a copy with the secret replaced by
+    ``***``.  Cached: the transport calls it for every event.
+
+    >>> public_subscription(Subscription("channel", '{"channel":"RoomChannel","pubsub_token":"abc"}'))
+    Subscription('channel', '{"channel":"RoomChannel","pubsub_token":"***"}')
+    """
+    _check_cache()
+    out = _public_subs.get(sub)
+    if out is None:
+        key = sub.key
+        public = _public_str(key) if isinstance(key, str) else key
+        if public == key:
+            out = sub
+        else:
+            digest = hashlib.sha256(_SALT + repr(key).encode()).hexdigest()[:16]
+            out = Subscription(sub.kind, public, digest=digest)
+        _public_subs[sub] = out
+    return out
+
+
+def _holds_secret(value: str) -> bool:
+    # JSON inside JSON (an ActionCable identifier) may name a secret member; any string may hold
+    # a secret the client registered.  Both checks are cheap; redact() runs only on a hit.
+    if value[:1] == "{":
+        return True
+    for secret in _redact._by_length:
+        if secret in value:
+            return True
+    return False
+
+
+def public_raw(raw: Any) -> Any:
+    """``raw`` as events carry it: a shallow copy with every top-level string that holds a secret
+    redacted (the identifier of an ActionCable frame), else ``raw`` itself.
+
+    >>> public_raw({"identifier": '{"channel":"RoomChannel","pubsub_token":"abc"}', "message": {}})
+    {'identifier': '{"channel":"RoomChannel","pubsub_token":"***"}', 'message': {}}
+    """
+    if type(raw) is not dict:
+        return raw
+    out = None
+    for k, v in raw.items():
+        if type(v) is str and _holds_secret(v):
+            _check_cache()
+            public = _public_str(v)
+            if public != v:
+                if out is None:
+                    out = dict(raw)
+                out[k] = public
+    return raw if out is None else out
+
+
+# -- to_dict / from_dict ------------------------------------------------------------------------
+
+_LIFECYCLE_INFOS: dict[str, type] = {}  # filled below the classes
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON types: models by their wire names, events by to_dict(), exceptions by name."""
+    from .models._converter import unstructure
+
+    if isinstance(value, Event):
+        return value.to_dict()
+    if isinstance(value, Subscription):
+        value = public_subscription(value)
+        return {"kind": value.kind, "key": _jsonable(value.key), "digest": value.digest}
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {redact(value)}"
+    if isinstance(value, (set, frozenset)):
+        return sorted((_jsonable(v) for v in value), key=str)
+    if attrs.has(type(value)) and not _is_model(type(value)):
+        return {a.name: _jsonable(getattr(value, a.name)) for a in attrs.fields(type(value))}
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if attrs.has(type(value)):
+        return unstructure(value)
+    return str(value)
+
+
+def _is_model(cls: type) -> bool:
+    return cls.__module__.startswith("realtime_sync.models.")
+
+
+def _data_to_json(data: Any) -> tuple[str | None, Any]:
+    cls = type(data)
+    if _is_model(cls):
+        from .models._converter import unstructure
+
+        return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__qualname__}", unstructure(data)
+    if cls.__name__ in _LIFECYCLE_INFOS and _LIFECYCLE_INFOS[cls.__name__] is cls:
+        return cls.__name__, _jsonable(data)
+    return None, _jsonable(data)
+
+
+def _data_from_json(data_type: Any, data: Any) -> Any:
+    if not isinstance(data_type, str) or not isinstance(data, dict):
+        return data
+    info = _LIFECYCLE_INFOS.get(data_type)
+    if info is not None:
+        kwargs = dict(data)
+        if info is SubscriptionInfo:
+            kwargs["subscription"] = _subscription_from_json(kwargs.get("subscription"))
+        if info is ErrorInfo:
+            kwargs["exception"] = None
+        try:
+            return info(**kwargs)
+        except TypeError:
+            return data
+    module, _, name = data_type.partition(".")
+    if not (module.isidentifier() and name.isidentifier()):
+        return data
+    try:
+        mod = importlib.import_module(f"realtime_sync.models.{module}")
+    except ImportError:
+        return data
+    cls = getattr(mod, name, None)
+    if not isinstance(cls, type) or not attrs.has(cls):
+        return data
+    from .exceptions import ProtocolError
+    from .models._converter import restructure
+
+    try:
+        return restructure(data, cls)
+    except ProtocolError:
+        return data  # the payload no longer fits its model: delivered as the dict, like the wire
+
+
+def _subscription_from_json(sub: Any) -> Subscription | None:
+    if not isinstance(sub, Mapping):
+        return None
+    key = sub.get("key")
+    digest = sub.get("digest")
+    return Subscription(
+        str(sub.get("kind")),
+        tuple(key) if isinstance(key, list) else key,
+        digest=digest if isinstance(digest, str) else None,
+    )
+
+
+def _scrub(value: Any) -> Any:
+    """Replace registered secrets in every string of a JSON value."""
+    if isinstance(value, str):
+        return redact(value) if _holds_secret(value) else value
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    return value
+
+
+_LIFECYCLE_INFOS.update(
+    {c.__name__: c for c in (ConnectionInfo, DisconnectInfo, ErrorInfo, ReconnectInfo, SubscriptionInfo)}
+)

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from ._redact import redact
 from .actioncable import ActionCableClient
-from .events import Subscription
+from .events import Subscription, public_subscription
 from .protocols.actioncable import KIND
 from .protocols.base import Adapter
 from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, register_pubsub_token, room_identifier
@@ -64,12 +64,14 @@ class VoxsigClient(ActionCableClient):
         register_pubsub_token(pubsub_token)
         self.identifier = room_identifier(pubsub_token, account_id, user_id)
         #: The RoomChannel subscription (``event.subscription`` of every Voxsig event).
-        self.room = Subscription(KIND, self.identifier)
+        #: Its key shows the pubsub token as ``***``.
+        self.room = public_subscription(Subscription(KIND, self.identifier))
         self.account_id = account_id
         self.user_id = user_id
         self._pubsub_token = pubsub_token
         self._presence_interval = presence_interval
         super().__init__(url, **options)
+        self._identifiers[self.room] = self.identifier
 
     def _make_adapter(self) -> Adapter:
         return VoxsigAdapter(

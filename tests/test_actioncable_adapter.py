@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from realtime_sync._json import dumps
 from realtime_sync._redact import redact
-from realtime_sync.events import ErrorInfo, Event, Subscription
+from realtime_sync.events import ErrorInfo, Event, Subscription, public_subscription
 from realtime_sync.exceptions import ConfigurationError, ProtocolError
 from realtime_sync.models.voxsig import (
     Contact,
@@ -501,7 +501,7 @@ def test_voxsig_events_are_typed_with_entity_ids(name: str, data: dict[str, Any]
     assert event.name == name
     assert isinstance(event.data, cls)
     assert event.entity_id == entity
-    assert event.subscription == a.room
+    assert event.subscription == public_subscription(a.room)  # the token redacted
     assert event.raw["message"]["event"] == name
 
 

@@ -23,7 +23,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from ..exceptions import ProtocolError
 
-__all__ = ["make_converter", "register", "structure", "camel_renames"]
+__all__ = ["make_converter", "register", "structure", "camel_renames", "note_model", "unstructure", "restructure"]
 
 T = TypeVar("T")
 
@@ -166,6 +166,7 @@ def register(converter: cattrs.Converter, cls: type, renames: Mapping[str, str] 
     ``renames`` maps attribute names to wire keys.  Nested model classes must be registered
     before the classes that contain them.
     """
+    note_model(converter, cls, renames)
     overrides = {name: override(rename=key) for name, key in (renames or {}).items()}
     fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
 
@@ -290,3 +291,58 @@ def structure(converter: cattrs.Converter, data: Any, cls: type[T]) -> T:
         except Exception:  # pragma: no cover - defensive
             details = str(exc)
         raise ProtocolError(f"{cls.__name__}: {details}") from exc
+
+
+# -- the way back: model -> JSON (for Event.to_dict / Event.from_dict) ---------------------------
+
+#: Every model a vendor module registered: its converter and its attribute -> wire-key renames.
+_MODELS: dict[type, tuple[cattrs.Converter, Mapping[str, str]]] = {}
+
+
+def note_model(converter: cattrs.Converter, cls: type, renames: Mapping[str, str] | None = None) -> None:
+    """Remember that ``converter`` structures ``cls`` from wire keys renamed by ``renames``
+    (:func:`register` does it; a vendor module with its own hook calls it directly)."""
+    _MODELS[cls] = (converter, dict(renames or {}))
+
+
+def unstructure(value: Any) -> Any:
+    """``value`` as the JSON a server would send: models become dicts keyed by their wire names,
+    tuples lists; :func:`restructure` reads it back into the same model.
+
+    >>> from realtime_sync.models.genesys import Participant
+    >>> unstructure(Participant(nickname="Ann", participant_id="p1"))
+    {'nickname': 'Ann', 'type': None, 'participantId': 'p1'}
+    """
+    cls = type(value)
+    if value is None or cls in _PRIMS:
+        return value
+    if attrs.has(cls):
+        renames = _MODELS.get(cls, (None, {}))[1]
+        return {renames.get(a.name, a.name): unstructure(getattr(value, a.name)) for a in attrs.fields(cls)}
+    if isinstance(value, Mapping):
+        return {str(k): unstructure(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [unstructure(v) for v in value]
+    return value
+
+
+def restructure(data: Any, cls: type[T]) -> T:
+    """Read what :func:`unstructure` gave back into ``cls`` (a registered model, or an attrs class
+    whose fields are registered models or plain values); :class:`ProtocolError` if it does not fit."""
+    entry = _MODELS.get(cls)
+    if entry is not None:
+        return structure(entry[0], data, cls)
+    if not attrs.has(cls) or not isinstance(data, dict):
+        raise ProtocolError(f"{cls.__name__}: cannot rebuild from {_type_name(data)}")
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        if a.name not in data or not a.init:
+            continue
+        v = data[a.name]
+        models = [t for t in (hints.get(a.name), *typing.get_args(hints.get(a.name))) if t in _MODELS]
+        kwargs[a.alias or a.name] = restructure(v, models[0]) if models and v is not None else v
+    try:
+        return typing.cast(T, cls(**kwargs))
+    except TypeError as exc:
+        raise ProtocolError(f"{cls.__name__}: {exc}") from exc

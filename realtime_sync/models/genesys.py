@@ -28,7 +28,7 @@ from typing import Any, Mapping
 import attrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from ._converter import camel_renames, make_converter, structure
+from ._converter import camel_renames, make_converter, note_model, structure
 
 __all__ = [
     "CHAT_EVENTS",
@@ -184,6 +184,7 @@ def _register(cls: type, renames: Mapping[str, str]) -> None:
     """Like ``_converter.register`` but ``null`` counts as absent for fields with a non-None
     default: GWS versions differ in sending ``null`` or omitting a field, and a ``null`` list of
     participants must not turn a whole notification into an error."""
+    note_model(_converter, cls, renames)
     overrides = {name: override(rename=key) for name, key in renames.items()}
     fn: Any = make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
     wire = {a.name: renames.get(a.name, a.name) for a in attrs.fields(cls)}

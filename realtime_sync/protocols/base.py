@@ -47,7 +47,7 @@ import attrs
 
 from .._json import dumps, loads
 from .._redact import redact
-from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo
+from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, public_raw, public_subscription
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -304,7 +304,11 @@ class Adapter:
         subscription: Subscription | None = None,
         changes: frozenset[str] | None = None,
     ) -> Event:
-        event = Event(name, data, entity_id, raw, now + self.clock_offset, subscription, changes)
+        # Events leave the library: they carry redacted copies of the frame and the subscription
+        # (an ActionCable identifier holds the pubsub token), never the originals.
+        if subscription is not None:
+            subscription = public_subscription(subscription)
+        event = Event(name, data, entity_id, public_raw(raw), now + self.clock_offset, subscription, changes)
         self._events.append(event)
         return event
 
