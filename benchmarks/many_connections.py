@@ -1,0 +1,521 @@
+"""Many connections in one process: the hub, standalone clients and an asyncio anchor, side by side.
+
+    python benchmarks/many_connections.py                       # ActionCable, N=1000 (standalone: 300)
+    python benchmarks/many_connections.py --scenario actioncable --n 10000 --standalone-max 300
+    python benchmarks/many_connections.py --scenario jifeline --n 10000
+    python benchmarks/many_connections.py --scenario bayeux --n 1000 --standalone-max 200
+    python benchmarks/many_connections.py --contenders asyncio,standalone --no-restart --quick
+
+For each contender (in its own process, against a fresh server in another process, see
+``_many_servers.py``) it measures, for N connections:
+
+* **connect**: seconds from the first ``start()`` until every client is subscribed (ActionCable:
+  ``confirm_subscription``; Jifeline: the first snapshot; Bayeux: the ``/meta/subscribe`` reply);
+* **threads** in the client process once connected (``/proc/self/status``);
+* **RSS/conn**: the process's resident memory after the idle window minus before the first client
+  was made, divided by N (KiB);
+* **idle CPU**: user + system CPU time of the client process over an idle window (server pings
+  every 3 s for ActionCable; client websocket pings for Jifeline; held connects for Bayeux), as
+  % of one core, and scaled to 1,000 connections;
+* **recovery**: the server is stopped (SIGTERM: ActionCable says ``server_restart`` first) and
+  started again on the same port; seconds from the stop until every client is subscribed again;
+  and whether the server saw more connections refused than zero (it never refuses here, but the
+  kernel's accept backlog can overflow: counted from the clients' connect errors);
+* **close**: seconds for closing all clients, and the threads left afterwards.
+
+Contenders: ``hub`` (``rs.Hub``, when the library has it), ``standalone`` (one realtime_sync
+client per connection, as today: two threads each, four for long-polling; run up to
+``--standalone-max`` connections, the number they manage), and ``asyncio`` (python-websockets'
+asyncio client holding the same N, the anchor of the issue; for Bayeux a hand-written asyncio
+long-polling loop, since python-websockets has no HTTP client).
+
+Limits: 10,000 client sockets and 10,000 server sockets need RLIMIT_NOFILE above the usual 1,024
+(both processes raise their own soft limit to the hard one, and to 65,536 when run as root).  All
+connections go to one server port on 127.0.0.1: one (address, port) pair has about 28,000
+ephemeral ports, enough for 10,000 connections and a restart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import resource
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def raise_nofile(want: int = 65536) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for target in ((max(want, soft), max(want, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, target)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def proc_status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+# -- contenders (run in the child process) ----------------------------------------------------
+
+
+class Counter:
+    """Which clients subscribed since the last reset (any thread)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.lock = threading.Lock()
+        self.seen: set[int] = set()
+        self.errors = 0
+        self.refused = 0
+
+    def mark(self, i: int) -> None:
+        with self.lock:
+            self.seen.add(i)
+
+    def count(self) -> int:
+        return len(self.seen)
+
+    def reset(self) -> None:
+        with self.lock:
+            self.seen = set()
+
+
+class RsContender:
+    """realtime_sync clients, standalone or on a hub."""
+
+    def __init__(self, scenario: str, url: str, n: int, counter: Counter, hub: bool, workers: int) -> None:
+        import realtime_sync as rs
+
+        self.rs = rs
+        self.scenario = scenario
+        self.url = url
+        self.n = n
+        self.counter = counter
+        self.hub = rs.Hub(workers=workers) if hub else None  # type: ignore[attr-defined]
+        self.clients: list[Any] = []
+
+    def make(self, i: int) -> Any:
+        rs = self.rs
+        kw: dict[str, Any] = {"hub": self.hub} if self.hub is not None else {}
+        if self.scenario == "actioncable":
+            c = rs.VoxsigClient(self.url, pubsub_token=f"token-{i}", account_id=1, user_id=i, presence_interval=None, **kw)
+        elif self.scenario == "jifeline":
+            c = rs.JifelineCustomerClient(self.url, token=f"token-{i}", **kw)
+            c.subscribe_ticket(i + 1)
+        else:
+            c = rs.GenesysChatClient(self.url, transport="long-polling", **kw)
+        mark = self.counter.mark
+
+        def on_subscribed(event: Any, i: int = i) -> None:
+            mark(i)
+
+        def on_error(event: Any) -> None:
+            self.counter.errors += 1
+            msg = str(getattr(event.data, "message", event.data))
+            if "refused" in msg.lower():
+                self.counter.refused += 1
+
+        c.on("subscribed", on_subscribed)
+        c.on("error", on_error)
+        return c
+
+    def start(self) -> None:
+        for i in range(self.n):
+            c = self.make(i)
+            self.clients.append(c)
+            c.start()
+
+    def close(self) -> None:
+        if self.hub is not None:
+            self.hub.close(timeout=60)
+            return
+        # Close in parallel batches: each close joins two threads.
+        threads = []
+        chunk = max(1, len(self.clients) // 16)
+        for k in range(0, len(self.clients), chunk):
+            part = self.clients[k : k + chunk]
+            t = threading.Thread(target=lambda part=part: [c.close(timeout=10) for c in part])
+            t.start()
+            threads.append(t)
+        for t in threads:
+            t.join()
+
+
+class AsyncioContender:
+    """python-websockets' asyncio client (ActionCable, Jifeline) / an asyncio long-polling loop
+    (Bayeux) holding the same connections: the anchor.  One loop on one thread."""
+
+    def __init__(self, scenario: str, url: str, n: int, counter: Counter) -> None:
+        self.scenario = scenario
+        self.url = url
+        self.n = n
+        self.counter = counter
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="asyncio-anchor", daemon=True)
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.thread.start()
+
+    def start(self) -> None:
+        async def go() -> None:
+            for i in range(self.n):
+                self.tasks.append(asyncio.ensure_future(self.one(i)))
+
+        asyncio.run_coroutine_threadsafe(go(), self.loop).result()
+
+    async def one(self, i: int) -> None:
+        if self.scenario == "bayeux":
+            await self.bayeux(i)
+            return
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        if self.scenario == "actioncable":
+            kw: dict[str, Any] = {"subprotocols": ["actioncable-v1-json"], "ping_interval": None}
+            ident = json.dumps({"channel": "RoomChannel", "pubsub_token": f"token-{i}", "account_id": 1, "user_id": i})
+            hello = None
+        else:
+            kw = {"ping_interval": 20, "ping_timeout": 10}
+            ident = ""
+            hello = json.dumps({"action": "subscribeToTicket", "ticket_id": i + 1})
+        async for ws in connect(self.url, compression=None, open_timeout=120, max_queue=16, **kw):
+            try:
+                if hello is not None:
+                    await ws.send(hello)
+                async for text in ws:
+                    msg = json.loads(text)
+                    if self.scenario == "actioncable":
+                        t = msg.get("type")
+                        if t == "welcome":
+                            await ws.send(json.dumps({"command": "subscribe", "identifier": ident}))
+                        elif t == "confirm_subscription":
+                            self.counter.mark(i)
+                    elif msg.get("action") == "subscribeToTicket":
+                        self.counter.mark(i)
+            except ConnectionClosed:
+                continue
+
+    async def bayeux(self, i: int) -> None:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+        backoff = 0.0
+        while True:
+            try:
+                reader, writer = await asyncio.open_connection(host, port)
+            except OSError:
+                backoff = min(backoff + 1.0, 10.0)
+                await asyncio.sleep(backoff * random.random())
+                continue
+            try:
+
+                async def post(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                    body = json.dumps(messages).encode()
+                    writer.write(
+                        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                        f"Content-Length: {len(body)}\r\n\r\n".encode()
+                        + body
+                    )
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    length = 0
+                    for line in head.split(b"\r\n")[1:]:
+                        name, _, value = line.partition(b":")
+                        if name.strip().lower() == b"content-length":
+                            length = int(value)
+                    return json.loads(await reader.readexactly(length))  # type: ignore[no-any-return]
+
+                [hs] = await post([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}])
+                cid = hs["clientId"]
+                await post([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling", "advice": {"timeout": 0}}])
+                [sub] = await post([{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/chats"}])
+                if sub.get("successful"):
+                    self.counter.mark(i)
+                backoff = 0.0
+                while True:
+                    replies = await post([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling"}])
+                    if any(r.get("advice", {}).get("reconnect") == "handshake" for r in replies):
+                        break
+            except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
+                backoff = min(backoff + 1.0, 10.0)
+                await asyncio.sleep(backoff * random.random())
+            finally:
+                writer.close()
+
+    def close(self) -> None:
+        async def stop() -> None:
+            for t in self.tasks:
+                t.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+
+
+def child(args: argparse.Namespace) -> None:
+    """One contender in this process; talks to the parent with JSON lines on stdout/stdin."""
+    raise_nofile()
+
+    def out(tag: str, **data: Any) -> None:
+        print(tag + " " + json.dumps(data), flush=True)
+
+    def wait_all(counter: Counter, deadline: float) -> bool:
+        while time.monotonic() < deadline:
+            if counter.count() >= counter.n:
+                return True
+            time.sleep(0.05)
+        return counter.count() >= counter.n
+
+    counter = Counter(args.n)
+    contender: Any
+    if args.child == "asyncio":
+        import websockets  # noqa: F401  imported before the baseline, as realtime_sync is
+
+        contender = AsyncioContender(args.scenario, args.url, args.n, counter)
+    else:
+        import realtime_sync  # noqa: F401
+
+        contender = None
+    time.sleep(0.5)
+    rss0, threads0 = proc_status("VmRSS"), proc_status("Threads")
+    t0 = time.monotonic()
+    if contender is None:
+        contender = RsContender(args.scenario, args.url, args.n, counter, args.child == "hub", args.workers)
+    contender.start()
+    ok = wait_all(counter, t0 + args.connect_deadline)
+    t_connect = time.monotonic() - t0
+    out("CONNECTED", seconds=round(t_connect, 2), subscribed=counter.count(), ok=ok, errors=counter.errors)
+    time.sleep(args.settle)
+    threads = proc_status("Threads")
+    c0, w0 = cpu_seconds(), time.monotonic()
+    time.sleep(args.idle)
+    c1, w1 = cpu_seconds(), time.monotonic()
+    rss1 = proc_status("VmRSS")
+    cpu_pct = 100.0 * (c1 - c0) / (w1 - w0)
+    out(
+        "IDLE",
+        threads=threads,
+        threads_before=threads0,
+        rss_kib_per_conn=round((rss1 - rss0) / args.n, 1),
+        rss_mib=round(rss1 / 1024, 1),
+        cpu_pct=round(cpu_pct, 2),
+        cpu_pct_per_1000=round(cpu_pct * 1000 / args.n, 2),
+        still_subscribed=counter.count(),
+    )
+    line = sys.stdin.readline().strip()
+    if line.startswith("restart"):
+        counter.reset()
+        errors0, refused0 = counter.errors, counter.refused
+        out("ARMED")
+        t_stop = float(sys.stdin.readline().strip())  # the parent's monotonic time of the stop
+        ok = wait_all(counter, t_stop + args.recover_deadline)
+        out(
+            "RECOVERED",
+            seconds=round(time.monotonic() - t_stop, 2),
+            subscribed=counter.count(),
+            ok=ok,
+            errors=counter.errors - errors0,
+            refused=counter.refused - refused0,
+        )
+        sys.stdin.readline()
+    t = time.monotonic()
+    contender.close()
+    out("CLOSED", seconds=round(time.monotonic() - t, 2), threads_left=proc_status("Threads"))
+
+
+# -- the parent ---------------------------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, scenario: str, port: int = 0, timeout: float = 30.0) -> None:
+        cmd = [sys.executable, str(HERE / "_many_servers.py"), scenario, "--port", str(port), "--timeout", str(timeout)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        self.port = int(line.split()[1])
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Child:
+    def __init__(self, args: argparse.Namespace, contender: str, url: str, n: int) -> None:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            contender,
+            "--scenario",
+            args.scenario,
+            "--url",
+            url,
+            "--n",
+            str(n),
+            "--idle",
+            str(args.idle),
+            "--settle",
+            str(args.settle),
+            "--workers",
+            str(args.workers),
+            "--connect-deadline",
+            str(args.connect_deadline),
+            "--recover-deadline",
+            str(args.recover_deadline),
+        ]
+        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def expect(self, tag: str, timeout: float) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {tag} from the contender")
+            ready, _, _ = select.select([self.proc.stdout], [], [], remaining)
+            if not ready:
+                continue
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"the contender exited before {tag} (rc={self.proc.wait()})")
+            head, _, body = line.partition(" ")
+            if head == tag:
+                return json.loads(body)  # type: ignore[no-any-return]
+            print("   ", line.rstrip(), file=sys.stderr)
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+
+def run_one(args: argparse.Namespace, contender: str, n: int) -> dict[str, Any]:
+    server = Server(args.scenario, timeout=args.bayeux_timeout)
+    scheme = "http" if args.scenario == "bayeux" else "ws"
+    path = {"actioncable": "/cable", "jifeline": "/ws", "bayeux": "/api/v2/notifications"}[args.scenario]
+    url = f"{scheme}://127.0.0.1:{server.port}{path}"
+    child = Child(args, contender, url, n)
+    row: dict[str, Any] = {"contender": contender, "n": n}
+    try:
+        row["connect"] = child.expect("CONNECTED", args.connect_deadline + 60)
+        row["idle"] = child.expect("IDLE", args.idle + args.settle + 120)
+        if args.restart:
+            child.send("restart")
+            child.expect("ARMED", 30)
+            t_stop = time.monotonic()
+            server.stop()
+            server = Server(args.scenario, port=server.port, timeout=args.bayeux_timeout)
+            child.send(repr(t_stop))
+            row["recovery"] = child.expect("RECOVERED", args.recover_deadline + 60)
+        child.send("close")
+        row["close"] = child.expect("CLOSED", 180)
+    except (TimeoutError, RuntimeError) as exc:
+        row["failed"] = str(exc)
+    finally:
+        if child.proc.poll() is None:
+            child.proc.kill()
+        child.proc.wait()
+        server.stop()
+    return row
+
+
+def fmt(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    head = (
+        "| contender | N | connect+subscribe (s) | threads | RSS/conn (KiB) | idle CPU (% core) | idle CPU per 1,000 |"
+        " recovery after restart (s) | close (s) / threads left |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in rows:
+        c, i, rec, cl = r.get("connect", {}), r.get("idle", {}), r.get("recovery"), r.get("close", {})
+        rec_s = "—" if rec is None else (f"{rec['seconds']}" + ("" if rec["ok"] else f" ({rec['subscribed']}/{r['n']})"))
+        conn_s = "—" if not c else (f"{c['seconds']}" + ("" if c["ok"] else f" ({c['subscribed']}/{r['n']})"))
+        lines.append(
+            f"| {r['contender']} | {r['n']:,} | {conn_s} | {i.get('threads', '—')} | {i.get('rss_kib_per_conn', '—')} |"
+            f" {i.get('cpu_pct', '—')} | {i.get('cpu_pct_per_1000', '—')} | {rec_s} |"
+            f" {cl.get('seconds', '—')} / {cl.get('threads_left', '—')} |"
+            + (f" FAILED: {r['failed']}" if "failed" in r else "")
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--scenario", choices=["actioncable", "jifeline", "bayeux"], default="actioncable")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--standalone-max", type=int, default=300)
+    p.add_argument("--contenders", default="hub,standalone,asyncio")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--idle", type=float, default=15.0, help="idle window (s)")
+    p.add_argument("--settle", type=float, default=3.0)
+    p.add_argument("--connect-deadline", type=float, default=180.0)
+    p.add_argument("--recover-deadline", type=float, default=120.0)
+    p.add_argument("--bayeux-timeout", type=float, default=30.0)
+    p.add_argument("--no-restart", dest="restart", action="store_false")
+    p.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--url", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        child(args)
+        return
+    if args.quick:
+        args.idle, args.settle = 5.0, 1.0
+    raise_nofile()
+    rows = []
+    for contender in args.contenders.split(","):
+        n = min(args.n, args.standalone_max) if contender == "standalone" else args.n
+        if contender == "hub":
+            sys.path.insert(0, str(ROOT))
+            import realtime_sync as rs
+
+            if not hasattr(rs, "Hub"):
+                print("(no rs.Hub in this realtime_sync: hub skipped)", file=sys.stderr)
+                continue
+        print(f"-- {args.scenario}: {contender}, N={n}", file=sys.stderr)
+        row = run_one(args, contender, n)
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    load = os.getloadavg()[0]
+    print(
+        f"\n{args.scenario}: idle window {args.idle:g} s; {os.cpu_count()} CPUs, load average {load:.1f} at the end;"
+        f" CPython {platform.python_version()}\n"
+    )
+    print(fmt(rows, args))
+
+
+if __name__ == "__main__":
+    main()
