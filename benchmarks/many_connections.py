@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -124,7 +124,9 @@ class RsContender:
         rs = self.rs
         kw: dict[str, Any] = {"hub": self.hub} if self.hub is not None else {}
         if self.scenario == "actioncable":
-            c = rs.VoxsigClient(self.url, pubsub_token=f"token-{i}", account_id=1, user_id=i, presence_interval=None, **kw)
+            c = rs.VoxsigClient(
+                self.url, pubsub_token=f"token-{i}", account_id=1, user_id=i, presence_interval=None, **kw
+            )
         elif self.scenario == "jifeline":
             c = rs.JifelineCustomerClient(self.url, token=f"token-{i}", **kw)
             c.subscribe_ticket(i + 1)
@@ -235,7 +237,9 @@ class AsyncioContender:
                 continue
             try:
 
-                async def post(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+                async def post(
+                    messages: list[dict[str, Any]], reader: Any = reader, writer: Any = writer
+                ) -> list[dict[str, Any]]:
                     body = json.dumps(messages).encode()
                     writer.write(
                         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
@@ -250,15 +254,28 @@ class AsyncioContender:
                             length = int(value)
                     return json.loads(await reader.readexactly(length))  # type: ignore[no-any-return]
 
-                [hs] = await post([{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}])
+                [hs] = await post(
+                    [{"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["long-polling"]}]
+                )
                 cid = hs["clientId"]
-                await post([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling", "advice": {"timeout": 0}}])
+                await post(
+                    [
+                        {
+                            "channel": "/meta/connect",
+                            "clientId": cid,
+                            "connectionType": "long-polling",
+                            "advice": {"timeout": 0},
+                        }
+                    ]
+                )
                 [sub] = await post([{"channel": "/meta/subscribe", "clientId": cid, "subscription": "/v2/me/chats"}])
                 if sub.get("successful"):
                     self.counter.mark(i)
                 backoff = 0.0
                 while True:
-                    replies = await post([{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling"}])
+                    replies = await post(
+                        [{"channel": "/meta/connect", "clientId": cid, "connectionType": "long-polling"}]
+                    )
                     if any(r.get("advice", {}).get("reconnect") == "handshake" for r in replies):
                         break
             except (OSError, asyncio.IncompleteReadError, ValueError, KeyError):
@@ -461,7 +478,9 @@ def fmt(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [head, "|" + "---|" * 9]
     for r in rows:
         c, i, rec, cl = r.get("connect", {}), r.get("idle", {}), r.get("recovery"), r.get("close", {})
-        rec_s = "—" if rec is None else (f"{rec['seconds']}" + ("" if rec["ok"] else f" ({rec['subscribed']}/{r['n']})"))
+        rec_s = (
+            "—" if rec is None else (f"{rec['seconds']}" + ("" if rec["ok"] else f" ({rec['subscribed']}/{r['n']})"))
+        )
         conn_s = "—" if not c else (f"{c['seconds']}" + ("" if c["ok"] else f" ({c['subscribed']}/{r['n']})"))
         lines.append(
             f"| {r['contender']} | {r['n']:,} | {conn_s} | {i.get('threads', '—')} | {i.get('rss_kib_per_conn', '—')} |"

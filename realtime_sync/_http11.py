@@ -1,0 +1,440 @@
+"""One non-blocking HTTP/1.1 keep-alive connection on h11, driven by selector readiness.
+
+Long-polling on the hub must not cost threads: a Bayeux session holds a ``/meta/connect``
+for up to ``advice.timeout`` while control requests go out beside it, and the standalone
+transport spends two blocking threads per session on that.  Here each request is a small state
+machine that a loop advances when its socket is ready, so thousands of sessions share the
+hub's one I/O thread (and its one selector).
+
+h11 (the sans-I/O HTTP/1.1 library: bytes in, typed events out; no sockets, no threads) does the
+HTTP: framing (Content-Length and chunked), keep-alive rules, header limits.  It is an optional
+dependency (``pip install 'realtime_sync[hub]'``), needed only for long-polling on a hub: the
+standard library has no non-blocking HTTP client, and writing an HTTP/1.1 parser of our own
+would be one more place for framing bugs.
+
+Theory of operation
+-------------------
+::
+
+    request(body, now) --> IDLE: connect?  CONNECTING --writable--> TLS --want-read/write--> SENDING
+                           (kept-alive socket: straight to SENDING)   --writable--> RECEIVING
+    RECEIVING --readable--> h11 events: Response, Data..., EndOfMessage --> an HttpResponse
+                                        (kept alive, back to IDLE; or closed when the server says so)
+    any socket/TLS/HTTP failure, a body over ``max_body``, the ``deadline`` passed --> an HttpFailure
+
+The owner asks :attr:`interest` (``selectors.EVENT_READ``/``EVENT_WRITE``, 0 when idle) and
+:meth:`fileno` after every call, (re)registers the socket with its selector, calls
+:meth:`on_ready` when the socket is ready and :meth:`check` when :attr:`deadline` passes.  Every
+call returns ``None`` (nothing finished yet) or the request's one result.
+
+* TLS: the socket is wrapped with ``do_handshake_on_connect=False``; ``SSLWantReadError`` and
+  ``SSLWantWriteError`` from the handshake, a read or a write set the interest, so TLS
+  renegotiation needs no special case.  Decrypted bytes a read left inside the TLS object
+  (``SSLSocket.pending()``) are drained at once: the selector cannot see them.
+* Cookies: the shared :class:`~realtime_sync.transport_longpoll.CookieJar` is sent on every
+  request and updated from every response's ``Set-Cookie``.
+* Redirects are never followed: a 3xx is a result like any status (a redirect would carry the
+  credentials to wherever the server points).
+* A request on a kept-alive socket that the server had closed while idle (EOF or reset before any
+  response byte) is retried once on a fresh connection, as urllib3 does.
+* Host names are resolved with a blocking ``getaddrinfo`` (cached per connection): an IP literal
+  or ``localhost`` costs nothing; a slow resolver delays the loop once per new socket.
+* Proxies: not on the hub yet (the standalone transport speaks to HTTP proxies): refused with a
+  :class:`~realtime_sync.ConnectError` that says so; loopback never uses one.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+import ssl
+import urllib.parse
+from typing import Union
+
+import attrs
+
+from ._redact import redact
+from .config import ConnectOptions
+from .exceptions import ConnectError
+from .transport_longpoll import CookieJar, _proxy_for, _ssl_context
+
+try:
+    import h11
+except ImportError:  # pragma: no cover - the hub extra is not installed
+    h11 = None  # type: ignore[assignment]
+
+__all__ = ["HttpConnection", "HttpFailure", "HttpResponse", "HttpResult"]
+
+log = logging.getLogger("realtime_sync.hub.http")
+
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+_RECV_SIZE = 65536
+_MAX_HEADERS = 64 * 1024
+
+IDLE, CONNECTING, TLS, SENDING, RECEIVING, CLOSED = "idle", "connecting", "tls", "sending", "receiving", "closed"
+
+
+@attrs.frozen
+class HttpResponse:
+    """A complete response: status, reason, headers (lower-case names) and body."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@attrs.frozen
+class HttpFailure:
+    """A request that got no complete response: ``kind`` is ``"connect"`` (no connection or no
+    TLS), ``"timeout"``, ``"too_big"`` (body over ``max_body``), ``"protocol"`` (not HTTP/1.1 as
+    h11 knows it) or ``"io"`` (the connection broke mid-request).  ``message`` is redacted."""
+
+    kind: str
+    message: str
+
+
+HttpResult = Union[HttpResponse, HttpFailure]
+
+
+def require_h11() -> None:
+    """Raise a :class:`~realtime_sync.ConfigurationError` naming the extra when h11 is missing."""
+    if h11 is None:
+        from .exceptions import ConfigurationError
+
+        raise ConfigurationError(
+            "long-polling on a hub needs h11: pip install 'realtime_sync[hub]' (or pip install 'h11>=0.14')"
+        )
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection to one origin, one request at a time (see the module
+    docstring).
+
+    Args:
+        url: ``http://`` or ``https://`` URL; every request is a ``POST`` to its path and query.
+        options: TLS (``verify``, ``ca_bundle``, ``ssl_context``), ``connect_timeout``, proxy rules.
+        cookies: the jar shared with the client's other connections.
+        max_body: the largest response body accepted (0: no limit).
+        headers: sent with every request (``Authorization``, ``Content-Type``...).
+
+    Example (a loop of one)::
+
+        conn = HttpConnection("http://127.0.0.1:8080/cometd", ConnectOptions(), CookieJar())
+        sel = selectors.DefaultSelector()
+        result = conn.request(b'[{"channel":"/meta/handshake",...}]', now=time.monotonic())
+        while result is None:
+            sel.register(conn.fileno(), conn.interest)
+            events = sel.select(conn.deadline - time.monotonic())
+            sel.unregister(conn.fileno())
+            result = conn.on_ready(events[0][1], time.monotonic()) if events else conn.check(time.monotonic())
+        print(result.status, result.body)
+    """
+
+    def __init__(
+        self,
+        url: str,
+        options: ConnectOptions,
+        cookies: CookieJar | None = None,
+        *,
+        max_body: int = 16 * 1024 * 1024,
+        headers: dict[str, str] | None = None,
+        read_timeout: float | None = 60.0,
+    ) -> None:
+        require_h11()
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConnectError(f"not an http(s) URL: {redact(url)}")
+        if _proxy_for(parts, options) is not None:
+            raise ConnectError("long-polling on a hub does not go through a proxy yet; use a standalone client")
+        self.url = redact(url)
+        self.https = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.https else 80)
+        default_port = self.port == (443 if self.https else 80)
+        self.host_header = self.host if default_port else f"{self.host}:{self.port}"
+        if ":" in self.host and not default_port:
+            self.host_header = f"[{self.host}]:{self.port}"
+        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self.options = options
+        self.cookies = cookies if cookies is not None else CookieJar()
+        self.max_body = max_body
+        self.headers = dict(headers or {})
+        self.read_timeout = read_timeout
+        self.state = IDLE
+        #: Absolute monotonic time when :meth:`check` fails the request (None: no request).
+        self.deadline: float | None = None
+        #: Requests completed over this object's lifetime, and sockets opened for them.
+        self.completed = 0
+        self.sockets_opened = 0
+        self._sock: socket.socket | None = None
+        self._h11: h11.Connection | None = None
+        self._addr: tuple[object, ...] | None = None
+        self._family = socket.AF_INET
+        self._out = bytearray()
+        self._want = 0
+        self._body = b""
+        self._extra: dict[str, str] = {}
+        self._reused = False
+        self._got_bytes = False
+        self._status = 0
+        self._reason = ""
+        self._resp_headers: tuple[tuple[str, str], ...] = ()
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    # -- the owner's side ------------------------------------------------------------------
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    @property
+    def interest(self) -> int:
+        """Selector events wanted now (0: nothing to wait for on the socket)."""
+        return self._want if self.state not in (IDLE, CLOSED) else 0
+
+    @property
+    def busy(self) -> bool:
+        return self.state not in (IDLE, CLOSED)
+
+    def request(self, body: bytes, now: float, headers: dict[str, str] | None = None) -> HttpResult | None:
+        """Start a ``POST`` of ``body``; returns a result at once only when it failed at once."""
+        if self.busy:
+            raise RuntimeError("a request is already in progress on this connection")
+        self._body = body
+        self._extra = headers or {}
+        self._chunks, self._size, self._status = [], 0, 0
+        self._got_bytes = False
+        self._reused = self._sock is not None
+        return self._begin(now)
+
+    def on_ready(self, events: int, now: float) -> HttpResult | None:
+        """The socket is ready (``events`` from the selector): advance the request."""
+        try:
+            if self.state == CONNECTING:
+                return self._connected(now)
+            if self.state == TLS:
+                return self._handshake(now)
+            if self.state == SENDING:
+                return self._send(now)
+            if self.state == RECEIVING:
+                return self._receive(now)
+        except ssl.SSLError as exc:
+            return self._fail("connect" if self.state == TLS else "io", f"TLS: {exc}")
+        except OSError as exc:
+            return self._io_error(exc, now)
+        except h11.RemoteProtocolError as exc:
+            return self._fail("protocol", f"not a valid HTTP/1.1 response: {exc}")
+        return None
+
+    def check(self, now: float) -> HttpResult | None:
+        """Fail the request when its deadline has passed (call when :attr:`deadline` is due)."""
+        if self.busy and self.deadline is not None and now >= self.deadline:
+            what = "connect" if self.state in (CONNECTING, TLS) else "response"
+            return self._fail("timeout", f"no {what} from {self.url} in time")
+        return None
+
+    def close(self) -> None:
+        """Close the socket (a request in progress is abandoned without a result).  Idempotent."""
+        self._drop_socket()
+        self.state = CLOSED
+        self.deadline = None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _begin(self, now: float) -> HttpResult | None:
+        if self._sock is None:
+            return self._open(now)
+        self._queue_request()
+        self.state = SENDING
+        self._want = _WRITE
+        self.deadline = now + self.read_timeout if self.read_timeout else None
+        return self._send(now)
+
+    def _open(self, now: float) -> HttpResult | None:
+        self.sockets_opened += 1
+        try:
+            if self._addr is None:
+                info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+                self._family, self._addr = info[0], info[4]
+            sock = socket.socket(self._family, socket.SOCK_STREAM)
+        except OSError as exc:
+            return self._fail("connect", f"cannot connect to {self.url}: {exc}")
+        sock.setblocking(False)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # pragma: no cover - not TCP
+            pass
+        self._sock = sock
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
+        timeout = self.options.connect_timeout
+        self.deadline = now + timeout if timeout else None
+        err = sock.connect_ex(self._addr)  # type: ignore[arg-type]
+        if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
+            return self._fail("connect", f"cannot connect to {self.url}: {errno.errorcode.get(err, err)}")
+        self.state = CONNECTING
+        self._want = _WRITE
+        return None
+
+    def _connected(self, now: float) -> HttpResult | None:
+        assert self._sock is not None
+        err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            return self._fail("connect", f"cannot connect to {self.url}: {errno.errorcode.get(err, err)}")
+        if self.https:
+            ctx = _ssl_context(self.options)
+            self._sock = ctx.wrap_socket(self._sock, server_hostname=self.host, do_handshake_on_connect=False)
+            self.state = TLS
+            return self._handshake(now)
+        return self._ready_to_send(now)
+
+    def _handshake(self, now: float) -> HttpResult | None:
+        sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._want = _READ
+            return None
+        except ssl.SSLWantWriteError:
+            self._want = _WRITE
+            return None
+        except ssl.SSLError as exc:
+            return self._fail("connect", f"TLS handshake with {self.url} failed: {exc.reason or exc}")
+        return self._ready_to_send(now)
+
+    def _ready_to_send(self, now: float) -> HttpResult | None:
+        self._queue_request()
+        self.state = SENDING
+        self.deadline = now + self.read_timeout if self.read_timeout else None
+        return self._send(now)
+
+    def _queue_request(self) -> None:
+        conn = self._h11
+        assert conn is not None
+        headers = [("Host", self.host_header), ("Content-Length", str(len(self._body)))]
+        for name, value in {**self.headers, **self._extra}.items():
+            headers.append((name, value))
+        cookie = self.cookies.header()
+        if cookie:
+            headers.append(("Cookie", cookie))
+        self._out = bytearray()
+        self._out += conn.send(h11.Request(method="POST", target=self.target, headers=headers)) or b""
+        self._out += conn.send(h11.Data(data=self._body)) or b""
+        self._out += conn.send(h11.EndOfMessage()) or b""
+
+    def _send(self, now: float) -> HttpResult | None:
+        sock = self._sock
+        assert sock is not None
+        while self._out:
+            try:
+                n = sock.send(self._out)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                self._want = _WRITE
+                return None
+            except ssl.SSLWantReadError:
+                self._want = _READ
+                return None
+            del self._out[:n]
+        self.state = RECEIVING
+        self._want = _READ
+        return self._receive(now)
+
+    def _receive(self, now: float) -> HttpResult | None:
+        sock, conn = self._sock, self._h11
+        assert sock is not None and conn is not None
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                    self._want = _READ
+                    return None
+                except ssl.SSLWantWriteError:
+                    self._want = _WRITE
+                    return None
+                if data:
+                    self._got_bytes = True
+                elif not self._got_bytes and self._reused:
+                    return self._retry_fresh(now, "EOF")
+                conn.receive_data(data)
+                if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                    conn.receive_data(sock.recv(sock.pending()))
+                continue
+            if isinstance(event, h11.Response):
+                self._status = event.status_code
+                self._reason = event.reason.decode("latin-1")
+                self._resp_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
+                cookies = [v for k, v in self._resp_headers if k == "set-cookie"]
+                if cookies:
+                    self.cookies.update(cookies)
+            elif isinstance(event, h11.Data):
+                self._size += len(event.data)
+                if self.max_body and self._size > self.max_body:
+                    return self._fail("too_big", f"response larger than {self.max_body} bytes from {self.url}")
+                self._chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return self._complete()
+            elif isinstance(event, h11.ConnectionClosed):
+                return self._fail("io", f"{self.url} closed the connection before the response ended")
+            elif event is h11.PAUSED:  # pragma: no cover - only after EndOfMessage, handled above
+                return self._complete()
+            # InformationalResponse (1xx): ignored, the final response follows.
+
+    def _complete(self) -> HttpResult:
+        conn = self._h11
+        assert conn is not None
+        result = HttpResponse(self._status, self._reason, self._resp_headers, b"".join(self._chunks))
+        self._chunks = []
+        self.completed += 1
+        self.deadline = None
+        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
+            conn.start_next_cycle()
+            self.state = IDLE
+            self._want = 0
+        else:  # the server said Connection: close (or HTTP/1.0): a fresh socket next time
+            self._drop_socket()
+            self.state = IDLE
+        return result
+
+    def _io_error(self, exc: OSError, now: float) -> HttpResult | None:
+        if self._reused and not self._got_bytes and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+            return self._retry_fresh(now, type(exc).__name__)
+        return self._fail("io" if self.state in (SENDING, RECEIVING) else "connect", f"{self.url}: {exc}")
+
+    def _retry_fresh(self, now: float, why: str) -> HttpResult | None:
+        log.debug("kept-alive connection to %s was closed while idle (%s): one fresh try", self.url, why)
+        self._drop_socket()
+        self._reused = False
+        self._got_bytes = False
+        return self._open(now)
+
+    def _fail(self, kind: str, message: str) -> HttpFailure:
+        self._drop_socket()
+        self.state = IDLE
+        self.deadline = None
+        return HttpFailure(kind, redact(message))
+
+    def _drop_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        self._h11 = None
+        self._want = 0
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover
+                pass
+
+    def __repr__(self) -> str:
+        return f"<HttpConnection {self.url} {self.state}>"

@@ -1,0 +1,279 @@
+"""The hub's non-blocking HTTP/1.1 connection (h11), driven by a selector as the hub's loop
+drives it, against the Bayeux fake's long-polling endpoint (plain and TLS) and raw sockets."""
+
+from __future__ import annotations
+
+import json
+import selectors
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from typing import Any, Callable
+
+import pytest
+
+pytest.importorskip("h11")
+
+from realtime_sync import ConnectOptions
+from realtime_sync._http11 import HttpConnection, HttpFailure, HttpResponse, HttpResult
+from realtime_sync.testing import FakeBayeuxServer
+from realtime_sync.transport_longpoll import CookieJar
+
+from .conftest import T
+
+HANDSHAKE = b'[{"id":"1","channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]'
+
+
+def drive(conns: list[HttpConnection], results: dict[int, HttpResult], timeout: float = 5.0) -> None:
+    """One loop over a selector until every connection has a result (as the hub's loop does):
+    re-register each socket after every call, since the interest and even the socket change (a
+    new socket may reuse the old one's fd number: ``sockets_opened`` tells them apart)."""
+    sel = selectors.DefaultSelector()
+    registered: dict[int, tuple[int, int, int]] = {}  # k -> (fd, events, socket serial)
+    deadline = time.monotonic() + T(timeout)
+
+    def sync(k: int) -> None:
+        c = conns[k]
+        want = (c.fileno(), c.interest, c.sockets_opened) if k not in results and c.interest else None
+        if registered.get(k) == want:
+            return
+        if k in registered:
+            sel.unregister(registered.pop(k)[0])
+        if want is not None:
+            sel.register(want[0], want[1], k)
+            registered[k] = want
+
+    try:
+        while len(results) < len(conns):
+            assert time.monotonic() < deadline, f"no result in time: {conns}"
+            for k in range(len(conns)):
+                sync(k)
+            wake = min([c.deadline for c in conns if c.deadline] + [deadline])
+            ready = sel.select(max(0.0, min(0.2, wake - time.monotonic())))
+            now = time.monotonic()
+            for key, events in ready:
+                r = conns[key.data].on_ready(events, now)
+                if r is not None:
+                    results[key.data] = r
+                sync(key.data)
+            for k, c in enumerate(conns):
+                if k not in results:
+                    r = c.check(now)
+                    if r is not None:
+                        results[k] = r
+                        sync(k)
+    finally:
+        sel.close()
+
+
+def post(conn: HttpConnection, body: bytes, timeout: float = 5.0) -> HttpResult:
+    results: dict[int, HttpResult] = {}
+    early = conn.request(body, time.monotonic())
+    if early is not None:
+        return early
+    drive([conn], results, timeout)
+    return results[0]
+
+
+@pytest.fixture
+def bayeux() -> Any:
+    with FakeBayeuxServer(websocket=False, timeout=1.0) as server:
+        yield server
+
+
+def test_keep_alive_cookies_and_bayeux_round_trip(bayeux: FakeBayeuxServer) -> None:
+    jar = CookieJar()
+    conn = HttpConnection(bayeux.http_url, ConnectOptions(), jar, headers={"Content-Type": "application/json"})
+    r = post(conn, HANDSHAKE)
+    assert isinstance(r, HttpResponse) and r.status == 200, r
+    [hs] = json.loads(r.body)
+    assert hs["successful"] and hs["clientId"]
+    assert jar.get("BAYEUX_BROWSER") == "fake-browser-1"  # Set-Cookie kept ...
+    sub = [{"id": "2", "channel": "/meta/subscribe", "subscription": "/a", "clientId": hs["clientId"]}]
+    r2 = post(conn, json.dumps(sub).encode())
+    assert isinstance(r2, HttpResponse) and json.loads(r2.body)[0]["successful"]
+    assert conn.sockets_opened == 1 and conn.completed == 2  # ... and one socket for both
+    assert "fake-browser-1" in (bayeux.http_requests[-1].headers.get("Cookie") or "")  # ... sent back
+    conn.close()
+
+
+def test_a_held_connect_does_not_block_a_control_request_on_the_same_loop(bayeux: FakeBayeuxServer) -> None:
+    setup = HttpConnection(bayeux.http_url, ConnectOptions())
+    [hs] = json.loads(post(setup, HANDSHAKE).body)  # type: ignore[union-attr]
+    cid = hs["clientId"]
+    held, control = HttpConnection(bayeux.http_url, ConnectOptions()), HttpConnection(bayeux.http_url, ConnectOptions())
+    connect = [{"id": "3", "channel": "/meta/connect", "connectionType": "long-polling", "clientId": cid}]
+    t0 = time.monotonic()
+    assert held.request(json.dumps(connect).encode(), t0) is None
+    sub = [{"id": "4", "channel": "/meta/subscribe", "subscription": "/b", "clientId": cid}]
+    assert control.request(json.dumps(sub).encode(), t0) is None
+    results: dict[int, HttpResult] = {}
+    drive([held, control], results)
+    # Both answered; the held connect only after the server's timeout (1 s), the control at once.
+    assert json.loads(results[1].body)[0]["successful"]  # type: ignore[union-attr]
+    assert json.loads(results[0].body)[-1]["channel"] == "/meta/connect"  # type: ignore[union-attr]
+    for c in (setup, held, control):
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
+    if not shutil.which("openssl"):
+        pytest.skip("openssl command not found")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
+
+
+def test_tls_non_blocking_handshake_and_verification(tls_files: tuple[str, str]) -> None:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*tls_files)
+    with FakeBayeuxServer(websocket=False, ssl_context=ctx) as server:
+        assert server.http_url.startswith("https://")
+        good = HttpConnection(server.http_url, ConnectOptions(ca_bundle=tls_files[0]))
+        r = post(good, HANDSHAKE)
+        assert isinstance(r, HttpResponse) and json.loads(r.body)[0]["successful"]
+        r = post(good, HANDSHAKE)
+        assert isinstance(r, HttpResponse) and good.sockets_opened == 1
+        good.close()
+        untrusted = HttpConnection(server.http_url, ConnectOptions())
+        r = post(untrusted, HANDSHAKE)
+        assert isinstance(r, HttpFailure) and r.kind == "connect" and "certificate" in r.message.lower(), r
+
+
+class RawServer:
+    """A one-thread raw HTTP peer: ``answer(request_bytes) -> bytes | None`` per request, None
+    closes the socket without an answer."""
+
+    def __init__(self, answer: Callable[[bytes, int], bytes | None]) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.accepted = 0
+        self.requests: list[bytes] = []
+        self.thread = threading.Thread(target=self._run, name="raw-http-fake", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            with sock:
+                buf = b""
+                while True:
+                    while b"\r\n\r\n" not in buf:
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        buf += chunk
+                    if b"\r\n\r\n" not in buf:
+                        break
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = int(
+                        next(
+                            (
+                                ln.split(b":")[1]
+                                for ln in head.split(b"\r\n")
+                                if ln.lower().startswith(b"content-length")
+                            ),
+                            b"0",
+                        )
+                    )
+                    while len(buf) < length:
+                        buf += sock.recv(65536)
+                    self.requests.append(head)
+                    buf = buf[length:]
+                    out = self.answer(head, len(self.requests))
+                    if out is None:
+                        break
+                    sock.sendall(out)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _ok(body: bytes, extra: bytes = b"") -> bytes:
+    return b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() + b"\r\n" + extra + b"\r\n" + body
+
+
+def test_body_bound_redirect_not_followed_and_chunked() -> None:
+    def answer(head: bytes, n: int) -> bytes:
+        if n == 1:
+            return _ok(b"x" * 5000)
+        if n == 2:
+            return b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.invalid/\r\nContent-Length: 0\r\n\r\n"
+        return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"
+
+    srv = RawServer(answer)
+    try:
+        conn = HttpConnection(
+            f"http://127.0.0.1:{srv.port}/x",
+            ConnectOptions(),
+            max_body=1000,
+            headers={"Authorization": "Basic c2VjcmV0"},
+        )
+        r = post(conn, b"[]")
+        assert isinstance(r, HttpFailure) and r.kind == "too_big"
+        r = post(conn, b"[]")
+        assert isinstance(r, HttpResponse) and r.status == 302 and r.header("location")  # returned, not followed
+        r = post(conn, b"[]")
+        assert isinstance(r, HttpResponse) and r.body == b"[1,2]"
+        assert len(srv.requests) == 3  # nothing went to the Location
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_a_kept_alive_socket_closed_by_the_server_is_retried_once_fresh() -> None:
+    def answer(head: bytes, n: int) -> bytes | None:
+        return _ok(b"[]") if n != 2 else None  # the 2nd request: the server drops the idle socket
+
+    srv = RawServer(answer)
+    try:
+        conn = HttpConnection(f"http://127.0.0.1:{srv.port}/x", ConnectOptions())
+        assert isinstance(post(conn, b"[1]"), HttpResponse)
+        r = post(conn, b"[2]")
+        assert isinstance(r, HttpResponse) and r.status == 200, r
+        assert conn.sockets_opened == 2
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_connect_refused_and_read_timeout_are_typed_failures() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    r = post(HttpConnection(f"http://127.0.0.1:{port}/", ConnectOptions()), b"[]")
+    assert isinstance(r, HttpFailure) and r.kind == "connect"
+
+    srv = RawServer(lambda head, n: b"")  # reads the request, never answers
+    try:
+        conn = HttpConnection(f"http://127.0.0.1:{srv.port}/", ConnectOptions(), read_timeout=0.3)
+        r = post(conn, b"[]")
+        assert isinstance(r, HttpFailure) and r.kind == "timeout"
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_secrets_in_the_url_never_reach_a_message() -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conn = HttpConnection(f"http://127.0.0.1:{port}/n?access_token=hunter2secret", ConnectOptions())
+    r = post(conn, b"[]")
+    assert isinstance(r, HttpFailure) and "hunter2secret" not in r.message and "hunter2secret" not in repr(conn)
