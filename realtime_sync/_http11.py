@@ -31,7 +31,7 @@ call returns ``None`` (nothing finished yet) or the request's one result.
   ``SSLWantWriteError`` from the handshake, a read or a write set the interest, so TLS
   renegotiation needs no special case.  Decrypted bytes a read left inside the TLS object
   (``SSLSocket.pending()``) are drained at once: the selector cannot see them.
-* Cookies: the shared :class:`~realtime_sync.transport_longpoll.CookieJar` is sent on every
+* Cookies: the shared :class:`~realtime_sync._cookies.CookieJar` is sent on every
   request and updated from every response's ``Set-Cookie``.
 * Redirects are never followed: a 3xx is a result like any status (a redirect would carry the
   credentials to wherever the server points).
@@ -58,7 +58,8 @@ import attrs
 from ._redact import redact
 from .config import ConnectOptions
 from .exceptions import ConnectError
-from .transport_longpoll import CookieJar, _proxy_for, _ssl_context
+from ._cookies import CookieJar
+from .transport_longpoll import _proxy_for, _ssl_context
 
 try:
     import h11
