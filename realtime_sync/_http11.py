@@ -55,10 +55,10 @@ from typing import Union
 
 import attrs
 
+from ._cookies import CookieJar
 from ._redact import redact
 from .config import ConnectOptions
 from .exceptions import ConnectError
-from ._cookies import CookieJar
 from .transport_longpoll import _proxy_for, _ssl_context
 
 try:

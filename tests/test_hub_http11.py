@@ -18,9 +18,9 @@ import pytest
 pytest.importorskip("h11")
 
 from realtime_sync import ConnectOptions
+from realtime_sync._cookies import CookieJar
 from realtime_sync._http11 import HttpConnection, HttpFailure, HttpResponse, HttpResult
 from realtime_sync.testing import FakeBayeuxServer
-from realtime_sync._cookies import CookieJar
 
 from .conftest import T
 
