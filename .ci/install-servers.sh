@@ -2,6 +2,7 @@
 # Install the REAL servers used by the integration tests:
 #   - Rails ActionCable 6.1 (Debian bookworm's ruby-actioncable) served by puma
 #   - faye (npm) Bayeux server, into tests/servers/faye/node_modules
+#   - Debian's redis-server (the tests start their own on a free port; no service is enabled)
 # Idempotent; quick when everything is already there. Run as root (CI does).
 # Downloads only from Debian apt and the npm registry.
 set -euo pipefail
@@ -20,7 +21,8 @@ fi
 # --- Debian packages -------------------------------------------------------
 # ruby-actioncable pulls ruby-actionpack, ruby-activesupport, ruby-nio4r,
 # ruby-websocket-driver, ruby-rack, ruby-concurrent; puma is the web server.
-APT_PKGS=(ruby ruby-actioncable ruby-rack ruby-nio4r ruby-websocket-driver puma)
+# redis-server: the leases, streams and Celery broker of the replica tests (started by the tests).
+APT_PKGS=(ruby ruby-actioncable ruby-rack ruby-nio4r ruby-websocket-driver puma redis-server)
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   APT_PKGS+=(nodejs npm)
 fi

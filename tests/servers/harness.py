@@ -514,6 +514,82 @@ class FayeServer(_Server):
 
 
 # --------------------------------------------------------------------------
+# Redis (Debian redis-server): leases, streams, the Celery broker
+# --------------------------------------------------------------------------
+def redis_available() -> tuple[bool, str]:
+    """(True, "") when Debian's redis-server is installed."""
+    if shutil.which("redis-server"):
+        return True, ""
+    return False, "redis-server not installed; run `bash .ci/install-servers.sh` (as root) to install it"
+
+
+class RedisServer(_Server):
+    """A throw-away redis-server on 127.0.0.1 (no config file, data in the log directory).
+
+    ``appendonly=True`` (default) keeps the data across :meth:`restart` (fsync on every write),
+    as a broker that is restarted under load would; ``stop()`` is SIGTERM (a clean shutdown),
+    :meth:`kill` is SIGKILL.
+
+        with RedisServer() as redis_srv:
+            redis_srv.url          # redis://127.0.0.1:PORT/0
+    """
+
+    name = "redis"
+
+    def __init__(
+        self, port: int | None = None, log_dir: str | os.PathLike[str] | None = None, *, appendonly: bool = True
+    ):
+        super().__init__(port, log_dir)
+        self.appendonly = appendonly
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return redis_available()
+
+    def _command(self) -> list[str]:
+        cmd = [
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(self.port),
+            "--bind", HOST,
+            "--save", "",
+            "--dir", str(self._log_dir),
+            "--dbfilename", f"dump-{self.port}.rdb",
+            "--protected-mode", "no",
+        ]  # fmt: skip
+        if self.appendonly:
+            cmd += ["--appendonly", "yes", "--appendfsync", "always", "--appendfilename", f"aof-{self.port}.aof"]
+        return cmd
+
+    def _cwd(self) -> Path:
+        return self._log_dir
+
+    def _wait_ready(self, deadline: float) -> None:
+        while True:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                raise ServerError(f"redis exited with {self._proc.returncode} during startup:\n{self.log_tail()}")
+            try:
+                with socket.create_connection((HOST, self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(64).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(f"redis not ready on port {self.port}:\n{self.log_tail()}")
+            time.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+
+def require_servers() -> bool:
+    """True under REALTIME_SYNC_REQUIRE_SERVERS=1 (CI): a missing real server fails the test."""
+    return os.environ.get("REALTIME_SYNC_REQUIRE_SERVERS", "") not in ("", "0")
+
+
+# --------------------------------------------------------------------------
 # optional pytest fixtures: `from tests.servers.harness import actioncable_server`
 # --------------------------------------------------------------------------
 try:  # pragma: no cover - only when pytest is present
@@ -539,6 +615,20 @@ if _pytest is not None:
         if not ok:
             _pytest.skip(why)
         srv = FayeServer(log_dir=tmp_path_factory.mktemp("faye"))
+        srv.start()
+        yield srv
+        srv.stop()
+
+    @_pytest.fixture
+    def redis_server(tmp_path_factory):
+        """A fresh redis-server per test (skipped when it is not installed, unless
+        REALTIME_SYNC_REQUIRE_SERVERS=1: then the test fails)."""
+        ok, why = redis_available()
+        if not ok:
+            if require_servers():
+                _pytest.fail(f"REALTIME_SYNC_REQUIRE_SERVERS=1 but {why}")
+            _pytest.skip(why)
+        srv = RedisServer(log_dir=tmp_path_factory.mktemp("redis"))
         srv.start()
         yield srv
         srv.stop()

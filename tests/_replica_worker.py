@@ -1,0 +1,76 @@
+"""One listener replica, as a process of its own, for the replica tests and benchmarks.
+
+    python -m tests._replica_worker --redis URL --partner WS_URL --rest HTTP_URL --tenants 300 \
+        --stream events --replica-id r0 [--lease-ttl 4]
+
+Tenant i (``t<i>``) is a Jifeline partner connection with token ``tok-<i>``, subscribed to system
+events of type ``t<i>.created``, with gap recovery from the REST fake.  Prints ``READY`` once
+started; on SIGTERM it closes (releasing its leases) and prints its stats as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import attrs
+
+from realtime_sync import GapRecovery, ReconnectPolicy
+from realtime_sync.contrib.redis_replicas import ReplicaListener, Tenant
+from realtime_sync.contrib.sinks import RedisStreamSink
+
+
+def tenants(partner_url: str, rest_url: str, count: int) -> list[Tenant]:
+    policy = ReconnectPolicy(instant_retries=3, interval=0.3, max_interval=1.0, jitter=0.0)
+    gap = GapRecovery(rest_url=rest_url, limit=500, max_pages=40, http_timeout=10, hold_timeout=30)
+    return [
+        Tenant(
+            f"t{i}",
+            vendor="jifeline-partner",
+            url=partner_url,
+            token=f"tok-{i}",
+            subscribe={"event": [f"t{i}.created"]},
+            options={"gap_recovery": gap, "reconnect": policy},
+        )
+        for i in range(count)
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--redis", required=True)
+    parser.add_argument("--partner", required=True)
+    parser.add_argument("--rest", required=True)
+    parser.add_argument("--tenants", type=int, required=True)
+    parser.add_argument("--stream", required=True)
+    parser.add_argument("--replica-id", required=True)
+    parser.add_argument("--namespace", default="rt")
+    parser.add_argument("--lease-ttl", type=float, default=4.0)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format=f"%(asctime)s {args.replica_id} %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    sink = RedisStreamSink(args.redis, args.stream, name=args.replica_id)
+    listener = ReplicaListener(
+        tenants(args.partner, args.rest, args.tenants),
+        args.redis,
+        sink=sink,
+        namespace=args.namespace,
+        lease_ttl=args.lease_ttl,
+        replica_id=args.replica_id,
+    )
+    listener.start()
+    print("READY", flush=True)
+    listener.run_forever()
+    sink.close(timeout=10)
+    print(json.dumps({"replica": attrs.asdict(listener.stats), "sink": attrs.asdict(sink.stats)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Listener replicas sharing connections through leases in a REAL redis-server.
+
+Three listener processes (tests/_replica_worker.py) share the Jifeline partner connections of
+many tenants, served by the fake partner websocket and REST servers in this process; events go
+to a Redis stream through the fenced sink.  SIGKILL one: its tenants are taken over and gap
+recovery fetches what was missed (none lost).  SIGSTOP one past its lease: it never hands on an
+event for a tenant another replica owns, and closes its stale connections when it wakes up.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+redis = pytest.importorskip("redis")
+
+from realtime_sync.contrib.redis_replicas import ReplicaListener, Tenant, load_tenants  # noqa: E402
+from realtime_sync.exceptions import ConfigurationError  # noqa: E402
+from realtime_sync.testing import FakeJifelinePartnerServer, FakeJifelineRestServer  # noqa: E402
+
+from .conftest import T, poll_until  # noqa: E402
+from .servers.harness import RedisServer  # noqa: E402
+from .servers.harness import redis_server as redis_server  # noqa: E402  (the fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+NS = "rt"
+
+
+def _token(conn: Any) -> str | None:
+    for k, v in conn.headers.items():
+        if k.lower() == "authorization":
+            return str(v).split(" ", 1)[1]
+    return None
+
+
+class Cluster:
+    """The fake vendor servers, the replica processes, and what the stream received."""
+
+    def __init__(self, redis_srv: RedisServer, tenants: int, lease_ttl: float, tmp: Path) -> None:
+        self.redis_srv = redis_srv
+        self.count = tenants
+        self.lease_ttl = lease_ttl
+        self.tmp = tmp
+        self.tokens = [f"tok-{i}" for i in range(tenants)]
+        self.partner = FakeJifelinePartnerServer(token=self.tokens, interval=3600).start()
+        self.rest = FakeJifelineRestServer(partner=self.partner).start()
+        self.r = redis.Redis.from_url(redis_srv.url, decode_responses=True)
+        self.procs: dict[str, subprocess.Popen[str]] = {}
+        self.emitted: list[str] = []
+
+    def spawn(self, replica: str) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        cmd = [sys.executable, "-m", "tests._replica_worker", "--redis", self.redis_srv.url,
+               "--partner", self.partner.url, "--rest", self.rest.url, "--tenants", str(self.count),
+               "--stream", "events", "--replica-id", replica, "--namespace", NS,
+               "--lease-ttl", f"{self.lease_ttl:g}"]  # fmt: skip
+        log = open(self.tmp / f"{replica}.log", "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        self.procs[replica] = proc
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.strip() == "READY", f"{replica} did not start: {line!r}\n{self.log(replica)}"
+
+    def log(self, replica: str) -> str:
+        return (self.tmp / f"{replica}.log").read_text()[-3000:]
+
+    def owners(self) -> dict[str, str | None]:
+        keys = [f"t{i}" for i in range(self.count)]
+        values = self.r.mget([f"{NS}:lease:{k}" for k in keys])
+        return {k: (v.split("|")[0] if v else None) for k, v in zip(keys, values, strict=True)}
+
+    def per_replica(self) -> collections.Counter[str | None]:
+        return collections.Counter(self.owners().values())
+
+    def connections(self) -> collections.Counter[str | None]:
+        """Live, subscribed connections per token, as the vendor's server sees them."""
+        return collections.Counter(_token(c) for c in self.partner.live_connections() if self.partner.subscriptions(c))
+
+    def all_connected_once(self) -> bool:
+        conns = self.connections()
+        return len(conns) == self.count and all(n == 1 for n in conns.values())
+
+    def emit_round(self) -> None:
+        for i in range(self.count):
+            self.emitted.append(self.partner.emit_event(f"t{i}.created")["event_id"])
+
+    def entries(self) -> list[dict[str, Any]]:
+        out = []
+        for entry_id, fields in self.r.xrange("events"):
+            event = json.loads(fields["event"])
+            out.append({"id": entry_id, "replica": fields["replica"], "tenant": fields["tenant"],
+                        "key": fields["key"], "event_id": event["data"]["event_id"]})  # fmt: skip
+        return out
+
+    def wait_all_handed_on(self, timeout: float) -> list[dict[str, Any]]:
+        want = set(self.emitted)
+        return poll_until(
+            lambda: (lambda e: e if want <= {x["event_id"] for x in e} else None)(self.entries()),
+            timeout,
+            f"all {len(want)} events in the stream",
+            interval=0.2,
+        )
+
+    def stop(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {}
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+            try:
+                out, _ = proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, _ = proc.communicate()
+            lines = [line for line in (out or "").splitlines() if line.startswith("{")]
+            if lines:
+                stats[name] = json.loads(lines[-1])
+        self.rest.stop()
+        self.partner.stop()
+        return stats
+
+
+@pytest.fixture
+def cluster_factory(redis_server: RedisServer, tmp_path: Path) -> Iterator[Any]:
+    made: list[Cluster] = []
+
+    def make(tenants: int, lease_ttl: float) -> Cluster:
+        c = Cluster(redis_server, tenants, lease_ttl, tmp_path)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.stop()
+
+
+def _even(cluster: Cluster, replicas: list[str]) -> bool:
+    counts = cluster.per_replica()
+    share = cluster.count // len(replicas)
+    return all(counts[r] == share for r in replicas) and cluster.all_connected_once()
+
+
+def test_three_replicas_share_300_connections_and_take_over_after_sigkill(cluster_factory: Any) -> None:
+    cluster: Cluster = cluster_factory(300, T(4.0))
+    for name in ("r0", "r1", "r2"):
+        cluster.spawn(name)
+    t0 = time.monotonic()
+    poll_until(lambda: _even(cluster, ["r0", "r1", "r2"]), 60, "300 tenants spread 100/100/100, one connection each")
+    spread_s = time.monotonic() - t0
+    cluster.emit_round()  # every tenant has a resume point from now on
+    cluster.wait_all_handed_on(30)
+
+    victims = [k for k, v in cluster.owners().items() if v == "r0"]
+    cluster.procs["r0"].kill()
+    killed = time.monotonic()
+    cluster.emit_round()  # r0's tenants: nobody listens; gap recovery must fetch these
+    poll_until(lambda: _even(cluster, ["r1", "r2"]), 60, "r0's tenants taken over, 150/150")
+    takeover_s = time.monotonic() - killed
+    cluster.emit_round()
+    entries = cluster.wait_all_handed_on(60)
+
+    ids = [e["event_id"] for e in entries]
+    lost = set(cluster.emitted) - set(ids)
+    duplicated = len(ids) - len(set(ids))
+    print(f"\n300 tenants: spread over 3 replicas in {spread_s:.1f}s; SIGKILL of one: {len(victims)} tenants taken "
+          f"over in {takeover_s:.1f}s (lease {cluster.lease_ttl:g}s); events: {len(cluster.emitted)} emitted, "
+          f"{len(lost)} lost, {duplicated} duplicated")  # fmt: skip
+    assert not lost
+    # The fenced XADD stores the resume point atomically with the event: no event is fetched
+    # again by the new owner, so there are no duplicates either.
+    assert duplicated == 0
+    assert takeover_s < cluster.lease_ttl + 30
+    assert all(e["replica"] != "r0" for e in entries if e["event_id"] in set(cluster.emitted[300:]))
+
+
+def test_a_frozen_replica_never_hands_on_for_a_tenant_another_replica_owns(cluster_factory: Any) -> None:
+    cluster: Cluster = cluster_factory(30, T(2.0))
+    for name in ("r0", "r1", "r2"):
+        cluster.spawn(name)
+    poll_until(lambda: _even(cluster, ["r0", "r1", "r2"]), 30, "10/10/10")
+    cluster.emit_round()
+    cluster.wait_all_handed_on(20)
+    frozen_tenants = {k for k, v in cluster.owners().items() if v == "r0"}
+
+    cluster.procs["r0"].send_signal(signal.SIGSTOP)
+    stopped = time.monotonic()
+    poll_until(lambda: cluster.per_replica()["r0"] == 0 and cluster.per_replica()[None] == 0, 30, "takeover")
+    takeover_s = time.monotonic() - stopped
+    # The frozen process' sockets stay open (the kernel keeps them): the fake pushes each event to
+    # both, the new owner's and the frozen one's.
+    poll_until(lambda: sum(cluster.connections().values()) == 40, 30, "new connections for r0's tenants")
+    cluster.emit_round()
+    cluster.wait_all_handed_on(20)
+
+    cluster.procs["r0"].send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    poll_until(cluster.all_connected_once, 20, "the woken replica closed its stale connections")
+    stale_closed_s = time.monotonic() - resumed
+    cluster.emit_round()
+    entries = cluster.wait_all_handed_on(20)
+    stats = cluster.stop()
+
+    after_freeze = set(cluster.emitted[30:])
+    by_r0 = [e for e in entries if e["replica"] == "r0" and e["event_id"] in after_freeze]
+    ids = [e["event_id"] for e in entries]
+    print(f"\nSIGSTOP of one replica of 3 (30 tenants, lease {cluster.lease_ttl:g}s): taken over in {takeover_s:.1f}s; "
+          f"after SIGCONT its stale connections closed in {stale_closed_s:.2f}s; events it handed on for tenants "
+          f"owned by others: {len(by_r0)}; events it dropped as fenced: {stats['r0']['replica']['fenced_events']}; "
+          f"lost {len(set(cluster.emitted) - set(ids))}, duplicated {len(ids) - len(set(ids))}")  # fmt: skip
+    assert not by_r0
+    assert stats["r0"]["replica"]["lost"] == len(frozen_tenants)
+    assert stats["r0"]["replica"]["fenced_events"] + stats["r0"]["sink"]["fenced"] >= 1  # it did see them
+    assert set(cluster.emitted) <= set(ids)
+    assert len(ids) == len(set(ids))
+
+
+# -- in-process: configuration and the lease protocol -------------------------------------------
+
+
+def test_tenants_from_settings_callables_and_files(tmp_path: Path) -> None:
+    file = tmp_path / "tenants.json"
+    file.write_text(json.dumps([{"key": "a", "token": "s3cret-a"}, {"key": 7, "vendor": "voxsig"}]))
+    tenants = load_tenants(str(file), vendor="jifeline-partner")
+    assert [(t.key, t.vendor) for t in tenants] == [("a", "jifeline-partner"), ("7", "voxsig")]
+    assert "s3cret" not in repr(tenants)
+    assert [t.key for t in load_tenants(lambda: [Tenant("x", vendor="voxsig")])] == ["x"]
+    with pytest.raises(ConfigurationError, match="unique"):
+        load_tenants([{"key": "a"}, {"key": "a"}])
+    with pytest.raises(ConfigurationError, match="key"):
+        load_tenants([{"vendor": "voxsig"}])
+    with pytest.raises(ConfigurationError, match="renew_interval"):
+        ReplicaListener([], "redis://127.0.0.1:1/0", lease_ttl=2, renew_interval=2)
+
+
+def test_a_lease_taken_by_another_replica_closes_the_connection_at_once(redis_server: RedisServer) -> None:
+    """The renew script finds another token: the client is closed on that round, and the fenced
+    sink refuses its events meanwhile (driven through the real Redis)."""
+    from realtime_sync.contrib.sinks import RedisStreamSink
+
+    tokens = ["tok-a"]
+    with FakeJifelinePartnerServer(token=tokens, interval=3600) as partner:
+        sink = RedisStreamSink(redis_server.url, "events")
+        tenant = Tenant(
+            "a", vendor="jifeline-partner", url=partner.url, token="tok-a", subscribe={"event": ["a.created"]}
+        )
+        listener = ReplicaListener([tenant], redis_server.url, sink=sink, namespace="one", lease_ttl=T(2.0))
+        try:
+            listener.start()
+            poll_until(lambda: listener.owned == ["a"] and partner.live_connections(), 10, "lease + connection")
+            partner.wait_until(lambda: bool(partner.subscriptions()), timeout=T(5))
+            r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+            r.set("one:lease:a", "intruder|x", px=60_000)  # someone else owns it now
+            poll_until(lambda: not partner.live_connections(), 10, "the connection closed")
+            assert listener.stats.lost == 1
+            assert listener.owned == []
+            partner.emit_event("a.created")
+            sink.flush(T(2))
+            assert r.xlen("events") == 0
+        finally:
+            listener.close()
+            sink.close()
