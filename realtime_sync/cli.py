@@ -369,6 +369,35 @@ def _listen_common() -> argparse.ArgumentParser:
         help="extra handshake header (repeatable; values are redacted in logs)",
     )
     conn.add_argument("--origin", help="Origin header (ActionCable derives it from the URL)")
+    hand = common.add_argument_group("replicas and hand-off (Redis; pip install 'realtime_sync[redis]')")
+    hand.add_argument(
+        "--redis",
+        default=_env_default("REALTIME_SYNC_REDIS_URL"),
+        metavar="URL",
+        help="share the connection(s) with every listener started with the same --redis: each is held by one "
+        "live listener through a lease, and taken over when it dies (env REALTIME_SYNC_REDIS_URL)",
+    )
+    hand.add_argument("--to-stream", metavar="NAME", help="append every event to this Redis stream (needs --redis)")
+    hand.add_argument(
+        "--stream-maxlen", type=_number(int, minimum=1), default=100_000, metavar="N", help="stream bound (~N entries)"
+    )
+    hand.add_argument(
+        "--tenants",
+        metavar="FILE|MODULE:FUNC",
+        help="hold these tenants instead of one connection: a JSON list of {key, token, url, subscribe, options}, "
+        "or a function returning such a list (read again every minute)",
+    )
+    hand.add_argument(
+        "--tenant-key", metavar="KEY", help="the lease name of this command's connection (default: derived)"
+    )
+    hand.add_argument(
+        "--lease-ttl",
+        type=_number(float, minimum=0.5),
+        default=10.0,
+        metavar="SECONDS",
+        help="lease expiry (default 10)",
+    )
+    hand.add_argument("--namespace", default="realtime_sync", help="prefix of the Redis keys of this listener group")
     return common
 
 
@@ -441,7 +470,7 @@ def _connect_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def _make_listen_client(args: argparse.Namespace) -> Any:
+def _make_listen_client(args: argparse.Namespace, resume_point: str | None = None) -> Any:
     from .contrib._common import client_class, make_client
 
     vendor = args.vendor
@@ -485,7 +514,9 @@ def _make_listen_client(args: argparse.Namespace) -> Any:
             options["cluster"] = args.cluster
         options["token_in_query"] = args.token_in_query
         if args.gap_recovery:
-            options["gap_recovery"] = True
+            from .jifeline import GapRecovery
+
+            options["gap_recovery"] = GapRecovery(after_id=resume_point)  # resume point: from --redis
         subscribe = {"connector": args.connector, "event": args.system_event}
         if not any(subscribe.values()):
             raise _UsageError("subscribe to something: --connector UUID or --system-event TYPE")
@@ -615,6 +646,10 @@ def _cmd_listen(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
         )
     else:
         _quiet_library_logs()
+    if args.redis or args.to_stream or args.tenants:
+        from .contrib.redis_cli import listen_replicated
+
+        return listen_replicated(args, _make_listen_client, _Printer(args, out, err), err)
     try:
         client = _make_listen_client(args)
     except (_UsageError, ConfigurationError) as exc:

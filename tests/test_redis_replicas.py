@@ -270,3 +270,60 @@ def test_a_lease_taken_by_another_replica_closes_the_connection_at_once(redis_se
         finally:
             listener.close()
             sink.close()
+
+
+# -- the CLI as replicas ----------------------------------------------------------------------------
+
+
+def _cli(redis_url: str, url: str, tmp: Path, name: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JIFELINE_TOKEN="tok-cli")
+    cmd = [sys.executable, "-m", "realtime_sync", "listen", "jifeline-partner", "--url", url,
+           "--system-event", "x.created", "--redis", redis_url, "--to-stream", "cli-events",
+           "--lease-ttl", f"{T(2.0):g}", "--json"]  # fmt: skip
+    err = open(tmp / f"{name}.err", "w")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=err, text=True)
+    err.close()
+    return proc
+
+
+def test_cli_listeners_with_redis_hold_one_connection_and_take_over(redis_server: RedisServer, tmp_path: Path) -> None:
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    with FakeJifelinePartnerServer(token="tok-cli", interval=3600) as partner:
+        procs = [_cli(redis_server.url, partner.url, tmp_path, f"cli{i}") for i in range(2)]
+        try:
+            partner.wait_until(
+                lambda: len([c for c in partner.live_connections() if partner.subscriptions(c)]) == 1, T(30)
+            )
+            first = partner.emit_event("x.created")["event_id"]
+            poll_until(lambda: r.xlen("cli-events") == 1, 10, "the event in the stream")
+            owner = r.get(next(iter(r.scan_iter("realtime_sync:lease:*"))))
+            (holder,) = [p for p in procs if f"-{p.pid}-" in owner]  # replica ids are host-pid-random
+            holder.terminate()  # a graceful stop releases the lease: the other takes over at once
+            holder.wait(30)
+            partner.wait_until(lambda: any(partner.subscriptions(c) for c in partner.live_connections()), T(30))
+            poll_until(lambda: len(partner.live_connections()) == 1, 10, "one connection")
+            second = partner.emit_event("x.created")["event_id"]
+            got = poll_until(
+                lambda: (lambda ids: ids if second in ids else None)(
+                    [json.loads(f["event"])["data"]["event_id"] for _i, f in r.xrange("cli-events")]
+                ),
+                20,
+                "the second event in the stream",
+            )
+            assert got.count(first) == 1
+            assert len(partner.live_connections()) == 1
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(30)
+    assert all("replica" in (tmp_path / f"cli{i}.err").read_text() for i in range(2))
+
+
+def test_cli_stream_needs_redis() -> None:
+    from realtime_sync.cli import main
+
+    assert (
+        main(["listen", "jifeline-partner", "--url", "ws://127.0.0.1:9/", "--system-event", "x", "--to-stream", "s"])
+        == 2
+    )

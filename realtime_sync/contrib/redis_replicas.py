@@ -93,6 +93,8 @@ __all__ = [
     "default_client_factory",
     "default_resume_point",
     "load_tenants",
+    "run_replica",
+    "with_resume_point",
 ]
 
 log = logging.getLogger("realtime_sync.replicas")
@@ -191,23 +193,35 @@ def load_tenants(source: Any, vendor: str | None = None) -> list[Tenant]:
 # -- clients ------------------------------------------------------------------------------------
 
 
+def with_resume_point(options: Mapping[str, Any], resume_point: str | None) -> dict[str, Any]:
+    """``options`` of a client with the resume point applied: a ``gap_recovery`` option (True or
+    a :class:`~realtime_sync.GapRecovery`) becomes ``GapRecovery(after_id=resume_point)``, so the
+    new owner of a tenant fetches what was missed.  Other options are returned unchanged.
+
+    >>> with_resume_point({"gap_recovery": True}, "01J8").get("gap_recovery").after_id
+    '01J8'
+    """
+    out = dict(options)
+    gap = out.get("gap_recovery")
+    if resume_point is not None and gap:
+        from ..jifeline import GapRecovery
+
+        out["gap_recovery"] = attrs.evolve(
+            gap if isinstance(gap, GapRecovery) else GapRecovery(), after_id=resume_point
+        )
+    return out
+
+
 def default_client_factory(tenant: Tenant, resume_point: str | None) -> Client:
     """Build a tenant's client with :func:`~realtime_sync.contrib._common.make_client`.
 
     For a Jifeline partner tenant with ``gap_recovery`` in its options, the resume point becomes
-    ``GapRecovery(after_id=resume_point)``: the new owner fetches what was missed.
+    ``GapRecovery(after_id=resume_point)`` (:func:`with_resume_point`).
     """
     if not tenant.vendor:
         raise ConfigurationError(f"tenant {tenant.key!r} has no vendor")
-    options = dict(tenant.options)
+    options = with_resume_point(tenant.options, resume_point)
     options.setdefault("name", f"tenant-{tenant.key}")
-    gap = options.get("gap_recovery")
-    if resume_point is not None and gap:
-        from ..jifeline import GapRecovery
-
-        options["gap_recovery"] = attrs.evolve(
-            gap if isinstance(gap, GapRecovery) else GapRecovery(), after_id=resume_point
-        )
     return make_client(tenant.vendor, tenant.url, tenant.token, subscribe=tenant.subscribe, **options)
 
 
@@ -552,8 +566,13 @@ class ReplicaListener:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def run_forever(self) -> None:
-        """Start and block until SIGINT/SIGTERM (in the main thread) or :meth:`close`."""
+    def stop(self) -> None:
+        """Make :meth:`run_forever` return (and close); safe from a handler or a signal handler."""
+        self._stop.set()
+
+    def run_forever(self, duration: float | None = None) -> None:
+        """Start and block until SIGINT/SIGTERM (in the main thread), :meth:`stop`, :meth:`close`
+        or ``duration`` seconds; then close (the leases are released: the others take over)."""
         import signal
 
         self.start()
@@ -561,9 +580,11 @@ class ReplicaListener:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 previous[sig] = signal.signal(sig, lambda *_: self._stop.set())
+        deadline = None if duration is None else time.monotonic() + duration
         try:
-            while not self._stop.wait(1.0):
-                pass
+            while not self._stop.wait(1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
         except KeyboardInterrupt:
             pass
         finally:
@@ -793,3 +814,56 @@ class ReplicaListener:
             self._drop(owned, release=True)
             return
         log.info("%s: took tenant %s (resume point %s)", self.replica_id, tenant.key, resume)
+
+
+def run_replica(
+    tenants: Any,
+    redis_url: str,
+    *,
+    stream: str | None = None,
+    maxlen: int = 100_000,
+    client_factory: Callable[[Tenant, str | None], Client] | None = None,
+    setup: Callable[[ReplicaListener, Client, Tenant], Any] | None = None,
+    namespace: str = "realtime_sync",
+    lease_ttl: float = 10.0,
+    vendor: str | None = None,
+    duration: float | None = None,
+    on_started: Callable[[ReplicaListener], Any] | None = None,
+) -> ReplicaListener:
+    """Run one replica until SIGINT/SIGTERM or ``duration``: what ``realtime-sync listen --redis``,
+    ``manage.py realtime_listen --redis`` and ``flask realtime listen --redis`` run.
+
+    ``stream``: hand every event on to this Redis stream (:class:`~realtime_sync.contrib.sinks.RedisStreamSink`).
+    ``setup(listener, client, tenant)`` attaches handlers to each new client (wrap them with
+    ``listener.guard(tenant.key, handler)``).  Returns the (closed) listener, for its stats.
+    """
+    from .sinks import RedisStreamSink
+
+    sink = RedisStreamSink(redis_url, stream, maxlen=maxlen) if stream else None
+    holder: list[ReplicaListener] = []
+
+    def setup_client(client: Client, tenant: Tenant) -> None:
+        if setup is not None:
+            setup(holder[0], client, tenant)
+
+    listener = ReplicaListener(
+        tenants,
+        redis_url,
+        sink=sink,
+        client_factory=client_factory,
+        setup=setup_client,
+        namespace=namespace,
+        lease_ttl=lease_ttl,
+        vendor=vendor,
+    )
+    holder.append(listener)
+    try:
+        listener.start()
+        if on_started is not None:
+            on_started(listener)
+        listener.run_forever(duration=duration)
+    finally:
+        listener.close()
+        if sink is not None:
+            sink.close()
+    return listener
