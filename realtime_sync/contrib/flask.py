@@ -70,12 +70,32 @@ realtime_cli = AppGroup("realtime", help="realtime_sync: run the real-time liste
 @click.option("--max-events", type=int, default=None, help="Stop after N events (lifecycle events not counted).")
 @click.option("-q", "--quiet", is_flag=True, help="Do not print lifecycle events (connected, disconnected...).")
 @click.option("-v", "--verbose", is_flag=True, help="Print every event too.")
-def _listen_command(duration: float | None, max_events: int | None, quiet: bool, verbose: bool) -> None:
+@click.option("--redis", "redis_url", default=None, help="Share the client with every listener using this Redis URL.")
+@click.option("--to-stream", default=None, help="Append every event to this Redis stream (needs --redis).")
+@click.option("--tenants", default=None, help="Hold the tenants this MODULE:FUNC returns (needs --redis).")
+@click.option("--lease-ttl", type=float, default=10.0, help="Lease expiry in seconds (default 10).")
+def _listen_command(
+    duration: float | None,
+    max_events: int | None,
+    quiet: bool,
+    verbose: bool,
+    redis_url: str | None,
+    to_stream: str | None,
+    tenants: str | None,
+    lease_ttl: float,
+) -> None:
     """Run this app's realtime_sync client in this process until Ctrl-C or SIGTERM."""
     ext: RealtimeSync | None = current_app.extensions.get("realtime_sync")
     if ext is None:
         raise click.ClickException("RealtimeSync(app) / init_app(app) was not called for this app")
+    if (to_stream or tenants) and not redis_url:
+        raise click.ClickException("--to-stream and --tenants need --redis URL")
     try:
+        if redis_url:
+            ext.listen_replicated(
+                redis_url, stream=to_stream, tenants=tenants, lease_ttl=lease_ttl, duration=duration, quiet=quiet
+            )
+            return
         code = ext.listen(duration=duration, max_events=max_events, quiet=quiet, verbose=verbose)
     except ConfigurationError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -134,8 +154,11 @@ class RealtimeSync:
 
     # -- clients -----------------------------------------------------------------------------
 
-    def create_client(self, app: Flask | None = None) -> Client:
-        """A new, unstarted client from ``app.config`` with every handler attached."""
+    def create_client(
+        self, app: Flask | None = None, *, resume_point: str | None = None, handlers: bool = True
+    ) -> Client:
+        """A new, unstarted client from ``app.config`` with every handler attached (unless
+        ``handlers=False``); ``resume_point`` serves :meth:`listen_replicated`."""
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
         conf = app.config
         vendor = conf.get(_PREFIX + "VENDOR")
@@ -144,17 +167,36 @@ class RealtimeSync:
         token = token_from_config(conf.get(_PREFIX + "TOKEN"), conf.get(_PREFIX + "TOKEN_PROVIDER"))
         options = dict(conf.get(_PREFIX + "OPTIONS") or {})
         options.setdefault("name", f"flask-{app.name}")
+        if resume_point is not None:
+            from .redis_replicas import with_resume_point
+
+            options = with_resume_point(options, resume_point)
         client = make_client(
             vendor, conf.get(_PREFIX + "URL"), token, subscribe=conf.get(_PREFIX + "SUBSCRIBE") or {}, **options
         )
-        wrap = _in_app_context(app) if conf.get(_PREFIX + "APP_CONTEXT", True) else None
+        if handlers:
+            self.attach(client, app)
+        return client
+
+    def attach(
+        self,
+        client: Client,
+        app: Flask | None = None,
+        *,
+        guard: Callable[[Callable[[Event], Any]], Callable[[Event], Any]] | None = None,
+    ) -> None:
+        """Attach every registered handler to ``client`` (in an app context, as configured)."""
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        in_context = _in_app_context(app) if app.config.get(_PREFIX + "APP_CONTEXT", True) else None
+        wrap = in_context
+        if guard is not None:
+            wrap = (lambda h: guard(in_context(h))) if in_context is not None else guard
         try:
             with app.app_context():
                 self.handlers.attach(client, "default", wrap=wrap)
         except BaseException:
             client.close(timeout=1)
             raise
-        return client
 
     def get_client(self, app: Flask | None = None) -> Client:
         """This process's started client for ``app``, created on first use (after a fork: anew).
@@ -203,6 +245,55 @@ class RealtimeSync:
         if not quiet:
             click.echo(f"realtime listen: stopped ({result.reason}), {result.events} event(s) handled")
         return result.exit_code
+
+    def listen_replicated(
+        self,
+        redis_url: str,
+        app: Flask | None = None,
+        *,
+        stream: str | None = None,
+        tenants: Any = None,
+        lease_ttl: float = 10.0,
+        namespace: str = "realtime_sync",
+        duration: float | None = None,
+        quiet: bool = False,
+    ) -> Any:
+        """Run as one replica of a listener group sharing this app's client (or ``tenants``)
+        through leases in Redis; ``stream`` hands every event on to a Redis stream.  What
+        ``flask realtime listen --redis URL`` runs; returns the closed listener."""
+        from ..demo import Console
+        from .redis_replicas import Tenant, default_client_factory, run_replica
+
+        app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        factory: Callable[[Tenant, str | None], Client] = default_client_factory
+        if tenants is None:
+            tenants = [Tenant(app.config.get(_PREFIX + "TENANT_KEY") or f"flask-{app.name}")]
+
+            def from_config(tenant: Tenant, resume: str | None) -> Client:
+                return self.create_client(app, resume_point=resume, handlers=False)
+
+            factory = from_config
+
+        def setup(listener: Any, client: Client, tenant: Tenant) -> None:
+            self.attach(client, app, guard=lambda h: listener.guard(tenant.key, h))
+            if not quiet:
+                console = Console(sys.stdout, tenant.key, timestamps="wall")
+                for name in (*LIFECYCLE_EVENTS, "handshake"):
+                    client.on(name, console.event)
+
+        listener = run_replica(
+            tenants,
+            redis_url,
+            stream=stream,
+            client_factory=factory,
+            setup=setup,
+            namespace=namespace,
+            lease_ttl=lease_ttl,
+            duration=duration,
+        )
+        if not quiet:
+            click.echo(f"realtime listen: stopped; {listener.stats}")
+        return listener
 
 
 def _in_app_context(app: Flask) -> Callable[[Callable[[Event], Any]], Callable[[Event], Any]]:

@@ -55,7 +55,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -64,7 +64,15 @@ from ...client import Client
 from ...exceptions import ConfigurationError
 from .._common import HandlerRegistry, ProcessLocalClient, make_client, normalise_vendor, token_from_config
 
-__all__ = ["ClientConfig", "autodiscover", "build_clients", "client_configs", "get_client", "realtime"]
+__all__ = [
+    "ClientConfig",
+    "autodiscover",
+    "build_clients",
+    "client_configs",
+    "get_client",
+    "realtime",
+    "replica_parts",
+]
 
 #: The handler registry: ``@realtime.on("message.created")``, ``@realtime.setup``.
 realtime = HandlerRegistry()
@@ -103,11 +111,16 @@ class ClientConfig:
         if self.url is None and self.vendor != "jifeline-partner":
             raise ImproperlyConfigured(f"{where} needs a 'URL'")
 
-    def build(self) -> Client:
-        """A new, unstarted client (handlers not attached)."""
+    def build(self, resume_point: str | None = None) -> Client:
+        """A new, unstarted client (handlers not attached); ``resume_point``: see ``realtime_listen --redis``."""
         try:
             token = token_from_config(self.token, self.token_provider)
-            return make_client(self.vendor, self.url, token, subscribe=self.subscribe, name=self.name, **self.options)
+            options = self.options
+            if resume_point is not None:
+                from ..redis_replicas import with_resume_point
+
+                options = with_resume_point(options, resume_point)
+            return make_client(self.vendor, self.url, token, subscribe=self.subscribe, name=self.name, **options)
         except (ConfigurationError, TypeError) as exc:
             raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
 
@@ -206,6 +219,41 @@ def build_clients(names: Iterable[str] | None = None) -> dict[str, Client]:
             c.close(timeout=1)
         raise
     return clients
+
+
+def replica_parts(names: Iterable[str] | None = None, tenants: Any = None) -> tuple[Any, Any, Any]:
+    """``(tenants, client_factory, setup)`` for :func:`~realtime_sync.contrib.redis_replicas.run_replica`
+    (``manage.py realtime_listen --redis``): each configured client is a tenant named after it, or,
+    with ``tenants`` (a callable reading your database, its dotted path, or a JSON file), each of
+    those; the handlers of every app's ``realtime.py`` are attached, fenced by the tenant's lease."""
+    from ..redis_replicas import Tenant, default_client_factory, load_tenants
+
+    autodiscover()
+    close_db = _settings().get("CLOSE_DB_CONNECTIONS", True)
+    configs = client_configs() if tenants is None or names else {}
+    if names:
+        configs = {n: c for n, c in configs.items() if n in set(names)}
+    factory: Callable[[Tenant, str | None], Client] = default_client_factory
+    if tenants is None:
+        tenant_list: Any = [Tenant(name, vendor=config.vendor) for name, config in configs.items()]
+
+        def from_settings(tenant: Tenant, resume: str | None) -> Client:
+            return configs[tenant.key].build(resume)
+
+        factory = from_settings
+    else:
+        tenant_list = tenants
+        load_tenants(tenants)  # errors now, not in the coordinator
+
+    def setup(listener: Any, client: Client, tenant: Tenant) -> None:
+        name = tenant.key if tenant.key in configs and tenants is None else "default"
+
+        def wrap(handler: Any) -> Any:
+            return listener.guard(tenant.key, _db_safe(handler) if close_db else handler)
+
+        realtime.attach(client, name, wrap=wrap)
+
+    return tenant_list, factory, setup
 
 
 _process_clients: dict[str, ProcessLocalClient] = {}

@@ -35,11 +35,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--max-events", type=int, metavar="N", help="stop after N events (lifecycle events not counted)"
         )
+        redis = parser.add_argument_group("replicas and hand-off (pip install 'realtime_sync[redis]')")
+        redis.add_argument("--redis", metavar="URL", help="share the clients with every listener using this Redis")
+        redis.add_argument("--to-stream", metavar="NAME", help="append every event to this Redis stream")
+        redis.add_argument("--tenants", metavar="MODULE:FUNC", help="hold the tenants this function returns")
+        redis.add_argument("--lease-ttl", type=float, default=10.0, metavar="SECONDS", help="lease expiry (default 10)")
+        redis.add_argument("--namespace", default="realtime_sync", help="prefix of the Redis keys")
 
     def handle(self, *args: Any, **options: Any) -> None:
         from realtime_sync.contrib.django import build_clients
 
         verbosity = int(options.get("verbosity", 1))
+        if options.get("redis") or options.get("to_stream") or options.get("tenants"):
+            self._replicated(options, verbosity)
+            return
         try:
             clients = build_clients(options.get("client") or None)
         except ImproperlyConfigured as exc:
@@ -65,6 +74,42 @@ class Command(BaseCommand):
             self.stdout.write(f"realtime_listen: stopped ({result.reason}), {result.events} event(s) handled")
         if result.exit_code:
             raise CommandError("every client stopped by itself; see the errors above")
+
+    def _replicated(self, options: dict[str, Any], verbosity: int) -> None:
+        """One replica of a listener group sharing the clients through leases in Redis."""
+        from realtime_sync.contrib.django import replica_parts
+        from realtime_sync.contrib.redis_replicas import run_replica
+        from realtime_sync.exceptions import ConfigurationError
+
+        if not options.get("redis"):
+            raise CommandError("--to-stream and --tenants need --redis URL")
+        try:
+            tenants, factory, setup = replica_parts(options.get("client") or None, options.get("tenants"))
+        except (ImproperlyConfigured, ConfigurationError) as exc:
+            raise CommandError(str(exc)) from exc
+
+        def setup_client(listener: Any, client: Any, tenant: Any) -> None:
+            setup(listener, client, tenant)
+            if verbosity >= 1:
+                console = Console(self.stdout, tenant.key, timestamps="wall")
+                for event_name in (*LIFECYCLE_EVENTS, "handshake"):
+                    client.on(event_name, console.event)
+
+        listener = run_replica(
+            tenants,
+            options["redis"],
+            stream=options.get("to_stream"),
+            client_factory=factory,
+            setup=setup_client,
+            namespace=options["namespace"],
+            lease_ttl=options["lease_ttl"],
+            duration=options.get("duration"),
+        )
+        from django.db import connections
+
+        connections.close_all()
+        if verbosity >= 1:
+            self.stdout.write(f"realtime_listen: stopped; {listener.stats}")
 
 
 def _data_printer(console: Console) -> Any:
