@@ -324,32 +324,6 @@ class BufferedSink:
             )
 
 
-def _event_dict(event: Event) -> dict[str, Any]:
-    to_dict = getattr(event, "to_dict", None)
-    if to_dict is not None:
-        return to_dict()  # type: ignore[no-any-return]
-    # TEMP until Event.to_dict lands on main
-    import hashlib
-
-    data = event.data
-    if attrs.has(type(data)):
-        data = attrs.asdict(data)
-    key = getattr(data, "event_id", None) or (data.get("event_id") if isinstance(data, dict) else None)
-    key = (
-        f"jifeline/{key}"
-        if key
-        else hashlib.sha1(json.dumps([event.name, event.raw], default=str).encode()).hexdigest()
-    )
-    return {
-        "name": event.name,
-        "key": key,
-        "entity_id": event.entity_id,
-        "data": data,
-        "raw": event.raw,
-        "received_at": event.received_at,
-    }
-
-
 # XADD only while the tenant's lease is ours (or free), and store its resume point with it.
 # KEYS = stream, lease (or the stream again when unfenced), checkpoint (idem).
 # ARGV = token ('' = unfenced), maxlen, checkpoint ('' = none), field, value, ...
@@ -397,7 +371,7 @@ class RedisStreamSink(BufferedSink):
     def fields(self, item: _Item) -> dict[str, str]:
         """The stream entry's fields for one event."""
         event = item.event
-        doc = _event_dict(event)
+        doc = event.to_dict()
         entity = doc.get("entity_id")
         return {
             "key": str(doc.get("key") or event.key),
@@ -461,7 +435,7 @@ class CelerySink(BufferedSink):
                 ):
                     results.append(False)  # the lease moved on: the new owner hands it on
                     continue
-                doc = _event_dict(item.event)
+                doc = item.event.to_dict()
                 kwargs = {"tenant": item.tenant} if item.tenant is not None else {}
                 self.app.send_task(self.task, args=[doc], kwargs=kwargs, producer=producer, retry=False, **self.options)
                 results.append(True)
