@@ -83,7 +83,19 @@ class AuthenticationError(ConnectError):
 
 
 class ProtocolError(RemoteError):
-    """A frame did not follow the protocol (not JSON, wrong shape, wrong field type, too big)."""
+    """A frame did not follow the protocol (not JSON, wrong shape, wrong field type, too big).
+
+    ``code`` is the websocket close code (RFC 6455 7.4.1) when the server broke the websocket
+    framing rules and the connection was failed with it (1002 protocol error, 1007 invalid
+    UTF-8, 1009 too big); None for an application-level frame error (the connection carries on).
+
+    >>> ProtocolError("masked frame from the server", code=1002).code
+    1002
+    """
+
+    def __init__(self, message: str, *, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TokenError(RemoteError):

@@ -371,6 +371,11 @@ class Transport:
         """The connection ended under us.  The server often sends its reason (ActionCable
         ``disconnect``) in the same read as the close: the adapter's request names the real cause
         and says whether to come back."""
+        failure = getattr(conn, "failure", None)
+        if failure is not None:
+            # The server broke the websocket framing rules and the connection failed them
+            # (RFC 6455 7.1.7): say so, with the close code, before "disconnected".
+            self._error("protocol", str(failure), failure)
         req = self.adapter.close_request()
         reason = req.reason if req is not None else (conn.close_reason or "connection closed")
         self.adapter.connection_lost(time.monotonic(), reason)
