@@ -1,15 +1,19 @@
 """The websocket connection used by the transport thread.
 
 websocket-client does the opening handshake (proxy, TLS, headers, subprotocols, Origin,
-cookies); after it, this module reads frames itself from the socket:
+cookies); after it, the bytes go through the sans-I/O codec of :mod:`realtime_sync._frames`:
 
 * one ``recv()`` of up to 256 KiB parses every frame it holds, instead of websocket-client's
   two or three ``recv()`` calls per frame;
 * UTF-8 is validated by ``bytes.decode`` in C, not by websocket-client's pure-Python validator
   (about 6x slower);
-* the frame size limit is checked against the header, before the payload is buffered; an
-  oversized frame is skipped as it streams past (reported as a :class:`FrameError`) and the
-  connection carries on;
+* RFC 6455 is enforced: a server that breaks a MUST rule gets a close frame with the RFC's code
+  (1002, 1007, 1009), the connection ends with :attr:`WebSocketConnection.failure` set, and the
+  transport reports it and reconnects;
+* a data message over ``max_frame_size`` and any binary message are skipped as they stream
+  past, never buffered, and reported as a :class:`FrameError`; the connection carries on;
+* pongs and close replies never block the transport thread: what the socket does not take at
+  once waits for the next read, and a newer pong replaces an unsent older one;
 * a TLS socket can hold decrypted bytes that ``select()`` does not see: ``SSLSocket.pending()``
   is drained after every read.
 
@@ -24,7 +28,6 @@ import logging
 import os
 import socket
 import ssl
-import struct
 import time
 from typing import Union
 from urllib.parse import urlsplit
@@ -32,9 +35,10 @@ from urllib.parse import urlsplit
 import attrs
 import websocket
 
+from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
 from ._redact import redact
 from .config import ConnectOptions
-from .exceptions import AuthenticationError, ConnectError
+from .exceptions import AuthenticationError, ConnectError, ProtocolError
 from .protocols.base import ConnectRequest, truncate
 
 __all__ = ["FrameError", "WebSocketConnection"]
@@ -42,7 +46,6 @@ __all__ = ["FrameError", "WebSocketConnection"]
 log = logging.getLogger("realtime_sync.transport")
 
 _READ_SIZE = 256 * 1024
-OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
 @attrs.frozen
@@ -105,24 +108,28 @@ def _proxy_kwargs(options: ConnectOptions, url: str = "") -> dict[str, object]:
 
 
 class WebSocketConnection:
-    """One websocket connection attempt (see the module docstring)."""
+    """One websocket connection attempt (see the module docstring).
+
+    After it ended, ``closed`` is true, ``close_reason`` says why and ``close_code`` gives the
+    close code (the server's, or the one we sent when we failed the connection).  ``failure``
+    is a :class:`~realtime_sync.ProtocolError` (with ``.code``) when the server broke RFC 6455
+    and we failed the connection, else None: the transport reports it as an ``error`` event of
+    kind ``"protocol"`` before ``disconnected``, then reconnects as usual.
+    """
 
     kind = "websocket"
 
     def __init__(self) -> None:
         self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
-        self._buf = bytearray()
-        self._max = 0
-        self._skip = 0  # payload bytes of an oversized frame still to discard
-        self._frag_op: int | None = None
-        self._frags: list[bytes] = []
-        self._frag_size = 0
-        self._frag_oversized = False
+        self._codec = ClientCodec()
+        self._out = b""  # control frames (pong, close) not yet written: never block on them
+        self._started = False  # part of _out went out already: it cannot be dropped
         self.subprotocol: str | None = None
         self.closed = False
         self.close_reason = ""
         self.close_code: int | None = None
+        self.failure: ProtocolError | None = None
         self.last_activity = 0.0
 
     # -- opening ---------------------------------------------------------------------------
@@ -168,7 +175,7 @@ class WebSocketConnection:
         except OSError:  # pragma: no cover - not TCP
             pass
         self.subprotocol = ws.getsubprotocol()
-        self._max = options.max_frame_size or (1 << 62)
+        self._codec = ClientCodec(options.max_frame_size)
         self.last_activity = time.monotonic()
 
     def abort(self) -> None:
@@ -197,7 +204,7 @@ class WebSocketConnection:
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
     def receive(self) -> Received | None:
-        """Read what is available and return the complete frames; None once closed."""
+        """Read what is available and return the complete messages; None once closed."""
         sock = self._sock
         if self.closed or sock is None:
             return None
@@ -214,125 +221,91 @@ class WebSocketConnection:
             self._mark_closed("connection closed by the server (EOF)")
             return None
         self.last_activity = time.monotonic()
-        self._buf += data
-        return self._parse()
+        codec = self._codec
+        events = codec.events
+        items = codec.receive_data(data)
+        reply = codec.data_to_send()
+        if reply or self._out:
+            self._write_control(reply)
+        if codec.state is not OPEN:
+            self._codec_ended()
+        if codec.events != events:  # rare: something other than text messages
+            return [x if type(x) is str else _as_frame_error(x) for x in items if type(x) is not CloseReceived]
+        return items  # type: ignore[return-value]  # only str here
 
-    def _parse(self) -> Received:
-        out: Received = []
-        buf = self._buf
-        pos = 0
-        end = len(buf)
-        if self._skip:
-            n = min(self._skip, end)
-            self._skip -= n
-            pos = n
-        while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            length = b1 & 0x7F
-            hdr = 2
-            if length == 126:
-                if end - pos < 4:
-                    break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
-                hdr = 4
-            elif length == 127:
-                if end - pos < 10:
-                    break
-                (length,) = struct.unpack_from("!Q", buf, pos + 2)
-                hdr = 10
-            masked = b1 & 0x80
-            if masked:
-                hdr += 4
-            op = b0 & 0x0F
-            fin = b0 & 0x80
-            if length > self._max and op < 0x8:
-                # Refuse before buffering: skip the payload as it streams past.
-                out.append(FrameError(f"frame of {length} bytes exceeds max_frame_size={self._max}; skipped"))
-                if op != OP_CONT or self._frag_op is not None:
-                    self._frag_oversized = not fin
-                if end - pos < hdr:
-                    break
-                avail = end - pos - hdr
-                take = min(avail, length)
-                self._skip = length - take
-                pos += hdr + take
-                continue
-            if end - pos < hdr + length:
-                break
-            start = pos + hdr
-            payload = bytes(buf[start : start + length])
-            if masked:
-                payload = _unmask(bytes(buf[pos + hdr - 4 : pos + hdr]), payload)
-            pos = start + length
-            if op == OP_TEXT or op == OP_BINARY:
-                if fin and self._frag_op is None:
-                    self._deliver(payload, out)
-                else:
-                    self._frag_op = op
-                    self._frags = [payload]
-                    self._frag_size = length
-                    self._frag_oversized = False
-            elif op == OP_CONT:
-                if self._frag_op is None:
-                    if not self._frag_oversized:
-                        out.append(FrameError("continuation frame without a first fragment"))
-                    self._frag_oversized = self._frag_oversized and not fin
-                    continue
-                self._frag_size += length
-                if self._frag_size > self._max:
-                    out.append(FrameError(f"fragmented message exceeds max_frame_size={self._max}; skipped"))
-                    self._frag_op = None
-                    self._frags = []
-                    self._frag_oversized = not fin
-                    continue
-                self._frags.append(payload)
-                if fin:
-                    self._frag_op = None
-                    data = b"".join(self._frags)
-                    self._frags = []
-                    self._deliver(data, out)
-            elif op == OP_PING:
-                self._send_frame(OP_PONG, payload)
-            elif op == OP_PONG:
-                pass
-            elif op == OP_CLOSE:
-                code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
-                reason = payload[2:].decode("utf-8", "replace")
-                self.close_code = code
-                try:
-                    self._send_frame(OP_CLOSE, payload[:2])
-                except OSError:
-                    pass
-                self._mark_closed(f"closed by the server: code {code}" + (f" ({reason})" if reason else ""))
-                break
-            else:
-                out.append(FrameError(f"unknown websocket opcode {op:#x}"))
-        del buf[:pos]
-        return out
-
-    def _deliver(self, payload: bytes, out: Received) -> None:
-        try:
-            out.append(payload.decode("utf-8"))
-        except UnicodeDecodeError as exc:
-            out.append(
-                FrameError(f"frame is not valid UTF-8: {exc.reason} at byte {exc.start}", truncate(repr(payload[:300])))
+    def _codec_ended(self) -> None:
+        codec = self._codec
+        violation = codec.failure
+        if violation is not None:
+            self.close_code = violation.code
+            self.failure = ProtocolError(f"{violation.reason} (close code {violation.code})", code=violation.code)
+            log.debug("failing the connection with %d: %s", violation.code, violation.reason)
+            self._finish_sending()
+            self._mark_closed(f"protocol error: {violation.reason} (close code {violation.code})")
+            return
+        received = codec.close_received
+        if received is not None:
+            code = received.code
+            self.close_code = 1005 if code is None else code  # 1005: "no status" (RFC 6455 7.1.5)
+            reason = redact(received.reason) if received.reason else ""
+            self._finish_sending()
+            self._mark_closed(
+                f"closed by the server: code {self.close_code}" + (f" ({truncate(reason)})" if reason else "")
             )
 
     # -- writing -----------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
-        self._send_frame(OP_TEXT, text.encode("utf-8"))
-
-    def ping(self) -> None:
-        self._send_frame(OP_PING, b"")
-
-    def _send_frame(self, opcode: int, payload: bytes) -> None:
         sock = self._sock
         if sock is None or self.closed:
             raise ConnectionError("connection is closed")
-        frame = websocket.ABNF(1, 0, 0, 0, opcode, 1, payload).format()
-        sock.sendall(frame)
+        if self._out:  # frames must not interleave: finish the pending control frame first
+            out, self._out = self._out, b""
+            sock.sendall(out)
+        sock.sendall(self._codec.text(text))
+
+    def ping(self) -> None:
+        if self._sock is None or self.closed:
+            raise ConnectionError("connection is closed")
+        self._write_control(self._codec.ping())
+
+    def _write_control(self, data: bytes) -> None:
+        """Write control frames without blocking the transport thread: what the socket does not
+        take now waits in ``_out`` for the next read or send.  A pong that was not started yet is
+        replaced by a newer one (the codec coalesces pings the same way, RFC 6455 5.5.3), so a
+        server that floods pings and does not read cannot grow this or stall us."""
+        sock = self._sock
+        if sock is None:
+            return
+        if data and self._out and not self._started:
+            self._out = b""  # not one byte of it went out: the newer frames supersede it
+        out = self._out + data
+        if not out:
+            return
+        timeout = sock.gettimeout()
+        try:
+            sock.settimeout(0.0)
+            sent = sock.send(out)
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError, BlockingIOError, InterruptedError):
+            sent = 0
+        finally:
+            sock.settimeout(timeout)
+        self._out = out[sent:]
+        self._started = sent > 0 and bool(self._out)
+
+    def _finish_sending(self) -> None:
+        """Write the close frame the codec queued, waiting briefly, then stop writing."""
+        sock = self._sock
+        if sock is None:
+            return
+        out, self._out = self._out, b""
+        try:
+            if out:
+                sock.settimeout(1.0)
+                sock.sendall(out)
+            sock.shutdown(socket.SHUT_WR)  # our FIN follows the close frame
+        except OSError:
+            pass
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (best effort) and shut the socket down.  Idempotent."""
@@ -342,10 +315,7 @@ class WebSocketConnection:
         if not self.closed:
             try:
                 sock.settimeout(1.0)
-                frame = websocket.ABNF(
-                    1, 0, 0, 0, OP_CLOSE, 1, struct.pack("!H", code) + reason.encode()[:120]
-                ).format()
-                sock.sendall(frame)
+                sock.sendall(self._out + self._codec.close(code, reason))
             except OSError:
                 pass
             self._mark_closed(self.close_reason or "closed by the client")
@@ -365,10 +335,12 @@ class WebSocketConnection:
             self.close_reason = reason
 
 
-def _unmask(key: bytes, payload: bytes) -> bytes:
-    n = len(payload)
-    mask = int.from_bytes((key * (n // 4 + 1))[:n], "big")
-    return (int.from_bytes(payload, "big") ^ mask).to_bytes(n, "big")
+def _as_frame_error(item: object) -> FrameError:
+    if isinstance(item, BinaryMessage):
+        return FrameError(f"binary message of {item.size} bytes ignored: this protocol sends text messages only")
+    if isinstance(item, MessageTooBig):
+        return FrameError(f"message of {item.size}+ bytes exceeds max_frame_size={item.limit}; skipped")
+    raise AssertionError(f"unexpected codec event {item!r}")  # pragma: no cover
 
 
 def _close_quietly(ws: websocket.WebSocket) -> None:

@@ -105,9 +105,10 @@ class ConnectOptions:
         proxy: ``"http://[user:pass@]host:port"``; ``None`` honours ``http_proxy`` /
             ``https_proxy`` / ``no_proxy`` from the environment when ``trust_env`` is true.
         connect_timeout: seconds for TCP + TLS + HTTP handshake.
-        max_frame_size: frames larger than this are refused before they are read into memory:
-            an ``error`` event, the frame is skipped and the websocket carries on (a long-polling
-            response that large ends that connection).
+        max_frame_size: websocket messages larger than this (one frame, or the total of a
+            fragmented message) are refused before they are read into memory: an ``error``
+            event, the message is skipped as it streams past and the websocket carries on (a
+            long-polling response that large ends that connection).
         ping_interval / ping_timeout: websocket pings for protocols that have no heartbeat of
             their own (Jifeline): a ping every ``ping_interval`` seconds of silence, and the
             connection is declared dead when nothing arrives within ``ping_timeout`` after it.
