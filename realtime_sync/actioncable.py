@@ -6,19 +6,20 @@ the thread-safe facade.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Mapping, TypeVar
 
 from ._json import dumps
 from .client import Client
 from .events import Subscription, public_subscription
 from .exceptions import ConfigurationError
 from .protocols.actioncable import KIND, ActionCableAdapter, BroadcastDecoder, serialize_identifier
-from .protocols.base import Adapter
 
 __all__ = ["ActionCableClient"]
 
+AC = TypeVar("AC", bound=ActionCableAdapter)
 
-class ActionCableClient(Client):
+
+class ActionCableClient(Client[AC]):
     """A client for any ActionCable channel.
 
     Subscriptions are desired state: they are sent after the server's ``welcome`` and re-sent
@@ -39,6 +40,9 @@ class ActionCableClient(Client):
         confirm_timeout: seconds to wait for a subscription's confirmation.
         retry_interval: seconds between repeated subscribes while unconfirmed.
         decoder: see above.
+        adapter: a ready :class:`~realtime_sync.protocols.actioncable.ActionCableAdapter` (or
+            subclass: what vendor clients such as VoxsigClient pass); the three timing
+            arguments and ``decoder`` are then the adapter's business.
         **options: :class:`~realtime_sync.Client` options (``token``, ``reconnect``, any
             ConnectOptions/DispatchOptions field).
 
@@ -66,24 +70,16 @@ class ActionCableClient(Client):
         confirm_timeout: float = 10.0,
         retry_interval: float = 0.5,
         decoder: BroadcastDecoder | None = None,
+        adapter: AC | None = None,
         **options: Any,
     ) -> None:
-        # Set before super().__init__(), which calls _make_adapter().
-        self._cable_options: dict[str, Any] = {
-            "stale_after": stale_after,
-            "confirm_timeout": confirm_timeout,
-            "retry_interval": retry_interval,
-        }
-        self._decoder = decoder
+        if adapter is None:
+            adapter = ActionCableAdapter(  # type: ignore[assignment]
+                decoder=decoder, stale_after=stale_after, confirm_timeout=confirm_timeout, retry_interval=retry_interval
+            )
+        super().__init__(url, adapter=adapter, **options)
         # Public subscriptions (secrets redacted, as events show them) -> identifiers.
         self._identifiers: dict[Subscription, str] = {}
-        super().__init__(url, **options)
-
-    def _make_adapter(self) -> Adapter:
-        return ActionCableAdapter(decoder=self._decoder, **self._cable_options)
-
-    def _on_adapter(self, fn: Callable[[ActionCableAdapter, float], Any]) -> None:
-        self._call(lambda adapter, now: fn(cast(ActionCableAdapter, adapter), now))
 
     # -- public API -------------------------------------------------------------------------
 
@@ -97,7 +93,7 @@ class ActionCableClient(Client):
         identifier is one subscription.  Watch ``subscribed`` / ``subscription_rejected``.
         """
         identifier = serialize_identifier(channel_or_identifier, **params)
-        self._on_adapter(lambda adapter, now: adapter.subscribe(identifier, now))
+        self._call(ActionCableAdapter.subscribe, identifier)
         return self._public(identifier)
 
     def _public(self, identifier: str) -> Subscription:
@@ -113,8 +109,7 @@ class ActionCableClient(Client):
 
     def unsubscribe(self, subscription: Subscription | str) -> None:
         """Stop a subscription (sends ``unsubscribe`` when connected; never re-sent)."""
-        key = self._wire(subscription)
-        self._on_adapter(lambda adapter, now: adapter.unsubscribe(key, now))
+        self._call(ActionCableAdapter.unsubscribe, self._wire(subscription))
 
     def perform(self, subscription: Subscription | str, action: str, /, **data: Any) -> None:
         """Call the channel's ``action`` method with ``data`` (``{"action": action, **data}``).
@@ -129,7 +124,7 @@ class ActionCableClient(Client):
             dumps(data)
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"perform() data is not JSON-serialisable: {exc}") from None
-        self._on_adapter(lambda adapter, now: adapter.perform(key, action, now, **data))
+        self._call(ActionCableAdapter.perform, key, action, **data)
 
 
 def _key(subscription: Subscription | str) -> str:

@@ -1,9 +1,14 @@
 """The client facade every vendor client builds on.
 
-A :class:`Client` ties together a sans-I/O protocol adapter, a :class:`~realtime_sync.transport.Transport`
-(one thread that owns the socket and the timers) and a :class:`~realtime_sync.dispatch.Dispatcher`
-(one thread that runs your callbacks).  Everything public here is safe to call from any thread,
-before or after :meth:`Client.start`.
+A :class:`Client` holds an :class:`~realtime_sync.engine.Engine` built from a sans-I/O protocol
+adapter (the engine owns the I/O thread, the timers, the backoff and the lifecycle state) and a
+:class:`~realtime_sync.dispatch.Dispatcher` (one thread that runs your callbacks).  It never
+touches the adapter itself: it queues typed commands and reads the engine's frozen snapshot.
+Everything public here is safe to call from any thread, before or after :meth:`Client.start`.
+
+A custom protocol needs no subclass: build its adapter and hand it over::
+
+    client = rs.Client("wss://example.com/feed", adapter=MyAdapter())
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import attrs
 
@@ -22,14 +27,24 @@ from ._redact import redact, register_secret
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
+from .engine import Call, Command, Engine, EngineOptions, SendText, Snapshot
 from .events import Event
-from .exceptions import ClientClosedError, ClientForkedError, ConfigurationError, TokenError, WaitTimeout
+from .exceptions import (
+    AuthenticationError,
+    ClientClosedError,
+    ClientForkedError,
+    ConfigurationError,
+    RemoteError,
+    TokenError,
+    WaitTimeout,
+)
 from .protocols.base import Adapter, ConnectRequest
-from .transport import Connection, State, Transport
+from .transport import Connection, State
 
 __all__ = ["Client", "Stats"]
 
 H = TypeVar("H", bound=Handler)
+A = TypeVar("A", bound=Adapter)
 
 _CONNECT_FIELDS = frozenset(a.name for a in attrs.fields(ConnectOptions))
 _DISPATCH_FIELDS = frozenset(a.name for a in attrs.fields(DispatchOptions))
@@ -56,16 +71,39 @@ class Stats:
 _CLOSED = object()
 
 
-class Client:
-    """Base of every realtime_sync client.  Use a vendor client, or subclass for a new protocol.
+def _websocket() -> Connection:
+    return WebSocketConnection()
+
+
+def _reconnect_policy(value: Any, default: ReconnectPolicy) -> ReconnectPolicy:
+    if value is None:
+        return default
+    if value is False:
+        return ReconnectPolicy.never()
+    if isinstance(value, ReconnectPolicy):
+        return value
+    raise ConfigurationError(
+        f"reconnect must be a ReconnectPolicy, None (the default policy) or False (never reconnect), "
+        f"got {value!r:.60}; e.g. reconnect=ReconnectPolicy(max_attempts=3)"
+    )
+
+
+class Client(Generic[A]):
+    """Base of every realtime_sync client.  Use a vendor client, or give an adapter for a new
+    protocol (``Client(url, adapter=MyAdapter())``).
 
     Args:
         url: the websocket URL (secrets in it are redacted in logs).
+        adapter: the sans-I/O :class:`~realtime_sync.protocols.Adapter` of the protocol (vendor
+            clients build their own).
+        connection_factory: a callable returning a new connection per attempt (default: a
+            websocket connection).
         token: a string, or a callable returning one, called again before every connection
             attempt (so an expiring OAuth token keeps working).  Vendor clients decide how it is
             sent; by default as ``Authorization: Bearer <token>``.
         connect: :class:`~realtime_sync.ConnectOptions` (headers, TLS, proxy, timeouts, limits).
-        reconnect: :class:`~realtime_sync.ReconnectPolicy`.
+        reconnect: a :class:`~realtime_sync.ReconnectPolicy`, ``None`` (the client's default
+            policy) or ``False`` (never reconnect: the first drop or failure ends the client).
         dispatch: :class:`~realtime_sync.DispatchOptions` (queue bound and overflow policy).
         name: a short name for thread names and logs (default: the class name).
         **options: any field of ConnectOptions or DispatchOptions, by name.
@@ -86,17 +124,26 @@ class Client:
     #: The reconnect policy used when none is given.
     default_reconnect = ReconnectPolicy()
 
+    _engine: Engine[A]
+
     def __init__(
         self,
         url: str,
         *,
+        adapter: A | None = None,
+        connection_factory: Callable[[], Connection] | None = None,
         token: str | Callable[[], str] | None = None,
         connect: ConnectOptions | None = None,
-        reconnect: ReconnectPolicy | None = None,
+        reconnect: ReconnectPolicy | bool | None = None,
         dispatch: DispatchOptions | None = None,
         name: str | None = None,
         **options: Any,
     ) -> None:
+        if not isinstance(adapter, Adapter):
+            raise ConfigurationError(
+                "Client needs adapter=<a protocol adapter instance>, e.g. Client(url, adapter=MyAdapter()); "
+                "or use a vendor client (VoxsigClient, GenesysChatClient, JifelineCustomerClient...)"
+            )
         if not isinstance(url, str) or "://" not in url:
             raise ConfigurationError(f"url must be an absolute URL such as 'wss://host/path', got {redact(repr(url))}")
         unknown = set(options) - _CONNECT_FIELDS - _DISPATCH_FIELDS
@@ -108,7 +155,7 @@ class Client:
         d_opts = {k: v for k, v in options.items() if k in _DISPATCH_FIELDS}
         self.connect_options = attrs.evolve(connect or ConnectOptions(), **c_opts)
         self.dispatch_options = attrs.evolve(dispatch or DispatchOptions(), **d_opts)
-        self.reconnect_policy = reconnect or self.default_reconnect
+        self.reconnect_policy = _reconnect_policy(reconnect, self.default_reconnect)
         self.url = url
         if token is not None and not (isinstance(token, str) or callable(token)):
             raise ConfigurationError("token must be a string or a callable returning a string")
@@ -128,7 +175,6 @@ class Client:
         self.name = name or type(self).__name__
         self.log = logging.getLogger(f"realtime_sync.{self.name}")
         self._lock = threading.RLock()
-        self._state = State.IDLE
         self._started = False
         self._closed = False
         self._closed_event = threading.Event()
@@ -136,27 +182,17 @@ class Client:
         self._waiters: set[queue.SimpleQueue[Any]] = set()
         self._waiters_woken = False  # _CLOSED was sent to the waiters: later ones get it at once
         self._dispatcher = Dispatcher(self.dispatch_options, self.log, self.name)
-        self._adapter = self._make_adapter()
-        self._transport = Transport(
-            adapter=self._adapter,
-            request_factory=self._build_request,
-            connection_factory=self._connection_factory(),
-            options=self.connect_options,
-            policy=self.reconnect_policy,
+        self._engine = Engine(
+            adapter,
+            connection_factory or _websocket,
+            EngineOptions(self._build_request, self.connect_options, self.reconnect_policy, self.name),
             dispatcher=self._dispatcher,
+            on_finished=self._engine_finished,
             log=logging.getLogger(f"realtime_sync.transport.{self.name}"),
-            name=self.name,
-            on_state=self._set_state,
         )
         _clients.add(self)
 
     # -- for subclasses ---------------------------------------------------------------------
-
-    def _make_adapter(self) -> Adapter:
-        raise NotImplementedError("a Client subclass must implement _make_adapter()")
-
-    def _connection_factory(self) -> Callable[[], Connection]:
-        return WebSocketConnection
 
     def _resolve_token(self) -> str | None:
         token = self._token
@@ -190,43 +226,48 @@ class Client:
             register_secret(secret)
         return self._connect_request(self._resolve_token())
 
-    def _call(self, fn: Callable[[Adapter, float], Any]) -> None:
-        """Run ``fn(adapter, now)`` on the transport thread (queued until start())."""
+    def _submit(self, command: Command) -> None:
+        """Queue a typed command for the I/O thread (applied at once before start())."""
         self._check_usable()
-        self._transport.call(fn)
+        self._engine.submit(command)
+
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Queue ``method(adapter, *args, now, **kwargs)`` (an adapter method named through its
+        class) for the I/O thread."""
+        self._submit(Call(method, args, kwargs))
 
     # -- state ------------------------------------------------------------------------------
 
-    def _set_state(self, state: State) -> None:
+    def _engine_finished(self) -> None:
+        # On the I/O thread, when the engine stopped (close(), or by itself: the server said
+        # "do not reconnect", credentials refused with stop_on_auth_failure, max_attempts).
+        # The dispatcher delivers what is queued (the final "error"/"disconnected") and ends;
+        # run_forever() wakes up now.  Waiters (wait_for, events()) are woken by the dispatcher
+        # thread once it has delivered those final events, so that an events() loop sees them.
         with self._lock:
-            if self._state in (State.CLOSED, State.FORKED):
-                return
-            self._state = state
-        if state is State.CLOSED:
-            # The transport stopped by itself (server said "do not reconnect", credentials
-            # refused with stop_on_auth_failure, max_attempts): the client is closed for good.
-            # The dispatcher delivers what is queued (the final "error"/"disconnected") and ends;
-            # run_forever() wakes up now.  Waiters (wait_for, events()) are woken by the
-            # dispatcher thread once it has delivered those final events, so that an events()
-            # loop sees them.  Not joined here: this is the transport thread.
-            with self._lock:
-                self._closed = True
-            self._dispatcher.stop_soon(then=self._wake_waiters)
-            self._closed_event.set()
+            self._closed = True
+        self._dispatcher.stop_soon(then=self._wake_waiters)
+        self._closed_event.set()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The engine's last published :class:`~realtime_sync.engine.Snapshot` (state,
+        subscriptions, last event id, transport), a frozen value safe to read from any thread."""
+        return self._engine.snapshot
 
     @property
     def state(self) -> State:
         """The client's :class:`~realtime_sync.State` (``"connected"``, ``"reconnecting"``...)."""
         if self._forked():
             return State.FORKED
-        return self._state
+        return self._engine.snapshot.state
 
     @property
     def stats(self) -> Stats:
         """Counters: frames received, events dispatched, handler errors, reconnects, queue depth..."""
-        t, d = self._transport, self._dispatcher
+        e, d = self._engine, self._dispatcher
         return Stats(
-            t.frames_received, d.dispatched, d.handler_errors, t.reconnects, d.depth(), d.dropped, t.last_frame_at
+            e.frames_received, d.dispatched, d.handler_errors, e.reconnects, d.depth(), d.dropped, e.last_frame_at
         )
 
     @property
@@ -287,8 +328,15 @@ class Client:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> Client:
-        """Start the background threads and connect.  Idempotent; returns the client."""
+    def start(self, wait: bool = False, timeout: float | None = None) -> Client[A]:
+        """Start the background threads and connect.  Idempotent; returns the client.
+
+        The state is ``connecting`` as soon as it returns.  With ``wait=True`` it blocks until
+        the client is connected and its subscriptions are confirmed (see
+        :meth:`wait_connected`), and raises if that fails (the client is then closed).
+
+        >>> client.start(wait=True, timeout=10)     # doctest: +SKIP
+        """
         with self._lock:
             if self._forked():
                 self._check_usable()
@@ -296,13 +344,61 @@ class Client:
                 raise ClientClosedError(
                     f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one"
                 )
-            if self._started:
-                return self
-            self._started = True
-            self._owner_pid = os.getpid()
-            self._dispatcher.start()
-            self._transport.start()
+            if not self._started:
+                self._started = True
+                self._owner_pid = os.getpid()
+                self._engine.start()
+        if wait:
+            self.wait_connected(timeout)
         return self
+
+    def wait_connected(self, timeout: float | None = None) -> Client[A]:
+        """Start if needed, and block until connected with every subscription confirmed.
+
+        Raises (and closes the client): :class:`~realtime_sync.WaitTimeout` after ``timeout``
+        seconds (its message names the last error, e.g. the connection refused);
+        :class:`~realtime_sync.AuthenticationError` when the server refuses the credentials;
+        :class:`~realtime_sync.RemoteError` when it rejects a subscription;
+        :class:`~realtime_sync.ClientClosedError` when the client stops for good meanwhile.
+
+        >>> client.subscribe_ticket(42)                      # doctest: +SKIP
+        >>> client.wait_connected(timeout=10)                # doctest: +SKIP
+        """
+        self._check_usable()
+        if self._dispatcher.is_dispatch_thread():
+            raise ConfigurationError("wait_connected() cannot be called from inside a handler")
+        engine = self._engine
+        before = engine.snapshot.last_error
+        confirms = engine.adapter.confirms_subscriptions
+        self.start()
+
+        def settled(s: Snapshot) -> bool:
+            if s.state is State.CLOSED or s.rejected:
+                return True
+            if s.last_error is not before and s.last_error is not None and s.last_error.kind == "auth":
+                return True
+            return s.state is State.CONNECTED and not (confirms and s.pending)
+
+        ok = engine.wait_for_change(settled, timeout)
+        s = engine.snapshot
+        error: Exception | None = None
+        if not ok:
+            last = s.last_error if s.last_error is not before else None
+            detail = f" (last error: {last.kind}: {last.message})" if last is not None else ""
+            what = "connected" if s.state is not State.CONNECTED else "subscriptions confirmed"
+            error = WaitTimeout(f"not {what} within {timeout}s{detail}")
+        elif s.state is State.CONNECTED and not (confirms and s.pending) and not s.rejected:
+            return self
+        elif s.rejected:
+            error = RemoteError(f"subscription rejected by the server: {', '.join(map(repr, s.rejected))}")
+        elif s.last_error is not None and s.last_error.kind == "auth" and s.last_error is not before:
+            error = AuthenticationError(s.last_error.message)
+        else:
+            last = s.last_error
+            detail = f": {last.kind}: {last.message}" if last is not None else ""
+            error = ClientClosedError(f"the client stopped before it was connected{detail}")
+        self.close()
+        raise error
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Close the connection and stop every thread the client started.  Idempotent.
@@ -317,22 +413,18 @@ class Client:
         with self._lock:
             already = self._closed
             self._closed = True
-            if not already and self._state is not State.CLOSED:
-                self._state = State.CLOSING
         deadline = None if timeout is None else time.monotonic() + timeout
-        ok = self._transport.stop(timeout)
+        ok = self._engine.stop(timeout)
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
         ok = self._dispatcher.stop(remaining) and ok
         if not ok:
             self.log.warning("close(): a thread did not end within %ss", timeout)
-        with self._lock:
-            self._state = State.CLOSED
         self._closed_event.set()
         self._wake_waiters()
         if not already:
-            self._transport.release()
+            self._engine.release()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> Client[A]:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -358,7 +450,7 @@ class Client:
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every thread of the client has ended; True if they have."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        for t in (self._transport.thread, self._dispatcher.thread):
+        for t in (self._engine.thread, self._dispatcher.thread):
             if t is not None and t is not threading.current_thread():
                 t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
                 if t.is_alive():
@@ -480,7 +572,7 @@ class Client:
         from ._json import dumps
 
         text = message if isinstance(message, str) else dumps(message)
-        self._call(lambda adapter, now: adapter.send_text(text, now))
+        self._submit(SendText(text))
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} url={redact(self.url)!r} state={self.state.value}>"
@@ -488,6 +580,6 @@ class Client:
     def __del__(self) -> None:  # pragma: no cover - best effort at interpreter teardown
         try:
             if self._started and not self._closed and not self._forked():
-                self._transport.stop(0)
+                self._engine.request_stop()
         except Exception:
             pass

@@ -17,15 +17,14 @@ from ._redact import register_secret
 from .client import Client
 from .config import ReconnectPolicy
 from .exceptions import ConfigurationError
-from .protocols.base import Adapter, ConnectRequest
+from .protocols.base import ConnectRequest
 from .protocols.bayeux import AuthExtension, BayeuxAdapter, Decoder, validate_channel
-from .transport import Connection
 from .transport_longpoll import TRANSPORTS, make_connection_factory
 
 __all__ = ["CometDClient"]
 
 
-class CometDClient(Client):
+class CometDClient(Client[BayeuxAdapter]):
     """A Bayeux 1.0 client for any CometD server (CometD, faye, Genesys GWS, Salesforce...).
 
     The URL may be ``http(s)://`` or ``ws(s)://``: each transport derives its own from it.
@@ -93,38 +92,32 @@ class CometDClient(Client):
             raise ConfigurationError("username and password go together (HTTP Basic)")
         if max_network_delay <= 0:
             raise ConfigurationError("max_network_delay must be > 0")
-        self._transport_mode = transport
-        self._basic: str | None = None
+        basic: str | None = None
         if username is not None and password is not None:
             register_secret(password)
-            self._basic = base64.b64encode(f"{username}:{password}".encode()).decode()
-            register_secret(self._basic)
-        self._extensions = list(extensions)
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            register_secret(basic)
+        exts = list(extensions)
         if ext is not None:
-            self._extensions.insert(0, AuthExtension(ext))
-        self._max_network_delay = max_network_delay
-        self._decoder = decoder
-        self.cookies: CookieJar = CookieJar()
-        super().__init__(url, **options)
-        if password is not None and self._basic is not None:
+            exts.insert(0, AuthExtension(ext))
+        adapter = BayeuxAdapter(decoder=decoder, extensions=exts, max_network_delay=max_network_delay)
+        # One jar for both transports: cookies given as an option seed it, the server's are kept.
+        jar = CookieJar()
+        name = options.get("name") or type(self).__name__
+        factory = make_connection_factory(transport, jar, name, lambda: adapter.transport_hint)
+        super().__init__(url, adapter=adapter, connection_factory=factory, **options)
+        cookies = self.connect_options.cookie_header()
+        if cookies:
+            jar.update([c.strip() for c in cookies.split(";") if "=" in c])
+        #: The cookies both transports send and update (thread-safe).
+        self.cookies = jar
+        self._basic = basic
+        if password is not None and basic is not None:
             # Registered again before every connect with the client's other secrets (the
             # registry keeps only the most recent ones).
-            self._secrets += (password, self._basic)
+            self._secrets += (password, basic)
 
     # -- wiring -----------------------------------------------------------------------------
-
-    def _make_adapter(self) -> Adapter:
-        # Cookies given as an option seed the jar that both transports share and update.
-        self.cookies = CookieJar(self.connect_options.cookies)
-        return BayeuxAdapter(
-            decoder=self._decoder, extensions=self._extensions, max_network_delay=self._max_network_delay
-        )
-
-    def _connection_factory(self) -> Callable[[], Connection]:
-        adapter = self._adapter
-        return make_connection_factory(  # type: ignore[no-any-return]
-            self._transport_mode, self.cookies, self.name, lambda: getattr(adapter, "transport_hint", None)
-        )
 
     def _connect_request(self, token: str | None) -> ConnectRequest:
         # Basic credentials win over a bearer token; cookies come from the shared jar (it also
@@ -142,30 +135,30 @@ class CometDClient(Client):
         reconnects and new sessions.  The answer arrives as ``subscribed`` or
         ``subscription_rejected``."""
         validate_channel(channel, subscribe=True)
-        self._call(lambda a, now: a.subscribe(channel, now))  # type: ignore[attr-defined]
+        self._call(BayeuxAdapter.subscribe, channel)
 
     def unsubscribe(self, channel: str) -> None:
         """Stop receiving ``channel`` (forgotten for later sessions too)."""
         validate_channel(channel, subscribe=True)
-        self._call(lambda a, now: a.unsubscribe(channel, now))  # type: ignore[attr-defined]
+        self._call(BayeuxAdapter.unsubscribe, channel)
 
     def publish(self, channel: str, data: Any) -> None:
         """Publish ``data`` (JSON-serialisable) to ``channel``.  Held until a session exists; a
         refusal by the server is reported as an ``error`` event (kind ``"server"``)."""
         validate_channel(channel, subscribe=False)
-        self._call(lambda a, now: a.publish(channel, data, now))  # type: ignore[attr-defined]
+        self._call(BayeuxAdapter.publish, channel, data)
 
     def add_extension(self, extension: Any) -> None:
         """Add a Bayeux extension (``outgoing(message)`` / ``incoming(message)``, each returning
         the message or ``None`` to drop it).  It runs on the transport thread."""
         if not (hasattr(extension, "outgoing") or hasattr(extension, "incoming")):
             raise ConfigurationError("an extension needs an outgoing(message) and/or incoming(message) method")
-        self._call(lambda a, now: a.add_extension(extension, now))  # type: ignore[attr-defined]
+        self._call(BayeuxAdapter.add_extension, extension)
 
     def remove_extension(self, extension: Any) -> None:
-        self._call(lambda a, now: a.remove_extension(extension, now))  # type: ignore[attr-defined]
+        self._call(BayeuxAdapter.remove_extension, extension)
 
     @property
     def transport(self) -> str:
         """The transport of the current (or last) connection: ``"websocket"`` or ``"long-polling"``."""
-        return str(getattr(self._adapter, "transport_kind", "websocket"))
+        return self.snapshot.transport or "websocket"

@@ -16,7 +16,7 @@ import attrs
 
 from .exceptions import ConfigurationError
 
-__all__ = ["ConnectOptions", "DispatchOptions", "ReconnectPolicy", "timing_scale"]
+__all__ = ["Backoff", "ConnectOptions", "DispatchOptions", "ReconnectPolicy", "SharedBackoff", "timing_scale"]
 
 
 def timing_scale() -> float:
@@ -50,6 +50,15 @@ class ReconnectPolicy:
     retry quickly: the client waits ``auth_failure_delay`` seconds, doubling each time up to
     ``auth_failure_max_delay``, or stops when ``stop_on_auth_failure`` is true.
 
+    After a disconnect the *server* initiated (an ActionCable ``server_restart``, a Bayeux
+    ``handshake`` advice, a gateway closing its sockets), every client of a fleet sees the drop
+    at the same instant: the first retry waits up to ``restart_jitter`` seconds more (uniformly
+    spread), so they do not all reconnect in one instant.  Later retries follow the policy (the
+    vendor's advice) unchanged.
+
+    ``max_attempts=0`` (what ``reconnect=False`` gives) never reconnects: the first failure or
+    drop ends the client.
+
     >>> ReconnectPolicy().delay(0)
     0.0
     >>> 5.0 <= ReconnectPolicy().delay(10) <= 6.25
@@ -71,6 +80,12 @@ class ReconnectPolicy:
     auth_failure_delay: float = attrs.field(default=60.0, validator=_non_negative)
     auth_failure_max_delay: float = attrs.field(default=900.0, validator=_non_negative)
     stop_on_auth_failure: bool = False
+    restart_jitter: float = attrs.field(default=1.0, validator=_non_negative)
+
+    @classmethod
+    def never(cls) -> ReconnectPolicy:
+        """The policy of ``reconnect=False``: no reconnection at all."""
+        return cls(max_attempts=0, instant_retries=0)
 
     def delay(self, failures: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait before the next attempt after ``failures`` consecutive failures."""
@@ -88,6 +103,108 @@ class ReconnectPolicy:
         """Seconds to wait after the ``auth_failures``-th consecutive credential refusal (1-based)."""
         d = self.auth_failure_delay * (2 ** max(0, min(auth_failures - 1, 30)))
         return float(min(self.auth_failure_max_delay, d))
+
+
+@attrs.frozen
+class Backoff:
+    """The reconnect state of one client: its policy and its counters, as one immutable value.
+
+    Modelled on urllib3's ``Retry``: nothing is counted in loop variables; ``increment()``
+    returns a new object carrying the counters and a short history, and that one object answers
+    "how long now" (:meth:`delay`) and "may I go on" (:attr:`exhausted`).
+
+    >>> b = Backoff(ReconnectPolicy(instant_retries=1, interval=2, jitter=0))
+    >>> b.delay()
+    0.0
+    >>> b = b.increment("connection refused")
+    >>> b.failures, b.delay()
+    (1, 0.0)
+    >>> b = b.increment("connection refused")
+    >>> b.delay(), b.history
+    (2.0, ('connection refused', 'connection refused'))
+    >>> b.reset().failures
+    0
+    """
+
+    policy: ReconnectPolicy
+    failures: int = 0  #: consecutive failures (attempts that failed, connections that dropped early)
+    auth_failures: int = 0  #: consecutive credential refusals among them
+    last_auth: bool = False  #: the last failure was a credential refusal
+    history: tuple[str, ...] = ()  #: the reasons of the last few failures, oldest first
+
+    def increment(self, reason: str = "", *, auth: bool = False) -> Backoff:
+        """A new Backoff with one more failure (``auth``: a credential refusal)."""
+        return Backoff(
+            self.policy,
+            self.failures + 1,
+            self.auth_failures + 1 if auth else self.auth_failures,
+            auth,
+            (*self.history, reason)[-10:],
+        )
+
+    def reset(self) -> Backoff:
+        """A new Backoff with no failures (a connection stayed up, a session was confirmed)."""
+        return Backoff(self.policy)
+
+    def delay(self, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before the next attempt (0 before any failure)."""
+        if self.failures == 0:
+            return 0.0
+        if self.last_auth:
+            return self.policy.auth_delay(self.auth_failures)
+        return self.policy.delay(self.failures - 1, rand)
+
+    def restart_delay(self, base: float, rand: Callable[[], float] = random.random) -> float:
+        """``base`` plus the policy's ``restart_jitter`` spread, for the first retry after a
+        disconnect the server initiated (see :class:`ReconnectPolicy`)."""
+        return base + self.policy.restart_jitter * rand()
+
+    @property
+    def exhausted(self) -> bool:
+        """True when ``max_attempts`` consecutive failures were exceeded: stop."""
+        limit = self.policy.max_attempts
+        return limit is not None and self.failures > limit
+
+    @property
+    def stop_on_auth(self) -> bool:
+        """The last failure was a credential refusal and the policy says to stop then."""
+        return self.last_auth and self.policy.stop_on_auth_failure
+
+
+class SharedBackoff:
+    """The one slot holding a client's current :class:`Backoff`.
+
+    The engine owns it and lends it to the adapter (``adapter.backoff``), so in-session retries
+    (a Bayeux connect refused on a working connection) and reconnects count on the same
+    counters.  Only the I/O thread uses it.
+
+    >>> shared = SharedBackoff(ReconnectPolicy(instant_retries=0, interval=1, step=1, jitter=0))
+    >>> shared.fail("connect refused"), shared.fail("connect refused")
+    (1.0, 2.0)
+    >>> shared.succeeded(); shared.current.failures
+    0
+    """
+
+    __slots__ = ("current",)
+
+    def __init__(self, policy: ReconnectPolicy) -> None:
+        self.current = Backoff(policy)
+
+    @property
+    def policy(self) -> ReconnectPolicy:
+        return self.current.policy
+
+    def fail(self, reason: str = "", *, auth: bool = False) -> float:
+        """Count one failure; returns the delay before the next try."""
+        self.current = self.current.increment(reason, auth=auth)
+        return self.current.delay()
+
+    def succeeded(self) -> None:
+        self.current = self.current.reset()
+
+    def pending_delay(self) -> float:
+        """The delay the counters give now, without counting a new failure."""
+        return self.current.delay()
 
 
 @attrs.frozen(repr=False)

@@ -76,8 +76,8 @@ class GenesysChatClient(CometDClient):
     def __init__(self, url: str, topics: Iterable[str] = ("/v2/me/chats",), **options: Any) -> None:
         if isinstance(topics, str):
             topics = (topics,)
-        self.topics = tuple(topics)
         options.setdefault("decoder", decode_notification)
         super().__init__(_normalise_url(url), **options)
+        self.topics = tuple(topics)
         for topic in self.topics:
             self.subscribe(topic)

@@ -33,7 +33,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Hashable, Mapping
+from typing import Any, Callable, Hashable, Mapping, TypeVar
 
 import attrs
 
@@ -41,10 +41,11 @@ from ._redact import redact, register_secret
 from .client import Client
 from .config import ReconnectPolicy
 from .dispatch import Handler
+from .engine import Call, Command
 from .events import ErrorInfo, Event, Subscription
 from .exceptions import ClientClosedError, ConfigurationError, ProtocolError, TokenError
 from .oauth import ClientCredentialsTokenProvider
-from .protocols.base import Adapter, ConnectRequest
+from .protocols.base import ConnectRequest
 from .protocols.jifeline import (
     CUSTOMER_KINDS,
     PARTNER_KINDS,
@@ -129,30 +130,27 @@ class _ChangesOnly:
         return f"changes_only({self.handler!r})"
 
 
-class _JifelineClient(Client):
+J = TypeVar("J", bound=_JifelineAdapter)
+
+
+class _JifelineClient(Client[J]):
     """What both Jifeline clients share: token placement, desired-state subscriptions, changes_only."""
 
     #: ``on(..., changes_only=True)`` is available (the integrations check this).
     supports_changes_only = True
     _kinds: Mapping[str, _Kind] = {}
-    _adapter: _JifelineAdapter
 
     def __init__(
         self,
         url: str,
         *,
+        adapter: J,
         token: str | Callable[[], str] | None = None,
         token_in_query: bool = False,
-        keepalive_interval: float | None = 300.0,
-        max_snapshots: int = 10_000,
         **options: Any,
     ) -> None:
+        super().__init__(url, adapter=adapter, token=token, **options)
         self.token_in_query = bool(token_in_query)
-        self._keepalive_interval = keepalive_interval
-        self._max_snapshots = max_snapshots
-        self._wanted: dict[Subscription, None] = {}
-        self._wanted_lock = threading.Lock()
-        super().__init__(url, token=token, **options)
         if token is not None and hasattr(token, "invalidate"):
             # A refused handshake may mean the cached token was revoked: fetch a new one next time.
             self._dispatcher.add("error", self._on_error_invalidate_token, internal=True)
@@ -182,23 +180,22 @@ class _JifelineClient(Client):
 
     def _subscribe(self, kind: str, key: Any) -> Hashable:
         key = validate_key(self._kinds, kind, key)
-        with self._wanted_lock:
-            self._wanted[Subscription(kind, key)] = None
-        self._call(lambda adapter, now: adapter.subscribe(kind, key, now))  # type: ignore[attr-defined]
+        self._call(_JifelineAdapter.subscribe, kind, key)
         return key
 
     def _unsubscribe(self, kind: str, key: Any) -> Hashable:
         key = validate_key(self._kinds, kind, key)
-        with self._wanted_lock:
-            self._wanted.pop(Subscription(kind, key), None)
-        self._call(lambda adapter, now: adapter.unsubscribe(kind, key, now))  # type: ignore[attr-defined]
+        self._call(_JifelineAdapter.unsubscribe, kind, key)
         return key
 
     @property
     def subscriptions(self) -> list[Subscription]:
-        """What this client wants to be subscribed to, in order (restored after every reconnect)."""
-        with self._wanted_lock:
-            return list(self._wanted)
+        """What this client wants to be subscribed to, in order (restored after every reconnect).
+
+        Read from the engine's snapshot: a subscription made while the client runs shows once
+        the I/O thread has applied it (at once before ``start()``).
+        """
+        return list(self.snapshot.subscriptions)
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -227,7 +224,7 @@ class _JifelineClient(Client):
         return handler
 
 
-class JifelineCustomerClient(_JifelineClient):
+class JifelineCustomerClient(_JifelineClient[JifelineCustomerAdapter]):
     """The Jifeline customer websocket: ticket, connection and connector snapshots.
 
     Args:
@@ -254,11 +251,17 @@ class JifelineCustomerClient(_JifelineClient):
 
     _kinds = CUSTOMER_KINDS
 
-    def __init__(self, url: str, token: str | Callable[[], str] | None = None, **options: Any) -> None:
-        super().__init__(url, token=token, **options)
-
-    def _make_adapter(self) -> Adapter:
-        return JifelineCustomerAdapter(keepalive_interval=self._keepalive_interval, max_snapshots=self._max_snapshots)
+    def __init__(
+        self,
+        url: str,
+        token: str | Callable[[], str] | None = None,
+        *,
+        keepalive_interval: float | None = 300.0,
+        max_snapshots: int = 10_000,
+        **options: Any,
+    ) -> None:
+        adapter = JifelineCustomerAdapter(keepalive_interval=keepalive_interval, max_snapshots=max_snapshots)
+        super().__init__(url, adapter=adapter, token=token, **options)
 
     def subscribe_ticket(self, ticket_id: int) -> None:
         """Receive ``ticket.updated`` for this ticket (an integer id)."""
@@ -341,10 +344,13 @@ class _GapFetcher:
     partner client; started on the first recovery; joined by ``close()``.
     """
 
-    def __init__(self, client: JifelinePartnerClient, options: GapRecovery, rest_url: str) -> None:
-        self.client = client
+    def __init__(self, name: str, options: GapRecovery, rest_url: str) -> None:
+        self.name = name
         self.options = options
         self.rest_url = rest_url.rstrip("/")
+        # Bound by the client once it exists (the adapter, built first, needs request()).
+        self.submit: Callable[[Command], None] | None = None
+        self.token: Callable[[], str | None] = lambda: None
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -357,7 +363,7 @@ class _GapFetcher:
                 return
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name=f"realtime_sync-jifeline-gap-{self.client.name}", daemon=True
+                    target=self._run, name=f"realtime_sync-jifeline-gap-{self.name}", daemon=True
                 )
                 self._thread.start()
         self._queue.put((generation, after_id))
@@ -394,17 +400,15 @@ class _GapFetcher:
             else:
                 log.info("gap recovery: %d event(s) after %s", len(items or ()), after_id)
 
-            def finish(adapter: Adapter, now: float, g: int = generation, i: Any = items, e: Any = error) -> None:
-                adapter.finish_gap_recovery(g, i, now, e)  # type: ignore[attr-defined]
-
             try:
-                self.client._call(finish)
+                assert self.submit is not None
+                self.submit(Call(JifelinePartnerAdapter.finish_gap_recovery, (generation, items), {"error": error}))
             except ClientClosedError:
                 return
 
     def fetch(self, after_id: str) -> list[Any]:
         """GET the events after ``after_id``, page by page (oldest first)."""
-        token = self.client._resolve_token()
+        token = self.token()
         out: list[Any] = []
         after = after_id
         for _ in range(max(1, self.options.max_pages)):
@@ -453,7 +457,7 @@ class _HTTPFailure(Exception):
         self.cause = cause
 
 
-class JifelinePartnerClient(_JifelineClient):
+class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
     """The Jifeline partner websocket: connector statuses and system events.
 
     Args:
@@ -493,6 +497,8 @@ class JifelinePartnerClient(_JifelineClient):
         cluster: str | int | None = None,
         token_in_query: bool = False,
         gap_recovery: bool | GapRecovery = False,
+        keepalive_interval: float | None = 300.0,
+        max_snapshots: int = 10_000,
         **options: Any,
     ) -> None:
         if url is not None and cluster is not None:
@@ -502,18 +508,32 @@ class JifelinePartnerClient(_JifelineClient):
             url = partner_url(self.cluster or "001")
         if gap_recovery is True:
             gap_recovery = GapRecovery()
-        self.gap_recovery: GapRecovery | None = gap_recovery or None
-        self._gap: _GapFetcher | None = None
-        if self.gap_recovery is not None:
-            rest = self.gap_recovery.rest_url
+        gap = gap_recovery or None
+        fetcher: _GapFetcher | None = None
+        if gap is not None:
+            rest = gap.rest_url
             if rest is None:
                 if self.cluster is None:
                     raise ConfigurationError(
                         "gap_recovery needs GapRecovery(rest_url=...) when url= is not a cluster URL"
                     )
                 rest = partner_rest_url(self.cluster)
-            self._gap = _GapFetcher(self, self.gap_recovery, rest)
-        super().__init__(url, token=token, token_in_query=token_in_query, **options)
+            fetcher = _GapFetcher(options.get("name") or type(self).__name__, gap, rest)
+        adapter = JifelinePartnerAdapter(
+            keepalive_interval=keepalive_interval,
+            max_snapshots=max_snapshots,
+            gap_recovery=gap is not None,
+            request_gap=fetcher.request if fetcher is not None else None,
+            gap_timeout=gap.hold_timeout if gap is not None else 15.0,
+            dedupe_window=gap.dedupe_window if gap is not None else 10_000,
+            after_id=gap.after_id if gap is not None else None,
+        )
+        super().__init__(url, adapter=adapter, token=token, token_in_query=token_in_query, **options)
+        self.gap_recovery: GapRecovery | None = gap
+        self._gap = fetcher
+        if fetcher is not None:
+            fetcher.submit = self._submit
+            fetcher.token = self._resolve_token
 
     @classmethod
     def from_client_credentials(
@@ -540,18 +560,6 @@ class JifelinePartnerClient(_JifelineClient):
         )
         return cls(token=provider, cluster=cluster, **kwargs)
 
-    def _make_adapter(self) -> Adapter:
-        gap = self.gap_recovery
-        return JifelinePartnerAdapter(
-            keepalive_interval=self._keepalive_interval,
-            max_snapshots=self._max_snapshots,
-            gap_recovery=gap is not None,
-            request_gap=self._gap.request if self._gap is not None else None,
-            gap_timeout=gap.hold_timeout if gap is not None else 15.0,
-            dedupe_window=gap.dedupe_window if gap is not None else 10_000,
-            after_id=gap.after_id if gap is not None else None,
-        )
-
     @property
     def last_event_id(self) -> str | None:
         """The ``event_id`` of the newest system event delivered so far (read-only).
@@ -562,8 +570,7 @@ class JifelinePartnerClient(_JifelineClient):
         it may already name a later event queued behind the one being handled (persist
         ``event.data.event_id`` after processing when you need exactly-processed semantics).
         """
-        last = self._adapter.last_event_id  # type: ignore[attr-defined]
-        return last if isinstance(last, str) else None
+        return self.snapshot.last_event_id
 
     def subscribe_connector(self, connector_id: str) -> None:
         """Receive ``connector.status`` for this connector (a UUID string)."""

@@ -5,19 +5,18 @@ See :mod:`realtime_sync.protocols.voxsig` for the event table and the presence c
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from ._redact import redact
 from .actioncable import ActionCableClient
 from .events import Subscription, public_subscription
 from .protocols.actioncable import KIND
-from .protocols.base import Adapter
-from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, register_pubsub_token, room_identifier
+from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, register_pubsub_token
 
 __all__ = ["EVENT_TYPES", "VoxsigClient"]
 
 
-class VoxsigClient(ActionCableClient):
+class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     """Live Voxsig events for an agent (``user_id`` given) or a contact (no ``user_id``).
 
     Events arrive under their wire names (``message.created``, ``conversation.status_changed``,
@@ -58,29 +57,31 @@ class VoxsigClient(ActionCableClient):
         account_id: int | str | None = None,
         user_id: int | str | None = None,
         presence_interval: float | None = 30.0,
+        *,
+        stale_after: float | None = 6.0,
+        confirm_timeout: float = 10.0,
+        retry_interval: float = 0.5,
         **options: Any,
     ) -> None:
         # Registered before anything can log an identifier (validation errors included).
         register_pubsub_token(pubsub_token)
-        self.identifier = room_identifier(pubsub_token, account_id, user_id)
+        adapter = VoxsigAdapter(
+            pubsub_token,
+            account_id,
+            user_id,
+            presence_interval=presence_interval,
+            stale_after=stale_after,
+            confirm_timeout=confirm_timeout,
+            retry_interval=retry_interval,
+        )
+        super().__init__(url, adapter=adapter, **options)
+        self.identifier = adapter.identifier
         #: The RoomChannel subscription (``event.subscription`` of every Voxsig event).
         #: Its key shows the pubsub token as ``***``.
         self.room = public_subscription(Subscription(KIND, self.identifier))
         self.account_id = account_id
         self.user_id = user_id
-        self._pubsub_token = pubsub_token
-        self._presence_interval = presence_interval
-        super().__init__(url, **options)
         self._identifiers[self.room] = self.identifier
-
-    def _make_adapter(self) -> Adapter:
-        return VoxsigAdapter(
-            self._pubsub_token,
-            self.account_id,
-            self.user_id,
-            presence_interval=self._presence_interval,
-            **self._cable_options,
-        )
 
     @property
     def is_contact(self) -> bool:
@@ -89,7 +90,7 @@ class VoxsigClient(ActionCableClient):
 
     def update_presence(self) -> None:
         """Send ``update_presence`` now (when subscribed) and restart the presence cadence."""
-        self._call(lambda adapter, now: cast(VoxsigAdapter, adapter).update_presence(now))
+        self._call(VoxsigAdapter.update_presence)
 
     def __repr__(self) -> str:
         who = "contact" if self.is_contact else f"user {self.user_id}"

@@ -47,15 +47,17 @@ class EchoAdapter(Adapter):
         self._emit(msg["event"], now, data, entity_id=msg.get("id"), raw=msg)
 
 
-class EchoClient(Client):
-    def _make_adapter(self) -> Adapter:
-        return EchoAdapter()
+class EchoClient(Client[EchoAdapter]):
+    """A custom protocol on the public API: an adapter handed to ``rs.Client``."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, adapter=EchoAdapter(), **options)
 
     def subscribe(self, topic: str) -> None:
-        self._call(lambda a, now: a.subscribe(topic, now))  # type: ignore[attr-defined]
+        self._call(EchoAdapter.subscribe, topic)
 
     def unsubscribe(self, topic: str) -> None:
-        self._call(lambda a, now: a.unsubscribe(topic, now))  # type: ignore[attr-defined]
+        self._call(EchoAdapter.unsubscribe, topic)
 
 
 class EchoServer(FakeServer):

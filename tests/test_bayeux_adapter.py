@@ -363,7 +363,7 @@ def test_connect_failures_back_off_linearly_by_one_second_up_to_sixty_and_reset_
     assert delays[:4] == [1.0, 2.0, 3.0, 4.0]
     assert delays[59:] == [60.0] * 4
     feed(a, now, {"id": held["id"], "channel": "/meta/connect", "successful": True})
-    assert a.backoff == 0.0 and a.next_deadline() == pytest.approx(now)
+    assert a.backoff.current.failures == 0 and a.next_deadline() == pytest.approx(now)
 
 
 def test_handshake_refusals_retry_with_backoff_and_auth_refusals_close() -> None:

@@ -47,6 +47,7 @@ import attrs
 
 from .._json import dumps, loads
 from .._redact import redact
+from ..config import ReconnectPolicy, SharedBackoff
 from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, public_raw, public_subscription
 from ..exceptions import ProtocolError
 
@@ -54,6 +55,8 @@ __all__ = [
     "Adapter",
     "CloseRequest",
     "ConnectRequest",
+    "HeldFrame",
+    "HttpResult",
     "SubState",
     "SubscriptionRegistry",
     "truncate",
@@ -94,7 +97,9 @@ class CloseRequest:
     ``reconnect=False`` means stop for good (the server said not to come back; the client
     closes and ``run_forever()`` returns).  ``delay`` overrides the reconnect policy's delay
     (``0`` = at once, ``None`` = the policy decides).  ``auth=True`` marks a credential refusal:
-    the policy's hard auth backoff applies.
+    the policy's hard auth backoff applies.  ``server=True`` marks a disconnect the server
+    initiated for every client at once (ActionCable ``server_restart``): the first retry gets the
+    policy's ``restart_jitter``.
     """
 
     reason: str
@@ -102,6 +107,39 @@ class CloseRequest:
     delay: float | None = None
     auth: bool = False
     code: int = 1000
+    server: bool = False
+
+
+class HeldFrame(str):
+    """A text frame the server *holds* until it has something to say (Bayeux ``/meta/connect``).
+
+    It is a ``str`` like any frame; a long-polling connection sends it on its own HTTP request
+    so that it cannot delay the others.  The adapter decides, not the transport: the transport
+    never parses frames.
+    """
+
+    __slots__ = ()
+    held = True
+
+
+@attrs.frozen
+class HttpResult:
+    """The HTTP outcome of a long-polling request that carried no protocol reply.
+
+    Returned by a long-polling connection among its received items, handed to
+    :meth:`Adapter.http_result`.  ``auth`` is true for 401/403 (credentials refused).
+    """
+
+    status: int
+    reason: str = ""
+    held: bool = False
+
+    @property
+    def auth(self) -> bool:
+        return self.status in (401, 403)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status} {self.reason}".strip()
 
 
 class SubState(enum.Enum):
@@ -137,16 +175,21 @@ class SubscriptionRegistry:
 
     def __init__(self) -> None:
         self._entries: dict[Subscription, _SubEntry] = {}
+        #: Bumped on every change of the desired set or of a confirmation state (the engine
+        #: republishes its snapshot when it moves).
+        self.version = 0
 
     def add(self, sub: Subscription, payload: Any = None) -> bool:
         """Record ``sub``; False if it was already wanted."""
         if sub in self._entries:
             return False
         self._entries[sub] = _SubEntry(sub, payload)
+        self.version += 1
         return True
 
     def discard(self, sub: Subscription) -> bool:
         """Forget ``sub``; False if it was not wanted."""
+        self.version += 1
         return self._entries.pop(sub, None) is not None
 
     def __contains__(self, sub: object) -> bool:
@@ -173,6 +216,7 @@ class SubscriptionRegistry:
 
     def reset(self) -> None:
         """A new connection: nothing is confirmed on it yet."""
+        self.version += 1
         for e in self._entries.values():
             e.state = SubState.PENDING
             e.sent_at = None
@@ -193,6 +237,7 @@ class SubscriptionRegistry:
         if e is None or e.state is SubState.CONFIRMED:
             return False
         e.state = SubState.CONFIRMED
+        self.version += 1
         return True
 
     def reject(self, sub: Subscription) -> bool:
@@ -200,6 +245,7 @@ class SubscriptionRegistry:
         if e is None or e.state is SubState.REJECTED:
             return False
         e.state = SubState.REJECTED
+        self.version += 1
         return True
 
     def pending(self) -> list[_SubEntry]:
@@ -220,6 +266,10 @@ class Adapter:
     has_heartbeat = False
     #: Subprotocols the adapter offers in the handshake.
     subprotocols: tuple[str, ...] = ()
+    #: True when the server confirms subscriptions (``start(wait=True)`` waits for them).
+    confirms_subscriptions = True
+    #: The id of the newest event delivered, for protocols that have resumable ids.
+    last_event_id: str | None = None
 
     def __init__(self) -> None:
         self._frames: list[str] = []
@@ -232,6 +282,14 @@ class Adapter:
         #: The subprotocol the server selected: set by the transport before connection_made().
         self.subprotocol: str | None = None
         self.subscriptions = SubscriptionRegistry()
+        #: The client's one backoff (the engine lends its own; a bare adapter has a default
+        #: one): in-session retries count on it, so they and reconnects share their counters.
+        self.backoff = SharedBackoff(self.default_backoff_policy())
+
+    @classmethod
+    def default_backoff_policy(cls) -> ReconnectPolicy:
+        """The policy of a bare adapter's backoff (an engine replaces it with the client's)."""
+        return ReconnectPolicy()
 
     # -- hooks driven by the transport -----------------------------------------------------
 
@@ -265,6 +323,18 @@ class Adapter:
 
     def start_closing(self, now: float) -> None:
         """The user closes the client: queue goodbye frames, if the protocol has any."""
+
+    def http_result(self, result: HttpResult, now: float) -> None:
+        """A long-polling request ended with an HTTP status instead of a reply.
+
+        Default: 401/403 is a credential refusal (``error`` kind ``auth``, then the hard auth
+        backoff); any other status ends the connection (the policy's delay applies).
+        """
+        if result.auth:
+            self._error("auth", f"request refused: {result}", now)
+            self._request_close(f"credentials refused: {result}", auth=True)
+        else:
+            self._request_close(str(result))
 
     def send_text(self, text: str, now: float) -> None:
         """Send a raw text frame given by the user (only while connected; else dropped)."""

@@ -38,9 +38,13 @@ Rules taken from the reference client (cometd-javascript ``CometD.js``) and chec
   max_network_delay`` for a connect (the server holds it), ``max_network_delay`` for the rest.
   The adapter then asks the transport to replace the connection; the session is resumed on the
   new one when it may still be alive (a connect with the old clientId), else a new handshake.
-* Failures back off linearly: ``backoff_increment`` (1 s) more per consecutive failure, at most
-  ``max_backoff`` (60 s), reset by a successful connect or handshake; the delay before a retry
-  is ``advice.interval + backoff``.
+* Failures back off linearly: 1 s more per consecutive failure, at most 60 s, reset by a
+  successful connect or handshake; the delay before a retry is ``advice.interval + backoff``.
+  The counters are the client's one backoff (``self.backoff``, lent by the engine, so in-session
+  retries and reconnects count together; its policy is the client's ``reconnect=``, by default
+  the reference client's numbers above).  A session the server ends (advice ``handshake``) is
+  handshaken again after ``advice.interval`` plus the policy's ``restart_jitter``: a fleet of
+  clients does not come back in one instant after a server restart.
 * faye answers a ``/meta/subscribe`` batched into the same frame as a held connect only when the
   connect returns: a connect always travels alone in its frame (which also lets the long-polling
   transport put it on its own HTTP request).
@@ -61,6 +65,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 import attrs
 
 from .._redact import redact, register_secret
+from ..config import ReconnectPolicy
 from ..events import Subscription
 from ..exceptions import ConfigurationError, ProtocolError
 from .base import BAD, Adapter, truncate
@@ -251,22 +256,25 @@ class BayeuxAdapter(Adapter):
     name = "bayeux"
     has_heartbeat = True
 
+    @classmethod
+    def default_backoff_policy(cls) -> ReconnectPolicy:
+        """The reference client's: +1 s per consecutive failure, at most 60 s, no jitter."""
+        return ReconnectPolicy(
+            instant_retries=0, interval=1.0, step=1.0, max_interval=60.0, jitter=0.0, restart_jitter=0.0
+        )
+
     def __init__(
         self,
         *,
         decoder: Decoder | None = None,
         extensions: Iterable[Any] = (),
         max_network_delay: float = 10.0,
-        backoff_increment: float = 1.0,
-        max_backoff: float = 60.0,
         handshake_fields: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.decoder: Decoder = decoder or default_decoder
         self.extensions: list[Any] = list(extensions)
         self.max_network_delay = max_network_delay
-        self.backoff_increment = backoff_increment
-        self.max_backoff = max_backoff
         self.handshake_fields = dict(handshake_fields or {})
         #: Set by the transport before connection_made: "websocket" or "long-polling".
         self.transport_kind = "websocket"
@@ -276,7 +284,6 @@ class BayeuxAdapter(Adapter):
         self.client_id: str | None = None
         self.advice = Advice()
         self.sessions = 0
-        self.backoff = 0.0
         self._ids = 0
         self._requests: dict[str, _Request] = {}
         self._connect_id: str | None = None
@@ -503,7 +510,7 @@ class BayeuxAdapter(Adapter):
                     return
             self.client_id = client_id
             self.sessions += 1
-            self.backoff = 0.0
+            self.backoff.succeeded()
             self._unconnected_since = None
             self.state = BayeuxState.CONNECTED
             self.subscriptions.reset()
@@ -525,8 +532,8 @@ class BayeuxAdapter(Adapter):
             self._request_close(f"handshake refused: {error}", auth=True)
             return
         self._server_error("handshake refused", message, now)
-        delay = self.advice.interval / 1000.0 + self.backoff
-        self._increase_backoff()
+        delay = self.advice.interval / 1000.0 + self.backoff.pending_delay()
+        self.backoff.fail("handshake refused")
         self.state = BayeuxState.HANDSHAKING
         self._next_handshake_at = now + delay
 
@@ -541,7 +548,7 @@ class BayeuxAdapter(Adapter):
             self._stop(f"the server advised not to reconnect: {message.get('error') or 'advice none'}", message, now)
             return
         if successful:
-            self.backoff = 0.0
+            self.backoff.succeeded()
             self._unconnected_since = None
             if action == "handshake":
                 self._session_lost(now, message)
@@ -557,11 +564,11 @@ class BayeuxAdapter(Adapter):
             self._session_lost(now, message)
             return
         # retry: back off, and give up the session when it has certainly expired server-side
-        delay = self._increase_backoff()
+        delay = self.backoff.fail("connect failed")
         adv = self.advice
         if adv.max_interval > 0:
             expiration = (adv.timeout + adv.interval + adv.max_interval) / 1000.0
-            if now - self._unconnected_since + self.backoff > expiration:
+            if now - self._unconnected_since + delay > expiration:
                 self._session_lost(now, message)
                 return
         self._server_error("connect failed", message, now, level=logging.INFO)
@@ -697,10 +704,11 @@ class BayeuxAdapter(Adapter):
             if req.channel != "/meta/handshake":
                 del self._requests[rid]
         self.subscriptions.reset()
-        self.backoff = 0.0
+        self.backoff.succeeded()
         self.state = BayeuxState.HANDSHAKING
         self._next_connect_at = None
-        self._next_handshake_at = now + self.advice.interval / 1000.0
+        # The server ended the session of every client at once: spread the handshakes.
+        self._next_handshake_at = now + self.backoff.current.restart_delay(self.advice.interval / 1000.0)
 
     def _stop(self, reason: str, message: dict[str, Any], now: float, kind: str = "server") -> None:
         self._error(kind, reason, now, raw=message)
@@ -716,10 +724,6 @@ class BayeuxAdapter(Adapter):
         text = f"{what}: {error}" if error is not None else what
         log.log(level, "%s", redact(text))
         self._error("server", text, now, raw=message)
-
-    def _increase_backoff(self) -> float:
-        self.backoff = min(self.max_backoff, self.backoff + self.backoff_increment)
-        return self.backoff
 
     def _session_may_live(self, now: float) -> bool:
         if self._last_contact is None:

@@ -1,0 +1,1079 @@
+"""The engine: one client's connection lifecycle, driven by an I/O loop.
+
+Theory of operation
+-------------------
+The library is four layers; each knows only the one below it::
+
+    vendor facades    VoxsigClient, GenesysChatClient, JifelinePartnerClient, rs.Client ...
+      (client.py,     build an adapter, hand it to an Engine, queue typed commands
+       vendors)       (Call, SendText), read the engine's frozen Snapshot
+          │
+    dispatcher        dispatch.py: runs user callbacks in order on its own thread
+          │
+    engine and        Engine (this module): lifecycle state (its only writer), the one
+    transports        Backoff, the connection (websocket / long-polling), timers, pings.
+                      Loop (this module): a selector, ONE timer heap, a wake-up socketpair
+          │
+    codec and         protocols/*.py: sans-I/O adapters (frames <-> events, timers as data);
+    adapters          the websocket frame codec; neither owns a socket, a thread or a clock
+
+**Loop.**  A :class:`Loop` owns a :mod:`selectors` selector (epoll on Linux: no descriptor
+limit, unlike ``select()``), a heap of timers (O(log n) to add, cancellation is lazy) and a
+wake-up socketpair.  Everything runs as a callback on the loop thread:
+
+* ``add_reader(fd, callback)``: the descriptor is readable;
+* ``call_at(when, callback)`` -> :class:`Timer`: a deadline passed;
+* ``call_soon_threadsafe(callback)``: the only entry from other threads (a deque append and one
+  byte on the wake-up socket; never blocks);
+* ``run_blocking(fn, done)``: work that blocks (websocket-client's opening handshake).  A loop
+  without ``handshake_workers`` runs it inline (a standalone client has nothing else to do
+  meanwhile, and ``Engine.stop`` aborts it from the closing thread); with
+  ``handshake_workers=N`` it runs on a small executor of N threads and ``done`` comes back on
+  the loop thread, which bounds the handshakes in flight.
+
+**Engine.**  An :class:`Engine` is a state machine over the loop's callbacks::
+
+    start ─► OPENING ──run_blocking(open)──► SERVING ──ended/close request──► WAITING ─timer─► OPENING
+                │ failed                       │ readable: frames -> adapter -> frames/events
+                └──────────► WAITING           │ timer: adapter timers, websocket pings
+                                               │ commands: Call(method, args) on the adapter
+    stop() from any thread ─► goodbye frames, disconnect, CLOSED (also when the server says stop)
+
+After every step it flushes the adapter's frames to the connection and its events to the
+dispatcher, then republishes the :class:`Snapshot` if something visible changed (state,
+subscriptions, last event id, transport).  User threads read only that snapshot and the
+counters; they never touch the adapter or the connection.  One :class:`~realtime_sync.config.
+SharedBackoff` counts failures for reconnects and for the adapter's in-session retries.
+
+An exception escaping a step (an adapter or connection bug) is caught at the engine's
+boundary: it is reported as an ``error`` event of kind ``internal`` and the connection is
+replaced as after any drop, never a silent end.
+
+**Standalone and hub.**  :meth:`Engine.start` without a loop creates one on a thread of its
+own (``realtime_sync-transport-<name>``), which ends when the engine finishes: a standalone
+client is "a loop thread with one engine" plus its dispatcher thread.  A hub runs many engines
+on one loop: ``loop = Loop("hub", handshake_workers=4)``, ``loop.start()``, then
+``engine.start(loop)`` for each client; each engine keeps one timer in the shared heap and one
+reader per connection.  What a hub must still provide (issue 13): a dispatcher worker pool in
+place of one dispatcher thread per engine (``Engine(dispatcher=...)`` accepts any object with
+the Dispatcher interface), and non-blocking long-polling (today a long-polling connection uses
+two worker threads that signal the loop through a socketpair; the loop only sees that fd).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from typing import Any, Callable, Generic, Iterable, TypeVar, Union
+
+import attrs
+
+from ._redact import redact
+from .config import Backoff, ConnectOptions, ReconnectPolicy, SharedBackoff
+from .dispatch import Dispatcher
+from .events import ConnectionInfo, DisconnectInfo, ErrorInfo, Event, ReconnectInfo, Subscription, public_subscription
+from .exceptions import AuthenticationError, ConnectError, ProtocolError, TokenError
+from .protocols.base import Adapter, CloseRequest, ConnectRequest, HttpResult, SubState, truncate
+from .transport import Connection, FrameError, State
+
+__all__ = [
+    "Call",
+    "Engine",
+    "EngineOptions",
+    "Loop",
+    "SendText",
+    "Snapshot",
+    "Timer",
+]
+
+A = TypeVar("A", bound=Adapter)
+
+log = logging.getLogger("realtime_sync.engine")
+
+
+# -- the loop ------------------------------------------------------------------------------
+
+
+class Timer:
+    """A handle on a callback scheduled with :meth:`Loop.call_at`; ``cancel()`` is O(1)."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Loop:
+    """A selector, one timer heap and a wake-up socketpair, run by one thread.
+
+    >>> loop = Loop("doc")
+    >>> fired = []
+    >>> _ = loop.call_at(time.monotonic(), lambda: (fired.append(1), loop.stop()))
+    >>> loop.run()
+    >>> fired
+    [1]
+    >>> loop.close()
+    """
+
+    def __init__(self, name: str, *, handshake_workers: int = 0) -> None:
+        self.name = name
+        self._sel = selectors.DefaultSelector()
+        self._heap: list[tuple[float, int, Timer]] = []
+        self._seq = itertools.count()
+        self._cancelled = 0
+        self._ready: collections.deque[Callable[[], Any]] = collections.deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._workers = handshake_workers
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    # -- any thread ------------------------------------------------------------------------
+
+    def call_soon_threadsafe(self, callback: Callable[[], Any]) -> None:
+        """Run ``callback`` on the loop thread soon.  Never blocks."""
+        self._ready.append(callback)
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass  # full (a wake-up is pending anyway) or closed
+
+    def stop(self) -> None:
+        """Make :meth:`run` return after the current iteration."""
+        self._stopping = True
+        self._wake()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return self._thread
+
+    def start(self, thread_name: str | None = None) -> threading.Thread:
+        """Run the loop on a new daemon thread (named ``thread_name``)."""
+        t = threading.Thread(target=self.run, name=thread_name or f"realtime_sync-loop-{self.name}", daemon=True)
+        self._thread = t
+        t.start()
+        return t
+
+    def close(self) -> None:
+        """Release the selector and the wake-up sockets (once the loop thread has ended)."""
+        t = self._thread
+        if t is not None and t.is_alive() and t is not threading.current_thread():
+            return  # a stuck thread must not select() on closed descriptors
+        if self._closed:
+            return
+        self._closed = True
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        try:
+            self._sel.close()
+        except Exception:  # pragma: no cover
+            pass
+        for s in (self._wake_r, self._wake_w):
+            try:
+                s.close()
+            except OSError:  # pragma: no cover
+                pass
+
+    # -- loop thread -----------------------------------------------------------------------
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback`` at monotonic time ``when`` (loop thread only)."""
+        timer = Timer(when, callback)
+        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        return timer
+
+    def cancel(self, timer: Timer | None) -> None:
+        if timer is not None and not timer.cancelled:
+            timer.cancel()
+            self._cancelled += 1
+            if self._cancelled > 64 and self._cancelled > len(self._heap) // 2:
+                self._heap = [e for e in self._heap if not e[2].cancelled]
+                heapq.heapify(self._heap)
+                self._cancelled = 0
+
+    def add_reader(self, fileobj: Any, callback: Callable[[], Any]) -> None:
+        self._sel.register(fileobj, selectors.EVENT_READ, callback)
+
+    def remove_reader(self, fileobj: Any) -> None:
+        try:
+            self._sel.unregister(fileobj)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
+        """Run ``fn()`` (which may block) and then ``done(result, exception)`` on the loop thread."""
+        if not self._workers:
+            try:
+                result = fn()
+            except BaseException as exc:
+                done(None, exc)
+            else:
+                done(result, None)
+            return
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                self._workers, thread_name_prefix=f"realtime_sync-handshake-{self.name}"
+            )
+
+        def finished(fut: concurrent.futures.Future[Any]) -> None:
+            exc = fut.exception()
+            self.call_soon_threadsafe(lambda: done(None if exc else fut.result(), exc))
+
+        self._executor.submit(fn).add_done_callback(finished)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _invoke(self, callback: Callable[[], Any]) -> None:
+        try:
+            callback()
+        except Exception:  # an engine guards its own callbacks; this is a last resort
+            log.exception("loop %s: a callback raised", self.name)
+
+    def run(self) -> None:
+        """Run callbacks until :meth:`stop`."""
+        self._stopping = False
+        heap, ready, sel = self._heap, self._ready, self._sel
+        while not self._stopping:
+            timeout: float | None = None
+            if ready:
+                timeout = 0.0
+            else:
+                while heap and heap[0][2].cancelled:
+                    heapq.heappop(heap)
+                    self._cancelled -= 1
+                if heap:
+                    timeout = max(0.0, heap[0][0] - time.monotonic())
+            for key, _mask in sel.select(timeout):
+                self._invoke(key.data)
+            now = time.monotonic()
+            while heap and (heap[0][2].cancelled or heap[0][0] <= now):
+                _when, _seq, timer = heapq.heappop(heap)
+                if timer.cancelled:
+                    self._cancelled -= 1
+                    continue
+                timer.cancelled = True  # fired: a later cancel() is a no-op
+                self._invoke(timer.callback)
+            for _ in range(len(ready)):
+                self._invoke(ready.popleft())
+        self._cancelled = max(0, self._cancelled)
+
+
+# -- commands and snapshot -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Call:
+    """A command: run ``method(adapter, *args, now, **kwargs)`` on the I/O thread.
+
+    ``method`` is an adapter method, named through its class (typed, and no closure over a
+    client's private state)::
+
+        engine.submit(Call(BayeuxAdapter.subscribe, ("/chat/demo",)))
+    """
+
+    method: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    kwargs: Any = attrs.field(factory=dict)
+
+    def apply(self, adapter: Adapter, now: float) -> None:
+        self.method(adapter, *self.args, now, **self.kwargs)
+
+
+@attrs.frozen
+class SendText:
+    """A command: send a raw text frame (while connected; dropped otherwise)."""
+
+    text: str
+
+    def apply(self, adapter: Adapter, now: float) -> None:
+        adapter.send_text(self.text, now)
+
+
+Command = Union[Call, SendText]
+
+
+@attrs.frozen
+class Snapshot:
+    """What other threads may know of an engine, published after each step that changed it.
+
+    ``subscriptions`` are the desired ones in order; ``pending`` those not confirmed on the
+    current connection; ``rejected`` those the server refused.  ``transport`` is the kind of the
+    current (or last) connection, ``"websocket"`` or ``"long-polling"``.
+    """
+
+    state: State = State.IDLE
+    subscriptions: tuple[Subscription, ...] = ()
+    pending: tuple[Subscription, ...] = ()
+    rejected: tuple[Subscription, ...] = ()
+    last_event_id: str | None = None
+    transport: str | None = None
+    last_error: ErrorInfo | None = None
+
+
+@attrs.frozen
+class EngineOptions:
+    """How an engine connects and reconnects.
+
+    ``request_factory`` builds the :class:`~realtime_sync.protocols.ConnectRequest` of each
+    attempt (the client resolves its token there: a token callable is called every time).
+    """
+
+    request_factory: Callable[[], ConnectRequest]
+    connect: ConnectOptions = attrs.field(factory=ConnectOptions)
+    reconnect: ReconnectPolicy = attrs.field(factory=ReconnectPolicy)
+    name: str = "client"
+
+
+class _Stopped(Exception):
+    """Internal: the engine was stopped while a connection was opening."""
+
+
+_IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "waiting", "done"
+
+
+class Engine(Generic[A]):
+    """One client's connection lifecycle (see the module docstring).
+
+    Args:
+        adapter: the protocol adapter (built first, by the facade).
+        connection_factory: returns a new :class:`~realtime_sync.transport.Connection` per attempt.
+        options: :class:`EngineOptions`.
+        dispatcher: where events go (default: the engine's own :class:`~realtime_sync.dispatch.Dispatcher`,
+            which the facade configures).
+        on_finished: called on the I/O thread once the engine stopped for good.
+
+    >>> from realtime_sync.protocols.bayeux import BayeuxAdapter
+    >>> engine = Engine(BayeuxAdapter(), lambda: None, EngineOptions(lambda: ConnectRequest("ws://x")))
+    >>> engine.submit(Call(BayeuxAdapter.subscribe, ("/chat",)))   # before start: applied at once
+    >>> engine.snapshot.subscriptions
+    (Subscription('channel', '/chat'),)
+    """
+
+    def __init__(
+        self,
+        adapter: A,
+        connection_factory: Callable[[], Connection],
+        options: EngineOptions,
+        *,
+        dispatcher: Dispatcher | None = None,
+        on_finished: Callable[[], Any] | None = None,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.options = options
+        self.name = options.name
+        self.log = log or logging.getLogger(f"realtime_sync.transport.{self.name}")
+        self._factory = connection_factory
+        self.dispatcher = dispatcher if dispatcher is not None else Dispatcher(_default_dispatch(), self.log, self.name)
+        self._on_finished = on_finished
+        #: The one backoff of this client, lent to the adapter for its in-session retries.
+        self.backoff = SharedBackoff(options.reconnect)
+        adapter.backoff = self.backoff
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._snapshot = Snapshot()
+        self._seen: tuple[Any, ...] = ()
+        self._cmds: collections.deque[Command] = collections.deque()
+        self._loop: Loop | None = None
+        self._own_loop = False
+        self._started = False
+        self._stop_requested = False
+        self._finished = threading.Event()
+        self._abandoned = False
+        self._phase = _IDLE
+        self._conn: Connection | None = None
+        self._opening: Connection | None = None
+        self._timer: Timer | None = None
+        self._timer_at: float | None = None
+        self._attempt = 0
+        self._connected_at = 0.0
+        self._request_url = ""
+        self._ping_sent: float | None = None
+        self._last_error: ErrorInfo | None = None
+        self._debug = False
+        self.frames_received = 0
+        self.reconnects = 0
+        self.last_frame_at: float | None = None
+        #: True once the engine stopped on its own (server said stop, credentials refused...).
+        self.stopped_by_server = False
+        with self._lock:
+            self._publish_locked()
+
+    # -- any thread --------------------------------------------------------------------------
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The last published :class:`Snapshot` (a frozen value: read it from any thread)."""
+        return self._snapshot
+
+    @property
+    def state(self) -> State:
+        return self._snapshot.state
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        """The loop thread of a standalone engine (None on a shared loop or before start)."""
+        return self._loop.thread if self._own_loop and self._loop is not None else None
+
+    def submit(self, command: Command) -> None:
+        """Queue ``command`` for the I/O thread.  Never blocks.
+
+        Before :meth:`start` the command is applied at once on the calling thread (no I/O
+        thread exists yet, so it is still the only one touching the adapter), which lets a
+        facade record desired state (subscriptions) before starting.
+        """
+        with self._lock:
+            if not self._started:
+                now = time.monotonic()
+                try:
+                    command.apply(self.adapter, now)
+                finally:
+                    # Frames queued while not connected are moot; events are kept for later.
+                    self.adapter.data_to_send()
+                    self._publish_locked()
+                return
+            self._cmds.append(command)
+        loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._guard_commands)
+
+    def start(self, loop: Loop | None = None) -> None:
+        """Start connecting: on ``loop`` (already running), or on a new loop thread of its own."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            self._state_locked(State.CONNECTING)
+        self._debug = self.log.isEnabledFor(logging.DEBUG)
+        if loop is None:
+            loop = Loop(self.name)
+            self._own_loop = True
+        self._loop = loop
+        self.dispatcher.start()
+        # The pending events (e.g. an error recorded before start) go out first.
+        events = self.adapter.events_received()
+        if events:
+            self.dispatcher.put_many(events)
+        loop.call_soon_threadsafe(self._guarded(self._begin))
+        if self._own_loop:
+            loop.start(f"realtime_sync-transport-{self.name}")
+
+    def request_stop(self) -> None:
+        """Ask the I/O thread to close and finish; do not wait."""
+        with self._lock:
+            self._stop_requested = True
+            loop = self._loop
+        if loop is not None:
+            loop.call_soon_threadsafe(self._guard_commands)
+
+    def stop(self, timeout: float | None) -> bool:
+        """Close the connection (goodbye frames first) and finish; True if done within ``timeout``."""
+        with self._lock:
+            self._stop_requested = True
+            started = self._started
+            loop = self._loop
+        if not started or loop is None:
+            self._finish_unstarted()
+            return True
+        loop.call_soon_threadsafe(self._guard_commands)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.current_thread()
+        on_loop = loop.thread is me
+        if not on_loop:
+            # An opening handshake blocks in websocket-client for up to connect_timeout and the
+            # loop cannot see the stop: shut its socket down.  The socket only exists once TCP
+            # is connected, so keep aborting while we wait.
+            while not self._finished.wait(0.05):
+                self._abort_opening()
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+            if not self._finished.is_set():
+                conn = self._conn
+                if conn is not None:  # unblock a read stuck in the middle of a frame
+                    try:
+                        conn.close(1001, "client closing")
+                    except Exception:  # pragma: no cover - best effort
+                        pass
+                self._finished.wait(1.0)
+        t = self.thread
+        if t is not None and t is not me:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if t.is_alive():
+                t.join(0.5)
+        ok = self._finished.is_set() and (t is None or t is me or not t.is_alive())
+        if not ok and not on_loop:
+            # Stuck: the loop thread will write nothing more (it checks _abandoned).
+            with self._lock:
+                self._abandoned = True
+                self._state_locked(State.CLOSED, force=True)
+        return ok
+
+    def release(self) -> None:
+        """Free the standalone loop's descriptors once its thread ended."""
+        if self._own_loop and self._loop is not None:
+            self._loop.close()
+
+    def wait_for_change(self, predicate: Callable[[Snapshot], bool], timeout: float | None) -> bool:
+        """Block until ``predicate(snapshot)`` is true; False on timeout."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self._snapshot), timeout)
+
+    def _abort_opening(self) -> None:
+        conn = self._opening
+        abort = getattr(conn, "abort", None)  # optional: the long-polling connection has none
+        if abort is not None:
+            try:
+                abort()
+            except Exception:  # pragma: no cover - best effort
+                pass
+
+    # -- snapshot (the only writer of the lifecycle state) -------------------------------------
+
+    def _state_locked(self, state: State, *, force: bool = False) -> None:
+        if (self._abandoned and not force) or self._snapshot.state in (State.CLOSED, State.FORKED):
+            return
+        self._snapshot = attrs.evolve(self._snapshot, state=state)
+        self._changed.notify_all()
+
+    def _set_state(self, state: State) -> None:
+        with self._lock:
+            self._state_locked(state)
+
+    def _publish_locked(self) -> None:
+        a = self.adapter
+        reg = a.subscriptions
+        last_id = getattr(a, "last_event_id", None)
+        seen = (reg.version, last_id, a.transport_kind if self._conn is not None else self._snapshot.transport)
+        if seen == self._seen and self._last_error is self._snapshot.last_error:
+            return
+        self._seen = seen
+        entries = reg.entries()
+        # As events show them: a key holding a secret (an ActionCable identifier carries the
+        # pubsub token) is a redacted copy.
+        self._snapshot = Snapshot(
+            self._snapshot.state,
+            tuple(public_subscription(e.subscription) for e in entries),
+            tuple(public_subscription(e.subscription) for e in entries if e.state is SubState.PENDING),
+            tuple(public_subscription(e.subscription) for e in entries if e.state is SubState.REJECTED),
+            last_id if isinstance(last_id, str) else None,
+            seen[2],
+            self._last_error,
+        )
+        self._changed.notify_all()
+
+    def _publish(self) -> None:
+        with self._lock:
+            if not self._abandoned:
+                self._publish_locked()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _emit(self, name: str, data: Any = None) -> None:
+        self.dispatcher.put(Event(name, data, received_at=time.time()))
+
+    def _error(self, kind: str, message: str, exc: BaseException | None = None, frame: str | None = None) -> None:
+        message = redact(message)
+        self.log.warning("%s: %s", kind, message)
+        info = ErrorInfo(kind, message, frame, exc)
+        self._last_error = info
+        self._emit("error", info)
+
+    # -- loop-thread steps ---------------------------------------------------------------------
+
+    def _guarded(self, step: Callable[[], Any]) -> Callable[[], None]:
+        def run() -> None:
+            if self._phase == _DONE:
+                return
+            try:
+                step()
+            except Exception as exc:
+                self._crashed(exc)
+
+        return run
+
+    def _guard_commands(self) -> None:
+        self._guarded(self._on_commands)()
+
+    def _crashed(self, exc: Exception) -> None:
+        """An exception escaped a step: report it and replace the connection, never end silently."""
+        self.log.error("engine step failed", exc_info=exc)
+        try:
+            self._error("internal", f"I/O thread failed: {type(exc).__name__}: {exc}", exc)
+            if self._phase == _SERVING and self._conn is not None:
+                self._end_connection(f"internal error: {type(exc).__name__}", None, failed=True)
+            elif self._phase != _DONE:
+                self._retry_later(self.backoff.fail(f"internal error: {type(exc).__name__}"))
+        except Exception as exc2:  # pragma: no cover - the recovery itself failed: stop loudly
+            self.log.critical("engine cannot recover", exc_info=exc2)
+            self._finish(f"internal error: {type(exc2).__name__}")
+
+    def _apply_commands(self) -> None:
+        cmds = self._cmds
+        adapter = self.adapter
+        while cmds:
+            cmd = cmds.popleft()
+            try:
+                cmd.apply(adapter, time.monotonic())
+            except Exception as exc:
+                self.log.error("command failed", exc_info=True)
+                self._error("internal", f"command failed: {type(exc).__name__}: {exc}", exc)
+
+    def _on_commands(self) -> None:
+        if self._stop_requested:
+            self._do_stop()
+            return
+        self._apply_commands()
+        if self._phase == _SERVING:
+            self._after_step()
+        else:
+            self.adapter.data_to_send()  # not connected: frames are moot (state is kept)
+            self._deliver_events()
+            self._publish()
+
+    def _begin(self) -> None:
+        """Start one connection attempt."""
+        if self._stop_requested:
+            self._do_stop()
+            return
+        self._apply_commands()
+        self.adapter.data_to_send()
+        self._set_state(State.CONNECTING if self._attempt == 0 else State.RECONNECTING)
+        self._attempt += 1
+        self._phase = _OPENING
+        try:
+            conn = self._factory()
+            request = self.adapter.prepare_connect(self.options.request_factory())
+        except Exception as exc:
+            self._open_failed(exc)
+            return
+        self._request_url = redact(request.url)
+        if self._debug:
+            self.log.debug("connecting to %s", self._request_url)
+        self._opening = conn
+
+        def open_it() -> Connection:
+            if self._stop_requested:
+                raise _Stopped
+            conn.open(request, self.options.connect)
+            return conn
+
+        assert self._loop is not None
+        self._loop.run_blocking(open_it, self._guarded_opened(conn))
+
+    def _guarded_opened(self, conn: Connection) -> Callable[[Any, BaseException | None], None]:
+        def done(_result: Any, exc: BaseException | None) -> None:
+            self._opening = None
+            if self._phase == _DONE:
+                return
+            try:
+                self._opened(conn, exc)
+            except Exception as exc2:
+                self._crashed(exc2)
+
+        return done
+
+    def _opened(self, conn: Connection, exc: BaseException | None) -> None:
+        if self._stop_requested:
+            if exc is None:
+                try:
+                    conn.close(1000, "")
+                except Exception:  # pragma: no cover
+                    pass
+            self._do_stop()
+            return
+        if exc is not None:
+            if not isinstance(exc, Exception):  # pragma: no cover - KeyboardInterrupt and co.
+                raise exc
+            self._open_failed(exc)
+            return
+        if self._attempt > 1:
+            self.reconnects += 1
+        self._serve(conn)
+
+    def _open_failed(self, exc: Exception) -> None:
+        if isinstance(exc, AuthenticationError):
+            self._error("auth", str(exc), exc)
+            self.backoff.fail(str(exc), auth=True)
+            if self.backoff.current.stop_on_auth:
+                self._finish("credentials refused")
+                return
+        elif isinstance(exc, TokenError):
+            self._error("token", str(exc), exc)
+            self.backoff.fail(str(exc))
+        elif isinstance(exc, ConnectError):
+            self._error("connect", str(exc), exc)
+            self.backoff.fail(str(exc))
+        else:  # e.g. the request factory raised
+            self._error("connect", f"cannot prepare the connection: {type(exc).__name__}: {exc}", exc)
+            self.backoff.fail(type(exc).__name__)
+        self._retry_later(self.backoff.pending_delay())
+
+    def _retry_later(self, delay: float, *, announced: bool = False) -> None:
+        b = self.backoff.current
+        if b.exhausted:
+            if self.options.reconnect.max_attempts:
+                self._error("connect", f"giving up after {b.failures} consecutive failed attempts (max_attempts)")
+            reason = "max_attempts reached" if self.options.reconnect.max_attempts else "reconnect disabled"
+            self._finish(reason, announce=not announced)
+            return
+        self._phase = _WAITING
+        self._set_state(State.RECONNECTING)
+        self._emit("reconnecting", ReconnectInfo(b.failures, delay))
+        self.log.info("reconnecting in %.2fs (attempt %d)", delay, b.failures)
+        self._deliver_events()
+        self._publish()
+        self._schedule(time.monotonic() + delay)
+
+    def _serve(self, conn: Connection) -> None:
+        adapter = self.adapter
+        adapter.clock_offset = time.time() - time.monotonic()
+        adapter.transport_kind = conn.kind
+        adapter.subprotocol = conn.subprotocol
+        adapter.close_request()  # a request about the previous connection is moot now
+        self._conn = conn
+        self._phase = _SERVING
+        self._connected_at = time.monotonic()
+        self._ping_sent = None
+        self._set_state(State.CONNECTED)
+        self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._attempt))
+        self.log.info("connected to %s", self._request_url)
+        assert self._loop is not None
+        self._loop.add_reader(conn.fileno(), self._guarded_readable(conn))
+        adapter.connection_made(time.monotonic())
+        self._apply_commands()
+        self._after_step()
+
+    def _guarded_readable(self, conn: Connection) -> Callable[[], None]:
+        def readable() -> None:
+            if conn is not self._conn or self._phase == _DONE:
+                return
+            try:
+                self._on_readable(conn)
+            except Exception as exc:
+                self._crashed(exc)
+
+        return readable
+
+    def _on_readable(self, conn: Connection) -> None:
+        adapter = self.adapter
+        while True:
+            try:
+                items = conn.receive()
+            except (OSError, ConnectionError) as exc:
+                self._end_connection(f"connection lost: {type(exc).__name__}: {redact(exc)}", None, failed=True)
+                return
+            if items is None:
+                self._ended(conn)
+                return
+            if items:
+                now = time.monotonic()
+                self.frames_received += len(items)
+                self.last_frame_at = now + adapter.clock_offset
+                self._feed(items, now)
+                if not self._flush():
+                    return
+            if conn.closed:
+                self._ended(conn)
+                return
+            # A TLS socket can hold decrypted bytes that the selector cannot see.
+            if not conn.pending():
+                break
+        self._after_step()
+
+    def _feed(self, items: Iterable[Any], now: float) -> None:
+        receive = self.adapter.receive_text
+        debug = self._debug
+        for item in items:
+            if type(item) is str:
+                if debug:
+                    self.log.debug("< %s", truncate(item))
+                try:
+                    receive(item, now)
+                except Exception as exc:  # an adapter bug must not lose later frames
+                    self.log.error("adapter failed on a frame", exc_info=True)
+                    self._error(
+                        "bad_frame", f"frame could not be processed: {type(exc).__name__}: {exc}", exc, truncate(item)
+                    )
+            elif isinstance(item, FrameError):
+                self._error("bad_frame", item.message, ProtocolError(item.message), item.frame)
+            elif isinstance(item, HttpResult):
+                self.adapter.http_result(item, now)
+            else:  # pragma: no cover - a connection bug
+                self._error("internal", f"connection returned {type(item).__name__}")
+
+    def _deliver_events(self) -> None:
+        events = self.adapter.events_received()
+        if events:
+            self.dispatcher.put_many(events)
+
+    def _flush(self) -> bool:
+        """Write the adapter's frames; False if writing failed (the connection was ended)."""
+        conn = self._conn
+        frames = self.adapter.data_to_send()
+        # Published before anything goes out: a reader sees a snapshot at least as new as the
+        # frames on the wire and the events handed over (e.g. last_event_id inside a handler).
+        self._publish()
+        if frames and conn is not None:
+            debug = self._debug
+            try:
+                for text in frames:
+                    if debug:
+                        self.log.debug("> %s", truncate(text))
+                    conn.send(text)
+            except (OSError, ConnectionError) as exc:
+                self._end_connection(f"connection lost: {type(exc).__name__}: {redact(exc)}", None, failed=True)
+                return False
+        self._deliver_events()
+        return True
+
+    def _after_step(self) -> None:
+        """After any step while serving: flush, honour a close request, publish, re-arm the timer."""
+        if not self._flush():
+            return
+        req = self.adapter.close_request()
+        if req is not None:
+            self._end_connection(req.reason, req)
+            return
+        self._schedule(self._next_deadline())
+
+    def _next_deadline(self) -> float | None:
+        deadline = self.adapter.next_deadline()
+        conn = self._conn
+        interval = None if self.adapter.has_heartbeat else self.options.connect.ping_interval
+        if interval and conn is not None:
+            if self._ping_sent is not None and conn.last_activity > self._ping_sent:
+                self._ping_sent = None
+            if self._ping_sent is None:
+                due = conn.last_activity + interval
+            else:
+                due = self._ping_sent + self.options.connect.ping_timeout
+            deadline = due if deadline is None else min(deadline, due)
+        return deadline
+
+    def _schedule(self, when: float | None) -> None:
+        if when == self._timer_at and self._timer is not None and not self._timer.cancelled:
+            return
+        loop = self._loop
+        assert loop is not None
+        loop.cancel(self._timer)
+        self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = loop.call_at(when, self._guarded(self._on_timer))
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._stop_requested:
+            self._do_stop()
+            return
+        if self._phase == _WAITING:
+            self._begin()
+            return
+        if self._phase != _SERVING:
+            return
+        conn = self._conn
+        assert conn is not None
+        now = time.monotonic()
+        deadline = self.adapter.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.adapter.handle_timer(now)
+        interval = None if self.adapter.has_heartbeat else self.options.connect.ping_interval
+        if interval:
+            if self._ping_sent is not None and conn.last_activity > self._ping_sent:
+                self._ping_sent = None
+            if self._ping_sent is None:
+                if conn.last_activity + interval <= now:
+                    try:
+                        conn.ping()
+                    except (OSError, ConnectionError) as exc:
+                        self._end_connection(f"connection lost: {type(exc).__name__}: {exc}", None, failed=True)
+                        return
+                    self._ping_sent = now
+            elif self._ping_sent + self.options.connect.ping_timeout <= now:
+                self.adapter.connection_lost(now, "no pong")
+                self._end_connection(
+                    f"no data for {self.options.connect.ping_timeout:.1f}s after a ping: connection is dead",
+                    CloseRequest("dead connection", delay=0.0, code=1001),
+                    lost_reported=True,
+                )
+                return
+        self._after_step()
+
+    def _ended(self, conn: Connection) -> None:
+        """The connection ended under us.  The server often sends its reason (ActionCable
+        ``disconnect``) in the same read as the close: the adapter's request names the real
+        cause and says whether to come back."""
+        req = self.adapter.close_request()
+        failure = getattr(conn, "failure", None)
+        if failure is not None:
+            # The codec failed the connection (RFC 6455: a framing violation).
+            code = getattr(failure, "code", None)
+            self._error("protocol", f"{failure}" + (f" (close code {code})" if code else ""), failure)
+        reason = req.reason if req is not None else (conn.close_reason or "connection closed")
+        self._end_connection(reason, req, server=req is None and failure is None)
+
+    def _end_connection(
+        self,
+        reason: str,
+        req: CloseRequest | None,
+        *,
+        failed: bool = False,
+        lost_reported: bool = False,
+        server: bool = False,
+    ) -> None:
+        """Close the current connection and decide: reconnect (when) or finish."""
+        conn = self._conn
+        now = time.monotonic()
+        if not lost_reported:
+            try:
+                self.adapter.connection_lost(now, reason)
+            except Exception:  # pragma: no cover - keep going: the connection is gone anyway
+                self.log.error("adapter failed in connection_lost", exc_info=True)
+        self.adapter.data_to_send()  # nothing can be sent any more
+        self._conn = None
+        self._publish()
+        self._deliver_events()
+        self._detach(conn, 1000 if req is None else req.code)
+        if now - self._connected_at >= self.options.reconnect.stable_after:
+            self.backoff.succeeded()
+        self.log.info("disconnected: %s", reason)
+        if req is not None and not req.reconnect:
+            self._finish(req.reason)
+            return
+        auth = req is not None and req.auth
+        if auth:
+            self._last_error = ErrorInfo("auth", redact(f"credentials refused: {reason}"))
+        self.backoff.fail(reason, auth=auth)
+        b = self.backoff.current
+        if auth and b.stop_on_auth:
+            self._error("auth", f"credentials refused: {req.reason if req else reason}")
+            self._finish("credentials refused")
+            return
+        if req is not None and req.delay is not None and not auth:
+            delay = req.delay
+        else:
+            delay = b.delay()
+        if (server or (req is not None and req.server)) and b.failures == 1 and not auth:
+            # Every client of a fleet sees a server-initiated drop at once: spread the first retry.
+            delay = b.restart_delay(delay)
+        self._emit(
+            "disconnected",
+            DisconnectInfo(reason, not b.exhausted, getattr(conn, "close_code", None) if conn is not None else None),
+        )
+        self._retry_later(delay, announced=True)
+
+    def _detach(self, conn: Connection | None, code: int) -> None:
+        if conn is None:
+            return
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.remove_reader(conn.fileno())
+            except Exception:  # pragma: no cover
+                pass
+        try:
+            conn.close(code, "")
+        except Exception:  # pragma: no cover - best effort
+            self.log.debug("closing the connection failed", exc_info=True)
+
+    def _do_stop(self) -> None:
+        """close(): goodbye frames, then disconnect and finish."""
+        if self._phase == _DONE:
+            return
+        conn = self._conn
+        if self._phase == _SERVING and conn is not None:
+            now = time.monotonic()
+            self._apply_commands()
+            self.adapter.start_closing(now)
+            self._set_state(State.CLOSING)
+            frames = self.adapter.data_to_send()
+            try:
+                for text in frames:
+                    conn.send(text)
+            except (OSError, ConnectionError):
+                pass
+            self.adapter.connection_lost(now, "closed by the client")
+            self.adapter.data_to_send()
+            self._deliver_events()
+            self._conn = None
+            self._detach(conn, 1000)
+            self._emit("disconnected", DisconnectInfo("closed by the client", False))
+        self._phase = _DONE
+        self._end(by_server=False)
+
+    def _finish(self, reason: str, *, announce: bool = True) -> None:
+        """Stop for good on the engine's own decision (server said stop, credentials refused...)."""
+        conn, self._conn = self._conn, None
+        self._detach(conn, 1000)
+        if announce:
+            self._emit("disconnected", DisconnectInfo(reason, False))
+        self._phase = _DONE
+        self._end(by_server=True)
+
+    def _end(self, *, by_server: bool) -> None:
+        self.stopped_by_server = by_server
+        loop = self._loop
+        if loop is not None:
+            loop.cancel(self._timer)
+        self._timer = None
+        self._deliver_events()
+        with self._lock:
+            if not self._abandoned:
+                self._publish_locked()
+                self._state_locked(State.CLOSED)
+        self._finished.set()
+        if self._on_finished is not None:
+            try:
+                self._on_finished()
+            except Exception:  # pragma: no cover
+                self.log.exception("on_finished failed")
+        if self._own_loop and loop is not None:
+            loop.stop()
+
+    def _finish_unstarted(self) -> None:
+        with self._lock:
+            if self._phase == _DONE:
+                return
+            self._phase = _DONE
+            self._state_locked(State.CLOSED)
+        self._finished.set()
+
+
+def _default_dispatch() -> Any:
+    from .config import DispatchOptions
+
+    return DispatchOptions()
+
+
+def backoff_of(engine: Engine[Any]) -> Backoff:
+    """The engine's current :class:`~realtime_sync.config.Backoff` (for stats and tests)."""
+    return engine.backoff.current
