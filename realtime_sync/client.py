@@ -377,7 +377,7 @@ class Client(Generic[A]):
                 return True
             if s.last_error is not before and s.last_error is not None and s.last_error.kind == "auth":
                 return True
-            return s.state is State.CONNECTED and not (confirms and s.pending)
+            return s.state is State.CONNECTED and s.ready and not (confirms and s.pending)
 
         ok = engine.wait_for_change(settled, timeout)
         s = engine.snapshot
@@ -385,9 +385,9 @@ class Client(Generic[A]):
         if not ok:
             last = s.last_error if s.last_error is not before else None
             detail = f" (last error: {last.kind}: {last.message})" if last is not None else ""
-            what = "connected" if s.state is not State.CONNECTED else "subscriptions confirmed"
+            what = "connected" if not (s.state is State.CONNECTED and s.ready) else "subscriptions confirmed"
             error = WaitTimeout(f"not {what} within {timeout}s{detail}")
-        elif s.state is State.CONNECTED and not (confirms and s.pending) and not s.rejected:
+        elif s.state is State.CONNECTED and s.ready and not (confirms and s.pending) and not s.rejected:
             return self
         elif s.rejected:
             error = RemoteError(f"subscription rejected by the server: {', '.join(map(repr, s.rejected))}")

@@ -332,6 +332,7 @@ class Snapshot:
     last_event_id: str | None = None
     transport: str | None = None
     last_error: ErrorInfo | None = None
+    ready: bool = False  #: the protocol is ready on the current connection (welcomed, session up)
 
 
 @attrs.frozen
@@ -571,7 +572,12 @@ class Engine(Generic[A]):
         a = self.adapter
         reg = a.subscriptions
         last_id = getattr(a, "last_event_id", None)
-        seen = (reg.version, last_id, a.transport_kind if self._conn is not None else self._snapshot.transport)
+        seen = (
+            reg.version,
+            last_id,
+            a.transport_kind if self._conn is not None else self._snapshot.transport,
+            a.ready,
+        )
         if seen == self._seen and self._last_error is self._snapshot.last_error:
             return
         self._seen = seen
@@ -586,6 +592,7 @@ class Engine(Generic[A]):
             last_id if isinstance(last_id, str) else None,
             seen[2],
             self._last_error,
+            seen[3],
         )
         self._changed.notify_all()
 

@@ -8,30 +8,38 @@ so the transport thread and the Bayeux adapter do not know which one they drive.
 
 Theory of operation
 -------------------
-Two worker threads, each with its own keep-alive HTTP connection, because the server *holds*
-a ``/meta/connect`` (up to ``advice.timeout``) while other messages (subscribe, publish...) must
-still go through::
+The connection knows HTTP, not Bayeux.  Two worker threads, each with its own keep-alive HTTP
+connection, because the server *holds* some requests (a Bayeux ``/meta/connect``, up to
+``advice.timeout``) while the others (subscribe, publish...) must still go through.  The adapter
+says which is which: it sends a held request as a :class:`~realtime_sync.protocols.base.HeldFrame`
+(a ``str`` marked ``held``); this module never parses a frame::
 
-    transport thread --send(frame)--> frame has /meta/connect? --yes--> connect worker --POST--> held
-                                                               --no---> send worker ----POST--> answered
-    each response body --> inbox --> one byte on a socketpair --> select() wakes the transport
-                                                                   --> receive() returns the bodies
+    engine --send(frame)--> frame.held? --yes--> held worker ----POST--> held by the server
+                                        --no---> control worker -POST--> answered at once
+    each outcome --> inbox --> one byte on a socketpair --> the engine's selector wakes
+                                                            --> receive() returns the outcomes
 
-The Bayeux adapter never batches a connect with anything else in a frame (faye answers a
-subscribe batched with a held connect only when the connect returns), so routing by frame is
-exact.  The threads are named ``realtime_sync-longpoll-<client>-send`` / ``-connect`` and
-``close()`` joins them: it first gives a queued ``/meta/disconnect`` up to a second to go out,
-then shuts the sockets down, which ends a held request at once.
+Outcomes are typed: a 200 response is its body (a text frame for the adapter); any other status
+is an :class:`~realtime_sync.protocols.base.HttpResult` (``status``, ``auth`` for 401/403,
+``held``), handed to the adapter's ``http_result()`` (default: a credential refusal, or the end
+of the connection), after which the connection ends.  No protocol reply is invented.
+
+Ordering: outcomes are delivered in the order the responses arrived, and the messages of one
+response in the order the server wrote them.  Between the two HTTP connections no order is
+knowable (a held response and a control response can cross on the wire).  CometD itself makes
+the same rule explicit: without its ``ack`` extension, delivery order across long-polling
+requests is not guaranteed (the message ``ack`` extension orders and acknowledges the held
+connect's batches); use the extension where order matters.
+
+The threads are named ``realtime_sync-longpoll-<client>-send`` / ``-connect`` and ``close()``
+joins them: it first gives a queued control request (a goodbye such as ``/meta/disconnect``) up
+to a second to go out, then shuts the sockets down, which ends a held request at once.
 
 Cookies (the GWS session cookie JSESSIONID, CometD's BAYEUX_BROWSER) live in a
 :class:`CookieJar` shared by both transports of a client: a ``Set-Cookie`` seen on any response
 (long-polling, or the websocket upgrade) is sent on every later request.  Auth headers (Basic or
 Bearer) come from the :class:`~realtime_sync.protocols.ConnectRequest`, so both transports send
 the same ones.
-
-An HTTP 401/403 answer to a request becomes, besides the end of the connection, a Bayeux failure
-reply for each message of that request (``{"successful": false, "failure": {"httpCode": 401}}``,
-as the reference client builds them), so the adapter can report it as a credential refusal.
 """
 
 from __future__ import annotations
@@ -53,12 +61,11 @@ from typing import Any, Callable, Union
 import attrs
 
 from ._cookies import CookieJar
-from ._json import dumps, loads
 from ._redact import redact, register_secret
 from ._wsconn import FrameError, WebSocketConnection, is_loopback
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
-from .protocols.base import ConnectRequest
+from .protocols.base import ConnectRequest, HttpResult
 
 __all__ = [
     "TRANSPORTS",
@@ -76,7 +83,6 @@ log = logging.getLogger("realtime_sync.transport.longpoll")
 #: Values of the ``transport=`` option of the Bayeux clients.
 TRANSPORTS = ("auto", "websocket", "long-polling")
 
-_CONNECT_MARK = '"/meta/connect"'
 _CONTROL_READ_TIMEOUT = 60.0  # a non-connect request; the adapter's own deadline is shorter
 _GOODBYE_GRACE = 1.0
 
@@ -242,7 +248,7 @@ class _TooBig(Exception):
         super().__init__(f"response larger than max_frame_size ({size}+ bytes)")
 
 
-Received = list[Union[str, FrameError]]
+Received = list[Union[str, FrameError, HttpResult]]
 
 
 class LongPollingConnection:
@@ -270,7 +276,7 @@ class LongPollingConnection:
         self.close_code: int | None = None
         self.last_activity = 0.0
         self._lock = threading.Lock()
-        self._inbox: collections.deque[str | FrameError] = collections.deque()
+        self._inbox: collections.deque[str | FrameError | HttpResult] = collections.deque()
         self._ended = False
         self._closing = False
         self._close_called = False
@@ -358,7 +364,7 @@ class LongPollingConnection:
     def send(self, text: str) -> None:
         if self._ended or self._close_called:
             return  # the end is reported by receive(); nothing to send it on
-        role = "connect" if _CONNECT_MARK in text and _has_connect(text) else "send"
+        role = "connect" if getattr(text, "held", False) else "send"
         if role == "send":
             with self._lock:
                 self._send_pending += 1
@@ -412,7 +418,7 @@ class LongPollingConnection:
             except OSError:
                 pass  # full (a wake-up is pending anyway) or closed
 
-    def _push(self, item: str | FrameError) -> None:
+    def _push(self, item: str | FrameError | HttpResult) -> None:
         with self._lock:
             self._inbox.append(item)
         self._signal()
@@ -434,7 +440,7 @@ class LongPollingConnection:
             if body is None or self._closing:
                 break
             try:
-                self._post(h, body)
+                self._post(h, body, role)
             finally:
                 if role == "send":
                     with self._lock:
@@ -445,7 +451,7 @@ class LongPollingConnection:
                 break
         h.abort()
 
-    def _post(self, h: _Http, body: bytes) -> None:
+    def _post(self, h: _Http, body: bytes, role: str) -> None:
         headers = dict(self._headers)
         assert self.cookies is not None
         cookie = self.cookies.header()
@@ -470,45 +476,10 @@ class LongPollingConnection:
             except UnicodeDecodeError as exc:
                 self._push(FrameError(f"response is not valid UTF-8: {exc.reason} at byte {exc.start}"))
             return
-        text = f"HTTP {status} {reason}".strip()
-        if status in (401, 403):
-            self._push(_failures(body, status, text))
-        log.warning("long-polling request refused: %s", text)
-        self._end(f"{text} from {self._url}")
-
-
-def _has_connect(text: str) -> bool:
-    """Whether the frame holds a ``/meta/connect`` (not merely the string, e.g. in published data:
-    such a publish must not wait behind a held connect)."""
-    try:
-        messages = loads(text)
-    except ValueError:
-        return False
-    return any(
-        isinstance(m, dict) and m.get("channel") == "/meta/connect"
-        for m in (messages if isinstance(messages, list) else [messages])
-    )
-
-
-def _failures(body: bytes, status: int, text: str) -> str:
-    """Bayeux failure replies for the messages of a refused request (as CometD.js builds them)."""
-    try:
-        messages = loads(body)
-    except ValueError:
-        messages = []
-    out = []
-    for m in messages if isinstance(messages, list) else [messages]:
-        if isinstance(m, dict) and isinstance(m.get("channel"), str):
-            reply: dict[str, Any] = {
-                "channel": m["channel"],
-                "successful": False,
-                "error": f"{status}::{text}",
-                "failure": {"httpCode": status, "reason": text},
-            }
-            if "id" in m:
-                reply["id"] = m["id"]
-            out.append(reply)
-    return dumps(out)
+        result = HttpResult(status, reason, held=role == "connect")
+        self._push(result)
+        log.warning("long-polling request refused: %s", result)
+        self._end(f"{result} from {self._url}")
 
 
 class CookieWebSocketConnection(WebSocketConnection):

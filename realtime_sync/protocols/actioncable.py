@@ -219,6 +219,11 @@ class ActionCableAdapter(Adapter):
 
     # -- intents (called on the transport thread) ------------------------------------------
 
+    @property
+    def ready(self) -> bool:
+        """The server welcomed this connection."""
+        return self.connected and self.welcomed
+
     def subscribe(self, identifier: str, now: float) -> Subscription:
         """Want the subscription whose identifier string is ``identifier`` (see :func:`serialize_identifier`).
 

@@ -324,6 +324,12 @@ class Adapter:
     def start_closing(self, now: float) -> None:
         """The user closes the client: queue goodbye frames, if the protocol has any."""
 
+    @property
+    def ready(self) -> bool:
+        """The protocol is ready for use on this connection (ActionCable: welcomed; Bayeux: a
+        session established); ``start(wait=True)`` waits for it.  Default: connected."""
+        return self.connected
+
     def http_result(self, result: HttpResult, now: float) -> None:
         """A long-polling request ended with an HTTP status instead of a reply.
 

@@ -64,11 +64,12 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import attrs
 
+from .._json import dumps
 from .._redact import redact, register_secret
 from ..config import ReconnectPolicy
 from ..events import Subscription
 from ..exceptions import ConfigurationError, ProtocolError
-from .base import BAD, Adapter, truncate
+from .base import BAD, Adapter, HeldFrame, truncate
 
 __all__ = [
     "AuthExtension",
@@ -295,6 +296,11 @@ class BayeuxAdapter(Adapter):
         self._publishes: list[tuple[str, Any]] = []
         self._route_cache: dict[str, Subscription | None] = {}
 
+    @property
+    def ready(self) -> bool:
+        """A session is established on this connection."""
+        return self.connected and self._session_ready
+
     # -- intents --------------------------------------------------------------------------
 
     def subscribe(self, channel: str, now: float) -> None:
@@ -440,14 +446,6 @@ class BayeuxAdapter(Adapter):
         channel = message.get("channel")
         if not isinstance(channel, str):
             raise ProtocolError(f"message without a string 'channel': {truncate(message, 200)}")
-        failure = message.get("failure")
-        if isinstance(failure, dict) and message.get("successful") is False and failure.get("httpCode") in (401, 403):
-            # Built by the long-polling transport for a request the server refused with HTTP
-            # 401/403 (CometD.js does the same): a credential refusal, not a Bayeux reply.
-            reason = f"{channel} refused: {failure.get('reason') or failure.get('httpCode')}"
-            self._error("auth", reason, now, raw=message)
-            self._request_close(reason, auth=True)
-            return
         self._last_contact = now
         advice = message.get("advice")
         if advice is not None:
@@ -673,7 +671,7 @@ class BayeuxAdapter(Adapter):
             hold = self.advice.timeout / 1000.0
         msg = self._with_id(msg, now, hold + self.max_network_delay)
         self._connect_id = msg["id"]
-        self._send_messages([msg], now)
+        self._send_messages([msg], now, held=True)
 
     def _session_established(self, now: float) -> None:
         self._session_ready = True
@@ -749,7 +747,9 @@ class BayeuxAdapter(Adapter):
         self._requests[rid] = _Request(msg["channel"], now, now + allowance, sub)
         return msg
 
-    def _send_messages(self, messages: list[dict[str, Any]], now: float) -> None:
+    def _send_messages(self, messages: list[dict[str, Any]], now: float, *, held: bool = False) -> None:
+        """Queue ``messages`` as one frame; ``held``: the server holds it (a ``/meta/connect``),
+        so a long-polling connection gives it an HTTP request of its own."""
         out = []
         for m in messages:
             m2 = self._run_extensions("outgoing", m, now)
@@ -760,7 +760,10 @@ class BayeuxAdapter(Adapter):
                 continue
             out.append(m2)
         if out:
-            self._send(out)
+            if held:
+                self._frames.append(HeldFrame(dumps(out)))
+            else:
+                self._send(out)
 
     def _run_extensions(self, direction: str, message: dict[str, Any], now: float) -> dict[str, Any] | None:
         for ext in self.extensions:

@@ -192,6 +192,9 @@ class _JifelineAdapter(Adapter):
     """What the two dialects share: desired-state subscriptions, snapshots, error frames."""
 
     kinds: Mapping[str, _Kind] = {}
+    #: The gateway acknowledges no subscription: the first push of an entity counts as one, and
+    #: a system event type may stay quiet for hours, so ``start(wait=True)`` does not wait for it.
+    confirms_subscriptions = False
 
     def __init__(self, *, keepalive_interval: float | None = 300.0, max_snapshots: int = 10_000) -> None:
         super().__init__()
