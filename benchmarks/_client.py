@@ -80,8 +80,8 @@ class BenchAdapter(Adapter):
         self._emit(name, now, data, entity_id=msg.get("id"), raw=msg)
 
 
-class BenchClient(Client):
+class BenchClient(Client[BenchAdapter]):
     """``BenchClient("ws://127.0.0.1:port/blast?n=1000")``: typed ``message.created`` events."""
 
-    def _make_adapter(self) -> Adapter:
-        return BenchAdapter()
+    def __init__(self, url: str, **options: Any) -> None:
+        super().__init__(url, adapter=BenchAdapter(), **options)

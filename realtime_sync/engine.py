@@ -182,7 +182,9 @@ class Loop:
             return
         self._closed = True
         if self._executor is not None:
-            self._executor.shutdown(wait=False)
+            # Joins the handshake threads (close() comes after every engine stopped, and a stop
+            # aborts a handshake in progress).
+            self._executor.shutdown(wait=True, cancel_futures=True)
         try:
             self._sel.close()
         except Exception:  # pragma: no cover

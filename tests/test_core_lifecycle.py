@@ -4,6 +4,7 @@ surviving an unexpected exception on its I/O thread, and a custom protocol on rs
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from typing import Any
 
@@ -115,3 +116,104 @@ def test_loop_timers_fire_in_order_and_cancelled_ones_never():
     assert sorted(fired) == list(range(1, 200, 2))
     whens = [timers[i].when for i in fired]
     assert whens == sorted(whens)
+
+
+def _fleet_reconnect_spread(server: Any, make: Any, jitter: float, n: int = 8) -> float:
+    """Start ``n`` clients, drop them all at once from the server, return the spread (max - min)
+    of the instants they connected again."""
+    clients = [make(server) for _ in range(n)]
+    times: list[float] = []
+    lock = threading.Lock()
+    for c in clients:
+        assert c.reconnect_policy.restart_jitter == jitter
+        c.on("connected", lambda e: (lock.acquire(), times.append(time.monotonic()), lock.release()))
+        c.start()
+    poll_until(lambda: len(times) == n, what="all connected")
+    times.clear()
+    server.server_restart() if hasattr(server, "server_restart") else server.close_all()
+    poll_until(lambda: len(times) == n, timeout=10, what="all reconnected")
+    return max(times) - min(times)
+
+
+def test_the_first_retry_after_a_server_initiated_close_is_spread_by_restart_jitter(echo_server):
+    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.2, max_interval=0.2, jitter=0, restart_jitter=1.0)
+    clients: list[EchoClient] = []
+
+    def make(server: Any) -> EchoClient:
+        c = EchoClient(server.url, reconnect=policy)
+        clients.append(c)
+        return c
+
+    try:
+        spread = _fleet_reconnect_spread(echo_server, make, 1.0)
+    finally:
+        for c in clients:
+            c.close(timeout=T(5))
+    # 8 uniform draws over 1 s: all within 0.15 s has a probability of about 1e-5.
+    assert spread > 0.15, f"the fleet came back within {spread:.3f}s: no jitter"
+
+
+def test_actioncable_server_restart_is_jittered_for_a_fleet():
+    from realtime_sync.testing.actioncable import FakeActionCableServer
+
+    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.2, max_interval=0.2, jitter=0, restart_jitter=1.0)
+    clients: list[rs.ActionCableClient[Any]] = []
+
+    def make(server: Any) -> rs.ActionCableClient[Any]:
+        c: rs.ActionCableClient[Any] = rs.ActionCableClient(server.url, reconnect=policy)
+        c.subscribe("ChatChannel", room="lobby")
+        clients.append(c)
+        return c
+
+    with FakeActionCableServer() as server:
+        try:
+            spread = _fleet_reconnect_spread(server, make, 1.0)
+        finally:
+            for c in clients:
+                c.close(timeout=T(5))
+    assert spread > 0.15, f"the fleet came back within {spread:.3f}s after server_restart: no jitter"
+
+
+def test_many_engines_share_one_loop_thread(echo_server):
+    """The hub model: engines on one Loop (with a small handshake executor), no thread each."""
+    from realtime_sync.engine import Call, Engine, EngineOptions
+    from realtime_sync.protocols.base import ConnectRequest
+
+    loop = Loop("shared", handshake_workers=2)
+    thread = loop.start("realtime_sync-test-shared-loop")
+    engines: list[Engine[EchoAdapter]] = []
+    got: list[rs.Event] = []
+    lock = threading.Lock()
+    try:
+        for i in range(5):
+            engine = Engine(
+                EchoAdapter(),
+                _websocket,
+                EngineOptions(lambda: ConnectRequest(echo_server.url), reconnect=FAST, name=f"e{i}"),
+            )
+            engine.dispatcher.add("news", lambda e: (lock.acquire(), got.append(e), lock.release()))
+            engine.submit(Call(EchoAdapter.subscribe, (f"t{i}",)))
+            engine.start(loop)
+            engines.append(engine)
+        assert all(e.thread is None for e in engines)  # no loop thread of their own
+        poll_until(lambda: len(echo_server.live_connections()) == 5, what="5 connections")
+        for conn in echo_server.live_connections():
+            echo_server.wait_until(lambda c=conn: bool(c.state.get("subs")), timeout=5)
+            conn.send({"event": "news", "id": next(iter(conn.state["subs"]))})
+        poll_until(lambda: len(got) == 5, what="one event per engine")
+        assert sorted(e.entity_id for e in got) == [f"t{i}" for i in range(5)]
+        assert all(e.state is rs.State.CONNECTED for e in engines)
+    finally:
+        for e in engines:
+            assert e.stop(T(5))
+            e.dispatcher.stop(T(5))
+        loop.stop()
+        thread.join(T(5))
+        loop.close()
+    assert not thread.is_alive()
+
+
+def _websocket() -> Any:
+    from realtime_sync.transport import WebSocketConnection
+
+    return WebSocketConnection()

@@ -357,7 +357,8 @@ class ActionCableAdapter(Adapter):
         auth = reason == "unauthorized"
         if reconnect:
             log.info("server asked to reconnect (%s)", redact(reason))
-            self._request_close(reason, reconnect=True, auth=auth)
+            # server=True: a restart drops every client at once; the first retry is jittered.
+            self._request_close(reason, reconnect=True, auth=auth, server=not auth)
             return
         message = f"the server closed the connection and asked not to reconnect (reason: {reason})"
         exc: RemoteError = AuthenticationError(redact(message)) if auth else RemoteError(redact(message))

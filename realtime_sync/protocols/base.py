@@ -419,11 +419,18 @@ class Adapter:
             return BAD
 
     def _request_close(
-        self, reason: str, *, reconnect: bool = True, delay: float | None = None, auth: bool = False, code: int = 1000
+        self,
+        reason: str,
+        *,
+        reconnect: bool = True,
+        delay: float | None = None,
+        auth: bool = False,
+        code: int = 1000,
+        server: bool = False,
     ) -> None:
         # The first request wins: it names the real cause.
         if self._close is None:
-            self._close = CloseRequest(reason, reconnect, delay, auth, code)
+            self._close = CloseRequest(reason, reconnect, delay, auth, code, server)
 
     def _subscribed(self, sub: Subscription, now: float) -> None:
         if self.subscriptions.confirm(sub):
