@@ -3,6 +3,7 @@ surviving an unexpected exception on its I/O thread, and a custom protocol on rs
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -118,60 +119,43 @@ def test_loop_timers_fire_in_order_and_cancelled_ones_never():
     assert whens == sorted(whens)
 
 
-def _fleet_reconnect_spread(server: Any, make: Any, jitter: float, n: int = 8) -> float:
-    """Start ``n`` clients, drop them all at once from the server, return the spread (max - min)
-    of the instants they connected again."""
-    clients = [make(server) for _ in range(n)]
-    times: list[float] = []
-    lock = threading.Lock()
-    for c in clients:
-        assert c.reconnect_policy.restart_jitter == jitter
-        c.on("connected", lambda e: (lock.acquire(), times.append(time.monotonic()), lock.release()))
-        c.start()
-    poll_until(lambda: len(times) == n, what="all connected")
-    times.clear()
-    server.server_restart() if hasattr(server, "server_restart") else server.close_all()
-    poll_until(lambda: len(times) == n, timeout=10, what="all reconnected")
-    return max(times) - min(times)
-
-
-def test_the_first_retry_after_a_server_initiated_close_is_spread_by_restart_jitter(echo_server):
-    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.2, max_interval=0.2, jitter=0, restart_jitter=1.0)
-    clients: list[EchoClient] = []
-
-    def make(server: Any) -> EchoClient:
-        c = EchoClient(server.url, reconnect=policy)
-        clients.append(c)
-        return c
-
-    try:
-        spread = _fleet_reconnect_spread(echo_server, make, 1.0)
-    finally:
-        for c in clients:
-            c.close(timeout=T(5))
-    # 8 uniform draws over 1 s: all within 0.15 s has a probability of about 1e-5.
-    assert spread > 0.15, f"the fleet came back within {spread:.3f}s: no jitter"
-
-
-def test_actioncable_server_restart_is_jittered_for_a_fleet():
+@pytest.mark.parametrize("vendor", ["echo-close", "actioncable-server_restart"])
+def test_the_first_retry_after_a_server_initiated_disconnect_is_spread_by_restart_jitter(vendor, echo_server):
+    """A server restart drops a whole fleet at once: the first retries spread over restart_jitter."""
     from realtime_sync.testing.actioncable import FakeActionCableServer
 
     policy = rs.ReconnectPolicy(instant_retries=3, interval=0.2, max_interval=0.2, jitter=0, restart_jitter=1.0)
-    clients: list[rs.ActionCableClient[Any]] = []
+    n = 8
+    times: list[float] = []
+    lock = threading.Lock()
 
-    def make(server: Any) -> rs.ActionCableClient[Any]:
-        c: rs.ActionCableClient[Any] = rs.ActionCableClient(server.url, reconnect=policy)
-        c.subscribe("ChatChannel", room="lobby")
-        clients.append(c)
-        return c
+    def record(_event: rs.Event) -> None:
+        with lock:
+            times.append(time.monotonic())
 
-    with FakeActionCableServer() as server:
-        try:
-            spread = _fleet_reconnect_spread(server, make, 1.0)
-        finally:
+    with contextlib.ExitStack() as stack:
+        if vendor == "echo-close":
+            server: Any = echo_server
+            clients: list[rs.Client[Any]] = [EchoClient(server.url, reconnect=policy) for _ in range(n)]
+        else:
+            server = stack.enter_context(FakeActionCableServer())
+            clients = [rs.ActionCableClient(server.url, reconnect=policy) for _ in range(n)]
             for c in clients:
-                c.close(timeout=T(5))
-    assert spread > 0.15, f"the fleet came back within {spread:.3f}s after server_restart: no jitter"
+                c.subscribe("ChatChannel", room="lobby")  # type: ignore[attr-defined]
+        for c in clients:
+            stack.callback(c.close, timeout=T(5))
+            c.on("connected", record)
+            c.start()
+        poll_until(lambda: len(times) == n, what="all connected")
+        times.clear()
+        if vendor == "echo-close":
+            server.close_all()  # a gateway closing its sockets
+        else:
+            server.server_restart()
+        poll_until(lambda: len(times) == n, timeout=10, what="all reconnected")
+    spread = max(times) - min(times)
+    # 8 uniform draws over 1 s all within 0.15 s: a probability of about 1e-5.
+    assert spread > 0.15, f"the fleet came back within {spread:.3f}s: no jitter"
 
 
 def test_many_engines_share_one_loop_thread(echo_server):

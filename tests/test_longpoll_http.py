@@ -4,7 +4,9 @@ adapter marks them (never by parsing), and HTTP outcomes reach the client as typ
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 
 import realtime_sync as rs
 from realtime_sync.cometd import CometDClient
@@ -45,40 +47,39 @@ def test_start_wait_raises_on_http_401() -> None:
             client.close(timeout=T(5))
 
 
-def test_http_500_ends_the_connection_and_the_client_comes_back() -> None:
-    with FakeBayeuxServer(timeout=1.0, websocket=False) as server:
+@contextlib.contextmanager
+def subscribed_client(hold: float) -> Iterator[tuple[FakeBayeuxServer, CometDClient, Recorder]]:
+    """A long-polling client subscribed to /chat/room on a fake server holding connects ``hold`` s."""
+    with FakeBayeuxServer(timeout=hold, websocket=False) as server:
         client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST)
         client.subscribe("/chat/room")
         rec = Recorder(client)
         try:
             client.start()
             rec.wait("subscribed")
-            server.refuse_http(500)
-            info = rec.wait("disconnected", timeout=5).data
-            assert "HTTP 500" in info.reason and info.will_reconnect
-            assert not [e for e in rec.events if e.name == "error" and e.data.kind == "auth"]
-            server.refuse_http(None)
-            rec.wait("connected", count=2, timeout=10)  # the session resumes: no new subscribe
-            server.publish("/chat/room", {"n": 1})
-            assert rec.wait("message").data == {"n": 1}
+            yield server, client, rec
         finally:
             client.close(timeout=T(5))
+
+
+def test_http_500_ends_the_connection_and_the_client_comes_back() -> None:
+    with subscribed_client(1.0) as (server, _client, rec):
+        server.refuse_http(500)
+        info = rec.wait("disconnected", timeout=5).data
+        assert "HTTP 500" in info.reason and info.will_reconnect
+        assert not [e for e in rec.events if e.name == "error" and e.data.kind == "auth"]
+        server.refuse_http(None)
+        rec.wait("connected", count=2, timeout=10)  # the session resumes: no new subscribe
+        server.publish("/chat/room", {"n": 1})
+        assert rec.wait("message").data == {"n": 1}
 
 
 def test_a_held_request_never_delays_control_requests() -> None:
     # The adapter marks /meta/connect as held; a publish goes at once on the control connection
     # even while the server holds the connect (and even if its data mentions /meta/connect).
-    with FakeBayeuxServer(timeout=20.0, websocket=False) as server:
-        client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST)
-        client.subscribe("/chat/room")
-        rec = Recorder(client)
-        try:
-            client.start()
-            rec.wait("subscribed")
-            server.wait_until(lambda: len(server.bayeux_messages("/meta/connect")) >= 2, timeout=5)
-            done = threading.Event()
-            client.on("message", lambda e: done.set())
-            client.publish("/chat/room", {"channel": "/meta/connect"})
-            assert done.wait(T(2.5)), "the publish waited behind the held connect"
-        finally:
-            client.close(timeout=T(5))
+    with subscribed_client(20.0) as (server, client, _rec):
+        server.wait_until(lambda: len(server.bayeux_messages("/meta/connect")) >= 2, timeout=5)
+        done = threading.Event()
+        client.on("message", lambda e: done.set())
+        client.publish("/chat/room", {"channel": "/meta/connect"})
+        assert done.wait(T(2.5)), "the publish waited behind the held connect"
