@@ -503,9 +503,9 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
     ) -> None:
         if url is not None and cluster is not None:
             raise ConfigurationError("give either url= or cluster=, not both")
-        self.cluster = _cluster(cluster) if cluster is not None else ("001" if url is None else None)
+        cluster_id = _cluster(cluster) if cluster is not None else ("001" if url is None else None)
         if url is None:
-            url = partner_url(self.cluster or "001")
+            url = partner_url(cluster_id or "001")
         if gap_recovery is True:
             gap_recovery = GapRecovery()
         gap = gap_recovery or None
@@ -513,11 +513,11 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
         if gap is not None:
             rest = gap.rest_url
             if rest is None:
-                if self.cluster is None:
+                if cluster_id is None:
                     raise ConfigurationError(
                         "gap_recovery needs GapRecovery(rest_url=...) when url= is not a cluster URL"
                     )
-                rest = partner_rest_url(self.cluster)
+                rest = partner_rest_url(cluster_id)
             fetcher = _GapFetcher(options.get("name") or type(self).__name__, gap, rest)
         adapter = JifelinePartnerAdapter(
             keepalive_interval=keepalive_interval,
@@ -529,6 +529,7 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
             after_id=gap.after_id if gap is not None else None,
         )
         super().__init__(url, adapter=adapter, token=token, token_in_query=token_in_query, **options)
+        self.cluster = cluster_id
         self.gap_recovery: GapRecovery | None = gap
         self._gap = fetcher
         if fetcher is not None:

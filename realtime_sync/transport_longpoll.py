@@ -255,13 +255,13 @@ class LongPollingConnection:
     """One Bayeux long-polling "connection" (see the module docstring).
 
     ``cookies`` is the client's shared :class:`CookieJar` (a private one when omitted).  The
-    transport thread drives it like a websocket::
+    engine drives it like a websocket, its ``fileno()`` registered in the loop's selector::
 
         conn = LongPollingConnection(CookieJar(), name="gws")
         conn.open(ConnectRequest("https://gws.example.com/api/v2/notifications"), ConnectOptions())
-        conn.send('[{"channel":"/meta/handshake", ...}]')
-        select.select([conn], [], [])
-        replies = conn.receive()          # ['[{"channel":"/meta/handshake","successful":true,...}]']
+        conn.send('[{"channel":"/meta/handshake", ...}]')   # a HeldFrame goes on the held worker
+        selector.register(conn.fileno(), selectors.EVENT_READ); selector.select()
+        replies = conn.receive()          # ['[{"channel":"/meta/handshake",...}]'] or [HttpResult(401)]
         conn.close()
     """
 
