@@ -143,6 +143,7 @@ class Loop:
         self._closed = False
         self._workers = handshake_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._error_handlers: list[Callable[[Exception], Any]] = []
 
     # -- any thread ------------------------------------------------------------------------
 
@@ -255,9 +256,32 @@ class Loop:
         except Exception:  # an engine guards its own callbacks; this is a last resort
             log.exception("loop %s: a callback raised", self.name)
 
+    def add_error_handler(self, handler: Callable[[Exception], Any]) -> None:
+        """Call ``handler(exc)`` (on the loop thread) if the loop itself fails (the selector
+        raised): engines replace their connections rather than the thread ending silently."""
+        self._error_handlers.append(handler)
+
+    def remove_error_handler(self, handler: Callable[[Exception], Any]) -> None:
+        try:
+            self._error_handlers.remove(handler)
+        except ValueError:
+            pass
+
     def run(self) -> None:
         """Run callbacks until :meth:`stop`."""
         self._stopping = False
+        while not self._stopping:
+            try:
+                self._run_until_stopped()
+            except Exception as exc:
+                log.exception("loop %s failed", self.name)
+                for handler in list(self._error_handlers):
+                    try:
+                        handler(exc)
+                    except Exception:  # pragma: no cover - last resort
+                        log.exception("loop %s: an error handler raised", self.name)
+
+    def _run_until_stopped(self) -> None:
         heap, ready, sel = self._heap, self._ready, self._sel
         while not self._stopping:
             timeout: float | None = None
@@ -281,7 +305,6 @@ class Loop:
                 self._invoke(timer.callback)
             for _ in range(len(ready)):
                 self._invoke(ready.popleft())
-        self._cancelled = max(0, self._cancelled)
 
 
 # -- commands and snapshot -----------------------------------------------------------------
@@ -480,6 +503,7 @@ class Engine(Generic[A]):
             loop = Loop(self.name)
             self._own_loop = True
         self._loop = loop
+        loop.add_error_handler(self._loop_failed)
         self.dispatcher.start()
         # The pending events (e.g. an error recorded before start) go out first.
         events = self.adapter.events_received()
@@ -627,6 +651,10 @@ class Engine(Generic[A]):
                 self._crashed(exc)
 
         return run
+
+    def _loop_failed(self, exc: Exception) -> None:
+        if self._phase != _DONE:
+            self._crashed(exc)
 
     def _guard_commands(self) -> None:
         self._guarded(self._on_commands)()
@@ -807,8 +835,6 @@ class Engine(Generic[A]):
                 self.frames_received += len(items)
                 self.last_frame_at = now + adapter.clock_offset
                 self._feed(items, now)
-                if not self._flush():
-                    return
             if conn.closed:
                 self._ended(conn)
                 return
@@ -1053,6 +1079,7 @@ class Engine(Generic[A]):
         loop = self._loop
         if loop is not None:
             loop.cancel(self._timer)
+            loop.remove_error_handler(self._loop_failed)
         self._timer = None
         self._deliver_events()
         with self._lock:
