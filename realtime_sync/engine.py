@@ -970,9 +970,9 @@ class Engine(Generic[A]):
         req = self.adapter.close_request()
         failure = getattr(conn, "failure", None)
         if failure is not None:
-            # The codec failed the connection (RFC 6455: a framing violation).
-            code = getattr(failure, "code", None)
-            self._error("protocol", f"{failure}" + (f" (close code {code})" if code else ""), failure)
+            # The server broke the websocket framing rules and the connection failed them
+            # (RFC 6455 7.1.7): say so, with the close code (failure.code), before "disconnected".
+            self._error("protocol", str(failure), failure)
         reason = req.reason if req is not None else (conn.close_reason or "connection closed")
         self._end_connection(reason, req, server=req is None and failure is None)
 
