@@ -8,9 +8,14 @@ input, and both produce compact output, so the choice never changes what goes on
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, Callable
 
-__all__ = ["CODEC", "dumps", "loads"]
+__all__ = ["CODEC", "MAX_DEPTH", "decode", "dumps", "loads"]
+
+#: The deepest nesting :func:`decode` accepts.  Real frames nest a handful of levels; a
+#: thousand-level one would raise ``RecursionError`` out of ``json``, ``repr()`` or cattrs.
+MAX_DEPTH = 128
 
 loads: Callable[[str | bytes], Any]
 dumps: Callable[[Any], str]
@@ -30,3 +35,44 @@ except ImportError:  # pragma: no cover - depends on the environment
     dumps = _encoder.encode
     loads = json.loads
     CODEC = "json"
+
+
+# On *valid* JSON every string is closed, so these are linear (the string pattern is the
+# unrolled form: its classes are disjoint, nothing is tried twice).
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+
+
+def _deeper_than(text: str, max_depth: int) -> bool:
+    if text.count("[") + text.count("{") <= max_depth:
+        return False  # cannot be that deep: the usual frame stops here
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    for _ in range(max_depth):  # each pass peels the innermost level, in C
+        if not brackets:
+            return False
+        brackets = brackets.replace("[]", "").replace("{}", "")
+    return bool(brackets)
+
+
+def decode(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """``loads(text)`` for server input: too deep a nesting is a :class:`ValueError` too.
+
+    Every decoder of server input goes through here, so no frame can raise ``RecursionError``
+    out of an adapter (stdlib ``json`` recurses once per level) or reach code that recurses
+    over the value afterwards (``repr()``, the model converters).
+
+    >>> decode('{"a": [1, 2]}')
+    {'a': [1, 2]}
+    >>> try:
+    ...     decode("[" * 100_000 + "]" * 100_000)
+    ... except ValueError:
+    ...     print("refused")
+    refused
+    """
+    try:
+        value = loads(text)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {max_depth} levels") from None
+    if _deeper_than(text if isinstance(text, str) else text.decode("utf-8", "replace"), max_depth):
+        raise ValueError(f"JSON nested deeper than {max_depth} levels")
+    return value

@@ -1,89 +1,355 @@
-"""Keep secrets out of logs, reprs and exception messages.
+"""Keep secrets out of logs, reprs, exception messages and lifecycle event payloads.
 
 Every string that may hold a URL, a header or a frame passes through :func:`redact` before it
-is logged, put in a repr or in an exception.  Two mechanisms work together:
+leaves the library.  The boundary is structural: a :class:`RedactingFilter` sits on every
+``realtime_sync`` logger (so every log line, handler tracebacks included, is redacted whatever
+the call site did), the lifecycle payloads (``ErrorInfo``, ``DisconnectInfo``...) redact their
+text when built, and reprs and exception messages are built through :func:`redact`.
+
+Two mechanisms work together:
 
 * shape-based rules that catch well-known secret carriers (``access_token=`` in a query string,
-  ``Authorization``/``Cookie`` headers, ``"pubsub_token": "..."`` and ``"token"`` JSON members,
-  ``clientId``-independent ``ext`` auth fields);
-* a registry of literal secret values (tokens the client was given or fetched), replaced wherever
-  they appear, including inside JSON that was escaped once (ActionCable identifiers are JSON in a
-  JSON string).
+  ``Authorization``/``Cookie``/``X-Auth-Token`` headers, ``"pubsub_token": "..."`` and
+  ``"token"`` JSON members, nested ``"credentials": {...}`` objects, ``user:password@`` in URLs);
+* registries of literal secret values, replaced wherever they appear, including inside JSON
+  that was escaped once (ActionCable identifiers are JSON in a JSON string).
+
+Theory of operation (why it is linear)
+--------------------------------------
+``re`` holds the GIL while it matches, so a backtracking pattern on server text (a gateway
+error, a Bayeux ``error``, a chat message) would stop every thread of the process.  No pattern
+here has a repetition that can be retried from many start positions: keywords are found by a
+pattern of literal alternatives (constant work per position), and each hit is examined by
+forward scans over character classes that cannot contain the next keyword, so the scans of two
+hits never overlap.  A value that is redacted is consumed (the search resumes after it).
+Literal secrets cost one substring search each, and both registries are bounded, so
+``redact()`` is O(len(text)) with a bounded constant; ``benchmarks/redact.py`` measures it on
+1 MiB of adversarial input.
+
+The registries: the client's own secrets (tokens, passwords, header values it was given or
+fetched) and server-derived ones (cookie values a server set) are kept apart, each bounded and
+least-recently-registered first out, so a server sending thousands of cookies can never evict a
+client's password from the redactor.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
-from typing import Any
+from typing import Any, Iterable
 
-__all__ = ["REDACTED", "redact", "register_secret"]
+__all__ = [
+    "MAX_SECRETS",
+    "MAX_SERVER_SECRETS",
+    "REDACTED",
+    "RedactingFilter",
+    "get_logger",
+    "is_secret_header",
+    "protect_loggers",
+    "redact",
+    "redact_headers",
+    "register_secret",
+    "register_server_secret",
+]
 
 REDACTED = "***"
 
-_SECRET_KEYS = (
-    r"access_token|refresh_token|id_token|pubsub_token|token|client_secret|password|secret|"
-    r"api_key|apikey|x-api-key|authorization|cookie|set-cookie|jsessionid|auth"
-)
-# "key": "value" or \"key\":\"value\" (escaped once, as in an ActionCable identifier).
-_JSON_MEMBER = re.compile(
-    r'(?P<pre>(?:\\*")(?:' + _SECRET_KEYS + r')(?:\\*")\s*:\s*(?:\\*"))(?P<val>(?:[^"\\]|\\(?!"))*)',
-    re.IGNORECASE,
-)
-# key=value in query strings and form bodies.
-_QUERY = re.compile(r"(?P<pre>[?&;\s](?:" + _SECRET_KEYS + r")=)(?P<val>[^&#\s\"']*)", re.IGNORECASE)
-# Header lines and header-ish reprs: Authorization: Bearer xyz / 'Cookie': 'a=b'
-_HEADER = re.compile(
-    r"(?P<pre>\b(?:authorization|proxy-authorization|cookie|set-cookie|x-api-key)['\"]?\s*[:=]\s*['\"]?)"
-    r"(?P<val>[^'\"\r\n,}]*)",
-    re.IGNORECASE,
-)
-# user:password@ in URLs
-_USERINFO = re.compile(r"(?P<pre>[a-z][a-z0-9+.-]*://[^/@\s:]*:)(?P<val>[^@/\s]+)(?=@)", re.IGNORECASE)
-
-#: How many literal secrets are remembered.  A token callable may return a new token on every
-#: connect (days of reconnects): the registry keeps the most recently registered ones, and
-#: clients register their secrets again before every connect, so live secrets stay in it.
+#: How many of the client's own literal secrets are remembered.  A token callable may return a
+#: new token on every connect (days of reconnects): the registry keeps the most recently
+#: registered ones, and clients register their secrets again before every connect.
 MAX_SECRETS = 256
+#: How many server-derived secrets (cookie values) are remembered, separately.
+MAX_SERVER_SECRETS = 128
+#: Registered values shorter than this are ignored: they would redact ordinary words.
+MIN_SECRET_LENGTH = 8
+
+# Names (lowercase) of members, parameters and headers whose value is a secret.  A name that
+# *ends* with one of them counts too (``session_token``, ``X-Auth-Token``).
+_KEYWORDS = (
+    "proxy-authorization",
+    "authorization",
+    "authentication",
+    "credentials",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "pubsub_token",
+    "client_secret",
+    "set-cookie",
+    "x-api-key",
+    "jsessionid",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "api-key",
+    "secret",
+    "cookie",
+    "token",
+    "auth",
+)
+# Literal alternatives only: constant work per start position, no backtracking.  Matched on
+# an ASCII-lowercased copy of the text (IGNORECASE makes ``re`` five times slower here).
+_KEYWORD = re.compile("|".join(re.escape(k) for k in _KEYWORDS))
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+_MAX_NAME = 64  # a name is extended left over at most this many characters
+# Names whose value may be an object or array (CometD ``ext``): the whole value is hidden.
+_OBJECT_KEYS = frozenset({"authentication", "credentials", "auth"})
+# Header names (lowercase) always secret, besides X-... names containing an auth-ish word.
+_HEADER_NAMES = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "apikey"}
+)
+_AUTHISH = ("auth", "token", "secret", "key", "cookie", "session", "password", "passwd", "credential")
+
+_WS = " \t"
+_JSON_VALUE_END = re.compile(r'"|\\"')  # the closing quote, plain or escaped once
+_QUERY_VALUE = re.compile(r"[^&#\s\"']*")
+_HEADER_VALUE = re.compile(r"[^'\"\r\n,}]*")
+_AUTHORITY = re.compile(r"[^/\s\"'<>]*")
+
+
+def is_secret_header(name: str) -> bool:
+    """True when a header of this name carries a secret (``Authorization``, ``X-Auth-Token``...).
+
+    >>> is_secret_header("X-Auth-Token"), is_secret_header("Accept")
+    (True, False)
+    """
+    n = name.strip().lower()
+    if n in _HEADER_NAMES:
+        return True
+    return any(word in n for word in _AUTHISH)
+
+
+# -- registries ------------------------------------------------------------------------------
 
 _lock = threading.Lock()
-_secrets: dict[str, None] = {}  # insertion-ordered: oldest first
-_by_length: tuple[str, ...] = ()  # longest first (a secret containing another is replaced whole)
+_secrets: dict[str, None] = {}  # the client's own; insertion-ordered: oldest first
+_server_secrets: dict[str, None] = {}  # derived from server input (cookies)
+_by_length: tuple[str, ...] = ()  # both registries, longest first (a secret containing another is replaced whole)
+_longest = 0
+
+
+def _rebuild() -> None:
+    """Recompute the lookup tuple from the registries (call with ``_lock`` held)."""
+    global _by_length, _longest
+    values = set(_secrets) | set(_server_secrets)
+    _by_length = tuple(sorted(values, key=len, reverse=True))
+    _longest = len(_by_length[0]) if _by_length else 0
+
+
+def _register(registry: dict[str, None], bound: int, value: Any) -> None:
+    if not isinstance(value, str) or len(value) < MIN_SECRET_LENGTH:
+        return
+    with _lock:
+        if value in registry:
+            if next(reversed(registry)) != value:
+                del registry[value]
+                registry[value] = None  # renewed: now the most recent
+            return
+        registry[value] = None
+        while len(registry) > bound:
+            del registry[next(iter(registry))]
+        _rebuild()
 
 
 def register_secret(value: Any) -> None:
-    """Remember a literal secret so that :func:`redact` removes it wherever it appears.
+    """Remember one of the client's own secrets so that :func:`redact` removes it everywhere.
 
     Values shorter than 8 characters are ignored: they would redact ordinary words (a password
     such as "secret") everywhere.  Shape-based rules still hide them in headers, URLs and JSON.
     The last :data:`MAX_SECRETS` distinct values are kept; registering a value again renews it.
+    Server input never goes here (see :func:`register_server_secret`), so it cannot evict these.
 
     >>> register_secret("s3cr3t-token")
     >>> redact("connecting with s3cr3t-token")
     'connecting with ***'
     """
-    global _by_length
-    if not isinstance(value, str) or len(value) < 8:
-        return
-    with _lock:
-        if value in _secrets:
-            if next(reversed(_secrets)) == value:
-                return  # the usual case (same token every connect): nothing changes
-            del _secrets[value]
-            _secrets[value] = None
-            return
-        _secrets[value] = None
-        while len(_secrets) > MAX_SECRETS:
-            del _secrets[next(iter(_secrets))]
-        _by_length = tuple(sorted(_secrets, key=len, reverse=True))
+    _register(_secrets, MAX_SECRETS, value)
 
 
-def _sub(match: re.Match[str]) -> str:
-    return match.group("pre") + REDACTED
+def register_server_secret(value: Any) -> None:
+    """Remember a secret the *server* handed out (a cookie value), in a registry of its own.
+
+    Bounded by :data:`MAX_SERVER_SECRETS`; a flood of such values only evicts older ones of
+    the same kind, never the client's own secrets.
+
+    >>> register_server_secret("srv-session-42abc")
+    >>> redact("Cookie was srv-session-42abc")
+    'Cookie was ***'
+    """
+    _register(_server_secrets, MAX_SERVER_SECRETS, value)
+
+
+def register_secrets_in(value: Any, _depth: int = 0) -> None:
+    """Register every string leaf of a (nested) mapping or sequence as the client's secret."""
+    if isinstance(value, str):
+        register_secret(value)
+    elif _depth < 8 and isinstance(value, dict):
+        for v in value.values():
+            register_secrets_in(v, _depth + 1)
+    elif _depth < 8 and isinstance(value, (list, tuple)):
+        for v in value:
+            register_secrets_in(v, _depth + 1)
+
+
+# -- the redactor ----------------------------------------------------------------------------
+
+
+def _name_start(s: str, i: int) -> int:
+    """Where the name ending with the keyword at ``i`` starts (bounded left scan)."""
+    p = i
+    stop = max(0, i - _MAX_NAME)
+    while p > stop and s[p - 1] in _NAME_CHARS:
+        p -= 1
+    return p
+
+
+def _skip(s: str, k: int, chars: str, limit: int = 16) -> int:
+    end = min(len(s), k + limit)
+    while k < end and s[k] in chars:
+        k += 1
+    return k
+
+
+def _balanced_end(s: str, k: int) -> int:
+    """End of the object/array starting at ``s[k]`` (or of the string: a cut frame hides the rest)."""
+    depth = 0
+    n = len(s)
+    while k < n:
+        c = s[k]
+        if c in "{[":
+            depth += 1
+        elif c in "}]":
+            depth -= 1
+            if depth == 0:
+                return k + 1
+        k += 1
+    return n
+
+
+def _json_member(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
+    """``"name": "value"`` (or escaped once, or an object for credential names): the value span."""
+    # The name is quoted: a quote (after any backslashes) right before it and right after it.
+    p = start
+    while p > 0 and start - p < 16 and s[p - 1] == "\\":
+        p -= 1
+    if p == 0 or s[p - 1] != '"':
+        return None
+    k = _skip(s, j, "\\")
+    if k >= len(s) or s[k] != '"':
+        return None
+    k = _skip(s, k + 1, _WS)
+    if k >= len(s) or s[k] != ":":
+        return None
+    k = _skip(s, k + 1, _WS)
+    if k < len(s) and s[k] in "{[" and name in _OBJECT_KEYS:
+        return k, _balanced_end(s, k)
+    q = _skip(s, k, "\\")
+    if q >= len(s) or s[q] != '"':
+        return None
+    m = _JSON_VALUE_END.search(s, q + 1)
+    end = len(s) if m is None else m.start()
+    return q + 1, end
+
+
+def _query_param(s: str, start: int, j: int) -> tuple[int, int] | None:
+    """``?name=value`` / ``&name=value`` / `` name=value``: the value span."""
+    if start == 0 or s[start - 1] not in "?&;" + _WS + "\r\n":
+        return None
+    if j >= len(s) or s[j] != "=":
+        return None
+    m = _QUERY_VALUE.match(s, j + 1)
+    assert m is not None
+    return j + 1, m.end()
+
+
+def _header(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
+    """``Name: value`` or ``'Name': 'value'`` for a secret header name: the value span."""
+    if start > 0 and s[start - 1].isalnum():
+        return None
+    if not (name in _HEADER_NAMES or (name.startswith("x-") and is_secret_header(name))):
+        return None
+    k = _skip(s, j, "'\"", 1)
+    k = _skip(s, k, _WS)
+    if k >= len(s) or s[k] not in ":=":
+        return None
+    k = _skip(s, k + 1, _WS)
+    k = _skip(s, k, "'\"", 1)
+    m = _HEADER_VALUE.match(s, k)
+    assert m is not None
+    return k, m.end()
+
+
+def _lower(s: str) -> str:
+    """``s`` lowercased, character for character (so positions match)."""
+    low = s.lower()
+    return low if len(low) == len(s) else s.translate(_ASCII_LOWER)
+
+
+def _redact_shapes(s: str) -> str:
+    low = _lower(s)
+    out: list[str] = []
+    last = 0  # everything before this is already in ``out``
+    pos = 0
+    n = len(s)
+    while pos < n:
+        m = _KEYWORD.search(low, pos)
+        if m is None:
+            break
+        i, j = m.span()
+        # The keyword must end the name (``token_type`` is not a token).
+        if j < n and s[j] in _NAME_CHARS:
+            pos = i + 1
+            continue
+        start = _name_start(s, i)
+        name = low[start:j]
+        span = _json_member(s, start, j, name) or _query_param(s, start, j) or _header(s, start, j, name)
+        if span is None or span[0] == span[1]:
+            pos = j
+            continue
+        vs, ve = span
+        out.append(s[last:vs])
+        out.append(REDACTED)
+        last = pos = ve
+    if not out:
+        return s
+    out.append(s[last:])
+    return "".join(out)
+
+
+def _redact_userinfo(s: str, cut: bool) -> str:
+    """``scheme://user:password@host``: the password (with ``cut``, a URL cut before its ``@``
+    hides everything after the colon too)."""
+    out: list[str] = []
+    last = 0
+    pos = 0
+    while True:
+        k = s.find("://", pos)
+        if k < 0:
+            break
+        a = k + 3
+        m = _AUTHORITY.match(s, a)
+        assert m is not None
+        end = m.end()  # the authority runs to the first '/', space or quote: runs never overlap
+        at = s.rfind("@", a, end)
+        if at < 0 and cut and end == len(s):
+            at = end
+        colon = s.find(":", a, at) if at > a else -1
+        if colon >= 0:
+            out.append(s[last : colon + 1])
+            out.append(REDACTED)
+            last = at
+        pos = max(end - 1, a)  # a run stops at the '/' of the next "://", if any
+    if not out:
+        return s
+    out.append(s[last:])
+    return "".join(out)
 
 
 def redact(text: Any) -> str:
-    """Return ``str(text)`` with every secret replaced by ``***``.
+    """Return ``str(text)`` with every secret replaced by ``***`` (linear time on any input).
 
     >>> redact("wss://h/ws?access_token=abc.def&x=1")
     'wss://h/ws?access_token=***&x=1'
@@ -91,24 +357,97 @@ def redact(text: Any) -> str:
     '{"channel":"RoomChannel","pubsub_token":"***"}'
     >>> redact("Authorization: Bearer eyJhbGciOi")
     'Authorization: ***'
+    >>> redact("https://alice:pa55@example.com/x")
+    'https://alice:***@example.com/x'
     """
-    s = text if isinstance(text, str) else str(text)
-    for value in _by_length:  # a tuple swapped whole by register_secret(): no lock needed
+    return _redact(text if isinstance(text, str) else str(text), False)
+
+
+def _redact(s: str, cut: bool) -> str:
+    for value in _by_length:  # a tuple swapped whole by _rebuild(): no lock needed
         if value in s:
             s = s.replace(value, REDACTED)
-    s = _JSON_MEMBER.sub(_sub, s)
-    s = _QUERY.sub(_sub, s)
-    s = _HEADER.sub(_sub, s)
-    s = _USERINFO.sub(_sub, s)
+    s = _redact_shapes(s)
+    if "://" in s:
+        s = _redact_userinfo(s, cut)
     return s
 
 
+def truncate(text: Any, limit: int) -> str:
+    """A redacted excerpt of at most about ``limit`` characters: redacted *before* it is cut.
+
+    Only a window of ``limit`` plus the longest registered secret is redacted, so an excerpt of
+    a huge frame costs O(limit), and no prefix of a secret survives the cut.
+
+    >>> register_secret("tok-0123456789abcdef")
+    >>> truncate("x" * 15 + "tok-0123456789abcdef" + "y" * 100, 20)
+    'xxxxxxxxxxxxxxx***yy... (135 chars)'
+    """
+    s = text if isinstance(text, str) else repr(text)
+    if len(s) <= limit:
+        return redact(s)
+    window = _redact(s[: limit + _longest + _MAX_NAME], True)
+    return window[:limit] + f"... ({len(s)} chars)"
+
+
 def redact_headers(headers: Any) -> dict[str, str]:
-    """A copy of a header mapping safe to log."""
+    """A copy of a header mapping safe to log: secret-named headers are hidden whole."""
     out: dict[str, str] = {}
     for k, v in dict(headers or {}).items():
-        if k.lower() in {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}:
-            out[k] = REDACTED
-        else:
-            out[k] = redact(v)
+        out[k] = REDACTED if is_secret_header(str(k)) else redact(v)
     return out
+
+
+# -- the logging boundary ----------------------------------------------------------------------
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts every record of the logger it is on: message, arguments, traceback, stack.
+
+    Installed on every ``realtime_sync`` logger (:func:`get_logger`, :func:`protect_loggers`), so
+    no call site can forget: a handler's traceback that quotes a token is redacted too.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "_realtime_sync_redacted", False):
+            return True  # propagated from a child logger: done already
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what we can, safely
+            message = f"{record.msg!r} % {record.args!r}"
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        record._realtime_sync_redacted = True
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def _protect(logger: logging.Logger) -> logging.Logger:
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger
+
+
+def get_logger(name: str) -> logging.Logger:
+    """``logging.getLogger(name)`` with the redacting filter on it (use for every logger)."""
+    return _protect(logging.getLogger(name))
+
+
+def protect_loggers(prefix: str = "realtime_sync") -> None:
+    """Put the redacting filter on every existing logger named ``prefix`` or ``prefix.*``."""
+    manager = logging.Logger.manager
+    names: Iterable[str] = list(manager.loggerDict)
+    for name in names:
+        if name == prefix or name.startswith(prefix + "."):
+            logger = manager.loggerDict[name]
+            if isinstance(logger, logging.Logger):
+                _protect(logger)
+    _protect(logging.getLogger(prefix))

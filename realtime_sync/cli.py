@@ -25,14 +25,14 @@ from typing import Any, Callable, Sequence, TextIO
 
 import attrs
 
-from ._redact import redact, register_secret
+from ._redact import get_logger, redact, register_secret
 from ._version import __version__
 from .events import LIFECYCLE_EVENTS, Event
 from .exceptions import ConfigurationError, RealtimeSyncError
 
 __all__ = ["build_parser", "main"]
 
-log = logging.getLogger("realtime_sync.cli")
+log = get_logger("realtime_sync.cli")
 
 #: The vendors ``listen`` and ``fake-server`` know (``jifeline`` is short for ``jifeline-customer``).
 CLI_VENDORS = ("jifeline-customer", "jifeline-partner", "voxsig", "genesys")

@@ -13,7 +13,6 @@ A custom protocol needs no subclass: build its adapter and hand it over::
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -23,7 +22,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 import attrs
 
-from ._redact import redact, register_secret
+from ._redact import get_logger, redact, register_secret
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
@@ -173,7 +172,7 @@ class Client(Generic[A]):
         for secret in self._secrets:
             register_secret(secret)
         self.name = name or type(self).__name__
-        self.log = logging.getLogger(f"realtime_sync.{self.name}")
+        self.log = get_logger(f"realtime_sync.{self.name}")
         self._lock = threading.RLock()
         self._started = False
         self._closed = False
@@ -188,7 +187,7 @@ class Client(Generic[A]):
             EngineOptions(self._build_request, self.connect_options, self.reconnect_policy, self.name),
             dispatcher=self._dispatcher,
             on_finished=self._engine_finished,
-            log=logging.getLogger(f"realtime_sync.transport.{self.name}"),
+            log=get_logger(f"realtime_sync.transport.{self.name}"),
         )
         _clients.add(self)
 

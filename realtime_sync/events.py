@@ -37,6 +37,12 @@ LIFECYCLE_EVENTS = (
 )
 
 
+def _redact_optional(value: Any) -> Any:
+    # Payload text echoed by a server (a disconnect reason, an HTTP 401 body, a Bayeux
+    # ``error``) may quote a token: lifecycle payloads are redacted when they are built.
+    return None if value is None else redact(value)
+
+
 @attrs.frozen(repr=False)
 class Subscription:
     """One thing a client is subscribed to: a ticket, a channel identifier, a Bayeux topic...
@@ -189,8 +195,8 @@ class ErrorInfo:
     """
 
     kind: str
-    message: str
-    frame: str | None = None
+    message: str = attrs.field(converter=redact)
+    frame: str | None = attrs.field(default=None, converter=_redact_optional)
     exception: BaseException | None = None
 
     def __repr__(self) -> str:
@@ -204,7 +210,7 @@ class ErrorInfo:
 class ConnectionInfo:
     """Payload of ``connected``: the (redacted) URL, the subprotocol chosen, the attempt number."""
 
-    url: str
+    url: str = attrs.field(converter=redact)
     subprotocol: str | None = None
     attempt: int = 0
 
@@ -213,7 +219,7 @@ class ConnectionInfo:
 class DisconnectInfo:
     """Payload of ``disconnected``: why, and whether the client will reconnect."""
 
-    reason: str
+    reason: str = attrs.field(converter=redact)
     will_reconnect: bool = True
     code: int | None = None
 
@@ -231,7 +237,7 @@ class SubscriptionInfo:
     """Payload of ``subscribed`` / ``subscription_rejected``; ``reason`` says why it failed."""
 
     subscription: Subscription
-    reason: str | None = None
+    reason: str | None = attrs.field(default=None, converter=_redact_optional)
 
 
 # -- what leaves the library: redacted copies ---------------------------------------------------

@@ -26,7 +26,6 @@ pings plus a periodic re-subscribe as keepalive (see :mod:`realtime_sync.protoco
 from __future__ import annotations
 
 import json
-import logging
 import queue
 import threading
 import time
@@ -37,7 +36,7 @@ from typing import Any, Callable, Hashable, Mapping, TypeVar
 
 import attrs
 
-from ._redact import redact, register_secret
+from ._redact import get_logger, redact, register_secret
 from .client import Client
 from .config import ReconnectPolicy
 from .dispatch import Handler
@@ -68,7 +67,7 @@ __all__ = [
     "partner_url",
 ]
 
-log = logging.getLogger("realtime_sync.jifeline")
+log = get_logger("realtime_sync.jifeline")
 
 #: The partner websocket of cluster 001 (production Europe).
 PARTNER_URL = "wss://partner-api-ws-001.prd.jifeline.cloud/wssprd"

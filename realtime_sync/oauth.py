@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import math
 import threading
 import time
@@ -27,12 +26,12 @@ import urllib.parse
 import urllib.request
 from typing import Any, Callable, Mapping
 
-from ._redact import redact, register_secret
+from ._redact import get_logger, redact, register_secret
 from .exceptions import ConfigurationError, TokenError
 
 __all__ = ["ClientCredentialsTokenProvider"]
 
-log = logging.getLogger("realtime_sync.oauth")
+log = get_logger("realtime_sync.oauth")
 
 _MAX_BODY = 64 * 1024
 

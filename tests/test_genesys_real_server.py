@@ -81,6 +81,7 @@ def _forget_harness_secrets() -> Iterator[None]:
     with _redact._lock:
         _redact._secrets.clear()
         _redact._secrets.update(before)
+        _redact._rebuild()
 
 
 @pytest.fixture

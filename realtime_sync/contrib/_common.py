@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import signal
 import threading
@@ -25,7 +24,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
-from .._redact import redact, register_secret
+from .._redact import get_logger, redact, register_secret
 from ..client import Client
 from ..events import LIFECYCLE_EVENTS, DisconnectInfo, Event
 from ..exceptions import ConfigurationError
@@ -41,7 +40,7 @@ __all__ = [
     "run_clients",
 ]
 
-log = logging.getLogger("realtime_sync.contrib")
+log = get_logger("realtime_sync.contrib")
 
 #: Vendor names accepted in configuration, and the client class each builds.
 VENDORS: dict[str, str] = {

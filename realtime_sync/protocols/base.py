@@ -45,8 +45,9 @@ from typing import Any, Hashable, Iterator, Mapping
 
 import attrs
 
-from .._json import dumps, loads
+from .._json import decode, dumps
 from .._redact import redact
+from .._redact import truncate as _truncate
 from ..config import ReconnectPolicy, SharedBackoff
 from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, public_raw, public_subscription
 from ..exceptions import ProtocolError
@@ -66,11 +67,8 @@ FRAME_EXCERPT = 500
 
 
 def truncate(text: Any, limit: int = FRAME_EXCERPT) -> str:
-    """A redacted excerpt of a frame, for error events and logs."""
-    s = text if isinstance(text, str) else repr(text)
-    if len(s) > limit:
-        s = s[:limit] + f"... ({len(s)} chars)"
-    return redact(s)
+    """A redacted excerpt of a frame, for error events and logs (redacted before it is cut)."""
+    return _truncate(text, limit)
 
 
 @attrs.frozen(repr=False)
@@ -411,9 +409,13 @@ class Adapter:
         self._error("bad_frame", message, now, frame=text, exc=exc, raw=raw)
 
     def _decode(self, text: str, now: float) -> Any:
-        """``json.loads(text)``, or ``_BAD`` after emitting a ``bad_frame`` error."""
+        """``json.loads(text)``, or ``_BAD`` after emitting a ``bad_frame`` error.
+
+        Through :func:`realtime_sync._json.decode`: a frame nested too deeply is a decode error
+        too, never a ``RecursionError`` out of the adapter.
+        """
         try:
-            return loads(text)
+            return decode(text)
         except (ValueError, TypeError) as exc:
             self._bad_frame(f"frame is not valid JSON: {exc}", text, now, exc=ProtocolError(f"invalid JSON: {exc}"))
             return BAD

@@ -65,7 +65,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 import attrs
 
 from .._json import dumps
-from .._redact import redact, register_secret
+from .._redact import redact, register_secrets_in
 from ..config import ReconnectPolicy
 from ..events import Subscription
 from ..exceptions import ConfigurationError, ProtocolError
@@ -185,8 +185,7 @@ class AuthExtension:
     def outgoing(self, message: dict[str, Any]) -> dict[str, Any]:
         if message.get("channel") in self.channels:
             fields = self.fields() if callable(self.fields) else self.fields
-            for v in fields.values():
-                register_secret(v)
+            register_secrets_in(fields)  # nested too: {"authentication": {"credentials": ...}}
             ext = message.get("ext")
             message["ext"] = {**(ext if isinstance(ext, dict) else {}), **fields}
         return message
@@ -235,8 +234,20 @@ class _Request:
     subscription: Subscription | None = None
 
 
+#: The largest advice value (ms) acted on; a larger one is reported and ignored.  Valid JSON
+#: can say ``1e999`` (infinity), which neither ``int()`` nor a timer can take: a server number
+#: is range-checked before use.
+MAX_ADVICE_MS = 3_600_000.0
+#: Error events reported one by one per received frame (the rest are counted in one more).
+MAX_ERRORS_PER_FRAME = 3
+
+
+def _out_of_range(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not 0 <= value <= MAX_ADVICE_MS
+
+
 def _num(value: Any, default: float) -> float:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= MAX_ADVICE_MS:
         return float(value)
     return default
 
@@ -428,16 +439,35 @@ class BayeuxAdapter(Adapter):
         else:
             self._bad_frame(f"expected a JSON array of messages, got {type(decoded).__name__}", text, now, raw=decoded)
             return
+        # A frame of thousands of bad elements must cost linear work and a bounded number of
+        # error events: the first MAX_ERRORS_PER_FRAME are reported, the rest summed up in one.
+        reported = suppressed = 0
         for message in messages:
+            mark = len(self._events)
             if not isinstance(message, dict):
                 self._bad_frame(
                     f"a Bayeux message must be an object, got {type(message).__name__}", message, now, raw=message
                 )
-                continue
-            try:
-                self._receive_message(message, now)
-            except ProtocolError as exc:
-                self._bad_frame(str(exc), message, now, raw=message, exc=exc)
+            else:
+                try:
+                    self._receive_message(message, now)
+                except ProtocolError as exc:
+                    self._bad_frame(str(exc), message, now, raw=message, exc=exc)
+            if len(self._events) > mark:
+                new = self._events[mark:]
+                errors = sum(1 for e in new if e.name == "error")
+                if errors and reported + errors > MAX_ERRORS_PER_FRAME:
+                    del self._events[mark:]
+                    self._events.extend(e for e in new if e.name != "error")
+                    suppressed += errors
+                else:
+                    reported += errors
+        if suppressed:
+            self._bad_frame(
+                f"{suppressed} more bad message(s) in this frame of {len(messages)} not reported one by one",
+                None,
+                now,
+            )
 
     def _receive_message(self, message: dict[str, Any], now: float) -> None:
         message = self._run_extensions("incoming", message, now)  # type: ignore[assignment]
@@ -623,6 +653,11 @@ class BayeuxAdapter(Adapter):
             self._bad_frame(f"'advice' must be an object, got {type(advice).__name__}", message, now, raw=message)
             return
         reconnect = advice.get("reconnect")
+        bad = [k for k in ("interval", "timeout", "maxInterval") if _out_of_range(advice.get(k))]
+        if bad:
+            self._bad_frame(
+                f"advice {', '.join(bad)} out of range (0..{MAX_ADVICE_MS:.0f} ms): ignored", message, now, raw=message
+            )
         defaults = Advice()
         self.advice = Advice(
             reconnect if reconnect in ("retry", "handshake", "none") else None,

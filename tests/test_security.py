@@ -1,0 +1,330 @@
+"""Issue 10: hostile servers and secret-shaped input (redaction, limits, server numbers).
+
+Each test plays a hostile server on 127.0.0.1 (the fakes of realtime_sync.testing, or a raw
+socket server) and checks one promise of SECURITY.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync import _redact
+from realtime_sync.cometd import CometDClient
+from realtime_sync.jifeline import JifelineCustomerClient, JifelinePartnerClient
+from realtime_sync.testing.actioncable import FakeVoxsigServer
+from realtime_sync.testing.bayeux import FakeBayeuxServer
+from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer
+from realtime_sync.voxsig import VoxsigClient
+
+from .conftest import FAST, Recorder, T, poll_until
+
+SECRET = "hostile-echo-s3cret-T0KEN"
+
+
+def _formatted(caplog: pytest.LogCaptureFixture) -> str:
+    """Every realtime_sync record as a handler would write it (message and traceback)."""
+    fmt = logging.Formatter("%(message)s")
+    return "\n".join(fmt.format(r) for r in caplog.records if r.name.startswith("realtime_sync"))
+
+
+# -- redaction: linear time ----------------------------------------------------------------------
+
+ADVERSARIAL = {
+    "letters": "abcdefgh",  # the old scheme:// pattern: 23 s on 32 KB of this
+    "backslashes": "\\",
+    "userinfo": "a://b:c",
+    "escaped json member": '\\"token\\":\\"' + "\\" * 20,
+    "keys": '"token" "password" ',
+    "header": "Authorization" + " " * 40,
+    "unclosed credentials": '{"credentials":{',
+}
+
+
+@pytest.mark.parametrize("shape", sorted(ADVERSARIAL))
+def test_redact_is_linear_on_adversarial_input(shape: str) -> None:
+    """The old patterns took 23 s on 32 KB of plain letters (quadratic, holding the GIL); 256 KiB
+    would take about 25 minutes.  benchmarks/redact.py has the figures; this is a deadline."""
+    unit = ADVERSARIAL[shape]
+    text = (unit * (256 * 1024 // len(unit) + 1))[: 256 * 1024]
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (_redact.redact(text), done.set()), daemon=True)
+    worker.start()
+    assert done.wait(T(10)), f"redact() of 256 KiB of {shape!r} did not finish within {T(10)}s"
+
+
+def test_truncate_redacts_before_cutting() -> None:
+    _redact.register_secret(SECRET)
+    for cut in range(480, 505):
+        frame = "x" * cut + SECRET + "y" * 100
+        excerpt = rs.protocols.base.truncate(frame)
+        assert SECRET[:6] not in excerpt, cut
+    url = "wss://alice:" + "p" * 600 + "@example.com/"
+    assert "ppp" not in rs.protocols.base.truncate(url)
+
+
+def test_shapes() -> None:
+    r = _redact.redact
+    assert r('{"ext":{"authentication":{"credentials":{"user":"u","pw":"x1"}}}}') == '{"ext":{"authentication":***}}'
+    assert r("X-Auth-Token: abc123") == "X-Auth-Token: ***"
+    assert r("{'X-Auth-Token': 'abc123', 'Accept': 'json'}") == "{'X-Auth-Token': '***', 'Accept': 'json'}"
+    assert r('{"token_type":"bearer","session_token":"abc"}') == '{"token_type":"bearer","session_token":"***"}'
+    assert r("http://u:p@h1/x http://u2:p2@h2/") == "http://u:***@h1/x http://u2:***@h2/"
+    assert r("GET /x?a=1&access_token=zzz#f") == "GET /x?a=1&access_token=***#f"
+
+
+# -- the registries: server input cannot evict the client's secrets ------------------------------
+
+
+def test_server_secrets_cannot_evict_the_clients_own() -> None:
+    own = "own-password-never-evicted"
+    _redact.register_secret(own)
+    for i in range(_redact.MAX_SERVER_SECRETS * 10):
+        _redact.register_server_secret(f"cookie-flood-{i:06d}")
+    assert _redact.redact(f"pw={own}!") == "pw=***!"
+    assert len(_redact._server_secrets) <= _redact.MAX_SERVER_SECRETS
+
+
+# -- the logging boundary ------------------------------------------------------------------------
+
+
+def test_every_realtime_sync_logger_redacts(echo_server: Any, make_client: Any) -> None:
+    import realtime_sync.cli
+    import realtime_sync.contrib.flask  # noqa: F401
+
+    client = make_client(echo_server.url, name="logger-check")
+    client.start()
+    client.wait_for("connected", timeout=T(5))
+    loggers = {
+        name: logger
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if (name == "realtime_sync" or name.startswith("realtime_sync."))
+        and not name.startswith("realtime_sync.testing")  # the fake servers' own side
+        and isinstance(logger, logging.Logger)
+    }
+    assert "realtime_sync.logger-check" in loggers
+    unprotected = [
+        n for n, lg in loggers.items() if not any(isinstance(f, _redact.RedactingFilter) for f in lg.filters)
+    ]
+    assert not unprotected
+
+
+def test_handler_tracebacks_and_server_echoes_are_redacted(
+    echo_server: Any, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    client = make_client(echo_server.url, token=SECRET)
+    rec = Recorder(client)
+
+    @client.on("boom")
+    def handler(event: rs.Event) -> None:
+        raise ValueError(f"handler saw {SECRET}")
+
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send({"event": "boom", "data": {}})
+    rec.wait("error", where=lambda e: e.data.kind == "handler")
+    # A server that echoes the bearer token in its close reason.
+    conn.close(4000, f"bad token {SECRET}")
+    info = rec.wait("disconnected").data
+    assert SECRET not in info.reason and SECRET not in repr(info)
+    rec.wait("connected", count=2)
+    text = _formatted(caplog)
+    assert "handler saw ***" in text and "Traceback" in text
+    assert SECRET not in text
+
+
+def test_a_refused_handshake_body_echoing_the_token_is_redacted(
+    echo_server: Any, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    echo_server.refuse(401, body=f'{{"error":"invalid token","got":"Bearer {SECRET}"}}')
+    client = make_client(echo_server.url, token=SECRET, reconnect=rs.ReconnectPolicy(stop_on_auth_failure=True))
+    rec = Recorder(client)
+    client.start()
+    err = rec.wait("error").data
+    assert SECRET not in repr(err) and SECRET not in err.message and SECRET not in str(err.exception or "")
+    assert SECRET not in _formatted(caplog)
+
+
+# -- Bayeux: server numbers, amplification, nesting -----------------------------------------------
+
+
+def _use_stdlib_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decode as the standard library does (no orjson): ``1e999`` is infinity, deep nesting
+    raises RecursionError.  CI installs no orjson; the developer's machine may."""
+    import json
+
+    from realtime_sync import _json
+    from realtime_sync.protocols import base
+
+    monkeypatch.setattr(_json, "loads", json.loads)
+    monkeypatch.setattr(base, "loads", json.loads, raising=False)
+
+
+@pytest.fixture
+def bayeux() -> Iterator[FakeBayeuxServer]:
+    with FakeBayeuxServer(timeout=1.0) as server:
+        yield server
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., Any]]:
+    made: list[rs.Client] = []
+
+    def factory(cls: type, *args: Any, **kw: Any) -> Any:
+        kw.setdefault("reconnect", FAST)
+        client = cls(*args, **kw)
+        made.append(client)
+        return client
+
+    yield factory
+    for client in made:
+        client.close(timeout=5)
+
+
+def _no_adapter_failure(caplog: pytest.LogCaptureFixture, rec: Recorder) -> None:
+    """The transport survives an exception out of an adapter (and logs it at ERROR): the
+    promise is stronger, no server input makes an adapter raise."""
+    assert not [r for r in caplog.records if r.name.startswith("realtime_sync") and r.levelno >= logging.ERROR]
+    assert not [e for e in rec.events if e.name == "error" and "could not be processed" in e.data.message]
+
+
+class _InfiniteAdvice(FakeBayeuxServer):
+    """Once ``hostile`` is set, every reply advises ``timeout``/``interval`` = infinity (what
+    ``1e999`` decodes to)."""
+
+    hostile = False
+
+    def _advice(self) -> dict[str, Any]:
+        advice = super()._advice()
+        if self.hostile:
+            advice = {**advice, "timeout": float("inf"), "interval": float("inf")}
+        return advice
+
+
+def test_an_infinite_bayeux_advice_is_range_checked(
+    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``1e999`` is valid JSON for infinity: int() or select() of it killed the transport thread."""
+    _use_stdlib_json(monkeypatch)
+    with _InfiniteAdvice(timeout=0.5) as bayeux:
+        client = make(CometDClient, bayeux.http_url, transport="websocket")
+        client.subscribe("/chat/a")
+        rec = Recorder(client)
+        client.start()
+        bayeux.wait_for_subscription("/chat/a", timeout=T(5))
+        bayeux.hostile = True
+        since = len(bayeux.received)
+        bayeux.wait_for_meta("/meta/connect", timeout=T(5), since=since)
+        err = rec.wait("error", timeout=T(5)).data
+        assert err.kind == "bad_frame" and "out of range" in err.message
+        bayeux.hostile = False
+        since = len(bayeux.received)
+        bayeux.expire_sessions()  # a new handshake: it sends the advice back as integers
+        hs = bayeux.wait_for_meta("/meta/handshake", timeout=T(10), since=since)
+        assert all(isinstance(v, int) and 0 <= v <= 3_600_000 for v in hs["advice"].values()), hs
+        assert client.state is not rs.State.CLOSED
+        _no_adapter_failure(caplog, rec)
+
+
+def test_a_frame_of_thousands_of_bad_messages_is_one_summary(
+    bayeux: FakeBayeuxServer, make: Callable[..., Any]
+) -> None:
+    client = make(CometDClient, bayeux.http_url, transport="websocket")
+    client.subscribe("/chat/a")
+    rec = Recorder(client)
+    client.start()
+    bayeux.wait_for_subscription("/chat/a", timeout=T(5))
+    conn = bayeux.wait_for_connection(timeout=T(5))
+    conn.send("[" + ",".join(["1", '{"no":"channel"}'] * 5000) + "]")
+    bayeux.publish("/chat/a", {"after": True})
+    rec.wait("message", timeout=T(10))
+    errors = [e for e in rec.events if e.name == "error"]
+    assert 1 <= len(errors) <= 4, len(errors)
+    assert "9997 more bad message(s)" in errors[-1].data.message
+
+
+DEEP = ["[" * 1000 + "]" * 1000, "[" * 100_000 + "]" * 100_000, '{"a":' * 1000 + "1" + "}" * 1000]
+
+
+def _vendors() -> list[Any]:
+    def jifeline_customer(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+        server = FakeJifelineCustomerServer(interval=0.1).start()
+        client = make(JifelineCustomerClient, server.url)
+        client.subscribe_ticket(1)
+        return server, client, lambda: None
+
+    def jifeline_partner(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+        server = FakeJifelinePartnerServer(interval=0.1).start()
+        client = make(JifelinePartnerClient, server.url, token="partner-token")
+        client.subscribe_connector("1d7fc3f0-8b6f-4b8e-9f55-2a2a2a2a2a2a")
+        return server, client, lambda: None
+
+    def voxsig(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+        server = FakeVoxsigServer(ping_interval=0.3).start()
+        client = make(VoxsigClient, server.url, "user-token-1", account_id=1, user_id=7, presence_interval=None)
+        return server, client, lambda: None
+
+    def bayeux(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+        server = FakeBayeuxServer(timeout=1.0).start()
+        client = make(CometDClient, server.http_url, transport="websocket")
+        client.subscribe("/chat/a")
+        return server, client, lambda: server.publish("/chat/a", {"n": 1})
+
+    return [jifeline_customer, jifeline_partner, voxsig, bayeux]
+
+
+@pytest.mark.parametrize("codec", ["json", "default"])
+@pytest.mark.parametrize("vendor", _vendors(), ids=lambda f: f.__name__)
+def test_deeply_nested_json_is_a_decode_error_on_every_adapter(
+    vendor: Any, codec: str, make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    if codec == "json":
+        _use_stdlib_json(monkeypatch)
+    server, client, _ = vendor(make)
+    try:
+        rec = Recorder(client)
+        client.start()
+        conn = server.wait_for_connection(timeout=T(5))
+        rec.wait("connected", timeout=T(5))
+        for frame in DEEP:
+            conn.send(frame)
+        poll_until(lambda: sum(1 for e in rec.events if e.name == "error") >= len(DEEP), timeout=10)
+        assert all(e.data.kind == "bad_frame" for e in rec.events if e.name == "error")
+        # Still the same, working connection.
+        assert not [e for e in rec.events if e.name == "disconnected"]
+        assert client.state is rs.State.CONNECTED
+        _no_adapter_failure(caplog, rec)
+    finally:
+        client.close(timeout=5)
+        server.stop()
+
+
+def test_decode_refuses_deep_nesting_whatever_the_codec(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from realtime_sync import _json
+
+    monkeypatch.setattr(_json, "loads", json.loads)  # stdlib json raises RecursionError itself
+    for frame in DEEP:
+        with pytest.raises(ValueError):
+            _json.decode(frame)
+    assert _json.decode('{"a":"[[[[[[[["}') == {"a": "[[[[[[[["}
+
+
+def test_decoding_stays_fast_on_big_frames() -> None:
+    """Not a benchmark: only that a big valid frame is not rejected nor slow to check."""
+    import json
+
+    from realtime_sync import _json
+
+    frame = json.dumps([{"id": i, "tags": [1, 2], "text": "a [b] {c}"} for i in range(20_000)])
+    t0 = time.perf_counter()
+    assert len(_json.decode(frame)) == 20_000
+    assert time.perf_counter() - t0 < T(5)
