@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging as _logging
 
+from ._redact import BOUNDARY_HANDLER as _BOUNDARY_HANDLER
 from ._redact import protect_loggers as _protect_loggers
 from ._redact import redact
 from ._version import __version__
@@ -92,7 +93,8 @@ __all__ = [
 
 # A library logs; the application decides where logs go (without this, Python's last-resort
 # handler would print every warning to stderr on top of the matching ``error`` event).
-_logging.getLogger("realtime_sync").addHandler(_logging.NullHandler())
 # Every realtime_sync logger redacts what it logs (see _redact): the loggers of the modules
-# imported above get the filter here, later ones through _redact.get_logger().
+# imported above get the filter here, later ones through _redact.get_logger(), and the handler
+# on "realtime_sync" (a NullHandler that redacts) catches any record of the tree that propagates.
+_logging.getLogger("realtime_sync").addHandler(_BOUNDARY_HANDLER)
 _protect_loggers()

@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 __all__ = [
     "MAX_SECRETS",
+    "BOUNDARY_HANDLER",
     "MAX_SERVER_SECRETS",
     "REDACTED",
     "RedactingFilter",
@@ -434,6 +435,21 @@ def _protect(logger: logging.Logger) -> logging.Logger:
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
     return logger
+
+
+class _BoundaryHandler(logging.NullHandler):
+    """The catch-all: on the ``realtime_sync`` logger, it sees every record of the tree that
+    propagates (from a logger created by ``logging.getLogger`` without the filter too) before the
+    root logger's handlers do, and redacts it in place.  It writes nothing, like the
+    ``NullHandler`` a library installs anyway."""
+
+    def handle(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        _FILTER.filter(record)
+        return True
+
+
+#: Installed on the ``realtime_sync`` logger by the package.
+BOUNDARY_HANDLER = _BoundaryHandler()
 
 
 def get_logger(name: str) -> logging.Logger:
