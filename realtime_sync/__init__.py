@@ -49,6 +49,7 @@ from .exceptions import (
     WaitTimeout,
 )
 from .genesys import GenesysChatClient
+from .hub import Hub, HubStats
 from .jifeline import GapRecovery, JifelineCustomerClient, JifelinePartnerClient
 from .oauth import ClientCredentialsTokenProvider
 from .transport import State
@@ -73,6 +74,8 @@ __all__ = [
     "Event",
     "GapRecovery",
     "GenesysChatClient",
+    "Hub",
+    "HubStats",
     "JifelineCustomerClient",
     "JifelinePartnerClient",
     "ProtocolError",

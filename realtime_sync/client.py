@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 import weakref
-from typing import Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 import attrs
 
@@ -39,6 +39,9 @@ from .exceptions import (
 )
 from .protocols.base import Adapter, ConnectRequest
 from .transport import Connection, State
+
+if TYPE_CHECKING:
+    from .hub import Hub
 
 __all__ = ["Client", "Stats"]
 
@@ -105,6 +108,8 @@ class Client(Generic[A]):
             policy) or ``False`` (never reconnect: the first drop or failure ends the client).
         dispatch: :class:`~realtime_sync.DispatchOptions` (queue bound and overflow policy).
         name: a short name for thread names and logs (default: the class name).
+        hub: an :class:`~realtime_sync.Hub` to run on (its loop thread and worker pool) instead
+            of threads of the client's own.
         **options: any field of ConnectOptions or DispatchOptions, by name.
 
     Example::
@@ -136,6 +141,7 @@ class Client(Generic[A]):
         reconnect: ReconnectPolicy | bool | None = None,
         dispatch: DispatchOptions | None = None,
         name: str | None = None,
+        hub: Hub | None = None,
         **options: Any,
     ) -> None:
         if not isinstance(adapter, Adapter):
@@ -180,7 +186,14 @@ class Client(Generic[A]):
         self._owner_pid = os.getpid()
         self._waiters: set[queue.SimpleQueue[Any]] = set()
         self._waiters_woken = False  # _CLOSED was sent to the waiters: later ones get it at once
-        self._dispatcher = Dispatcher(self.dispatch_options, self.log, self.name)
+        if hub is not None and not hasattr(hub, "_dispatcher"):
+            raise ConfigurationError(f"hub must be an rs.Hub, got {type(hub).__name__}")
+        self._hub = hub
+        self._dispatcher: Dispatcher = (
+            hub._dispatcher(self.dispatch_options, self.log, self.name)
+            if hub is not None
+            else Dispatcher(self.dispatch_options, self.log, self.name)
+        )
         self._engine = Engine(
             adapter,
             connection_factory or _websocket,
@@ -190,6 +203,8 @@ class Client(Generic[A]):
             log=get_logger(f"realtime_sync.transport.{self.name}"),
         )
         _clients.add(self)
+        if hub is not None:
+            hub._attach(self)
 
     # -- for subclasses ---------------------------------------------------------------------
 
@@ -234,6 +249,23 @@ class Client(Generic[A]):
         """Queue ``method(adapter, *args, now, **kwargs)`` (an adapter method named through its
         class) for the I/O thread."""
         self._submit(Call(method, args, kwargs))
+
+    def _join_hub(self, hub: Hub) -> None:
+        """``hub.add(self)``: run on ``hub`` from start() on (handlers registered so far move too)."""
+        with self._lock:
+            if self._hub is hub and not self._closed:
+                return
+            if self._started or self._closed or self._hub is not None:
+                raise ConfigurationError(
+                    "hub.add(client) needs a client that is not started and not on another hub; "
+                    "or create it with hub=hub"
+                )
+            dispatcher = hub._dispatcher(self.dispatch_options, self.log, self.name)
+            dispatcher.adopt(self._dispatcher)
+            self._dispatcher = dispatcher
+            self._engine.dispatcher = dispatcher
+            self._hub = hub
+        hub._attach(self)
 
     # -- state ------------------------------------------------------------------------------
 
@@ -346,7 +378,7 @@ class Client(Generic[A]):
             if not self._started:
                 self._started = True
                 self._owner_pid = os.getpid()
-                self._engine.start()
+                self._engine.start(self._hub.loop if self._hub is not None else None)
         if wait:
             self.wait_connected(timeout)
         return self
@@ -422,6 +454,8 @@ class Client(Generic[A]):
         self._wake_waiters()
         if not already:
             self._engine.release()
+            if self._hub is not None:
+                self._hub._detach(self)
 
     def __enter__(self) -> Client[A]:
         return self.start()

@@ -209,7 +209,7 @@ class Loop:
             timer.cancel()
             self._cancelled += 1
             if self._cancelled > 64 and self._cancelled > len(self._heap) // 2:
-                self._heap = [e for e in self._heap if not e[2].cancelled]
+                self._heap[:] = [e for e in self._heap if not e[2].cancelled]  # in place: run() holds the list
                 heapq.heapify(self._heap)
                 self._cancelled = 0
 

@@ -1,0 +1,402 @@
+"""The hub: any number of clients, of any vendor, on a fixed handful of threads.
+
+Integrations hold one connection per person (an agent's GWS notifications, a Chatwoot user's
+stream, a Jifeline customer's socket): hundreds to thousands of clients in one process.  A
+standalone client costs two threads (a loop and a dispatcher); on a hub it costs none::
+
+    hub = rs.Hub(workers=4)
+    clients = [rs.VoxsigClient(url, pubsub_token=t, account_id=1, user_id=u, hub=hub) for t, u in agents]
+    for c in clients:
+        c.on("message.created", handle)
+        c.start()
+    ...
+    hub.close(timeout=10)       # closes every client, joins every thread
+
+Theory of operation
+-------------------
+::
+
+    user threads ──on()/subscribe()/close()──► Engine ──commands──► hub loop thread (one)
+                                                 │                   selector (epoll) + ONE timer heap
+                                                 │                   every client's sockets and timers
+                                                 │                   handshakes ─► HandshakeLimiter ─► handshake threads (few)
+                                                 ▼
+                                 per-client Lane (bounded, ordered) ─► worker pool (``workers`` threads)
+
+* **One loop.**  Every client's :class:`~realtime_sync.engine.Engine` runs on the hub's
+  :class:`~realtime_sync.engine.Loop`: one selector for all the sockets, one heap for all the
+  timers (ActionCable stale detection, presence, Bayeux connects, websocket pings, reconnect
+  backoff: each engine keeps one entry, O(log n) to add).  The client API is unchanged.
+* **Ordered dispatch on a pool.**  Each client's events go to its own :class:`~realtime_sync.
+  _workers.Lane` on a :class:`~realtime_sync._workers.WorkerPool`: one client's callbacks never
+  run concurrently and arrive in order; different clients run in parallel on the workers; a slow
+  handler holds one worker and delays only its own client.  Each lane keeps the client's
+  ``max_queue`` and ``overflow`` policy; the hub bounds all lanes together (``max_queued``).
+* **Connect storms.**  Opening handshakes block (websocket-client's), so they run on
+  ``handshake_workers`` threads; a :class:`~realtime_sync._limiter.HandshakeLimiter` in front of
+  them lets at most that many be in flight and spreads a burst (a server restart drops every
+  client at once) over ``handshake_jitter`` seconds, so neither the server nor the process is
+  flooded.  The engines' own restart jitter adds to it.
+* **Threads**: 1 loop + ``handshake_workers`` + ``workers``, whatever the number of clients
+  (the defaults make 7).  ``hub.close()`` joins all of them.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+import attrs
+
+from ._limiter import HandshakeLimiter
+from ._workers import Lane, WorkerPool
+from .config import DispatchOptions
+from .dispatch import Dispatcher
+from .engine import Loop
+from .events import ErrorInfo, Event
+from .exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from .client import Client
+
+__all__ = ["Hub", "HubStats"]
+
+log = logging.getLogger("realtime_sync.hub")
+
+#: The most threads a hub may run (loop + handshake workers + dispatch workers).
+MAX_THREADS = 8
+
+
+@attrs.frozen
+class HubStats:
+    """A snapshot of a hub (``hub.stats``).
+
+    ``states`` counts the clients by state (``{"connected": 9998, "reconnecting": 2}``);
+    ``queued`` the events waiting in all clients' queues (``max_queued`` the hub-wide bound),
+    ``busy_workers`` the workers running a handler now; ``timers`` the entries in the loop's timer
+    heap; ``handshakes_in_flight`` / ``handshakes_waiting`` the limiter's view; ``threads`` the
+    hub's threads alive.
+    """
+
+    clients: int
+    states: dict[str, int]
+    queued: int
+    max_queued: int
+    busy_workers: int
+    dropped: int
+    timers: int
+    handshakes_in_flight: int
+    handshakes_waiting: int
+    handshakes_total: int
+    threads: int
+
+
+class _HubLoop(Loop):
+    """The engines' loop, with the handshake limiter in front of ``run_blocking``."""
+
+    def __init__(self, name: str, *, handshake_workers: int, jitter: float) -> None:
+        super().__init__(name, handshake_workers=handshake_workers)
+        self.limiter = HandshakeLimiter(max_concurrent=handshake_workers, jitter=jitter)
+        self._waiting: dict[int, tuple[Callable[[], Any], Callable[[Any, BaseException | None], Any]]] = {}
+        self._keys = iter(range(1 << 62))
+        self._poll_timer: Any = None
+
+    def run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
+        key = next(self._keys)
+        if self.limiter.want(key, time.monotonic()):
+            self._go(key, fn, done)
+        else:
+            self._waiting[key] = (fn, done)
+            self._arm()
+
+    def _go(self, key: int, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
+        def finished(result: Any, exc: BaseException | None) -> None:
+            self.limiter.done(key)
+            self._grant()
+            done(result, exc)
+
+        super().run_blocking(fn, finished)
+
+    def _grant(self) -> None:
+        for key in self.limiter.poll(time.monotonic()):
+            fn, done = self._waiting.pop(key)  # type: ignore[call-overload]
+            self._go(key, fn, done)  # type: ignore[arg-type]
+        self._arm()
+
+    def _arm(self) -> None:
+        when = self.limiter.next_deadline()
+        self.cancel(self._poll_timer)
+        self._poll_timer = None if when is None else self.call_at(when, self._grant)
+
+    def timers(self) -> int:
+        return max(0, len(self._heap) - self._cancelled)
+
+    def join_handshakes(self, timeout: float | None) -> bool:
+        ex = self._executor
+        if ex is None:
+            return True
+        ex.shutdown(wait=False, cancel_futures=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        ok = True
+        for t in list(getattr(ex, "_threads", ())):
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            ok = ok and not t.is_alive()
+        return ok
+
+    def handshake_threads(self) -> list[threading.Thread]:
+        ex = self._executor
+        return list(getattr(ex, "_threads", ())) if ex is not None else []
+
+
+class LaneDispatcher(Dispatcher):
+    """A client's dispatcher on the hub: the :class:`~realtime_sync.dispatch.Dispatcher`'s
+    routing and callback isolation, delivered by a :class:`~realtime_sync._workers.Lane` of the
+    hub's worker pool instead of a thread of its own."""
+
+    def __init__(self, pool: WorkerPool, options: DispatchOptions, log: logging.Logger, name: str) -> None:
+        super().__init__(options, log, name)
+        self._pool = pool
+        self._lane: Lane = pool.lane(
+            self._deliver_batch,
+            name=name,
+            max_queue=options.max_queue,
+            overflow=options.overflow,
+            on_drop=self._on_drop,
+        )
+
+    def adopt(self, other: Dispatcher) -> None:
+        """Take over ``other``'s registrations (a client moved onto the hub before start)."""
+        with other._reg_lock:
+            regs = list(other._regs)
+        with self._reg_lock:
+            self._regs = regs + self._regs
+            self._cache = {}
+
+    # -- feeding (loop thread) -------------------------------------------------------------
+
+    def put_many(self, events: Iterable[Event]) -> None:
+        self._lane.put_many(events)
+
+    def _on_drop(self, n: int) -> None:
+        self.dropped += n
+        self._unreported += n
+        now = time.monotonic()
+        if now - self._last_overflow_report < 1.0:
+            return
+        self._last_overflow_report = now
+        msg = (
+            f"event queue full (max_queue={self.options.max_queue}, or the hub's max_queued): dropped "
+            f"{self._unreported} event(s) ({self.options.overflow}); handlers are slower than the feed"
+        )
+        self._unreported = 0
+        self.log.warning(msg)
+        # The report obeys the bounds too (it may displace one more event, by the same policy).
+        self._lane.put(Event("error", ErrorInfo("overflow", msg), received_at=time.time()))
+
+    def _deliver_batch(self, batch: list[Event]) -> None:
+        deliver = self._deliver
+        self._in_flight = len(batch)
+        for event in batch:
+            deliver(event)
+            self._in_flight -= 1
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Nothing to start: the hub's workers run the lane."""
+
+    @property
+    def thread(self) -> threading.Thread | None:
+        return None
+
+    def depth(self) -> int:
+        return self._lane.depth() + self._in_flight
+
+    def stop_soon(self, then: Callable[[], None] | None = None) -> None:
+        self._lane.stop(then)
+
+    def stop(self, timeout: float | None, *, drain: bool = True) -> bool:
+        if not drain:
+            self._lane.discard()
+        self._lane.stop()
+        if self._lane.in_lane():
+            return True
+        if self._lane.join(timeout):
+            return True
+        self._lane.discard()
+        return False
+
+    def is_dispatch_thread(self) -> bool:
+        return self._lane.in_lane()
+
+
+class Hub:
+    """Runs many clients on one I/O thread and a small pool of dispatcher workers.
+
+    Args:
+        workers: dispatcher threads running the clients' callbacks (one client's callbacks
+            never run concurrently; different clients' do).
+        handshake_workers: threads for opening handshakes (they block), which is also the most
+            handshakes in flight at once.
+        handshake_jitter: seconds over which a burst of handshakes (startup, a server restart) is
+            spread; a lone reconnect is not delayed.
+        max_queued: the bound on events waiting in all the clients' queues together (each client
+            keeps its own ``max_queue`` and ``overflow`` policy too).
+        name: for thread names (``realtime_sync-<name>-loop``, ``-worker-<k>``, ``-handshake``).
+
+    Example::
+
+        hub = rs.Hub(workers=4)
+        client = rs.JifelineCustomerClient(url, token=token, hub=hub)   # or hub.add(client)
+        client.subscribe_ticket(42)
+        client.start()
+        print(hub.stats)
+        hub.close(timeout=10)
+
+    Clients on a hub behave as standalone ones (``on``, ``subscribe_*``, ``wait_for``,
+    ``events``, ``close``, ``stats``); ``close()`` of one client leaves the others running.
+    """
+
+    def __init__(
+        self,
+        workers: int = 4,
+        *,
+        handshake_workers: int = 2,
+        handshake_jitter: float = 1.0,
+        max_queued: int = 1_000_000,
+        name: str = "hub",
+    ) -> None:
+        for label, value, low in (("workers", workers, 1), ("handshake_workers", handshake_workers, 1)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigurationError(f"{label} must be a positive integer, got {value!r}")
+        if 1 + workers + handshake_workers > MAX_THREADS:
+            raise ConfigurationError(
+                f"a hub runs at most {MAX_THREADS} threads: 1 loop + workers ({workers}) + handshake_workers "
+                f"({handshake_workers}) is {1 + workers + handshake_workers}; lower one of them"
+            )
+        if not isinstance(handshake_jitter, (int, float)) or handshake_jitter < 0:
+            raise ConfigurationError(f"handshake_jitter must be a number >= 0, got {handshake_jitter!r}")
+        self.name = name
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._clients: dict[int, Client[Any]] = {}
+        self._closed = False
+        self._pool = WorkerPool(workers, name=name, max_total=max_queued)
+        self._loop = _HubLoop(name, handshake_workers=handshake_workers, jitter=float(handshake_jitter))
+        self._pool.start()
+        self._loop.start(f"realtime_sync-{name}-loop")
+
+    # -- clients ---------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> Loop:
+        """The loop every client of the hub runs on."""
+        return self._loop
+
+    def _dispatcher(self, options: DispatchOptions, log: logging.Logger, name: str) -> LaneDispatcher:
+        self._check_open()
+        return LaneDispatcher(self._pool, options, log, name)
+
+    def _attach(self, client: Client[Any]) -> None:
+        with self._lock:
+            self._check_open()
+            self._clients[id(client)] = client
+
+    def _detach(self, client: Client[Any]) -> None:
+        with self._lock:
+            self._clients.pop(id(client), None)
+
+    def add(self, client: Client[Any]) -> Client[Any]:
+        """Move a client that was made without ``hub=`` onto this hub (before its ``start()``);
+        returns it.
+
+        >>> client = hub.add(rs.VoxsigClient(url, pubsub_token=token, account_id=1))   # doctest: +SKIP
+        """
+        client._join_hub(self)
+        return client
+
+    @property
+    def clients(self) -> list[Client[Any]]:
+        with self._lock:
+            return list(self._clients.values())
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ConfigurationError("this hub is closed; create a new Hub")
+
+    # -- whole hub -------------------------------------------------------------------------
+
+    @property
+    def threads(self) -> list[threading.Thread]:
+        """The hub's threads (loop, handshake workers once started, dispatch workers)."""
+        loop_thread = self._loop.thread
+        out = [loop_thread] if loop_thread is not None else []
+        return out + self._loop.handshake_threads() + list(self._pool.threads)
+
+    @property
+    def stats(self) -> HubStats:
+        """Clients by state, queue depths, timers, handshakes in flight, threads."""
+        clients = self.clients
+        states: collections.Counter[str] = collections.Counter(c.state.value for c in clients)
+        p = self._pool.stats
+        lim = self._loop.limiter
+        return HubStats(
+            len(clients),
+            dict(states),
+            p.queued,
+            p.max_queued,
+            p.busy,
+            p.dropped,
+            self._loop.timers(),
+            lim.in_flight,
+            lim.waiting,
+            lim.granted,
+            sum(1 for t in self.threads if t.is_alive()),
+        )
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Close every client (goodbye frames first), then stop and join every hub thread.
+
+        Returns True when everything ended within ``timeout``.  Idempotent."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def left() -> float | None:
+            return None if deadline is None else max(0.1, deadline - time.monotonic())
+
+        with self._lock:
+            self._closed = True
+            clients = list(self._clients.values())
+        # Ask every engine to stop at once (the loop processes them in one pass), then wait.
+        for c in clients:
+            c._engine.request_stop()
+        ok = True
+        for c in clients:
+            try:
+                c.close(timeout=left())
+            except Exception:  # pragma: no cover - one client's failure must not stop the rest
+                log.exception("closing %r failed", c)
+                ok = False
+        if self._loop.thread is not None and self._loop.thread is not threading.current_thread():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop.thread.join(left())
+            ok = ok and not self._loop.thread.is_alive()
+        ok = self._loop.join_handshakes(left()) and ok
+        ok = self._pool.close(left()) and ok
+        self._loop.close()
+        with self._lock:
+            self._clients.clear()
+        if not ok:
+            log.warning("hub.close(): a thread did not end within %ss", timeout)
+        return ok
+
+    def __enter__(self) -> Hub:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Hub {self.name} clients={len(self._clients)} workers={self.workers}>"

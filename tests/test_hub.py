@@ -1,0 +1,196 @@
+"""The hub on the wire: a few hundred clients on a fixed handful of threads, against the Voxsig
+fake (a real ActionCable server on 127.0.0.1): thread count, per-client order, slow-handler
+isolation, timers on time, close() leaving nothing behind."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.testing import FakeVoxsigServer
+
+from .conftest import FAST, T, poll_until
+
+N = 200
+
+
+def hub_threads(name: str) -> list[str]:
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith(f"realtime_sync-{name}-") and t.is_alive())
+
+
+def handshake_threads(name: str) -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(f"realtime_sync-handshake-{name}")]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeVoxsigServer]:
+    with FakeVoxsigServer(users={f"tok-{i}": 1000 + i for i in range(N)}) as srv:
+        yield srv
+
+
+def voxsig(hub: rs.Hub, server: FakeVoxsigServer, i: int, **kw: Any) -> rs.VoxsigClient:
+    kw.setdefault("presence_interval", None)
+    kw.setdefault("reconnect", FAST)
+    return rs.VoxsigClient(server.url, pubsub_token=f"tok-{i}", account_id=1, user_id=1000 + i, hub=hub, **kw)
+
+
+def start_all(clients: list[rs.VoxsigClient]) -> None:
+    subscribed: set[int] = set()
+    lock = threading.Lock()
+    for k, c in enumerate(clients):
+
+        def mark(event: rs.Event, k: int = k) -> None:
+            with lock:
+                subscribed.add(k)
+
+        c.on("subscribed", mark)
+    for c in clients:
+        c.start()
+    poll_until(lambda: len(subscribed) == len(clients), 30, f"{len(clients)} clients subscribed")
+
+
+def test_a_few_hundred_clients_on_a_fixed_thread_count_and_close_leaves_nothing(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=4, handshake_workers=2, name="t-many")
+    clients = [voxsig(hub, server, i) for i in range(N)]
+    start_all(clients)
+    stats = hub.stats
+    assert stats.clients == N and stats.states == {"connected": N}
+    assert stats.timers <= N + 1  # one timer per engine (stale detection), in one heap
+    assert hub_threads("t-many") == ["realtime_sync-t-many-loop"] + [
+        f"realtime_sync-t-many-worker-{k}" for k in range(4)
+    ]
+    assert len(handshake_threads("t-many")) <= 2
+    assert stats.threads <= 7
+    assert not [
+        t for t in threading.enumerate() if t.name.startswith(("realtime_sync-transport", "realtime_sync-dispatch"))
+    ]
+    assert hub.close(T(20))
+    assert all(c.closed for c in clients)
+    assert hub_threads("t-many") == [] and handshake_threads("t-many") == []
+    poll_until(lambda: not server.live_connections(), 5, "every connection closed at the server")
+
+
+def test_each_client_in_order_and_a_slow_handler_delays_only_its_own_client(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=4, name="t-order")
+    clients = [voxsig(hub, server, i) for i in range(20)]
+    seen: dict[int, list[int]] = {k: [] for k in range(20)}
+    active = {k: 0 for k in range(20)}
+    overlaps: list[int] = []
+    lock = threading.Lock()
+    release, blocked = threading.Event(), threading.Event()
+    for k, c in enumerate(clients):
+
+        def on_message(event: rs.Event, k: int = k) -> None:
+            with lock:
+                active[k] += 1
+                if active[k] > 1:
+                    overlaps.append(k)
+            if k == 0:  # client 0's handler is slow: it waits for the test
+                blocked.set()
+                release.wait(T(30))
+            seen[k].append(event.data.id)
+            with lock:
+                active[k] -= 1
+
+        c.on("message.created", on_message)
+    try:
+        start_all(clients)
+        for i in range(50):
+            for k in range(20):
+                server.send_event(f"tok-{k}", "message.created", {"id": i, "content": f"m{i}", "conversation_id": k})
+        assert blocked.wait(T(10))
+        # Client 0 is stuck in its first handler; the 19 others get all 50, in order.
+        poll_until(lambda: all(len(seen[k]) == 50 for k in range(1, 20)), 15, "the other clients served")
+        assert seen[0] == []
+        assert all(seen[k] == list(range(50)) for k in range(1, 20))
+        assert clients[0].stats.queue_depth > 0
+        release.set()
+        poll_until(lambda: len(seen[0]) == 50, 10, "the slow client caught up")
+        assert seen[0] == list(range(50))
+        assert not overlaps  # one client's callbacks never ran concurrently
+    finally:
+        release.set()
+        assert hub.close(T(20))
+
+
+def test_timers_of_all_clients_fire_on_time_from_one_heap(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=2, name="t-timers")
+    n, interval = 100, 0.5
+    clients = [voxsig(hub, server, i, presence_interval=interval) for i in range(n)]
+    try:
+        start_all(clients)
+        for i in range(n):
+            server.wait_for_presence(f"tok-{i}", count=4, timeout=T(15))
+        gaps = []
+        for i in range(n):
+            times = server.presence_times(f"tok-{i}")[:4]
+            gaps.extend(b - a for a, b in zip(times, times[1:]))
+        # Presence is sent every `interval` from the confirmation on: never early, and on a
+        # loaded 2-core machine late by far less than the interval.
+        assert min(gaps) >= interval - 0.05, min(gaps)
+        assert statistics.median(gaps) < interval + T(0.15), statistics.median(gaps)
+        assert hub.stats.timers <= n + 1
+    finally:
+        assert hub.close(T(20))
+
+
+def test_hub_add_moves_a_client_and_its_handlers(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-add")
+    client = rs.VoxsigClient(server.url, pubsub_token="tok-1", account_id=1, user_id=1001, presence_interval=None)
+    got: list[rs.Event] = []
+    client.on("message.created", got.append)
+    assert hub.add(client) is client
+    try:
+        client.wait_connected(T(10))
+        assert [t for t in threading.enumerate() if t.name.startswith("realtime_sync-transport")] == []
+        server.send_event("tok-1", "message.created", {"id": 5, "content": "hi", "conversation_id": 1})
+        poll_until(lambda: got, 5, "the event on the hub")
+        assert got[0].data.id == 5
+        client.close()  # one client leaves; the hub goes on
+        assert client.closed and hub.stats.clients == 0
+        with pytest.raises(rs.ConfigurationError, match="not started"):
+            hub.add(client)
+    finally:
+        assert hub.close(T(10))
+
+
+def test_misuse_is_refused_with_what_to_do() -> None:
+    with pytest.raises(rs.ConfigurationError, match="at most 8 threads"):
+        rs.Hub(workers=6, handshake_workers=3)
+    with pytest.raises(rs.ConfigurationError, match="workers"):
+        rs.Hub(workers=0)
+    with pytest.raises(rs.ConfigurationError, match="hub must be an rs.Hub"):
+        rs.VoxsigClient("ws://127.0.0.1:9/cable", pubsub_token="x", hub=object())  # type: ignore[arg-type]
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-misuse")
+    assert hub.close(T(5))
+    with pytest.raises(rs.ConfigurationError, match="closed"):
+        rs.VoxsigClient("ws://127.0.0.1:9/cable", pubsub_token="x", hub=hub)
+
+
+def test_close_while_clients_are_still_connecting_joins_everything() -> None:
+    # Nothing listens: every client is in its reconnect loop when the hub closes.
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    hub = rs.Hub(workers=2, name="t-closing")
+    clients = [
+        rs.VoxsigClient(f"ws://127.0.0.1:{port}/cable", pubsub_token=f"t{i}", hub=hub, reconnect=FAST)
+        for i in range(100)
+    ]
+    for c in clients:
+        c.start()
+    poll_until(lambda: hub.stats.handshakes_total >= 100, 10, "every client tried")
+    t0 = time.monotonic()
+    assert hub.close(T(10))
+    assert time.monotonic() - t0 < T(10)
+    assert hub_threads("t-closing") == [] and handshake_threads("t-closing") == []
+    assert all(c.state is rs.State.CLOSED for c in clients)
