@@ -4,6 +4,7 @@ isolation, timers on time, close() leaving nothing behind."""
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import threading
 import time
@@ -130,7 +131,7 @@ def test_timers_of_all_clients_fire_on_time_from_one_heap(server: FakeVoxsigServ
         gaps = []
         for i in range(n):
             times = server.presence_times(f"tok-{i}")[:4]
-            gaps.extend(b - a for a, b in zip(times, times[1:]))
+            gaps.extend(b - a for a, b in itertools.pairwise(times))
         # Presence is sent every `interval` from the confirmation on: never early, and on a
         # loaded 2-core machine late by far less than the interval.
         assert min(gaps) >= interval - 0.05, min(gaps)
@@ -165,7 +166,7 @@ def test_misuse_is_refused_with_what_to_do() -> None:
         rs.Hub(workers=6, handshake_workers=3)
     with pytest.raises(rs.ConfigurationError, match="workers"):
         rs.Hub(workers=0)
-    with pytest.raises(rs.ConfigurationError, match="hub must be an rs.Hub"):
+    with pytest.raises(rs.ConfigurationError, match=r"hub must be an rs\.Hub"):
         rs.VoxsigClient("ws://127.0.0.1:9/cable", pubsub_token="x", hub=object())  # type: ignore[arg-type]
     hub = rs.Hub(workers=1, handshake_workers=1, name="t-misuse")
     assert hub.close(T(5))
