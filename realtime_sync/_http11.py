@@ -245,6 +245,26 @@ class HttpConnection:
             return self._fail("timeout", f"no {what} from {self.url} in time")
         return None
 
+    def connect_blocking(self) -> None:
+        """Open the socket now, blocking (TCP and TLS, within ``connect_timeout``), so that an
+        unreachable server fails at once, on the calling thread (the hub's handshake threads),
+        as a :class:`~realtime_sync.ConnectError`.  The socket is non-blocking afterwards."""
+        if self._sock is not None:
+            return
+        timeout = self.options.connect_timeout or None
+        self.sockets_opened += 1
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.https:
+                sock = _ssl_context(self.options).wrap_socket(sock, server_hostname=self.host)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConnectError(f"cannot connect to {self.url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+        sock.setblocking(False)
+        self._sock = sock
+        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
+        self.state = IDLE
+
     def close(self) -> None:
         """Close the socket (a request in progress is abandoned without a result).  Idempotent."""
         self._drop_socket()

@@ -37,6 +37,9 @@ Theory of operation
   them lets at most that many be in flight and spreads a burst (a server restart drops every
   client at once) over ``handshake_jitter`` seconds, so neither the server nor the process is
   flooded.  The engines' own restart jitter adds to it.
+* **Long-polling without threads.**  A Bayeux client on a hub (``transport="long-polling"``, or
+  ``"auto"`` falling back) uses :class:`~realtime_sync._hub_longpoll.HubLongPollingConnection`:
+  non-blocking HTTP/1.1 (h11, the ``hub`` extra) on the same loop, not two threads per session.
 * **Threads**: 1 loop + ``handshake_workers`` + ``workers``, whatever the number of clients
   (the defaults make 7).  ``hub.close()`` joins all of them.
 """
@@ -51,6 +54,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
 
+from ._http11 import require_h11
+from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
 from ._workers import Lane, WorkerPool
 from .config import DispatchOptions
@@ -58,6 +63,7 @@ from .dispatch import Dispatcher
 from .engine import Loop
 from .events import ErrorInfo, Event
 from .exceptions import ConfigurationError
+from .transport_longpoll import AutoConnection, LongPollingConnection
 
 if TYPE_CHECKING:
     from .client import Client
@@ -301,9 +307,27 @@ class Hub:
         return LaneDispatcher(self._pool, options, log, name)
 
     def _attach(self, client: Client[Any]) -> None:
+        from .cometd import CometDClient
+
+        if isinstance(client, CometDClient):
+            require_h11()  # long-polling (forced, or as the fallback) runs on the loop with h11
         with self._lock:
             self._check_open()
             self._clients[id(client)] = client
+        engine = client._engine
+        factory = engine._factory
+
+        def on_the_loop() -> Any:
+            # Long-polling without threads: the hub's connection replaces the standalone one
+            # (two blocking threads per session), forced or as the websocket's fallback.
+            conn = factory()
+            if type(conn) is LongPollingConnection:
+                return HubLongPollingConnection(conn.cookies, conn.name)
+            if isinstance(conn, AutoConnection):
+                conn.long_polling = HubLongPollingConnection
+            return conn
+
+        engine._factory = on_the_loop
 
     def _detach(self, client: Client[Any]) -> None:
         with self._lock:

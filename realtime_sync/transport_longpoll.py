@@ -519,6 +519,8 @@ class AutoConnection:
     """
 
     subprotocol: str | None = None
+    #: The long-polling connection to fall back to (a hub puts its thread-less one here).
+    long_polling: Callable[[CookieJar, str], Any] = LongPollingConnection
 
     def __init__(self, cookies: CookieJar, name: str, on_fallback: Callable[[str], None]) -> None:
         self._cookies = cookies
@@ -538,7 +540,7 @@ class AutoConnection:
             if not _is_upgrade_refusal(exc):
                 raise
             log.info("websocket refused (%s): falling back to long-polling", exc)
-            lp = LongPollingConnection(self._cookies, self._name)
+            lp = self.long_polling(self._cookies, self._name)
             lp.open(request, options)
             inner = lp
             self._on_fallback(str(exc))

@@ -195,3 +195,36 @@ def test_close_while_clients_are_still_connecting_joins_everything() -> None:
     assert time.monotonic() - t0 < T(10)
     assert hub_threads("t-closing") == [] and handshake_threads("t-closing") == []
     assert all(c.state is rs.State.CLOSED for c in clients)
+
+
+def test_long_polling_sessions_on_the_hub_without_threads_of_their_own() -> None:
+    pytest.importorskip("h11")
+    from realtime_sync.testing import FakeGenesysServer
+
+    with FakeGenesysServer(websocket=False, timeout=1.0) as gws:
+        hub = rs.Hub(workers=2, name="t-lp")
+        got: dict[int, list[rs.Event]] = {k: [] for k in range(40)}
+        clients = []
+        for k in range(40):
+            # Half forced onto long-polling, half falling back to it from a refused websocket.
+            transport = "long-polling" if k % 2 else "auto"
+            c = rs.GenesysChatClient(gws.http_url, transport=transport, hub=hub, reconnect=FAST)
+            c.on("chat.status_change", got[k].append)
+            clients.append(c)
+        try:
+            for c in clients:
+                c.start()
+            gws.wait_for_subscription(gws.CHATS, timeout=T(20), count=40)
+            assert all(c.snapshot.transport == "long-polling" for c in clients)
+            # Held connects cycle (advice.timeout 1 s) and deliver while the sessions stay put.
+            for n in range(3):
+                gws.chat_state_change(f"chat-{n}", "StatusChange")
+            poll_until(lambda: all(len(got[k]) == 3 for k in range(40)), 15, "every session got the 3 events")
+            assert all([e.entity_id for e in got[k]] == ["chat-0", "chat-1", "chat-2"] for k in range(40))
+            assert not [t.name for t in threading.enumerate() if "longpoll" in t.name]
+            assert hub.stats.threads <= 7
+        finally:
+            assert hub.close(T(20))
+        assert hub_threads("t-lp") == [] and handshake_threads("t-lp") == []
+        # Closing said goodbye: the sessions are gone from the server.
+        poll_until(lambda: not gws.sessions, 5, "every session disconnected")
