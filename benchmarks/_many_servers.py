@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import resource
 import signal
 import sys
@@ -171,6 +172,7 @@ class Bayeux(_Base):
         self.timeout = timeout
         self.sessions: dict[str, _Session] = {}
         self.ids = itertools.count(1)
+        self.epoch = f"{os.getpid():x}{int(time.time() * 1000) % 100000:x}"
         self.writers: set[asyncio.StreamWriter] = set()
 
     def stats(self) -> dict[str, Any]:
@@ -181,7 +183,8 @@ class Bayeux(_Base):
         base = {"id": msg.get("id"), "channel": channel}
         advice = {"reconnect": "retry", "interval": 0, "timeout": int(self.timeout * 1000)}
         if channel == "/meta/handshake":
-            cid = f"c{next(self.ids)}"
+            # Unique across restarts: a restarted server must not recognise an old client id.
+            cid = f"{self.epoch}-{next(self.ids)}"
             self.sessions[cid] = _Session()
             return [
                 {

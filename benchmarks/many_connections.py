@@ -372,7 +372,9 @@ def child(args: argparse.Namespace) -> None:
 class Server:
     def __init__(self, scenario: str, port: int = 0, timeout: float = 30.0) -> None:
         cmd = [sys.executable, str(HERE / "_many_servers.py"), scenario, "--port", str(port), "--timeout", str(timeout)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        # asyncio reports every handler task cancelled by a restart: noise unless asked for.
+        err = None if os.environ.get("BENCH_SERVER_STDERR") else subprocess.DEVNULL
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
