@@ -6,7 +6,8 @@
 
 Prints ``PORT <n>`` once it listens on 127.0.0.1 and serves until stdin closes or SIGTERM.  Every
 line it reads on stdin is a command: ``stats`` prints ``STATS {json}`` (connections, subscriptions
-confirmed so far).
+confirmed so far); ``blast N`` (actioncable) sends N ``message.created`` broadcasts to every
+subscribed connection, as fast as each takes them (the throughput measurement).
 
 Built on asyncio (and python-websockets for the websocket ones) so that one process holds 10,000
 connections on one thread and costs little: the servers do what the protocol needs and no more, so
@@ -68,6 +69,24 @@ class ActionCable(_Base):
     def __init__(self) -> None:
         super().__init__()
         self.conns: set[Any] = set()
+        self.idents: dict[Any, str] = {}
+
+    async def blast(self, count: int) -> None:
+        """Send ``count`` Voxsig ``message.created`` broadcasts to every subscribed connection,
+        as fast as each takes them (frames built once per connection)."""
+
+        async def one(ws: Any, ident: str) -> None:
+            frames = [
+                json.dumps({"identifier": ident, "message": _message(i)}, separators=(",", ":")) for i in range(count)
+            ]
+            try:
+                for k in range(0, count, 100):
+                    for f in frames[k : k + 100]:
+                        await ws.send(f)
+            except Exception:
+                pass
+
+        await asyncio.gather(*(one(ws, ident) for ws, ident in list(self.idents.items())))
 
     async def handler(self, ws: Any) -> None:
         self.conns.add(ws)
@@ -82,11 +101,13 @@ class ActionCable(_Base):
                 if msg.get("command") == "subscribe":
                     ident = msg.get("identifier")
                     await ws.send(json.dumps({"identifier": ident, "type": "confirm_subscription"}))
+                    self.idents[ws] = ident
                     self.confirmed += 1
         except Exception:
             pass
         finally:
             self.conns.discard(ws)
+            self.idents.pop(ws, None)
             self.connections -= 1
 
     async def pinger(self) -> None:
@@ -102,6 +123,27 @@ class ActionCable(_Base):
         bye = '{"type":"disconnect","reason":"server_restart","reconnect":true}'
         websockets.broadcast(self.conns, bye)
         await asyncio.gather(*(ws.close() for ws in list(self.conns)), return_exceptions=True)
+
+
+def _message(i: int) -> dict[str, Any]:
+    """A Voxsig ``message.created`` broadcast (as Chatwoot sends it, shortened)."""
+    conversation = 1000 + i % 97
+    return {
+        "event": "message.created",
+        "data": {
+            "id": 500_000 + i,
+            "content": "Hello, I ordered a blue kettle last Tuesday and it still has not shipped.",
+            "account_id": 1,
+            "inbox_id": 3,
+            "conversation_id": conversation,
+            "message_type": i % 2,
+            "created_at": 1_700_000_000 + i,
+            "private": False,
+            "status": "sent",
+            "content_type": "text",
+            "sender": {"id": 90_000 + i % 97, "name": "Jane Doe", "type": "contact"},
+        },
+    }
 
 
 class Jifeline(_Base):
@@ -303,12 +345,16 @@ async def _main(args: argparse.Namespace) -> None:
     loop.add_signal_handler(signal.SIGTERM, done.set)
     loop.add_signal_handler(signal.SIGINT, done.set)
 
+    blasts: list[asyncio.Future[None]] = []
+
     def on_stdin() -> None:
         line = sys.stdin.readline()
         if not line:
             done.set()
         elif line.strip() == "stats":
             print("STATS " + json.dumps(impl.stats()), flush=True)
+        elif line.startswith("blast ") and hasattr(impl, "blast"):
+            blasts.append(asyncio.ensure_future(impl.blast(int(line.split()[1]))))
 
     loop.add_reader(sys.stdin.fileno(), on_stdin)
     await done.wait()

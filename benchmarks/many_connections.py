@@ -93,6 +93,12 @@ class Counter:
         self.seen: set[int] = set()
         self.errors = 0
         self.refused = 0
+        self.messages = 0
+        self.messages_lock = threading.Lock()
+
+    def message(self) -> None:
+        with self.messages_lock:
+            self.messages += 1
 
     def mark(self, i: int) -> None:
         with self.lock:
@@ -143,8 +149,14 @@ class RsContender:
             if "refused" in msg.lower():
                 self.counter.refused += 1
 
+        def on_message(event: Any) -> None:
+            if event.data.content:  # read one field, as a handler would
+                self.counter.message()
+
         c.on("subscribed", on_subscribed)
         c.on("error", on_error)
+        if self.scenario == "actioncable":
+            c.on("message.created", on_message)
         return c
 
     def start(self) -> None:
@@ -217,6 +229,8 @@ class AsyncioContender:
                             await ws.send(json.dumps({"command": "subscribe", "identifier": ident}))
                         elif t == "confirm_subscription":
                             self.counter.mark(i)
+                        elif "message" in msg and msg["message"]["data"]["content"]:
+                            self.counter.message()
                     elif msg.get("action") == "subscribeToTicket":
                         self.counter.mark(i)
             except ConnectionClosed:
@@ -346,6 +360,26 @@ def child(args: argparse.Namespace) -> None:
         still_subscribed=counter.count(),
     )
     line = sys.stdin.readline().strip()
+    if line.startswith("throughput"):
+        total = args.n * int(line.split()[1])
+        with counter.messages_lock:
+            counter.messages = 0
+        out("ARMED")
+        t_go = float(sys.stdin.readline().strip())
+        c0 = cpu_seconds()
+        deadline = t_go + 300
+        while counter.messages < total and time.monotonic() < deadline:
+            time.sleep(0.01)
+        elapsed = time.monotonic() - t_go
+        out(
+            "THROUGHPUT",
+            messages=counter.messages,
+            ok=counter.messages >= total,
+            seconds=round(elapsed, 2),
+            rate=round(counter.messages / elapsed),
+            cpu_us_per_message=round((cpu_seconds() - c0) * 1e6 / max(1, counter.messages), 1),
+        )
+        line = sys.stdin.readline().strip()
     if line.startswith("restart"):
         counter.reset()
         errors0, refused0 = counter.errors, counter.refused
@@ -380,6 +414,11 @@ class Server:
         if not line.startswith("PORT "):
             raise RuntimeError(f"server did not start: {line!r}")
         self.port = int(line.split()[1])
+
+    def send(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -452,6 +491,12 @@ def run_one(args: argparse.Namespace, contender: str, n: int) -> dict[str, Any]:
     try:
         row["connect"] = child.expect("CONNECTED", args.connect_deadline + 60)
         row["idle"] = child.expect("IDLE", args.idle + args.settle + 120)
+        if args.throughput:
+            child.send(f"throughput {args.throughput}")
+            child.expect("ARMED", 30)
+            child.send(repr(time.monotonic()))
+            server.send(f"blast {args.throughput}")
+            row["throughput"] = child.expect("THROUGHPUT", 400)
         if args.restart:
             child.send("restart")
             child.expect("ARMED", 30)
@@ -478,7 +523,20 @@ def fmt(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         " recovery after restart (s) | close (s) / threads left |"
     )
     lines = [head, "|" + "---|" * 9]
+    if any("throughput" in r for r in rows):
+        head = head.replace(" recovery", " throughput msgs/s (CPU µs/msg) | recovery")
+        lines = [head, "|" + "---|" * 10]
     for r in rows:
+        tp = r.get("throughput")
+        tp_s = (
+            ""
+            if not any("throughput" in x for x in rows)
+            else (
+                " — |"
+                if tp is None
+                else f" {tp['rate']:,}{'' if tp['ok'] else ' (incomplete)'} ({tp['cpu_us_per_message']}) |"
+            )
+        )
         c, i, rec, cl = r.get("connect", {}), r.get("idle", {}), r.get("recovery"), r.get("close", {})
         rec_s = (
             "—" if rec is None else (f"{rec['seconds']}" + ("" if rec["ok"] else f" ({rec['subscribed']}/{r['n']})"))
@@ -486,7 +544,7 @@ def fmt(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         conn_s = "—" if not c else (f"{c['seconds']}" + ("" if c["ok"] else f" ({c['subscribed']}/{r['n']})"))
         lines.append(
             f"| {r['contender']} | {r['n']:,} | {conn_s} | {i.get('threads', '—')} | {i.get('rss_kib_per_conn', '—')} |"
-            f" {i.get('cpu_pct', '—')} | {i.get('cpu_pct_per_1000', '—')} | {rec_s} |"
+            f" {i.get('cpu_pct', '—')} | {i.get('cpu_pct_per_1000', '—')} |{tp_s} {rec_s} |"
             f" {cl.get('seconds', '—')} / {cl.get('threads_left', '—')} |"
             + (f" FAILED: {r['failed']}" if "failed" in r else "")
         )
@@ -506,6 +564,13 @@ def main() -> None:
     p.add_argument("--recover-deadline", type=float, default=120.0)
     p.add_argument("--bayeux-timeout", type=float, default=30.0)
     p.add_argument("--no-restart", dest="restart", action="store_false")
+    p.add_argument(
+        "--throughput",
+        type=int,
+        default=0,
+        help="actioncable: after the idle window, the server sends this many message.created to every"
+        " connection; the rate at which the handlers see them all (use with --n 100)",
+    )
     p.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
