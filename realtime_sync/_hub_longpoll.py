@@ -38,7 +38,7 @@ from ._wsconn import FrameError
 from .config import ConnectOptions
 from .exceptions import ConnectError
 from .protocols.base import ConnectRequest, HttpResult
-from .transport_longpoll import _has_connect, http_url
+from .transport_longpoll import http_url
 
 __all__ = ["HubLongPollingConnection"]
 
@@ -120,7 +120,7 @@ class HubLongPollingConnection:
     def send(self, text: str) -> None:
         if self._ended or self.closed:
             return  # the end is reported by receive(); nothing to send it on
-        role = _HELD if getattr(text, "held", False) or ('"/meta/connect"' in text and _has_connect(text)) else _CONTROL
+        role = _HELD if getattr(text, "held", False) else _CONTROL  # the adapter marks held frames
         self._queues[role].append(text.encode("utf-8"))
         self._pump(role, time.monotonic())
 
