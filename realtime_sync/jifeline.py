@@ -25,17 +25,17 @@ pings plus a periodic re-subscribe as keepalive (see :mod:`realtime_sync.protoco
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Callable, Hashable, Mapping, TypeVar
 
 import attrs
 
+from ._http import HTTPFailure
+from ._http import request as http_request
+from ._json import decode
 from ._redact import get_logger, redact, register_secret
 from .client import Client
 from .config import ReconnectPolicy
@@ -320,6 +320,8 @@ class GapRecovery:
             after it they are released (and the fetched ones delivered late, if they come).
         limit, max_pages: page size and page count per recovery.
         dedupe_window: how many recent event ids are remembered to drop duplicates.
+        max_body: the largest REST answer read, in bytes (default 16 MiB); a larger one is an
+            ``error`` event (a hostile or broken server cannot make the client read without end).
 
     >>> GapRecovery(rest_url="http://127.0.0.1:8080", http_timeout=2).limit
     100
@@ -332,6 +334,7 @@ class GapRecovery:
     max_pages: int = 10
     dedupe_window: int = 10_000
     after_id: str | None = attrs.field(default=None, converter=lambda v: _after_id(v))
+    max_body: int = 16 * 1024 * 1024
 
 
 class _GapFetcher:
@@ -428,18 +431,18 @@ class _GapFetcher:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        request = urllib.request.Request(url, headers=headers, method="GET")
         try:
-            with urllib.request.urlopen(request, timeout=self.options.http_timeout) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            kind = "auth" if exc.code in (401, 403) else "server"
-            raise _HTTPFailure(kind, redact(f"GET {url} answered HTTP {exc.code}"), None) from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _HTTPFailure("connect", redact(f"GET {url} failed: {reason}"), None) from None
+            # No redirect is followed (it would carry the bearer token elsewhere) and the body
+            # read is bounded by GapRecovery.max_body (_http).
+            body = http_request(url, headers=headers, timeout=self.options.http_timeout, max_body=self.options.max_body)
+        except HTTPFailure as exc:
+            if exc.kind == "status":
+                kind = "auth" if exc.status in (401, 403) else "server"
+            else:
+                kind = {"connect": "connect", "too_large": "bad_frame"}.get(exc.kind, "server")
+            raise _HTTPFailure(kind, str(exc), None) from None
         try:
-            data = json.loads(body)
+            data = decode(body)
         except ValueError:
             raise _HTTPFailure("bad_frame", redact(f"GET {url}: the answer is not JSON"), None) from None
         events = events_from_rest_body(data)

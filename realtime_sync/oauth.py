@@ -17,15 +17,15 @@ never appear in logs, reprs or exception messages.
 from __future__ import annotations
 
 import base64
-import json
 import math
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any, Callable, Mapping
 
+from ._http import HTTPFailure
+from ._http import request as http_request
+from ._json import decode
 from ._redact import get_logger, redact, register_secret
 from .exceptions import ConfigurationError, TokenError
 
@@ -160,27 +160,34 @@ class ClientCredentialsTokenProvider:
         headers.update(self.extra_headers)
         if self.auth_method == "basic":
             pair = f"{urllib.parse.quote(self.client_id)}:{urllib.parse.quote(self._client_secret)}"
-            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
+            basic = base64.b64encode(pair.encode()).decode()
+            register_secret(basic)
+            headers["Authorization"] = "Basic " + basic
             form["client_id"] = self.client_id
         else:
             form["client_id"] = self.client_id
             form["client_secret"] = self._client_secret
         if self.scope:
             form["scope"] = self.scope
-        request = urllib.request.Request(
-            self.token_url, data=urllib.parse.urlencode(form).encode(), headers=headers, method="POST"
-        )
         where = redact(self.token_url)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read(_MAX_BODY)
-        except urllib.error.HTTPError as exc:
-            raise TokenError(self._refusal(where, exc)) from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise TokenError(redact(f"cannot reach the token endpoint {where}: {reason}")) from None
+            # No redirect is followed: it would carry the client secret elsewhere (_http).
+            body = http_request(
+                self.token_url,
+                method="POST",
+                headers=headers,
+                data=urllib.parse.urlencode(form).encode(),
+                timeout=self.timeout,
+                max_body=_MAX_BODY,
+            )
+        except HTTPFailure as exc:
+            if exc.kind == "status" and exc.status is not None:
+                raise TokenError(self._refusal(where, exc.status, exc.body)) from None
+            if exc.kind == "connect":
+                raise TokenError(redact(f"cannot reach the token endpoint {where}: {exc}")) from None
+            raise TokenError(f"the token endpoint {where}: {exc}") from None
         try:
-            data = json.loads(body)
+            data = decode(body)
         except ValueError:
             raise TokenError(f"the token endpoint {where} answered with something that is not JSON") from None
         token = data.get("access_token") if isinstance(data, dict) else None
@@ -192,23 +199,21 @@ class ClientCredentialsTokenProvider:
             log.warning("token endpoint returned token_type %r, expected Bearer", token_type)
         return token, _expires_in(data.get("expires_in"))
 
-    def _refusal(self, where: str, exc: urllib.error.HTTPError) -> str:
+    def _refusal(self, where: str, code: int, body: bytes) -> str:
         detail = ""
         try:
-            payload: Any = json.loads(exc.read(_MAX_BODY) or b"null")
-        except (ValueError, OSError):
+            payload: Any = decode(body or b"null")
+        except ValueError:
             payload = None
         if isinstance(payload, dict):
             parts = [
                 str(payload[k]) for k in ("error", "error_description", "message") if isinstance(payload.get(k), str)
             ]
             detail = ": " + ", ".join(parts) if parts else ""
-        if exc.code in (400, 401, 403) and (
-            "invalid_client" in detail or "unauthorized_client" in detail or exc.code != 400
-        ):
-            msg = f"the token endpoint {where} refused the client credentials (HTTP {exc.code}{detail}); check client_id and client_secret"
+        if code in (400, 401, 403) and ("invalid_client" in detail or "unauthorized_client" in detail or code != 400):
+            msg = f"the token endpoint {where} refused the client credentials (HTTP {code}{detail}); check client_id and client_secret"
         else:
-            msg = f"the token endpoint {where} answered HTTP {exc.code}{detail}"
+            msg = f"the token endpoint {where} answered HTTP {code}{detail}"
         return redact(msg)
 
 

@@ -325,3 +325,113 @@ def test_decoding_stays_fast_on_big_frames() -> None:
     t0 = time.perf_counter()
     assert len(_json.decode(frame)) == 20_000
     assert time.perf_counter() - t0 < T(5)
+
+
+# -- redirects and bounded bodies of the library's own HTTP requests --------------------------------
+
+
+class _HostileHTTP:
+    """A raw HTTP server on 127.0.0.1: ``routes[path] = (status, headers, body)``; records requests."""
+
+    def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]] | None = None) -> None:
+        import http.server
+
+        self.routes = routes or {}
+        self.requests: list[tuple[str, str, dict[str, str]]] = []
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                if n:
+                    self.rfile.read(n)
+                outer.requests.append((self.command, self.path, dict(self.headers)))
+                status, headers, body = outer.routes.get(self.path.split("?")[0], (404, {}, b"no"))
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client stopped reading: that is the point
+
+            do_GET = do_POST = _answer
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, name="fake-hostile-http", daemon=True)
+
+    def __enter__(self) -> _HostileHTTP:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("auth_method", ["body", "basic"])
+def test_the_oauth_token_request_follows_no_redirect(auth_method: str) -> None:
+    with _HostileHTTP() as elsewhere, _HostileHTTP() as hostile:
+        for code in (301, 302, 307, 308):
+            hostile.routes[f"/token{code}"] = (code, {"Location": elsewhere.url + "/steal"}, b"")
+            provider = rs.ClientCredentialsTokenProvider(
+                hostile.url + f"/token{code}",
+                "cid-1",
+                "client-secret-never-elsewhere",
+                extra_headers={"x-api-key": "api-key-never-elsewhere"},
+                auth_method=auth_method,
+                timeout=T(5),
+            )
+            with pytest.raises(rs.TokenError, match="redirect") as info:
+                provider()
+            assert "never-elsewhere" not in str(info.value)
+        assert elsewhere.requests == []
+
+
+def test_the_oauth_basic_value_is_registered_as_a_secret() -> None:
+    import base64
+
+    with _HostileHTTP() as hostile:
+        hostile.routes["/token"] = (200, {"Content-Type": "application/json"}, b'{"access_token":"tok-123456789"}')
+        rs.ClientCredentialsTokenProvider(hostile.url + "/token", "cid-9", "basic-secret-xyz", auth_method="basic")()
+    basic = base64.b64encode(b"cid-9:basic-secret-xyz").decode()
+    assert basic not in rs.redact(f"Basic {basic} sent")
+
+
+CREATED = "tickets.ticket.created"
+
+
+def _gap_client(make: Callable[..., Any], partner: Any, rest_url: str, **gap: Any) -> tuple[Any, Recorder]:
+    options = {"rest_url": rest_url, "http_timeout": T(5), "hold_timeout": T(5), "after_id": "evt-1", **gap}
+    client = make(
+        JifelinePartnerClient, partner.url, token="gap-bearer-never-elsewhere", gap_recovery=rs.GapRecovery(**options)
+    )
+    client.subscribe_event(CREATED)
+    rec = Recorder(client)
+    client.start()
+    return client, rec
+
+
+def test_gap_recovery_follows_no_redirect(make: Callable[..., Any]) -> None:
+    with FakeJifelinePartnerServer(interval=0.1) as partner, _HostileHTTP() as elsewhere, _HostileHTTP() as hostile:
+        hostile.routes["/v2/system/events"] = (302, {"Location": elsewhere.url + "/v2/system/events"}, b"")
+        _client, rec = _gap_client(make, partner, hostile.url)
+        err = rec.wait("error", timeout=T(10)).data
+        assert "redirect" in err.message and "never-elsewhere" not in repr(err)
+        assert hostile.requests and elsewhere.requests == []
+
+
+def test_gap_recovery_reads_a_bounded_body(make: Callable[..., Any]) -> None:
+    huge = b'{"data":[' + b'{"event_id":"x"},' * 400_000 + b'{"event_id":"y"}]}'  # about 7 MB
+    with FakeJifelinePartnerServer(interval=0.1) as partner, _HostileHTTP() as hostile:
+        hostile.routes["/v2/system/events"] = (200, {"Content-Type": "application/json"}, huge)
+        _client, rec = _gap_client(make, partner, hostile.url, max_body=1024 * 1024)
+        err = rec.wait("error", timeout=T(10)).data
+        assert "larger than 1048576 bytes" in err.message
