@@ -201,3 +201,37 @@ def _websocket() -> Any:
     from realtime_sync.transport import WebSocketConnection
 
     return WebSocketConnection()
+
+
+def test_start_wait_for_each_vendor_returns_once_subscribed():
+    """Voxsig: welcomed and the room confirmed; Genesys: a session and its topics confirmed."""
+    from realtime_sync.testing.actioncable import FakeVoxsigServer
+    from realtime_sync.testing.bayeux import FakeGenesysServer
+
+    with FakeVoxsigServer() as cable:
+        voxsig = rs.VoxsigClient(cable.url, "user-token-1", account_id=1, user_id=7, reconnect=FAST)
+        try:
+            voxsig.start(wait=True, timeout=T(5))
+            snap = voxsig.snapshot
+            assert snap.state is rs.State.CONNECTED and snap.ready and snap.pending == ()
+            assert snap.subscriptions == (voxsig.room,)
+        finally:
+            voxsig.close(timeout=T(5))
+    with FakeGenesysServer(timeout=1.0) as gws:
+        genesys = rs.GenesysChatClient(gws.url, reconnect=FAST)
+        try:
+            genesys.start(wait=True, timeout=T(5))
+            assert gws.subscribed("/v2/me/chats") and genesys.snapshot.ready
+        finally:
+            genesys.close(timeout=T(5))
+
+
+def test_start_wait_raises_when_a_subscription_is_rejected():
+    from realtime_sync.testing.bayeux import FakeBayeuxServer
+
+    with FakeBayeuxServer(timeout=1.0, forbidden=["/private/*"]) as server:
+        client = rs.CometDClient(server.url, reconnect=FAST)
+        client.subscribe("/private/room")
+        with pytest.raises(rs.RemoteError, match="rejected"):
+            client.start(wait=True, timeout=T(5))
+        assert client.closed
