@@ -1,10 +1,11 @@
-"""Bayeux HTTP long-polling, and the websocket-first connection factory with its fallback.
+"""HTTP long-polling, and the websocket-first connection factory with its fallback.
 
 Some CometD servers serve no websocket at all: Genesys GWS 8.5 documents CometD 3 *without*
 websocket support.  There the Bayeux long-polling transport carries the very same message
 arrays as HTTP ``POST`` bodies, and each response body is an array of replies and messages.
-:class:`LongPollingConnection` implements the transport's ``Connection`` interface on top of it,
-so the transport thread and the Bayeux adapter do not know which one they drive.
+:class:`LongPollingConnection` implements the engine's ``Connection`` interface on top of HTTP
+(frames in, response bodies and typed HTTP outcomes out), so the engine and the Bayeux adapter
+do not know which one they drive, and this module does not know Bayeux.
 
 Theory of operation
 -------------------
