@@ -51,13 +51,12 @@ replaced as after any drop, never a silent end.
 
 **Standalone and hub.**  :meth:`Engine.start` without a loop creates one on a thread of its
 own (``realtime_sync-transport-<name>``), which ends when the engine finishes: a standalone
-client is "a loop thread with one engine" plus its dispatcher thread.  A hub runs many engines
-on one loop: ``loop = Loop("hub", handshake_workers=4)``, ``loop.start()``, then
-``engine.start(loop)`` for each client; each engine keeps one timer in the shared heap and one
-reader per connection.  What a hub must still provide (issue 13): a dispatcher worker pool in
-place of one dispatcher thread per engine (``Engine(dispatcher=...)`` accepts any object with
-the Dispatcher interface), and non-blocking long-polling (today a long-polling connection uses
-two worker threads that signal the loop through a socketpair; the loop only sees that fd).
+client is "a loop thread with one engine" plus its dispatcher thread.  A hub
+(:class:`realtime_sync.Hub`, ``hub.py``) runs many engines on one loop: ``engine.start(loop)``
+for each client; each engine keeps one timer in the shared heap and one reader per
+connection; the hub puts its handshake limiter in front of ``run_blocking``, gives each engine a
+lane of its worker pool as ``dispatcher=``, and a thread-less long-polling connection (the
+standalone one uses two worker threads that signal the loop through a socketpair).
 """
 
 from __future__ import annotations
@@ -914,8 +913,15 @@ class Engine(Generic[A]):
         return deadline
 
     def _schedule(self, when: float | None) -> None:
-        if when == self._timer_at and self._timer is not None and not self._timer.cancelled:
-            return
+        timer = self._timer
+        if timer is not None and not timer.cancelled and self._timer_at is not None:
+            if when == self._timer_at:
+                return
+            if self._phase == _SERVING and when is not None and self._timer_at < when:
+                # The deadline moved later (each frame pushes the stale/ping deadline on): keep
+                # the armed timer; it fires early and _on_timer re-arms for the real deadline.
+                # One heap operation per deadline instead of one per frame.
+                return
         loop = self._loop
         assert loop is not None
         loop.cancel(self._timer)
