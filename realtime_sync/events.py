@@ -82,6 +82,12 @@ class Event:
         subscription: the :class:`Subscription` the event arrived through, when known.
         changes: for change detection (``on(..., changes_only=True)``), the names of the fields
             that differ from the previous snapshot of the same entity; else ``None``.
+        decode_error: ``None`` when the payload fit its model; else what did not fit (``"Message.id:
+            expected int or null, got str 'x'"``).  The event is delivered anyway: ``data`` holds
+            the model with every field that fit (the others at their defaults), or the decoded
+            JSON when it was not an object, and an ``error`` event of kind ``"decode"`` follows.
+        account_id: the account the event belongs to, where the vendor has accounts (Voxsig:
+            ``data.account_id`` of the broadcast); else ``None``.
 
     >>> Event("ticket.updated", {"state": 1}, entity_id=7).entity_id
     7
@@ -94,6 +100,8 @@ class Event:
     received_at: float = 0.0
     subscription: Subscription | None = None
     changes: frozenset[str] | None = None
+    decode_error: str | None = None
+    account_id: Any = None
 
     def __repr__(self) -> str:
         # Redact before truncating: a cut could leave the start of a secret that no longer
@@ -187,7 +195,8 @@ class ErrorInfo:
     """Payload of an ``error`` event.
 
     ``kind`` is one of ``"bad_frame"`` (not JSON, wrong shape, wrong type, too big),
-    ``"handler"`` (a callback raised), ``"connect"`` (the connection failed), ``"auth"``
+    ``"decode"`` (a payload did not fit its model: the event was still delivered, with
+    ``event.decode_error``), ``"handler"`` (a callback raised), ``"connect"`` (the connection failed), ``"auth"``
     (credentials refused), ``"server"`` (the server reported an error or told us not to come
     back), ``"subscription"`` (a subscription failed or was never confirmed), ``"overflow"``
     (the event queue was full), ``"token"`` (a token provider failed).  ``frame`` is the

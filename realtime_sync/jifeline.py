@@ -322,9 +322,14 @@ class GapRecovery:
         dedupe_window: how many recent event ids are remembered to drop duplicates.
         max_body: the largest REST answer read, in bytes (default 16 MiB); a larger one is an
             ``error`` event (a hostile or broken server cannot make the client read without end).
+        api_key: sent as ``x-api-key`` on the REST events call when given (the API reference's
+            beta revision lists it beside OAuth2 for ``/v2/system/events``); a secret: never
+            logged, never in a repr.  A string or a callable returning one, read per request.
 
     >>> GapRecovery(rest_url="http://127.0.0.1:8080", http_timeout=2).limit
     100
+    >>> "k-123" in repr(GapRecovery(api_key="k-123"))
+    False
     """
 
     rest_url: str | None = None
@@ -335,6 +340,17 @@ class GapRecovery:
     dedupe_window: int = 10_000
     after_id: str | None = attrs.field(default=None, converter=lambda v: _after_id(v))
     max_body: int = 16 * 1024 * 1024
+    api_key: str | Callable[[], str] | None = attrs.field(
+        default=None, repr=False, validator=lambda _i, _a, v: _api_key(v)
+    )
+
+
+def _api_key(value: Any) -> None:
+    if value is None or callable(value):
+        return
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError("api_key must be a non-empty string, a callable returning one, or None")
+    register_secret(value)
 
 
 class _GapFetcher:
@@ -431,6 +447,15 @@ class _GapFetcher:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
+        api_key = self.options.api_key
+        if callable(api_key):
+            try:
+                api_key = api_key()
+            except Exception as exc:
+                raise _HTTPFailure("token", redact(f"the api_key provider failed: {exc!r}"), None) from None
+        if isinstance(api_key, str) and api_key:
+            register_secret(api_key)
+            headers["x-api-key"] = api_key
         try:
             # No redirect is followed (it would carry the bearer token elsewhere) and the body
             # read is bounded by GapRecovery.max_body (_http).

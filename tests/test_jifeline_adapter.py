@@ -10,7 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from realtime_sync import ConfigurationError, ErrorInfo, Event, Subscription
-from realtime_sync.models.jifeline import Connection, Connector, ConnectorStatus, Schedule, SystemEvent, Ticket
+from realtime_sync.models.jifeline import (
+    Connection,
+    Connector,
+    ConnectorStatus,
+    Schedule,
+    SystemEvent,
+    SystemEventPayload,
+    Ticket,
+    TicketRef,
+)
 from realtime_sync.protocols.jifeline import (
     CUSTOMER_KINDS,
     PARTNER_KINDS,
@@ -139,10 +148,46 @@ def test_connector_push_of_unexpected_shape_is_still_delivered_with_an_error():
     a = JifelineCustomerAdapter()
     a.subscribe("connector", 5, 0.0)
     a.connection_made(0.0)
-    events = push(a, "subscribeToConnector", {"connector_id": 5, "is_online": 1})
-    assert names(events) == ["error", "subscribed", "connector.updated"]
-    assert events[0].data.kind == "bad_frame" and "is_online" in events[0].data.message
-    assert events[-1].data == {"connector_id": 5, "is_online": 1}
+    events = push(a, "subscribeToConnector", {"connector_id": 5, "is_online": 1, "has_wifi": "maybe"})
+    # The event first (typed as far as it fits), then the decode error naming the bad field.
+    assert names(events) == ["subscribed", "connector.updated", "error"]
+    ev = events[1]
+    assert ev.data.is_online is True and ev.data.has_wifi is None  # 1 reads as true; "maybe" is no bool
+    assert "has_wifi" in ev.decode_error
+    assert events[-1].data.kind == "decode" and "has_wifi" in events[-1].data.message
+
+
+@pytest.mark.parametrize(
+    ("message", "field", "value"),
+    [
+        ({"ticket_id": "1"}, "ticket_id", 1),  # a numeric string is the number
+        ({"ticket_id": 1, "state": "2"}, "state", 2),
+        ({"ticket_id": 1, "is_script_composition_running": "false"}, "is_script_composition_running", False),
+        ({"ticket_id": 1, "state": 3.0}, "state", 3),
+    ],
+)
+def test_real_spellings_read_into_the_right_values_without_errors(message, field, value):
+    a = JifelineCustomerAdapter()
+    a.subscribe("ticket", 1, 0.0)
+    a.connection_made(0.0)
+    events = push(a, "subscribeToTicket", message)
+    assert names(events) == ["subscribed", "ticket.updated"]
+    assert getattr(events[-1].data, field) == value and events[-1].decode_error is None
+
+
+@pytest.mark.parametrize(
+    ("message", "field"),
+    [({"ticket_id": 1, "state": True}, "state"), ({"ticket_id": 1, "state": 1.5}, "state"), ({"ticket_id": 1, "vin": {}}, "vin")],
+)
+def test_a_value_that_does_not_fit_is_never_guessed_and_the_event_still_arrives(message, field):
+    a = JifelineCustomerAdapter()
+    a.subscribe("ticket", 1, 0.0)
+    a.connection_made(0.0)
+    events = push(a, "subscribeToTicket", message)
+    assert names(events) == ["subscribed", "ticket.updated", "error"]
+    assert getattr(events[1].data, field) is None and events[1].data.ticket_id == 1
+    assert f"Ticket.{field}" in events[1].decode_error and events[2].data.kind == "decode"
+    assert events[1].raw["message"] == message  # the value as sent stays reachable
 
 
 def test_push_without_id_belongs_to_the_only_subscription_of_its_kind():
@@ -236,8 +281,6 @@ def test_snapshot_store_is_bounded():
         ('{"action":"subscribeToTicket"}', "bad_frame", "message"),
         ('{"action":"subscribeToTicket","message":[1]}', "bad_frame", "message"),
         ('{"action":"subscribeToTicket","message":"Ticket not found"}', "server", "Ticket not found"),
-        ('{"action":"subscribeToTicket","message":{"ticket_id":"1"}}', "bad_frame", "ticket_id"),
-        ('{"action":"subscribeToTicket","message":{"ticket_id":1,"state":true}}', "bad_frame", "state"),
         ('{"action":"connected","message":{}}', "bad_frame", "unexpected action"),
     ],
 )
@@ -372,8 +415,10 @@ def test_system_event_with_mistyped_payload_is_delivered_and_reported():
         1.0,
     )
     events = a.events_received()
-    assert names(events) == ["error", "x.y"]
-    assert events[1].data == SystemEvent("1", "x.y", None)
+    assert names(events) == ["x.y", "error"]
+    # The parts that fit stay typed; the ticket whose id is a list keeps its defaults.
+    assert events[0].data == SystemEvent("1", "x.y", SystemEventPayload(ticket=TicketRef()))
+    assert "ticket.id" in events[0].decode_error and events[1].data.kind == "decode"
 
 
 @pytest.mark.parametrize(

@@ -535,6 +535,30 @@ def test_gap_recovery_delivers_missed_events_first_and_never_twice(make, partner
         ] == ["Bearer fake-at"]
 
 
+def test_gap_recovery_sends_the_api_key_and_keeps_occurred_at(make, partner, caplog):
+    # The API reference's beta revision lists OAuth2 *and* x-api-key for /v2/system/events, and
+    # its events carry occurred_at (the live push does not).
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner, events_api_key="jfl-key-0042") as rest:
+        _client, events = gap_client(make, partner, rest, api_key="jfl-key-0042")
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
+        partner.emit_event(CREATED)
+        events.wait(1)
+        partner.refuse(503)
+        partner.drop_all()
+        missed = partner.emit_event(CREATED)
+        partner.refuse(None)
+        delivered = events.wait(2)
+        assert delivered[0].data.occurred_at is None  # live push: no timestamp on the wire
+        assert delivered[1].data.event_id == missed["event_id"]
+        assert delivered[1].data.occurred_at == partner.events[-1]["occurred_at"]
+        assert delivered[1].decode_error is None
+        gets = [{k.lower(): v for k, v in h.items()} for m, p, h in rest.requests if m == "GET"]
+        assert [h.get("x-api-key") for h in gets] == ["jfl-key-0042"]
+    assert "jfl-key-0042" not in caplog.text
+    assert "jfl-key-0042" not in repr(GapRecovery(api_key="jfl-key-0042"))
+
+
 def test_gap_recovery_failure_is_reported_and_live_events_flow(make, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
         client, events = gap_client(make, partner, rest)

@@ -1,18 +1,58 @@
-"""The shared base of the per-vendor cattrs converters.
+"""The shared base of the per-vendor cattrs converters, and the one decoding policy.
 
 Each vendor module builds its own private converter with :func:`make_converter` and registers
 its models with :func:`register` when the module is imported, so hooks are generated up front
 (the first structure of a class costs ~1 ms; afterwards a few microseconds).
 
-The converter is *strict* about primitive types, unlike cattrs' default which coerces
-(``"false"`` would become ``True``, ``"12"`` would become ``12``): a wrong type is a bad frame and
-becomes an ``error`` event, never a silently wrong value.  Missing fields take their defaults
-(every model field has one) and unknown fields are ignored, so the vendors may add or drop
-fields without breaking decoding; the whole decoded frame stays in ``event.raw``.
+Decoding policy (every vendor, every model)
+-------------------------------------------
+Real servers are looser than their documents: Chatwoot passes form parameters through
+(``"is_private": "true"``), puts ``null`` into lists (an attachment of unknown type), mixes
+unix ints, floats (``updated_at.to_f``) and ISO strings in timestamps; GWS sends ``null`` or
+omits a field depending on the version.  So:
+
+1. **Read the spellings real servers send, into the right value** (never cattrs' coercion,
+   which turns ``"false"`` into ``True`` and ``1.9`` into ``1``):
+
+   ===========  =================================================================================
+   field type   accepted
+   ===========  =================================================================================
+   ``bool``     ``true``/``false``; the strings ``"true"``/``"false"``, ``"t"``/``"f"``,
+                ``"1"``/``"0"``, ``"on"``/``"off"`` (any case, as Rails' boolean cast); 0 and 1
+   ``int``      integers; integral floats (``12.0``); decimal strings (``"12"``, ``" -3 "``)
+   ``float``    numbers; decimal strings (``"1.5"``); never NaN or infinities from a string
+   ``str``      strings; integers (``12`` -> ``"12"``: an id the server sent as a number)
+   timestamps   kept exactly as sent (``int | float | str | None``); :func:`as_datetime` reads them
+   lists        ``null`` -> empty; ``null`` items are skipped (``[null, {...}]`` -> one item)
+   objects      ``null`` -> empty mapping
+   ===========  =================================================================================
+
+   Anything else (``"yes please"`` for a bool, ``1.5`` for an int, an object for a string) is a
+   mismatch, never a guess.
+2. **A payload that still does not fit its model is delivered anyway** (:func:`decode`): the
+   model with every field that fits typed and the others at their defaults (recursively), or
+   the decoded JSON value when it is not even an object, with the mismatch in
+   ``event.decode_error``; and the adapter reports an ``error`` event of kind ``"decode"``
+   naming the bad fields.  Never a silently wrong value, never a lost event.
+3. Missing fields take their defaults (every model field has one) and unknown fields are
+   ignored; the whole decoded frame stays in ``event.raw``.
+
+>>> import attrs
+>>> @attrs.frozen
+... class Sample:
+...     id: int | None = None
+...     private: bool | None = None
+...     tags: tuple[str, ...] = ()
+>>> c = make_converter(); register(c, Sample)
+>>> decode(c, {"id": "12", "private": "false", "tags": ["a", None]}, Sample)
+(Sample(id=12, private=False, tags=('a',)), None)
+>>> decode(c, {"id": 1.5, "private": "true"}, Sample)
+(Sample(id=None, private=True, tags=()), 'Sample.id: expected int or null, got float 1.5')
 """
 
 from __future__ import annotations
 
+import re
 import types
 import typing
 from typing import Any, Callable, Mapping, TypeVar, Union
@@ -20,10 +60,24 @@ from typing import Any, Callable, Mapping, TypeVar, Union
 import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
+from cattrs.v import format_exception
 
 from ..exceptions import ProtocolError
 
-__all__ = ["make_converter", "register", "structure", "camel_renames", "note_model", "unstructure", "restructure"]
+__all__ = [
+    "camel_renames",
+    "decode",
+    "make_converter",
+    "note_model",
+    "read_bool",
+    "read_float",
+    "read_int",
+    "read_str",
+    "register",
+    "restructure",
+    "structure",
+    "unstructure",
+]
 
 T = TypeVar("T")
 
@@ -34,28 +88,74 @@ def _type_name(v: Any) -> str:
     return "null" if v is None else type(v).__name__
 
 
-def _strict_str(v: Any, _t: Any) -> str:
+_TRUE = frozenset({"true", "t", "1", "on"})
+_FALSE = frozenset({"false", "f", "0", "off"})
+_INT_RE = re.compile(r"\s*[+-]?\d{1,40}\s*")
+_FLOAT_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
+
+
+def read_str(v: Any, _t: Any = str) -> str:
+    """A string; an integer id sent as a number reads as its decimal string.
+
+    >>> read_str("a"), read_str(12)
+    ('a', '12')
+    """
     if isinstance(v, str):
         return v
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v)
     raise TypeError(f"expected a string, got {_type_name(v)} {v!r:.40}")
 
 
-def _strict_int(v: Any, _t: Any) -> int:
+def read_int(v: Any, _t: Any = int) -> int:
+    """An integer; ``12.0`` and ``"12"`` read as 12, ``1.5`` and ``"1.5"`` do not.
+
+    >>> read_int(12), read_int(12.0), read_int(" 12 ")
+    (12, 12, 12)
+    """
     if isinstance(v, int) and not isinstance(v, bool):
         return v
+    if isinstance(v, float) and v.is_integer() and abs(v) <= 2**53:
+        return int(v)
+    if isinstance(v, str) and _INT_RE.fullmatch(v):
+        return int(v)
     raise TypeError(f"expected an integer, got {_type_name(v)} {v!r:.40}")
 
 
-def _strict_float(v: Any, _t: Any) -> float:
+def read_float(v: Any, _t: Any = float) -> float:
+    """A number as a float; decimal strings too (``"1.5"``), never ``"nan"`` or ``"inf"``.
+
+    >>> read_float(2), read_float("1.5")
+    (2.0, 1.5)
+    """
     if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if isinstance(v, str) and _FLOAT_RE.fullmatch(v):
         return float(v)
     raise TypeError(f"expected a number, got {_type_name(v)} {v!r:.40}")
 
 
-def _strict_bool(v: Any, _t: Any) -> bool:
+def read_bool(v: Any, _t: Any = bool) -> bool:
+    """A boolean; the strings Rails casts (``"true"``, ``"f"``, ``"1"``, ``"off"``...) and 0/1 too.
+
+    >>> read_bool("false"), read_bool("TRUE"), read_bool(1)
+    (False, True, True)
+    """
     if isinstance(v, bool):
         return v
+    if isinstance(v, str):
+        low = v.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    elif isinstance(v, int) and v in (0, 1):
+        return bool(v)
     raise TypeError(f"expected a boolean, got {_type_name(v)} {v!r:.40}")
+
+
+# Kept for the fast-path generator's table (and older imports).
+_strict_str, _strict_int, _strict_float, _strict_bool = read_str, read_int, read_float, read_bool
 
 
 def _any(v: Any, _t: Any) -> Any:
@@ -73,36 +173,36 @@ def _primitive_union_factory(t: Any) -> Callable[[Any, Any], Any]:
     """Build the hook for one ``int | str | None``-style union once (not per value)."""
     args = typing.get_args(t)
     allow_none = type(None) in args
-    allow_bool = bool in args
-    allow_int = int in args
-    allow_float = float in args
-    allow_str = str in args
+    exact_types = frozenset(args)
     names = " or ".join("null" if a is type(None) else a.__name__ for a in args)
+    # Conversions tried in the declared order when the value's own type is not a member:
+    # ``int | None`` reads "12" as 12, ``bool | None`` reads "false" as False.
+    readers = tuple(_READERS[a] for a in args if a in _READERS)
+    allow_float = float in args
 
     def structure_union(v: Any, _t: Any) -> Any:
+        tv = type(v)
+        if tv in exact_types:
+            return v
         if v is None:
-            if allow_none:
-                return None
-        elif isinstance(v, bool):
-            if allow_bool:
-                return v
-        elif isinstance(v, int):
-            if allow_int:
-                return v
-            if allow_float:
-                return float(v)
-        elif isinstance(v, float):
-            if allow_float:
-                return v
-        elif isinstance(v, str):
-            if allow_str:
-                return v
+            raise TypeError(f"expected {names}, got null")
+        if tv is int and allow_float:
+            return float(v)
+        for read in readers:
+            try:
+                return read(v)
+            except TypeError:
+                pass
         raise TypeError(f"expected {names}, got {_type_name(v)} {v!r:.40}")
 
+    del allow_none
     # Values of exactly these types come back unchanged: the generated model hooks
     # (_fast_structure_fn) skip the call for them.
     structure_union.exact_types = frozenset(args)  # type: ignore[attr-defined]
     return structure_union
+
+
+_READERS: dict[Any, Callable[[Any], Any]] = {bool: read_bool, int: read_int, float: read_float, str: read_str}
 
 
 def _is_mapping(t: Any) -> bool:
@@ -113,6 +213,8 @@ def _is_mapping(t: Any) -> bool:
 def _mapping(v: Any, t: Any) -> Any:
     if isinstance(v, dict):
         return v  # values kept as decoded; a model that needs typed values declares them
+    if v is None:
+        return {}  # GWS and Chatwoot send null where a version omits the object
     raise TypeError(f"expected an object, got {_type_name(v)} {v!r:.40}")
 
 
@@ -121,12 +223,12 @@ def _is_tuple(t: Any) -> bool:
 
 
 def make_converter() -> cattrs.Converter:
-    """A cattrs converter with strict primitive hooks registered before anything else."""
+    """A cattrs converter with the policy's primitive hooks registered before anything else."""
     c = cattrs.Converter(detailed_validation=True)
-    c.register_structure_hook(str, _strict_str)
-    c.register_structure_hook(int, _strict_int)
-    c.register_structure_hook(float, _strict_float)
-    c.register_structure_hook(bool, _strict_bool)
+    c.register_structure_hook(str, read_str)
+    c.register_structure_hook(int, read_int)
+    c.register_structure_hook(float, read_float)
+    c.register_structure_hook(bool, read_bool)
     c.register_structure_hook(Any, _any)
     c.register_structure_hook_factory(_is_primitive_union, _primitive_union_factory)
     c.register_structure_hook_func(_is_mapping, _mapping)
@@ -138,9 +240,12 @@ def make_converter() -> cattrs.Converter:
             hook = c.get_structure_hook(item)
 
             def structure_tuple(v: Any, _t: Any) -> tuple[Any, ...]:
+                if v is None:
+                    return ()
                 if not isinstance(v, list):
                     raise TypeError(f"expected a list, got {_type_name(v)} {v!r:.40}")
-                return tuple(hook(x, item) for x in v)
+                # A null item carries nothing (Chatwoot: an attachment of unknown type): skipped.
+                return tuple(hook(x, item) for x in v if x is not None)
 
             return structure_tuple
         return c.gen_structure_heterogenous_tuple(t) if hasattr(c, "gen_structure_heterogenous_tuple") else _any  # type: ignore[attr-defined]
@@ -286,11 +391,96 @@ def structure(converter: cattrs.Converter, data: Any, cls: type[T]) -> T:
     try:
         return converter.structure(data, cls)
     except Exception as exc:  # cattrs raises ClassValidationError / ExceptionGroups
+        raise ProtocolError(f"{cls.__name__}: {_details(exc, cls)}") from exc
+
+
+def _format(exc: BaseException, t: Any) -> str:
+    # Our readers' messages say what was expected and what came ("expected an integer, got
+    # float 1.5"); cattrs' own wording is kept for everything else.
+    if isinstance(exc, TypeError) and str(exc).startswith("expected "):
+        return str(exc)
+    return format_exception(exc, t)
+
+
+def _details(exc: BaseException, cls: type) -> str:
+    try:
+        return "; ".join(f"{m.rsplit(' @ ', 1)[-1]}: {m.rsplit(' @ ', 1)[0]}" for m in cattrs.transform_error(exc, path=cls.__name__, format_exception=_format))
+    except Exception:  # pragma: no cover - defensive
+        return f"{cls.__name__}: {exc}"
+
+
+def _model_of(t: Any) -> type | None:
+    """The attrs class of a field typed ``Model`` or ``Model | None``, else None."""
+    if isinstance(t, type) and attrs.has(t):
+        return t
+    if _is_optional(t):
+        inner = next(x for x in typing.get_args(t) if x is not type(None))
+        if isinstance(inner, type) and attrs.has(inner):
+            return inner
+    return None
+
+
+def _partial(converter: cattrs.Converter, data: dict[str, Any], cls: type) -> Any:
+    """``cls`` from ``data`` keeping every field that fits; the others take their defaults.
+
+    Nested models and tuples of models are read partially too, so one bad leaf costs only
+    that leaf.  (Only called after the strict structure failed: not on the hot path.)
+    """
+    renames = _MODELS.get(cls, (None, {}))[1]
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for a in attrs.fields(cls):
+        if not a.init:
+            continue
+        key = renames.get(a.name, a.name)
+        if key not in data:
+            continue
+        value, t = data[key], hints.get(a.name, Any)
         try:
-            details = "; ".join(cattrs.transform_error(exc, path=cls.__name__))
-        except Exception:  # pragma: no cover - defensive
-            details = str(exc)
-        raise ProtocolError(f"{cls.__name__}: {details}") from exc
+            kwargs[a.alias] = converter.structure(value, t)
+            continue
+        except Exception:
+            pass
+        model = _model_of(t)
+        if model is not None and isinstance(value, dict):
+            kwargs[a.alias] = _partial(converter, value, model)
+        elif _is_tuple(t) and isinstance(value, list):
+            args = typing.get_args(t)
+            item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+            inner = _model_of(item) if item is not None else None
+            items = []
+            for x in value:
+                try:
+                    items.append(converter.structure(x, item))
+                except Exception:
+                    if inner is not None and isinstance(x, dict):
+                        items.append(_partial(converter, x, inner))
+            kwargs[a.alias] = tuple(items)
+    try:
+        return cls(**kwargs)
+    except Exception:  # pragma: no cover - a field validator refused: all defaults
+        return cls()
+
+
+def decode(converter: cattrs.Converter, data: Any, cls: type[T]) -> tuple[Any, str | None]:
+    """Read ``data`` as ``cls`` under the decoding policy; never raises for bad input.
+
+    Returns ``(model, None)`` when everything fits; ``(partial model, mismatch)`` when some
+    fields do not (those take their defaults); ``(data, mismatch)`` when ``data`` is not even
+    an object.  ``None`` reads as an empty object (every field at its default).
+    """
+    if data is None:
+        data = {}
+    try:
+        return converter.structure(data, cls), None
+    except Exception as exc:  # cattrs raises ClassValidationError / ExceptionGroups
+        problem = _details(exc, cls)
+    if not isinstance(data, dict):
+        return data, problem
+    try:
+        return _partial(converter, data, cls), problem
+    except Exception:  # pragma: no cover - defensive: deliver the decoded dict
+        return data, problem
 
 
 # -- the way back: model -> JSON (for Event.to_dict / Event.from_dict) ---------------------------

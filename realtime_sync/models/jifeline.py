@@ -15,8 +15,10 @@ Partner websocket (seed 001):
   ``event_type`` (``tickets.ticket.created``...).  Every part of the payload may be missing.
 
 Every field has a default, so a field the server stops sending decodes as ``None``; unknown fields
-are ignored.  Types are checked strictly (``"1"`` is not an integer): a wrong type is reported as
-an ``error`` event, never turned into a silently wrong value.
+are ignored.  Values are read under the one decoding policy of :mod:`realtime_sync.models._converter`
+(``"1"`` reads as 1 for an integer field, ``"true"`` as True for a boolean; ``"open"`` for an
+integer is a mismatch): a payload that does not fit is still delivered, with ``event.decode_error``
+set and an ``error`` event of kind ``"decode"``, never turned into a silently wrong value.
 
     >>> from realtime_sync.models.jifeline import structure_ticket
     >>> t = structure_ticket({"ticket_id": 32423, "state": 1, "schedule": None})
@@ -30,7 +32,7 @@ from typing import Any
 
 import attrs
 
-from ._converter import make_converter, register, structure
+from ._converter import decode, make_converter, register, structure
 
 __all__ = [
     "Connection",
@@ -42,6 +44,7 @@ __all__ = [
     "SystemEventPayload",
     "Ticket",
     "TicketRef",
+    "decode_payload",
     "structure_connection",
     "structure_connector",
     "structure_connector_status",
@@ -186,6 +189,10 @@ class SystemEvent:
     event_id: str
     event_type: str
     payload: SystemEventPayload | None = None
+    #: When the event happened, as the server wrote it (ISO 8601).  Set on events recovered
+    #: through the REST API (``occurred_at`` of ``GET /v2/system/events``); the live websocket
+    #: push carries none, so it is ``None`` there.
+    occurred_at: str | None = None
 
     @property
     def ticket_id(self) -> int | str | None:
@@ -222,3 +229,12 @@ def structure_connector_status(data: Any) -> ConnectorStatus:
 
 def structure_payload(data: Any) -> SystemEventPayload:
     return structure(_converter, data, SystemEventPayload)
+
+
+def decode_payload(data: Any, cls: type[Any]) -> tuple[Any, str | None]:
+    """``data`` as ``cls`` under the decoding policy: ``(model, None)`` or ``(best effort, mismatch)``.
+
+    >>> decode_payload({"ticket_id": "32423", "state": "open"}, Ticket)[1]
+    "Ticket.state: expected int or null, got str 'open'"
+    """
+    return decode(_converter, data, cls)

@@ -386,6 +386,41 @@ class Adapter:
         self._events.append(event)
         return event
 
+    def _emit_decoded(
+        self,
+        name: str,
+        now: float,
+        data: Any,
+        problem: str | None,
+        *,
+        entity_id: Any = None,
+        raw: Any = None,
+        subscription: Subscription | None = None,
+        changes: frozenset[str] | None = None,
+        account_id: Any = None,
+        frame: Any = None,
+    ) -> Event:
+        """Emit an event decoded under the decoding policy (:func:`~realtime_sync.models._converter.decode`).
+
+        A mismatch never costs the event: it is delivered with ``decode_error`` set, then an
+        ``error`` event of kind ``"decode"`` reports it.
+        """
+        problem = None if problem is None else redact(problem)
+        event = Event(name, data, entity_id, raw, now + self.clock_offset, subscription, changes, problem, account_id)
+        self._events.append(event)
+        if problem is not None:
+            message = f"{name}: payload delivered as decoded; it does not fit the model: {problem}"
+            self._error(
+                "decode",
+                message,
+                now,
+                frame=frame if frame is not None else raw,
+                exc=ProtocolError(message),
+                raw=raw,
+                subscription=subscription,
+            )
+        return event
+
     def _error(
         self,
         kind: str,

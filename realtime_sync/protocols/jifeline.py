@@ -339,10 +339,6 @@ class _JifelineAdapter(Adapter):
             log.debug("dropping a %s push for %r received after unsubscribing", spec.subscribe, key)
             return
         data, problem = self._structure(kind, message)
-        if problem is not None:
-            self._bad_frame(str(problem), text, now, raw=frame, exc=problem)
-            if data is None:
-                return
         sub = Subscription(kind, key) if key is not None else None
         if sub is not None and sub not in self.subscriptions:
             sub = None
@@ -350,10 +346,12 @@ class _JifelineAdapter(Adapter):
         if sub is not None:
             self._subscribed(sub, now)
         assert spec.event is not None
-        self._emit(spec.event, now, data, entity_id=key, raw=frame, subscription=sub, changes=changes)
+        self._emit_decoded(
+            spec.event, now, data, problem, entity_id=key, raw=frame, subscription=sub, changes=changes, frame=text
+        )
 
-    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, ProtocolError | None]:
-        """(model, None); (fallback data, error) to deliver and report; (None, error) to drop."""
+    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, str | None]:
+        """(model, None), or (the best the decoding policy can do, the mismatch) to deliver and report."""
         raise NotImplementedError
 
     def _entity(self, kind: str, message: Mapping[str, Any]) -> Hashable | None:
@@ -390,19 +388,9 @@ class JifelineCustomerAdapter(_JifelineAdapter):
     def _id_aliases(self, kind: str) -> tuple[str, ...]:
         return ("id",) if kind in ("ticket", "connector") else ()
 
-    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, ProtocolError | None]:
-        try:
-            if kind == "ticket":
-                return models.structure_ticket(message), None
-            if kind == "connection":
-                return models.structure_connection(message), None
-            return models.structure_connector(message), None
-        except ProtocolError as exc:
-            if kind == "connector":
-                # The connector push shape is unconfirmed: never lose the update for it; deliver
-                # the decoded dict and report the mismatch.
-                return message, exc
-            return None, exc
+    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, str | None]:
+        cls = {"ticket": models.Ticket, "connection": models.Connection}.get(kind, models.Connector)
+        return models.decode_payload(message, cls)
 
 
 class JifelinePartnerAdapter(_JifelineAdapter):
@@ -471,11 +459,8 @@ class JifelinePartnerAdapter(_JifelineAdapter):
         else:
             super()._dispatch(action, original, frame, text, now)
 
-    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, ProtocolError | None]:
-        try:
-            return models.structure_connector_status(message), None
-        except ProtocolError as exc:
-            return None, exc
+    def _structure(self, kind: str, message: dict[str, Any]) -> tuple[Any, str | None]:
+        return models.decode_payload(message, models.ConnectorStatus)
 
     # -- system events ---------------------------------------------------------------------
 
@@ -506,15 +491,16 @@ class JifelinePartnerAdapter(_JifelineAdapter):
                 self._held.append((frame, text, raw))
                 return
         payload: models.SystemEventPayload | None = None
+        problem: str | None = None
         message = frame.get("message")
         if isinstance(message, dict):
-            try:
-                payload = models.structure_payload(message)
-            except ProtocolError as exc:
-                self._bad_frame(f"system event {event_id}: {exc}", text, now, raw=raw, exc=exc)
+            payload, problem = models.decode_payload(message, models.SystemEventPayload)
         elif message is not None:
-            self._bad_frame(f"system event {event_id}: 'message' must be an object", text, now, raw=raw)
-        data = models.SystemEvent(event_id, event_type, payload)
+            problem = f"system event {event_id}: 'message' must be an object, got {type(message).__name__}"
+        occurred_at = frame.get("occurred_at")
+        if not isinstance(occurred_at, str):
+            occurred_at = None
+        data = models.SystemEvent(event_id, event_type, payload, occurred_at)
         if event_id:
             self._seen[event_id] = None
             if len(self._seen) > self.dedupe_window:
@@ -525,7 +511,7 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             self._subscribed(sub, now)  # type: ignore[arg-type]
         else:
             sub = None
-        self._emit(event_type, now, data, entity_id=data.ticket_id, raw=raw, subscription=sub)
+        self._emit_decoded(event_type, now, data, problem, entity_id=data.ticket_id, raw=raw, subscription=sub, frame=text)
 
     def _advance(self, event_id: str) -> None:
         """Move the resume point to ``event_id``, never backwards.
@@ -644,6 +630,8 @@ def rest_item_to_frame(item: Any) -> dict[str, Any] | None:
 
     >>> rest_item_to_frame({"id": "01J", "type": "tickets.ticket.closed", "payload": {}})
     {'action': 'event-received', 'event_id': '01J', 'event_type': 'tickets.ticket.closed', 'message': {}}
+    >>> rest_item_to_frame({"id": "01J", "type": "t", "payload": {}, "occurred_at": "2024-05-01T10:00:00Z"})["occurred_at"]
+    '2024-05-01T10:00:00Z'
     """
     if not isinstance(item, dict):
         return None
@@ -654,7 +642,10 @@ def rest_item_to_frame(item: Any) -> dict[str, Any] | None:
         if k in item:
             message = item[k]
             break
-    return {"action": "event-received", "event_id": event_id, "event_type": event_type, "message": message}
+    frame = {"action": "event-received", "event_id": event_id, "event_type": event_type, "message": message}
+    if "occurred_at" in item:
+        frame["occurred_at"] = item["occurred_at"]  # REST events say when they happened
+    return frame
 
 
 def events_from_rest_body(body: Any) -> list[Any] | None:

@@ -400,7 +400,8 @@ class FakeJifelinePartnerServer(_JifelineFake):
             "message": message,
         }
         with self._lock:
-            self.events.append(frame)
+            # The REST list says when it happened; the websocket push does not (seed 001).
+            self.events.append({**frame, "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             targets = [c for c in self.live_connections() if ("event", event_type) in c.state.get("subs", ())]
         if deliver:
             for conn in targets:
@@ -419,9 +420,10 @@ class FakeJifelineRestServer:
       client id or secret gets ``401 {"error": "invalid_client"}``.  With ``api_key`` set, the
       ``x-api-key`` header is required as well (the oldest deployments).  Every token issued is
       also accepted by ``partner`` (a :class:`FakeJifelinePartnerServer`), for ``token_ttl`` s.
-    * ``GET /v2/system/events?after_id=..&limit=..`` (Bearer token): the partner fake's events
-      after ``after_id`` as ``{"query": {...}, "result": [{"id", "type", "payload",
-      "created_at"}], "total": n}`` (a guess at the REST shape; the client accepts several).
+    * ``GET /v2/system/events?after_id=..&limit=..`` (Bearer token, and ``x-api-key`` when
+      ``events_api_key`` is set, as the API reference's beta revision lists): the partner fake's
+      events after ``after_id`` as ``{"result": [{"id", "type", "occurred_at", "payload"}]}``
+      (the API reference's shape; PROTOCOLS.md section 2).
 
     >>> with FakeJifelineRestServer("demo-client", "demo-secret") as rest:  # doctest: +SKIP
     ...     provider = ClientCredentialsTokenProvider(rest.token_url, "demo-client", "demo-secret")
@@ -435,6 +437,7 @@ class FakeJifelineRestServer:
         partner: FakeJifelinePartnerServer | None = None,
         token_ttl: float = 3600.0,
         api_key: str | None = None,
+        events_api_key: str | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         if host not in ("127.0.0.1", "localhost"):
@@ -444,6 +447,8 @@ class FakeJifelineRestServer:
         self.partner = partner
         self.token_ttl = token_ttl
         self.api_key = api_key
+        #: When set, ``GET /v2/system/events`` requires this ``x-api-key`` header (else 403).
+        self.events_api_key = events_api_key
         self.host = host
         self.port = 0
         #: (method, path, headers) of every request, in order.
@@ -591,6 +596,9 @@ class _RestHandler(BaseHTTPRequestHandler):
         if not fake.token_valid(token):
             self._reply(401, {"message": "Unauthorized"})
             return
+        if fake.events_api_key is not None and self.headers.get("x-api-key") != fake.events_api_key:
+            self._reply(403, {"message": "Forbidden"})
+            return
         if fake.events_delay:
             time.sleep(fake.events_delay * timing_scale())
         failure = fake._pop_failure()
@@ -612,8 +620,8 @@ class _RestHandler(BaseHTTPRequestHandler):
             {
                 "id": e["event_id"],
                 "type": e["event_type"],
+                "occurred_at": e.get("occurred_at") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "payload": e["message"],
-                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             }
             for e in events[:limit]
         ]
