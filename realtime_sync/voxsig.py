@@ -9,9 +9,16 @@ from typing import Any
 
 from ._redact import redact
 from .actioncable import ActionCableClient
-from .events import Subscription, public_subscription
-from .protocols.actioncable import KIND
-from .protocols.voxsig import EVENT_TYPES, VoxsigAdapter, register_pubsub_token
+from .events import Subscription
+from .protocols.voxsig import (
+    EVENT_TYPES,
+    PRESENCE_INTERVAL,
+    PubsubToken,
+    VoxsigAdapter,
+    check_account,
+    register_pubsub_token,
+    room_identifier,
+)
 
 __all__ = ["EVENT_TYPES", "VoxsigClient"]
 
@@ -20,22 +27,33 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     """Live Voxsig events for an agent (``user_id`` given) or a contact (no ``user_id``).
 
     Events arrive under their wire names (``message.created``, ``conversation.status_changed``,
-    ``conversation.typing_on``, ``notification.created``, ``presence.update``...) with typed
-    frozen data (:mod:`realtime_sync.models.voxsig`) and ``entity_id`` = the conversation id
-    (conversation, message, typing, assignee and team events), the contact id, the notification
-    id, or the account id (presence).  Unknown event names pass through with their decoded data.
+    ``conversation.typing_on``, ``notification.created``, ``presence.update``,
+    ``account.cache_invalidated``, ``copilot.message.created``...) with typed frozen data
+    (:mod:`realtime_sync.models.voxsig`), ``event.account_id``, and ``entity_id`` = the
+    conversation id (conversation, message, typing, assignee and team events), the contact id,
+    the notification id, or the account id (presence).  Unknown event names pass through with
+    their decoded data.
 
-    Presence (``update_presence``) is sent right after the subscription is confirmed, then every
-    ``presence_interval`` seconds (``None`` turns it off), and restarts after every reconnect.
+    Accounts: an agent's pubsub token carries every account the agent belongs to; like
+    Chatwoot's dashboard, the client delivers only ``account_id``'s events.  With
+    ``all_accounts=True`` it delivers all of them, and ``entity_id`` becomes
+    ``(account_id, id)`` (display ids repeat across accounts).
+
+    Presence: Chatwoot records it when the subscription is confirmed and keeps an agent online
+    for 20 s after each ``update_presence``; the client sends one every ``presence_interval``
+    seconds after the confirmation (15 s by default; ``None`` turns it off), and restarts the
+    cadence after every reconnect.
 
     The pubsub token is a secret: it never appears in logs, reprs or exception messages.
 
     Args:
         url: ``wss://app.voxsig.com/cable``.
-        pubsub_token: the user's or contact's pubsub token.
+        pubsub_token: the user's or contact's pubsub token, or a callable returning it, called
+            before every (re)connect (the token changes with the user's password).
         account_id, user_id: as in the RoomChannel identifier; without ``user_id`` the token is a
-            contact's.
-        presence_interval: seconds between presence updates (the vendor says 30).
+            contact's.  ``user_id`` needs ``account_id`` (else :class:`ConfigurationError`).
+        presence_interval: seconds between presence updates (at most 20; default 15).
+        all_accounts: deliver every account's events to an agent (default: ``account_id``'s only).
         **options: :class:`~realtime_sync.ActionCableClient` options (``stale_after``,
             ``confirm_timeout``...) and :class:`~realtime_sync.Client` options.
 
@@ -53,35 +71,52 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     def __init__(
         self,
         url: str,
-        pubsub_token: str,
+        pubsub_token: PubsubToken,
         account_id: int | str | None = None,
         user_id: int | str | None = None,
-        presence_interval: float | None = 30.0,
+        presence_interval: float | None = PRESENCE_INTERVAL,
         *,
+        all_accounts: bool = False,
         stale_after: float | None = 6.0,
         confirm_timeout: float = 10.0,
         retry_interval: float = 0.5,
         **options: Any,
     ) -> None:
-        # Registered before anything can log an identifier (validation errors included).
-        register_pubsub_token(pubsub_token)
+        check_account(account_id, user_id)
+        if callable(pubsub_token):
+            room_identifier("-", account_id, user_id)  # validates the ids
+        else:
+            # Registered before anything can log an identifier (validation errors included).
+            register_pubsub_token(pubsub_token)
         adapter = VoxsigAdapter(
             pubsub_token,
             account_id,
             user_id,
             presence_interval=presence_interval,
+            all_accounts=all_accounts,
             stale_after=stale_after,
             confirm_timeout=confirm_timeout,
             retry_interval=retry_interval,
         )
         super().__init__(url, adapter=adapter, **options)
-        self.identifier = adapter.identifier
-        #: The RoomChannel subscription (``event.subscription`` of every Voxsig event).
-        #: Its key shows the pubsub token as ``***``.
-        self.room = public_subscription(Subscription(KIND, self.identifier))
+        # Read-only: ``identifier`` is one str attribute the transport thread replaces when a
+        # callable token changes (an atomic read); nothing else of the adapter is touched here.
+        self._room_adapter = adapter
         self.account_id = account_id
         self.user_id = user_id
-        self._identifiers[self.room] = self.identifier
+
+    @property
+    def identifier(self) -> str | None:
+        """The RoomChannel identifier string in use (with a callable token: ``None`` until the
+        first connect, and it changes when the token does).  It holds the token: keep it private."""
+        return self._room_adapter.identifier
+
+    @property
+    def room(self) -> Subscription | None:
+        """The RoomChannel subscription (``event.subscription`` of every Voxsig event; its key
+        shows the pubsub token as ``***``); ``None`` before a callable token was first read."""
+        identifier = self._room_adapter.identifier
+        return None if identifier is None else self._public(identifier)
 
     @property
     def is_contact(self) -> bool:

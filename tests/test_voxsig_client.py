@@ -26,6 +26,7 @@ from realtime_sync.testing.actioncable import (
 from realtime_sync.voxsig import VoxsigClient
 
 from .conftest import FAST, T
+from .conftest import poll_until as eventually
 
 USER_TOKEN = "user-token-1"
 CONTACT_TOKEN = "contact-token-1"
@@ -236,15 +237,23 @@ def test_unauthorized_connection_is_reported_and_stops(voxsig_server: FakeVoxsig
 # -- confirmation: reject, silence, retry --------------------------------------------------------------
 
 
-def test_rejected_subscription_is_reported(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+def test_an_account_the_user_is_not_in_gets_no_answer_never_a_rejection(
+    voxsig_server: FakeVoxsigServer, clients: Any
+) -> None:
+    # Chatwoot's RoomChannel never calls `reject`: `accounts.find` raises inside `subscribed`.
     client: VoxsigClient = clients(
-        VoxsigClient, voxsig_server.url, "reject-me", account_id=1, user_id=7, presence_interval=5
+        VoxsigClient, voxsig_server.url, USER_TOKEN, account_id=3, user_id=7, confirm_timeout=1.0, presence_interval=5
     )
     rec = Recorder(client)
     client.start()
-    (rej,) = rec.wait_count("subscription_rejected")
-    assert rej.subscription == client.room and "rejected" in (rej.data.reason or "")
-    assert voxsig_server.performed == []  # no presence for a rejected room
+    (rej,) = rec.wait_count("subscription_rejected", timeout=T(10))
+    assert rej.subscription == client.room and "no confirmation" in (rej.data.reason or "")
+    assert voxsig_server.performed == []  # no presence for an unconfirmed room
+
+
+def test_user_id_without_account_id_is_a_configuration_error() -> None:
+    with pytest.raises(rs.ConfigurationError, match="account_id"):
+        VoxsigClient("ws://127.0.0.1:1/cable", USER_TOKEN, user_id=7)
 
 
 def test_silent_channel_failure_times_out(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
@@ -274,10 +283,16 @@ def test_lost_subscribe_is_retried_until_confirmed(voxsig_server: FakeVoxsigServ
 # -- presence ---------------------------------------------------------------------------------------
 
 
-def test_presence_right_after_confirmation_then_at_the_interval(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+def test_presence_at_subscribe_by_the_server_then_at_the_interval(
+    voxsig_server: FakeVoxsigServer, clients: Any
+) -> None:
     client = agent(clients, voxsig_server, presence_interval=0.5)
     rec = Recorder(client)
     client.start()
+    # RoomChannel#subscribed records presence and broadcasts presence.update itself...
+    (presence, *_) = rec.wait_count("presence.update")
+    assert isinstance(presence.data, Presence) and presence.data.users == {"7": "online"} and presence.entity_id == 1
+    assert presence.account_id == 1
     times = voxsig_server.wait_for_presence(USER_TOKEN, 4, timeout=5)
     performed = voxsig_server.performed
     assert performed[0].action == "update_presence" and performed[0].identifier == ROOM
@@ -287,24 +302,45 @@ def test_presence_right_after_confirmation_then_at_the_interval(voxsig_server: F
     mean = (times[-1] - times[0]) / (len(times) - 1)
     assert 0.45 <= mean <= 0.5 + T(0.2), gaps
     assert all(g >= 0.25 for g in gaps), gaps
-    # The first one follows the confirmation at once (not one interval later).
+    # ... so the client's first update_presence comes one interval later, not at once (no double).
     subscribed_at = next(m.at for m in voxsig_server.received if m.json and m.json.get("command") == "subscribe")
-    assert times[0] - subscribed_at < T(0.25)
-    (presence, *_) = rec.wait_count("presence.update")
-    assert isinstance(presence.data, Presence) and presence.data.users == {"7": "online"} and presence.entity_id == 1
+    assert times[0] - subscribed_at >= 0.45
+
+
+def test_presence_keeps_the_agent_online_and_its_absence_does_not(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    voxsig_server.presence_duration = 1.0  # Chatwoot: 20 s; scaled down, same ratio to the interval
+    client = agent(clients, voxsig_server, presence_interval=0.75)
+    Recorder(client)
+    client.start()
+    voxsig_server.wait_for_presence(USER_TOKEN, 1, timeout=5)
+    deadline = time.monotonic() + 2.5
+    while time.monotonic() < deadline:  # sampled over more than two presence durations
+        assert voxsig_server.online_users(1) == {"7": "online"}
+        time.sleep(0.05)
+    client.close(timeout=5)
+    eventually(lambda: voxsig_server.online_users(1) == {}, T(3), "offline once presence stops")
+
+
+def test_default_presence_interval_is_within_chatwoots_20_s() -> None:
+    client = VoxsigClient("ws://127.0.0.1:1/cable", USER_TOKEN, account_id=1, user_id=7)
+    assert client._adapter.presence_interval <= 15.0  # type: ignore[attr-defined]
 
 
 def test_presence_restarts_after_a_reconnect(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
-    client = agent(clients, voxsig_server, presence_interval=30.0)
+    client = agent(clients, voxsig_server, presence_interval=1.0)
     rec = Recorder(client)
     client.start()
     voxsig_server.wait_for_presence(USER_TOKEN, 1)
     voxsig_server.drop_all()
     rec.wait_count("subscribed", 2)
-    # Far sooner than the 30 s interval: the new confirmation restarts the cadence.
-    voxsig_server.wait_for_presence(USER_TOKEN, 2, timeout=3)
+    conn = voxsig_server.connections[-1]
+    subscribed_at = next(
+        m.at for m in voxsig_server.received if m.conn_id == conn.id and m.json and m.json.get("command") == "subscribe"
+    )
+    # The new confirmation restarts the cadence: one interval after it, on the new connection.
+    voxsig_server.wait_for_presence(USER_TOKEN, 2, timeout=5)
     second = [p for p in voxsig_server.performed if p.action == "update_presence"][1]
-    assert second.conn_id == voxsig_server.connections[-1].id
+    assert second.conn_id == conn.id and second.at - subscribed_at >= 0.9
 
 
 def test_presence_off_and_manual_update(voxsig_server: FakeVoxsigServer, clients: Any) -> None:

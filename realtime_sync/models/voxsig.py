@@ -2,12 +2,18 @@
 
 The objects are the ones listed in the vendor document (seed 002): :class:`Conversation`,
 :class:`Message`, :class:`Contact`, :class:`User`, :class:`Notification`, plus the event payloads
-that wrap them (:class:`TypingEvent`, :class:`Presence`, :class:`NotificationEvent`).
+that wrap them (:class:`TypingEvent`, :class:`Presence`, :class:`NotificationEvent`,
+:class:`CacheInvalidated`, :class:`CopilotMessage`).  Fields follow Chatwoot's own
+``push_event_data`` methods and ``Conversations::EventDataPresenter`` (the server behind Voxsig):
+conversations carry ``performer`` and the SLA fields, messages ``additional_attributes``,
+``echo_id`` and ``sentiment``, attachments ``width``/``height``/``meta``.
 
-Decoding rules (shared by every vendor module, see ``_converter``): every field has a default, so
-a missing field never breaks decoding; unknown fields are ignored (the whole frame stays in
-``event.raw``); a field of the wrong type (``"id": "12"``) is a bad frame and becomes an ``error``
-event rather than a silently wrong value.
+Decoding rules (one policy for every vendor, see :mod:`realtime_sync.models._converter`): every
+field has a default, so a missing field never breaks decoding; unknown fields are ignored (the
+whole frame stays in ``event.raw``); the spellings Chatwoot really sends are read into the right
+values (``"is_private": "true"`` is True, ``"id": "12"`` is 12, ``null`` items in ``attachments``
+are skipped); a value that still does not fit leaves its field at the default, and the event is
+delivered with ``event.decode_error`` plus an ``error`` event of kind ``"decode"``.
 
 Timestamps are kept exactly as the server sent them: Voxsig mixes unix seconds
 (``"created_at": 1700000000``) and ISO strings (``"updated_at": "2024-01-01T10:00:00.000Z"``), and the
@@ -25,14 +31,18 @@ from typing import Any, Mapping, Union
 
 import attrs
 
-from ._converter import make_converter, register, structure
+from ._converter import decode, make_converter, register, structure
 
 __all__ = [
     "Attachment",
+    "CacheInvalidated",
+    "CacheKeys",
     "Contact",
     "ContactInbox",
     "Conversation",
     "ConversationMeta",
+    "CopilotMessage",
+    "CopilotThread",
     "Message",
     "Notification",
     "NotificationEvent",
@@ -41,6 +51,7 @@ __all__ = [
     "TypingEvent",
     "User",
     "as_datetime",
+    "decode_payload",
     "structure_payload",
 ]
 
@@ -134,6 +145,7 @@ class Contact:
     type: str | None = None
     created_at: Timestamp = None
     last_activity_at: Timestamp = None
+    blocked: bool | None = None
 
 
 #: Who sent a message / who is typing: a Contact when the payload says ``"type": "contact"``,
@@ -143,7 +155,12 @@ Sender = Union[Contact, User]
 
 @attrs.frozen
 class Attachment:
-    """A file attached to a message."""
+    """A file attached to a message (``Attachment#push_event_data``).
+
+    Images carry ``width``/``height``; ``meta`` holds type-specific data; location attachments
+    ``coordinates_lat``/``coordinates_long``/``fallback_title``.  An attachment of a type the
+    server cannot serialise arrives as ``null`` in the list and is skipped.
+    """
 
     id: int | None = None
     message_id: int | None = None
@@ -153,6 +170,12 @@ class Attachment:
     data_url: str | None = None
     thumb_url: str | None = None
     file_size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    meta: _Obj = None
+    coordinates_lat: float | None = None
+    coordinates_long: float | None = None
+    fallback_title: str | None = None
 
 
 @attrs.frozen
@@ -183,6 +206,10 @@ class Message:
     attachments: tuple[Attachment, ...] = ()
     conversation: _Obj = None
     previous_changes: _Obj = None
+    additional_attributes: _Obj = None
+    echo_id: str | None = None
+    sentiment: _Obj = None
+    processed_message_content: str | None = None
 
 
 @attrs.frozen
@@ -204,6 +231,7 @@ class ConversationMeta:
 
     sender: Contact | None = None
     assignee: User | None = None
+    assignee_type: str | None = None
     team: _Obj = None
     hmac_verified: bool | None = None
     channel: str | None = None
@@ -241,6 +269,11 @@ class Conversation:
     first_reply_created_at: Timestamp = None
     waiting_since: Timestamp = None
     snoozed_until: Timestamp = None
+    #: Who made the change (a user or an agent bot), on newer Chatwoot versions.
+    performer: User | None = None
+    sla_policy_id: int | None = None
+    applied_sla: _Obj = None
+    sla_events: tuple[Mapping[str, Any], ...] = ()
 
 
 @attrs.frozen
@@ -292,6 +325,8 @@ class Notification:
     last_activity_at: Timestamp = None
     account_id: int | None = None
     push_message_title: str | None = None
+    push_message_body: str | None = None
+    user: User | None = None
     meta: _Obj = None
 
 
@@ -302,6 +337,57 @@ class NotificationEvent:
     notification: Notification | None = None
     unread_count: int | None = None
     count: int | None = None
+    account_id: int | None = None
+
+
+@attrs.frozen
+class CacheKeys:
+    """``cache_keys`` of ``account.cache_invalidated``: a new version key per cached list."""
+
+    label: int | str | None = None
+    inbox: int | str | None = None
+    team: int | str | None = None
+    canned_response: int | str | None = None
+
+
+@attrs.frozen
+class CacheInvalidated:
+    """Payload of ``account.cache_invalidated``: the account's labels, inboxes, teams or canned
+    responses changed; re-fetch the lists whose key changed (Chatwoot's dashboard revalidates them).
+
+    >>> structure_payload({"cache_keys": {"label": 1700000000}, "account_id": 1}, CacheInvalidated).cache_keys.label
+    1700000000
+    """
+
+    cache_keys: CacheKeys = attrs.field(factory=CacheKeys)
+    account_id: int | None = None
+
+
+@attrs.frozen
+class CopilotThread:
+    """The copilot thread of a :class:`CopilotMessage`."""
+
+    id: int | None = None
+    title: str | None = None
+    created_at: Timestamp = None
+    user: User | None = None
+    assistant: _Obj = None
+    account_id: int | None = None
+
+
+@attrs.frozen
+class CopilotMessage:
+    """Payload of ``copilot.message.created`` (Chatwoot enterprise, ``CopilotMessage#push_event_data``).
+
+    ``message`` is the stored JSON (``content``, ``reasoning``, ``function_name``...);
+    ``message_type`` is ``"user"``, ``"assistant"`` or ``"assistant_thinking"``.
+    """
+
+    id: int | None = None
+    message: _Obj = None
+    message_type: str | None = None
+    created_at: Timestamp = None
+    copilot_thread: CopilotThread | None = None
     account_id: int | None = None
 
 
@@ -344,7 +430,11 @@ _null_as_empty(tuple[Message, ...], tuple)
 _meta_hook = _converter.get_structure_hook(ConversationMeta)
 # A null ``meta`` reads as an empty one, so ``conversation.meta.assignee`` is always safe to read.
 _converter.register_structure_hook(ConversationMeta, lambda v, t: ConversationMeta() if v is None else _meta_hook(v, t))
-for _cls in (Conversation, TypingEvent, Presence, Notification, NotificationEvent):
+for _cls in (Conversation, TypingEvent, Presence, Notification, NotificationEvent, CacheKeys):
+    register(_converter, _cls)
+_keys_hook = _converter.get_structure_hook(CacheKeys)
+_converter.register_structure_hook(CacheKeys, lambda v, t: CacheKeys() if v is None else _keys_hook(v, t))
+for _cls in (CacheInvalidated, CopilotThread, CopilotMessage):
     register(_converter, _cls)
 
 
@@ -353,7 +443,23 @@ def structure_payload(data: Any, cls: type[Any]) -> Any:
 
     A null payload reads as an empty one (every field at its default), like missing fields.
 
-    >>> structure_payload(None, Message)
-    Message(id=None, content=None, account_id=None, inbox_id=None, conversation_id=None, message_type=None, created_at=None, updated_at=None, private=None, status=None, source_id=None, content_type=None, content_attributes=None, sender_type=None, sender_id=None, external_source_ids=None, sender=None, attachments=(), conversation=None, previous_changes=None)
+    >>> structure_payload(None, Message).attachments
+    ()
     """
     return structure(_converter, {} if data is None else data, cls)
+
+
+def decode_payload(data: Any, cls: type[Any]) -> tuple[Any, str | None]:
+    """``data`` as ``cls`` under the decoding policy; never raises.
+
+    ``(model, None)`` when it fits; ``(model with the fields that fit, mismatch)`` when not;
+    ``(data, mismatch)`` when ``data`` is not an object.
+
+    >>> m, problem = decode_payload({"id": "5", "private": "false", "attachments": [None, {"id": 1}]}, Message)
+    >>> (m.id, m.private, len(m.attachments), problem)
+    (5, False, 1, None)
+    >>> t, problem = decode_payload({"is_private": "maybe", "account_id": 1}, TypingEvent)
+    >>> (t.is_private, t.account_id, problem)
+    (None, 1, "TypingEvent.is_private: expected bool or null, got str 'maybe'")
+    """
+    return decode(_converter, data, cls)

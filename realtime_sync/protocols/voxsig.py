@@ -7,9 +7,20 @@ and become events under their wire names (``message.created``, ``notification.cr
 with typed data (:mod:`realtime_sync.models.voxsig`) and ``entity_id`` per the table below.
 Unknown names (forks add their own) pass through with the decoded data.
 
-Presence: ``update_presence`` is performed right after each confirmation (a reconnect means a
-new confirmation, so the cadence restarts), then every ``presence_interval`` seconds while the
-subscription stays confirmed; the server keeps the user online for 60 s after each one.
+Presence: Chatwoot's ``RoomChannel#subscribed`` records the user's presence itself (and
+broadcasts ``presence.update``), so the confirmation *is* the first presence: the adapter sends
+``update_presence`` one ``presence_interval`` after each confirmation (a reconnect means a new
+confirmation, so the cadence restarts), then every ``presence_interval`` seconds while the
+subscription stays confirmed.  Chatwoot keeps an agent online for only 20 s after each
+(``OnlineStatusTracker::PRESENCE_DURATION``; older versions 60 s) and its dashboard repeats every
+20 s, so the default is 15 s: at most 20 s, with room for latency.
+
+Accounts: a user's pubsub token is the user's, not an account's, so an agent in several accounts
+receives every account's broadcasts on one stream, with conversation "ids" (display ids) that
+repeat across accounts.  Like Chatwoot's dashboard (``isAValidEvent``), an agent's adapter drops
+broadcasts whose ``data.account_id`` is not its ``account_id``; ``all_accounts=True`` keeps them,
+and then ``entity_id`` is ``(account_id, id)`` so that ids of different accounts never collide.
+Every Voxsig event carries ``event.account_id``.
 
 ==========================================  =================  =====================================
 event names                                 data               entity_id
@@ -22,33 +33,41 @@ message.created/updated, first.reply.created Message           ``data.conversati
 contact.created/updated/deleted/merged      Contact            contact id
 notification.created/updated/deleted        NotificationEvent  notification id
 presence.update                             Presence           account id
+account.cache_invalidated                   CacheInvalidated   account id
+copilot.message.created                     CopilotMessage     copilot thread id
 anything else                               decoded JSON       None
 ==========================================  =================  =====================================
+
+With ``all_accounts=True`` every non-None ``entity_id`` above is ``(account_id, id)`` instead
+(presence and cache events: ``(account_id, account_id)``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from .._json import dumps
-from .._redact import register_secret
+from .._redact import redact, register_secret
 from ..events import Subscription
-from ..exceptions import ConfigurationError, ProtocolError
+from ..exceptions import ConfigurationError, TokenError
+from ..models._converter import read_int
 from ..models.voxsig import (
+    CacheInvalidated,
     Contact,
     Conversation,
+    CopilotMessage,
     Message,
     NotificationEvent,
     Presence,
     TypingEvent,
-    structure_payload,
+    decode_payload,
 )
 from .actioncable import KIND, ActionCableAdapter, serialize_identifier
 from .base import ConnectRequest, SubState
 
-__all__ = ["EVENT_TYPES", "VoxsigAdapter", "register_pubsub_token", "room_identifier"]
+__all__ = ["EVENT_TYPES", "PRESENCE_INTERVAL", "VoxsigAdapter", "register_pubsub_token", "room_identifier"]
 
 log = logging.getLogger("realtime_sync.voxsig")
 
@@ -75,8 +94,12 @@ def _notification_id(n: NotificationEvent) -> Any:
     return None if n.notification is None else n.notification.id
 
 
-def _account_id(p: Presence) -> Any:
+def _account_id(p: Presence | CacheInvalidated) -> Any:
     return p.account_id
+
+
+def _copilot_thread_id(m: CopilotMessage) -> Any:
+    return None if m.copilot_thread is None else m.copilot_thread.id
 
 
 _CONVERSATION: _Spec = (Conversation, _conversation_id)
@@ -108,7 +131,14 @@ EVENT_TYPES: dict[str, _Spec] = {
     "notification.updated": _NOTIFICATION,
     "notification.deleted": _NOTIFICATION,
     "presence.update": (Presence, _account_id),
+    "account.cache_invalidated": (CacheInvalidated, _account_id),
+    "copilot.message.created": (CopilotMessage, _copilot_thread_id),
 }
+
+#: The default seconds between ``update_presence`` calls: Chatwoot keeps an agent online 20 s.
+PRESENCE_INTERVAL = 15.0
+
+PubsubToken = Union[str, Callable[[], str]]
 
 
 def _rails_json(value: str) -> str:
@@ -178,33 +208,65 @@ def room_identifier(pubsub_token: str, account_id: int | str | None = None, user
     return serialize_identifier(ident)
 
 
+def check_account(account_id: Any, user_id: Any) -> None:
+    """``user_id`` needs ``account_id``: Chatwoot's RoomChannel then raises inside ``subscribed``
+    (``@current_user.accounts.find(nil)``) and never answers, so the client would wait forever.
+
+    >>> check_account(None, 7)
+    Traceback (most recent call last):
+    ...
+    realtime_sync.exceptions.ConfigurationError: user_id=7 needs account_id=...: ...
+    """
+    if user_id is not None and account_id is None:
+        raise ConfigurationError(
+            f"user_id={user_id!r} needs account_id=...: an agent subscribes for one account "
+            "(Chatwoot's RoomChannel never confirms an agent subscription without account_id); "
+            "leave user_id out for a contact's token"
+        )
+
+
+def _read_account(value: Any) -> int | str | None:
+    """``data.account_id`` as an int when it is one (``1`` or ``"1"``), else as sent."""
+    if value is None:
+        return None
+    try:
+        return read_int(value)
+    except TypeError:
+        return value if isinstance(value, str) else None
+
+
 class VoxsigAdapter(ActionCableAdapter):
-    """ActionCable adapter for Voxsig's RoomChannel, with typed events and presence.
+    """ActionCable adapter for Voxsig's RoomChannel, with typed events, presence and account filtering.
 
     >>> from realtime_sync._json import dumps
-    >>> a = VoxsigAdapter("tok-123", account_id=1, user_id=7, presence_interval=30)
+    >>> a = VoxsigAdapter("tok-123", account_id=1, user_id=7, presence_interval=15)
     >>> a.connection_made(0.0); a.receive_text('{"type":"welcome"}', 0.0)
     >>> a.receive_text(dumps({"type": "confirm_subscription", "identifier": a.identifier}), 0.1)
     >>> [e.name for e in a.events_received()]
     ['subscribed']
-    >>> ["update_presence" in f for f in a.data_to_send()]
-    [False, True]
+    >>> ["update_presence" in f for f in a.data_to_send()]  # the server's `subscribed` recorded presence
+    [False]
     >>> a.receive_text(dumps({"identifier": a.identifier, "message": {"event": "message.created",
-    ...                       "data": {"id": 5, "content": "hi", "conversation_id": 42}}}), 0.2)
+    ...                       "data": {"id": 5, "content": "hi", "conversation_id": 42, "account_id": 1}}}), 0.2)
     >>> e = a.events_received()[0]
-    >>> (e.name, e.entity_id, e.data.content)
-    ('message.created', 42, 'hi')
+    >>> (e.name, e.entity_id, e.account_id, e.data.content)
+    ('message.created', 42, 1, 'hi')
+    >>> a.receive_text(dumps({"identifier": a.identifier, "message": {"event": "message.created",
+    ...                       "data": {"id": 6, "conversation_id": 42, "account_id": 2}}}), 0.3)
+    >>> a.events_received(), a.dropped_other_accounts  # another account's: dropped, as the dashboard does
+    ([], 1)
     """
 
     name = "voxsig"
 
     def __init__(
         self,
-        pubsub_token: str,
+        pubsub_token: PubsubToken,
         account_id: int | str | None = None,
         user_id: int | str | None = None,
         *,
-        presence_interval: float | None = 30.0,
+        presence_interval: float | None = PRESENCE_INTERVAL,
+        all_accounts: bool = False,
         **options: Any,
     ) -> None:
         super().__init__(**options)
@@ -214,28 +276,70 @@ class VoxsigAdapter(ActionCableAdapter):
             or presence_interval <= 0
         ):
             raise ConfigurationError(f"presence_interval must be a positive number or None, got {presence_interval!r}")
-        # The token is in every identifier, hence in every frame we send: never log it.
-        register_pubsub_token(pubsub_token)
-        self._pubsub_token = pubsub_token
-        self.identifier = room_identifier(pubsub_token, account_id, user_id)
-        self.room = Subscription(KIND, self.identifier)
+        if not isinstance(all_accounts, bool):
+            raise ConfigurationError(f"all_accounts must be True or False, got {all_accounts!r}")
+        check_account(account_id, user_id)
         self.account_id = account_id
         self.user_id = user_id
+        self.all_accounts = all_accounts
+        #: Drop broadcasts of other accounts (an agent's subscription, unless all_accounts).
+        self.filter_accounts = user_id is not None and not all_accounts
+        self._account = _read_account(account_id)
+        #: Broadcasts dropped because they belonged to another account.
+        self.dropped_other_accounts = 0
         self.presence_interval = None if presence_interval is None else float(presence_interval)
         self._presence_due: float | None = None
-        self.subscriptions.add(self.room, self.identifier)
+        self._token_provider: Callable[[], str] | None = None
+        self.identifier: str | None = None
+        self.room: Subscription | None = None
+        if callable(pubsub_token):
+            # Read on every (re)connect (prepare_connect): the token changes with the user's password.
+            self._token_provider = pubsub_token
+            self._pubsub_token: str | None = None
+            room_identifier("-", account_id, user_id)  # validate the ids now
+        else:
+            # The token is in every identifier, hence in every frame we send: never log it.
+            register_pubsub_token(pubsub_token)
+            self._set_token(pubsub_token)
+
+    def _set_token(self, token: str) -> None:
+        identifier = room_identifier(token, self.account_id, self.user_id)
+        if identifier == self.identifier:
+            return
+        if self.room is not None:
+            self.subscriptions.discard(self.room)
+        self._pubsub_token = token
+        self.identifier = identifier
+        self.room = Subscription(KIND, identifier)
+        self.subscriptions.add(self.room, identifier)
 
     def prepare_connect(self, request: ConnectRequest) -> ConnectRequest:
-        # Renew the token's spellings in the (bounded, most-recent-first) secret registry before
-        # every connect, like the core does for its own token: a long-lived client must not have
-        # them evicted by other clients' rotating tokens.
-        register_pubsub_token(self._pubsub_token)
+        if self._token_provider is not None:
+            try:
+                token = self._token_provider()
+            except TokenError:
+                raise
+            except Exception as exc:
+                raise TokenError(f"the pubsub_token callable raised {type(exc).__name__}: {redact(exc)}") from exc
+            if not isinstance(token, str) or not token:
+                raise TokenError(f"the pubsub_token callable must return a non-empty string, got {type(token).__name__}")
+            register_pubsub_token(token)
+            if token != self._pubsub_token and self._pubsub_token is not None:
+                log.info("the pubsub token changed: subscribing with the new one")
+            self._set_token(token)
+        else:
+            # Renew the token's spellings in the (bounded, most-recent-first) secret registry before
+            # every connect, like the core does for its own token: a long-lived client must not have
+            # them evicted by other clients' rotating tokens.
+            register_pubsub_token(self._pubsub_token)
         return super().prepare_connect(request)
 
     # -- presence --------------------------------------------------------------------------
 
     def update_presence(self, now: float) -> bool:
         """Perform ``update_presence`` now (and restart the cadence); False when not confirmed."""
+        if self.room is None or self.identifier is None:
+            return False
         if self.subscription_state(self.room) is not SubState.CONFIRMED:
             return False
         sent = self.perform(self.identifier, "update_presence", now)
@@ -244,10 +348,10 @@ class VoxsigAdapter(ActionCableAdapter):
         return sent
 
     def _on_confirmed(self, sub: Subscription, now: float) -> None:
-        # First presence right after the confirmation, not only after the first interval:
-        # otherwise the agent shows offline for up to presence_interval after every reconnect.
+        # RoomChannel#subscribed has just recorded presence (and broadcast presence.update):
+        # sending update_presence now would only double it.  The cadence starts here.
         if sub == self.room and self.presence_interval is not None:
-            self.update_presence(now)
+            self._presence_due = now + self.presence_interval
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         super().connection_lost(now, reason)
@@ -268,7 +372,7 @@ class VoxsigAdapter(ActionCableAdapter):
         if self._close is not None:
             return  # the connection is being replaced (stale): presence goes on the next one
         if self._presence_due is not None and now >= self._presence_due:
-            if self.subscription_state(self.room) is SubState.CONFIRMED and self.connected:
+            if self.room is not None and self.subscription_state(self.room) is SubState.CONFIRMED and self.connected:
                 self.update_presence(now)
             else:
                 self._presence_due = None
@@ -284,14 +388,23 @@ class VoxsigAdapter(ActionCableAdapter):
             self._bad_frame('broadcast message has no "event" name', text, now, raw=raw)
             return
         data = message.get("data")
+        account = _read_account(data.get("account_id")) if isinstance(data, dict) else None
+        if self.filter_accounts and account is not None and account != self._account:
+            # Chatwoot's dashboard drops these too (isAValidEvent): the stream is the user's.
+            self.dropped_other_accounts += 1
+            log.debug("dropping %s of another account", name)
+            return
+        if account is None:
+            account = self._account
         spec = EVENT_TYPES.get(name)
         if spec is None:
-            self._emit(name, now, data, raw=raw, subscription=sub)
+            self._emit_decoded(name, now, data, None, raw=raw, subscription=sub, account_id=account)
             return
         cls, entity = spec
-        try:
-            model = structure_payload(data, cls)
-        except ProtocolError as exc:
-            self._bad_frame(f"{name}: {exc}", text, now, raw=raw, exc=exc)
-            return
-        self._emit(name, now, model, entity_id=entity(model), raw=raw, subscription=sub)
+        model, problem = decode_payload(data, cls)
+        entity_id = entity(model) if isinstance(model, cls) else None
+        if self.all_accounts and entity_id is not None:
+            entity_id = (account, entity_id)
+        self._emit_decoded(
+            name, now, model, problem, entity_id=entity_id, raw=raw, subscription=sub, account_id=account, frame=text
+        )

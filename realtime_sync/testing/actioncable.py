@@ -8,7 +8,9 @@ identifier string, ignores duplicate subscribes, and stays *silent* where Rails 
 (malformed frames, unknown identifiers, a channel that raises in ``subscribed``).
 
 :class:`FakeVoxsigServer` adds Chatwoot's RoomChannel: a token table, ``update_presence``
-recording and the ``presence.update`` answer, streams per pubsub token and per account.
+recording and the ``presence.update`` answer (at subscribe too), 20 s presence, streams per
+pubsub token and per account (one agent stream carries every account of the user), never a
+``reject_subscription``.
 
     >>> from realtime_sync.testing.actioncable import FakeVoxsigServer
     >>> with FakeVoxsigServer() as server:                              # doctest: +SKIP
@@ -328,16 +330,23 @@ class FakeActionCableServer(FakeServer):
 
 
 class FakeVoxsigServer(FakeActionCableServer):
-    """A fake Voxsig (Chatwoot) cable: RoomChannel with a token table and presence.
+    """A fake Voxsig (Chatwoot) cable: RoomChannel with a token table, accounts and presence.
 
-    Tokens: ``users`` maps user pubsub tokens to user ids (the identifier's ``user_id`` must
-    match), ``contacts`` maps contact tokens to contact ids (no ``user_id``).  Tokens in
-    ``rejected_tokens`` are rejected (``reject_subscription``); any other unknown token gets no
-    answer at all, exactly like Chatwoot (``find_by!`` raises inside ``subscribed``).
+    It behaves as Chatwoot's ``RoomChannel`` and ``OnlineStatusTracker`` do (PROTOCOLS.md
+    section 3; ``app/channels/room_channel.rb``, ``lib/online_status_tracker.rb``):
 
-    Broadcast with :meth:`send_event` to a pubsub token or to ``"account_<id>"`` (every user of
-    the account).  ``update_presence`` actions are recorded (:meth:`presence_count`,
-    :meth:`presence_times`) and answered with ``presence.update`` on the caller's stream.
+    * Tokens: ``users`` maps user pubsub tokens to user ids (the identifier's ``user_id`` must
+      match), ``contacts`` maps contact tokens to contact ids (no ``user_id``).  A user is an
+      agent of every account in ``user_accounts`` (default: accounts 1 and 2).
+    * It **never** sends ``reject_subscription``: an unknown token, a ``user_id`` without
+      ``account_id``, an account the user is not in, or a token in ``silent_tokens`` get no
+      answer at all (``find_by!`` / ``accounts.find`` raise inside ``subscribed``).
+    * ``subscribed`` records presence and broadcasts ``presence.update``; so does every
+      ``update_presence`` action.  Presence lasts ``presence_duration`` seconds (20, Chatwoot's
+      ``PRESENCE_DURATION``); :meth:`online_users` says who is online now.
+    * Streams: the pubsub token, and for a user ``"account_<id>"`` of *every* account the user is
+      in: the token is the user's, not the account's, so one agent stream carries every account's
+      broadcasts.  :meth:`send_event` to ``"account_2"`` stamps ``account_id`` 2 on the data.
     """
 
     def __init__(
@@ -348,17 +357,20 @@ class FakeVoxsigServer(FakeActionCableServer):
         users: Mapping[str, int] | None = None,
         contacts: Mapping[str, int] | None = None,
         account_id: int = 1,
+        user_accounts: tuple[int, ...] = (1, 2),
+        presence_duration: float = 20.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(host, port, **kwargs)
         self.users: dict[str, int] = dict(users if users is not None else {"user-token-1": 7, "user-token-2": 8})
         self.contacts: dict[str, int] = dict(contacts if contacts is not None else {"contact-token-1": 101})
         self.account_id = account_id
-        self.rejected_tokens: set[str] = {"reject-me"}
+        self.user_accounts = tuple(user_accounts)
+        self.presence_duration = presence_duration
         self.silent_tokens: set[str] = {"explode"}
         self.presence: list[tuple[str, float]] = []  # (token, monotonic time) of every update_presence
         self.answer_presence = True
-        self._online: dict[tuple[str, int], float] = {}
+        self._online: dict[tuple[int, str, int], float] = {}  # (account, kind, id) -> last seen
 
     def _who(self, params: Mapping[str, Any]) -> tuple[str, int] | None:
         token = params.get("pubsub_token")
@@ -370,15 +382,24 @@ class FakeVoxsigServer(FakeActionCableServer):
         uid = self.users.get(token)
         return ("user", uid) if uid is not None and str(uid) == str(user_id) else None
 
+    def _account_of(self, params: Mapping[str, Any]) -> int | None:
+        who = self._who(params)
+        if who is None:
+            return None
+        if who[0] == "contact":
+            return self.account_id  # a contact belongs to its inbox's account
+        try:
+            account = int(params.get("account_id"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return None
+        return account if account in self.user_accounts else None
+
     def decide(self, params: dict[str, Any]) -> str:
         if self.rule is not None:
             return self.rule(params)
         if params.get("channel") != "RoomChannel":
             return SILENT  # Rails logs "Subscription class not found" and answers nothing
-        token = params.get("pubsub_token")
-        if token in self.rejected_tokens:
-            return REJECT
-        if token in self.silent_tokens or self._who(params) is None:
+        if params.get("pubsub_token") in self.silent_tokens or self._account_of(params) is None:
             return SILENT
         return CONFIRM
 
@@ -387,13 +408,27 @@ class FakeVoxsigServer(FakeActionCableServer):
         who = self._who(params)
         streams = [token]
         if who is not None and who[0] == "user":
-            streams.append(f"account_{params.get('account_id', self.account_id)}")
+            streams += [f"account_{a}" for a in self.user_accounts]
         return streams
 
-    def on_subscribed(self, conn: FakeConnection, sub: _ServerSub) -> None:
+    def _seen(self, sub: _ServerSub) -> tuple[str, int] | None:
         who = self._who(sub.params)
-        if who is not None:
-            self._online[who] = time.monotonic()
+        account = self._account_of(sub.params)
+        if who is not None and account is not None:
+            with self._cond:
+                self._online[(account, who[0], who[1])] = time.monotonic()
+        return who
+
+    def _broadcast_presence(self, sub: _ServerSub, who: tuple[str, int] | None) -> None:
+        if not self.answer_presence:
+            return
+        account = self._account_of(sub.params) or self.account_id
+        data = self.presence_payload("contact" if who is None else who[0], account)
+        self.broadcast(str(sub.params.get("pubsub_token")), {"event": "presence.update", "data": data})
+
+    def on_subscribed(self, conn: FakeConnection, sub: _ServerSub) -> None:
+        # RoomChannel#subscribed: update_subscription + broadcast_presence.
+        self._broadcast_presence(sub, self._seen(sub))
 
     def on_perform(self, conn: FakeConnection, sub: _ServerSub, action: str, data: dict[str, Any]) -> None:
         if action != "update_presence":
@@ -402,24 +437,22 @@ class FakeVoxsigServer(FakeActionCableServer):
         with self._cond:
             self.presence.append((token, time.monotonic()))
             self._cond.notify_all()
-        who = self._who(sub.params)
-        if who is not None:
-            self._online[who] = time.monotonic()
-        if self.answer_presence:
-            self.broadcast(
-                token, {"event": "presence.update", "data": self.presence_payload(who[0] if who else "contact")}
-            )
+        self._broadcast_presence(sub, self._seen(sub))
 
-    def presence_payload(self, kind: str = "user") -> dict[str, Any]:
-        """``{"account_id", "users": {"7": "online"}, "contacts": {...}}`` of who was seen in the last 60 s."""
-        cutoff = time.monotonic() - 60
-        online = {k: t for k, t in list(self._online.items()) if t >= cutoff}
-        data: dict[str, Any] = {
-            "account_id": self.account_id,
-            "users": {str(i): "online" for (k, i) in sorted(online) if k == "user"},
-        }
+    def online_users(self, account_id: int | None = None) -> dict[str, str]:
+        """``{"7": "online"}``: the users with a presence in the last ``presence_duration`` s."""
+        return self.presence_payload("user", account_id)["users"]  # type: ignore[no-any-return]
+
+    def presence_payload(self, kind: str = "user", account_id: int | None = None) -> dict[str, Any]:
+        """``{"account_id", "users": {"7": "online"}, "contacts": {...}}`` of who was seen in the
+        last ``presence_duration`` seconds (``contacts`` only for a user's subscription)."""
+        account = self.account_id if account_id is None else account_id
+        cutoff = time.monotonic() - self.presence_duration
+        with self._cond:
+            online = sorted((k, i) for (a, k, i), t in self._online.items() if a == account and t >= cutoff)
+        data: dict[str, Any] = {"account_id": account, "users": {str(i): "online" for (k, i) in online if k == "user"}}
         if kind == "user":
-            data["contacts"] = {str(i): "online" for (k, i) in sorted(online) if k == "contact"}
+            data["contacts"] = {str(i): "online" for (k, i) in online if k == "contact"}
         return data
 
     def presence_count(self, token: str) -> int:
@@ -436,9 +469,13 @@ class FakeVoxsigServer(FakeActionCableServer):
         return self.presence_times(token)
 
     def send_event(self, stream: str, event: str, data: Mapping[str, Any] | Any) -> int:
-        """Broadcast ``{"event": event, "data": data}`` (``account_id`` added, as Chatwoot does)."""
+        """Broadcast ``{"event": event, "data": data}`` with ``account_id`` added, as Chatwoot does
+        (the stream's account for ``"account_<id>"``, else the server's ``account_id``)."""
         if isinstance(data, Mapping):
-            data = {**data, "account_id": data.get("account_id", self.account_id)}
+            account: int = self.account_id
+            if stream.startswith("account_") and stream[8:].isdigit():
+                account = int(stream[8:])
+            data = {**data, "account_id": data.get("account_id", account)}
         return self.broadcast(stream, {"event": event, "data": data})
 
 

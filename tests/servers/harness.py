@@ -306,7 +306,11 @@ class ActionCableServer(_Server):
     """Rails ActionCable 6.1 with a Chatwoot-shaped RoomChannel (actioncable/cable_app.rb).
 
     Streams: a subscriber with pubsub_token T streams from "T" (Chatwoot's naming) and,
-    when it is a user, from "account_<account_id>".
+    when it is a user, from "account_1" and "account_2" (every user is in both accounts: the
+    token is the user's, so one stream carries both accounts' broadcasts).  A user
+    subscription without account_id, or for another account, gets no answer (Chatwoot raises
+    in ``subscribed``); no subscription is ever rejected.  Presence expires after
+    ``presence_duration`` seconds (20, as Chatwoot's OnlineStatusTracker).
 
     ordered=True (default) delivers broadcasts to a subscriber in order (one worker
     thread, one pubsub callback thread). ordered=False is stock Rails: async adapter and
@@ -324,8 +328,10 @@ class ActionCableServer(_Server):
         allowed_origins: list[str] | None = None,
         threads: str = "4:16",
         log_level: str = "info",
+        presence_duration: float | None = None,
     ):
         super().__init__(port, log_dir)
+        self.presence_duration = presence_duration
         self.ordered = ordered
         self.allowed_origins = allowed_origins
         self.threads = threads
@@ -354,6 +360,8 @@ class ActionCableServer(_Server):
         env["CABLE_ADAPTER"] = "ordered" if self.ordered else "async"
         env["CABLE_WORKER_POOL"] = "1" if self.ordered else "4"
         env["CABLE_LOG_LEVEL"] = self.log_level
+        if self.presence_duration is not None:
+            env["CABLE_PRESENCE_DURATION"] = str(self.presence_duration)
         env["RACK_ENV"] = "production"
         if self.allowed_origins is not None:
             env["CABLE_ALLOWED_ORIGINS"] = ",".join(self.allowed_origins)
@@ -389,6 +397,13 @@ class ActionCableServer(_Server):
 
     def stats(self) -> dict[str, Any]:
         return http_json("GET", f"{self.http_base}/stats")
+
+    def online(self, account_id: int = ACCOUNT_ID) -> dict[str, Any]:
+        """What ``presence.update`` would say now for ``account_id``: ``{"account_id", "users":
+        {"7": "online"}, "contacts": {...}}`` of who sent a presence within the presence duration
+        (20 s unless ``presence_duration=`` says otherwise; Chatwoot's OnlineStatusTracker)."""
+        q = urllib.parse.urlencode({"account_id": account_id})
+        return http_json("GET", f"{self.http_base}/online?{q}")
 
     def restart_notice(self) -> int:
         """ActionCable.server.restart: every connection gets

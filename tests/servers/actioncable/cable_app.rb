@@ -12,6 +12,8 @@
 #   CABLE_WORKER_POOL       ActionCable worker pool size (default 1 = in-order delivery per
 #                           subscriber; Rails' default is 4, which may reorder a burst)
 #   CABLE_LOG_LEVEL         debug|info|warn (default info)
+#   CABLE_PRESENCE_DURATION seconds a user stays online after a presence (default 20, as
+#                           Chatwoot's OnlineStatusTracker::PRESENCE_DURATION; older versions 60)
 
 require "json"
 require "logger"
@@ -30,12 +32,16 @@ module TestCable
   USERS = { "user-token-1" => 7, "user-token-2" => 8 }.freeze
   CONTACTS = { "contact-token-1" => 101, "contact-token-2" => 102 }.freeze
   ACCOUNT_ID = 1
+  # Every user is an agent of accounts 1 and 2: a user's pubsub token is the user's, not an
+  # account's, so the one stream carries both accounts' broadcasts (as in Chatwoot).
+  USER_ACCOUNTS = [1, 2].freeze
+  PRESENCE_DURATION = Float(ENV["CABLE_PRESENCE_DURATION"] || "20")
 
   @lock = Mutex.new
   @presence_counts = Hash.new(0)    # token => number of update_presence actions
   @subscribe_counts = Hash.new(0)   # token => number of subscribed callbacks run
-  @online_users = {}                # user_id => last seen (monotonic seconds)
-  @online_contacts = {}             # contact_id => last seen
+  @online_users = {}                # [account_id, user_id] => last seen (monotonic seconds)
+  @online_contacts = {}             # [account_id, contact_id] => last seen
   @pings_enabled = true
   @events = []                      # small log of notable server-side events
 
@@ -80,20 +86,23 @@ module TestCable
       @lock.synchronize { @presence_counts[token] += 1 }
     end
 
-    def mark_online(kind, id)
+    # OnlineStatusTracker.update_presence: a sorted set per account, scored by the time.
+    def mark_online(kind, account_id, id)
       @lock.synchronize do
-        (kind == :user ? @online_users : @online_contacts)[id] = now
+        (kind == :user ? @online_users : @online_contacts)[[account_id, id]] = now
       end
     end
 
-    def presence_payload(kind)
+    # OnlineStatusTracker.get_available_users/contacts: seen within PRESENCE_DURATION.
+    def online(table, account_id)
+      cutoff = now - PRESENCE_DURATION
+      table.select { |(acc, _), t| acc == account_id && t >= cutoff }.keys.map(&:last).sort.to_h { |id| [id.to_s, "online"] }
+    end
+
+    def presence_payload(kind, account_id)
       @lock.synchronize do
-        cutoff = now - 60
-        users = @online_users.select { |_, t| t >= cutoff }.keys.sort.to_h { |id| [id.to_s, "online"] }
-        data = { account_id: ACCOUNT_ID, users: users }
-        if kind == :user
-          data[:contacts] = @online_contacts.select { |_, t| t >= cutoff }.keys.sort.to_h { |id| [id.to_s, "online"] }
-        end
+        data = { account_id: account_id, users: online(@online_users, account_id) }
+        data[:contacts] = online(@online_contacts, account_id) if kind == :user
         data
       end
     end
@@ -154,11 +163,7 @@ class RoomChannel < ApplicationCable::Channel
   def subscribed
     @pubsub_token = params[:pubsub_token].to_s
     TestCable.record_subscribe(@pubsub_token)
-    if @pubsub_token == "reject-me"
-      TestCable.event("subscription rejected: #{@pubsub_token}")
-      reject
-      return
-    end
+    # Chatwoot's RoomChannel never calls `reject`: every refusal is an exception (no answer).
     raise TestCableExplosion, "explode" if @pubsub_token == "explode"
 
     who = TestCable.lookup(@pubsub_token, params[:user_id])
@@ -167,11 +172,20 @@ class RoomChannel < ApplicationCable::Channel
     raise TestCableExplosion, "unknown pubsub_token #{@pubsub_token.inspect}" unless who
 
     @kind, @id = who
-    @account_id = (params[:account_id] || TestCable::ACCOUNT_ID).to_i
+    if @kind == :user
+      # Chatwoot: @current_user.accounts.find(params[:account_id]) raises for a missing account
+      # id or an account the user is not in.
+      account = Integer(params[:account_id].to_s, exception: false)
+      raise TestCableExplosion, "user without account #{params[:account_id].inspect}" unless TestCable::USER_ACCOUNTS.include?(account)
+      @account_id = account
+    else
+      @account_id = TestCable::ACCOUNT_ID
+    end
     stream_from @pubsub_token
-    stream_from "account_#{@account_id}" if @kind == :user
+    # "account_<id>": every user of the account; a user streams them all (see USER_ACCOUNTS).
+    TestCable::USER_ACCOUNTS.each { |acc| stream_from "account_#{acc}" } if @kind == :user
     TestCable.event("subscribed: #{@pubsub_token}")
-    TestCable.mark_online(@kind, @id)
+    TestCable.mark_online(@kind, @account_id, @id)
     # Chatwoot also calls broadcast_presence here, but that broadcast races the
     # stream subscription (stream_from is asynchronous) and is normally lost; it
     # is left out so that the tests are deterministic.
@@ -183,14 +197,14 @@ class RoomChannel < ApplicationCable::Channel
 
   def update_presence
     TestCable.record_presence(@pubsub_token)
-    TestCable.mark_online(@kind, @id)
+    TestCable.mark_online(@kind, @account_id, @id)
     broadcast_presence
   end
 
   private
 
   def broadcast_presence
-    ActionCable.server.broadcast(@pubsub_token, { event: "presence.update", data: TestCable.presence_payload(@kind) })
+    ActionCable.server.broadcast(@pubsub_token, { event: "presence.update", data: TestCable.presence_payload(@kind, @account_id) })
   end
 end
 
@@ -222,6 +236,9 @@ module TestCable
           })
         end
         reply(ok: true, count: count)
+      when ["GET", "/online"]
+        account = Integer(req.params["account_id"] || TestCable::ACCOUNT_ID)
+        reply(TestCable.presence_payload(:user, account))
       when ["GET", "/presence_count"]
         token = req.params["token"].to_s
         reply(token: token, count: TestCable.presence_count(token))
