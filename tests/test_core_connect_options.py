@@ -57,9 +57,26 @@ def tls_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
     )
     return str(cert), str(key)
 
@@ -132,7 +149,9 @@ class ConnectProxy:
         head = data.decode().split("\r\n")
         target = head[0].split()[1]
         self.targets.append(target)
-        self.auth.append(next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("proxy-authorization")), None))
+        self.auth.append(
+            next((h.split(":", 1)[1].strip() for h in head if h.lower().startswith("proxy-authorization")), None)
+        )
         host, port = target.rsplit(":", 1)
         if host.endswith(".test"):  # test names stand for this machine: nothing leaves 127.0.0.1
             host = "127.0.0.1"
@@ -225,4 +244,3 @@ def test_proxy_selection_rules():
     assert explicit["http_proxy_host"] == "proxy.example" and explicit["http_proxy_auth"] == ("u", "p")
     assert all(is_loopback(h) for h in ("localhost", "127.0.0.1", "127.9.9.9", "::1", "[::1]", "app.localhost"))
     assert not any(is_loopback(h) for h in ("example.com", "10.0.0.1", "", None, "localhost.example.com"))
-

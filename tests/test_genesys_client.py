@@ -281,7 +281,11 @@ def test_close_sends_disconnect_and_joins_every_thread(gws: FakeGenesysServer, m
     client.close(timeout=T(5))
     disconnect = gws.wait_for_meta("/meta/disconnect", timeout=T(5))
     assert disconnect["clientId"]
-    alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-") and "fake" not in t.name]
+    alive = [
+        t.name
+        for t in set(threading.enumerate()) - before
+        if t.name.startswith("realtime_sync-") and "fake" not in t.name
+    ]
     assert not alive, alive
 
 

@@ -37,9 +37,26 @@ def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
     d = tmp_path_factory.mktemp("tls")
     cert, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:gws.test"],
-        check=True, capture_output=True,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "2",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:gws.test",
+        ],
+        check=True,
+        capture_output=True,
     )
     return str(cert), str(key)
 
@@ -177,7 +194,9 @@ class HttpProxy:
 
     def _record(self, head: list[str]) -> tuple[str, str]:
         method, target, _ = head[0].split(" ", 2)
-        auth = next((h.split(":", 1)[1].strip() for h in head[1:] if h.lower().startswith("proxy-authorization:")), None)
+        auth = next(
+            (h.split(":", 1)[1].strip() for h in head[1:] if h.lower().startswith("proxy-authorization:")), None
+        )
         with self._cond:
             self.requests.append((method, target, auth))
             self._cond.notify_all()
@@ -206,8 +225,12 @@ class HttpProxy:
                 if up is None:
                     up = socket.create_connection((_local(host), int(port)))
                     uf = up.makefile("rb")
-                headers = [h for h in head[1:] if not h.lower().startswith(("proxy-authorization:", "proxy-connection:"))]
-                up.sendall(("\r\n".join([f"{method} /{path} HTTP/1.1", *headers]) + "\r\n\r\n").encode("latin-1") + body)
+                headers = [
+                    h for h in head[1:] if not h.lower().startswith(("proxy-authorization:", "proxy-connection:"))
+                ]
+                up.sendall(
+                    ("\r\n".join([f"{method} /{path} HTTP/1.1", *headers]) + "\r\n\r\n").encode("latin-1") + body
+                )
                 rhead = _read_head(uf)
                 if rhead is None:
                     return

@@ -177,7 +177,11 @@ def test_real_spellings_read_into_the_right_values_without_errors(message, field
 
 @pytest.mark.parametrize(
     ("message", "field"),
-    [({"ticket_id": 1, "state": True}, "state"), ({"ticket_id": 1, "state": 1.5}, "state"), ({"ticket_id": 1, "vin": {}}, "vin")],
+    [
+        ({"ticket_id": 1, "state": True}, "state"),
+        ({"ticket_id": 1, "state": 1.5}, "state"),
+        ({"ticket_id": 1, "vin": {}}, "vin"),
+    ],
 )
 def test_a_value_that_does_not_fit_is_never_guessed_and_the_event_still_arrives(message, field):
     a = JifelineCustomerAdapter()

@@ -307,7 +307,9 @@ def test_presence_at_subscribe_by_the_server_then_at_the_interval(
     assert times[0] - subscribed_at >= 0.45
 
 
-def test_presence_keeps_the_agent_online_and_its_absence_does_not(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+def test_presence_keeps_the_agent_online_and_its_absence_does_not(
+    voxsig_server: FakeVoxsigServer, clients: Any
+) -> None:
     voxsig_server.presence_duration = 1.0  # Chatwoot: 20 s; scaled down, same ratio to the interval
     client = agent(clients, voxsig_server, presence_interval=0.75)
     Recorder(client)

@@ -404,7 +404,10 @@ def _format(exc: BaseException, t: Any) -> str:
 
 def _details(exc: BaseException, cls: type) -> str:
     try:
-        return "; ".join(f"{m.rsplit(' @ ', 1)[-1]}: {m.rsplit(' @ ', 1)[0]}" for m in cattrs.transform_error(exc, path=cls.__name__, format_exception=_format))
+        return "; ".join(
+            f"{m.rsplit(' @ ', 1)[-1]}: {m.rsplit(' @ ', 1)[0]}"
+            for m in cattrs.transform_error(exc, path=cls.__name__, format_exception=_format)
+        )
     except Exception:  # pragma: no cover - defensive
         return f"{cls.__name__}: {exc}"
 
@@ -446,8 +449,8 @@ def _partial(converter: cattrs.Converter, data: dict[str, Any], cls: type) -> An
             kwargs[a.alias] = _partial(converter, value, model)
         elif _is_tuple(t) and isinstance(value, list):
             args = typing.get_args(t)
-            item = args[0] if len(args) == 2 and args[1] is Ellipsis else None
-            inner = _model_of(item) if item is not None else None
+            item: Any = args[0] if len(args) == 2 and args[1] is Ellipsis else Any
+            inner = _model_of(item)
             items = []
             for x in value:
                 try:

@@ -511,7 +511,9 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             self._subscribed(sub, now)  # type: ignore[arg-type]
         else:
             sub = None
-        self._emit_decoded(event_type, now, data, problem, entity_id=data.ticket_id, raw=raw, subscription=sub, frame=text)
+        self._emit_decoded(
+            event_type, now, data, problem, entity_id=data.ticket_id, raw=raw, subscription=sub, frame=text
+        )
 
     def _advance(self, event_id: str) -> None:
         """Move the resume point to ``event_id``, never backwards.

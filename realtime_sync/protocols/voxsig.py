@@ -322,7 +322,9 @@ class VoxsigAdapter(ActionCableAdapter):
             except Exception as exc:
                 raise TokenError(f"the pubsub_token callable raised {type(exc).__name__}: {redact(exc)}") from exc
             if not isinstance(token, str) or not token:
-                raise TokenError(f"the pubsub_token callable must return a non-empty string, got {type(token).__name__}")
+                raise TokenError(
+                    f"the pubsub_token callable must return a non-empty string, got {type(token).__name__}"
+                )
             register_pubsub_token(token)
             if token != self._pubsub_token and self._pubsub_token is not None:
                 log.info("the pubsub token changed: subscribing with the new one")
@@ -331,7 +333,8 @@ class VoxsigAdapter(ActionCableAdapter):
             # Renew the token's spellings in the (bounded, most-recent-first) secret registry before
             # every connect, like the core does for its own token: a long-lived client must not have
             # them evicted by other clients' rotating tokens.
-            register_pubsub_token(self._pubsub_token)
+            if self._pubsub_token is not None:
+                register_pubsub_token(self._pubsub_token)
         return super().prepare_connect(request)
 
     # -- presence --------------------------------------------------------------------------

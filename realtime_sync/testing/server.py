@@ -196,7 +196,12 @@ class FakeServer:
     path = "/"
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, *, max_size: int | None = None, ssl_context: ssl.SSLContext | None = None
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        max_size: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             raise ValueError("fake servers listen on loopback only")
