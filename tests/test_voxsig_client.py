@@ -20,6 +20,7 @@ from realtime_sync.protocols.voxsig import room_identifier
 from realtime_sync.testing.actioncable import (
     FakeActionCableServer,
     FakeVoxsigServer,
+    conversation_payload,
     message_payload,
     typing_payload,
 )
@@ -507,3 +508,89 @@ def test_unsubscribed_channel_is_not_restored_and_perform_while_down_is_dropped(
     first_conn = cable_server.subscribe_commands[0][0]
     later = [i for c, i in cable_server.subscribe_commands if c != first_conn]
     assert later and set(later) == {kept.key}
+
+
+# -- accounts and rotating tokens (issue 11) ------------------------------------------------------------
+
+
+def test_an_agent_sees_only_its_account_by_default(voxsig_server: FakeVoxsigServer, clients: Any) -> None:
+    # The pubsub token is the user's: the one stream carries every account the agent is in, and
+    # conversation display ids repeat across accounts (42 in account 1 is not 42 in account 2).
+    mine = agent(clients, voxsig_server)
+    everything = clients(
+        VoxsigClient,
+        voxsig_server.url,
+        "user-token-2",
+        account_id=1,
+        user_id=8,
+        all_accounts=True,
+        presence_interval=None,
+    )
+    rec_mine, rec_all = Recorder(mine), Recorder(everything)
+    mine.start()
+    everything.start()
+    rec_mine.wait_count("subscribed")
+    rec_all.wait_count("subscribed")
+    voxsig_server.send_event("account_2", "message.created", message_payload(1, 42, "account two"))
+    voxsig_server.send_event("account_1", "message.created", message_payload(2, 42, "account one"))
+    (got,) = rec_mine.wait_count("message.created")
+    assert got.data.content == "account one" and got.account_id == 1 and got.entity_id == 42
+    both = rec_all.wait_count("message.created", 2)
+    assert [(e.account_id, e.entity_id, e.data.content) for e in both] == [
+        (2, (2, 42), "account two"),
+        (1, (1, 42), "account one"),
+    ]
+    # Nothing of account 2 reached the default client, even later.
+    voxsig_server.send_event("account_1", "conversation.created", conversation_payload(43))
+    rec_mine.wait_count("conversation.created")
+    assert [e.data.content for e in rec_mine.named("message.created")] == ["account one"]
+
+
+def test_a_callable_pubsub_token_is_read_again_on_every_reconnect(
+    voxsig_server: FakeVoxsigServer, clients: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    current = ["rotating-token-A1"]
+    calls = []
+
+    def token() -> str:
+        calls.append(current[0])
+        return current[0]
+
+    voxsig_server.users = {"rotating-token-A1": 7}
+    client = clients(VoxsigClient, voxsig_server.url, token, account_id=1, user_id=7, presence_interval=None)
+    assert client.room is None  # not known before the first connect
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    first_room = client.room
+    assert first_room is not None and "rotating-token-A1" in first_room.key
+    # The user changed the password: Chatwoot issues a new token; the old stream goes quiet.
+    voxsig_server.users = {"rotating-token-B2": 7}
+    current[0] = "rotating-token-B2"
+    voxsig_server.drop_all()
+    (_, second) = rec.wait_count("subscribed", 2)
+    assert second.subscription == client.room != first_room
+    voxsig_server.send_event("rotating-token-B2", "message.created", message_payload(5, 42, "after rotation"))
+    assert rec.wait_count("message.created")[0].data.content == "after rotation"
+    assert calls[:2] == ["rotating-token-A1", "rotating-token-B2"]
+    assert "rotating-token" not in caplog.text and "rotating-token" not in repr(client.room)
+
+
+def test_a_failing_pubsub_token_callable_is_a_token_error_and_the_client_retries(
+    voxsig_server: FakeVoxsigServer, clients: Any
+) -> None:
+    attempts = []
+
+    def token() -> str:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("vault unreachable")
+        return USER_TOKEN
+
+    client = clients(VoxsigClient, voxsig_server.url, token, account_id=1, user_id=7, presence_interval=None)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    (error,) = rec.named("error")
+    assert error.data.kind == "token" and "vault unreachable" in error.data.message
