@@ -160,6 +160,8 @@ class Event:
             "received_at": self.received_at,
             "subscription": None if sub is None else _jsonable(sub),
             "changes": None if self.changes is None else sorted(self.changes),
+            "decode_error": self.decode_error,
+            "account_id": _jsonable(self.account_id),
         }
         return _scrub(out)  # type: ignore[no-any-return]
 
@@ -179,14 +181,19 @@ class Event:
             raise ValueError("Event.from_dict() needs a dict made by Event.to_dict() (with a 'name')")
         subscription = _subscription_from_json(d.get("subscription"))
         changes = d.get("changes")
+        entity_id = d.get("entity_id")
+        if isinstance(entity_id, list):
+            entity_id = tuple(entity_id)  # (account_id, id) of a Voxsig all_accounts client
         return cls(
             d["name"],
             _data_from_json(d.get("data_type"), d.get("data")),
-            d.get("entity_id"),
+            entity_id,
             d.get("raw"),
             float(d.get("received_at") or 0.0),
             subscription,
             None if changes is None else frozenset(changes),
+            d.get("decode_error"),
+            d.get("account_id"),
         )
 
 
