@@ -2,14 +2,15 @@
 """An agent's live Voxsig feed: new messages, typing, status changes, notifications, presence.
 
 The client subscribes to the RoomChannel with the agent's pubsub token, keeps the agent online
-with ``update_presence`` (right after subscribing, then every ``--presence`` seconds, restarted
-after every reconnect) and prints one line per event.  The pubsub token never appears in the
+with ``update_presence`` (the server records presence when it confirms the subscription; the
+client then repeats it every ``--presence`` seconds, 15 by default since Chatwoot keeps an agent
+online only 20 s, restarted after every reconnect) and prints one line per event.  The pubsub token never appears in the
 output or the logs, even with ``-v``.
 
 By default it runs against an in-process fake Voxsig server (``realtime_sync.testing``, needs the
 ``demo`` extra: ``pip install 'realtime_sync[demo]'``) that plays a short conversation and
 restarts once (``{"type":"disconnect","reason":"server_restart"}``), so you can see the client
-come back, resubscribe and send presence at once.  It exits by itself after ``--duration``
+come back, resubscribe and keep the agent online.  It exits by itself after ``--duration``
 seconds:
 
     python samples/voxsig_agent.py
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--real", action="store_true", help="connect to $VOXSIG_URL instead of a local fake server")
     p.add_argument(
-        "--presence", type=float, default=None, help="seconds between presence updates (default 30; 2 in the demo)"
+        "--presence", type=float, default=None, help="seconds between presence updates (default 15; 1 in the demo)"
     )
     p.add_argument("--duration", type=float, default=6.0, help="seconds to run; 0 = until Ctrl-C (default 6)")
     p.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO messages")
@@ -96,7 +97,7 @@ def run_fake_script(server: Any, stop: threading.Event) -> None:
         ),
         (2.0, lambda: server.send_event("account_1", "conversation.typing_off", typing_payload(42))),
         (2.4, lambda: server.send_event(DEMO_TOKEN, "notification.created", notification_payload(500, 42))),
-        (3.0, server.server_restart),  # the client reconnects, resubscribes, sends presence at once
+        (3.0, server.server_restart),  # the client reconnects and resubscribes: presence again
         (
             4.0,
             lambda: server.send_event(
@@ -134,13 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         account_id, user_id = int(account), int(user)
-        presence = 30.0 if args.presence is None else args.presence
+        presence = 15.0 if args.presence is None else args.presence
     else:
         from realtime_sync.testing.actioncable import FakeVoxsigServer
 
         server = FakeVoxsigServer().start()
         url, token, account_id, user_id = server.url, DEMO_TOKEN, DEMO_ACCOUNT, DEMO_USER
-        presence = 2.0 if args.presence is None else args.presence
+        presence = 1.0 if args.presence is None else args.presence
 
     client = VoxsigClient(url, token, account_id=account_id, user_id=user_id, presence_interval=presence)
     counts = {"events": 0}

@@ -564,17 +564,19 @@ def test_a_callable_pubsub_token_is_read_again_on_every_reconnect(
     client.start()
     rec.wait_count("subscribed")
     first_room = client.room
-    assert first_room is not None and "rotating-token-A1" in first_room.key
+    assert first_room is not None and "rotating-token-A1" in (client.identifier or "")
     # The user changed the password: Chatwoot issues a new token; the old stream goes quiet.
     voxsig_server.users = {"rotating-token-B2": 7}
     current[0] = "rotating-token-B2"
     voxsig_server.drop_all()
     (_, second) = rec.wait_count("subscribed", 2)
     assert second.subscription == client.room != first_room
+    assert "rotating-token-B2" in (client.identifier or "")
     voxsig_server.send_event("rotating-token-B2", "message.created", message_payload(5, 42, "after rotation"))
     assert rec.wait_count("message.created")[0].data.content == "after rotation"
     assert calls[:2] == ["rotating-token-A1", "rotating-token-B2"]
     assert "rotating-token" not in caplog.text and "rotating-token" not in repr(client.room)
+    assert "rotating-token" not in repr(client.room.key if client.room else "")
 
 
 def test_a_failing_pubsub_token_callable_is_a_token_error_and_the_client_retries(

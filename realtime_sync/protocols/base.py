@@ -377,12 +377,24 @@ class Adapter:
         raw: Any = None,
         subscription: Subscription | None = None,
         changes: frozenset[str] | None = None,
+        decode_error: str | None = None,
+        account_id: Any = None,
     ) -> Event:
         # Events leave the library: they carry redacted copies of the frame and the subscription
         # (an ActionCable identifier holds the pubsub token), never the originals.
         if subscription is not None:
             subscription = public_subscription(subscription)
-        event = Event(name, data, entity_id, public_raw(raw), now + self.clock_offset, subscription, changes)
+        event = Event(
+            name,
+            data,
+            entity_id,
+            public_raw(raw),
+            now + self.clock_offset,
+            subscription,
+            changes,
+            decode_error,
+            account_id,
+        )
         self._events.append(event)
         return event
 
@@ -406,8 +418,17 @@ class Adapter:
         ``error`` event of kind ``"decode"`` reports it.
         """
         problem = None if problem is None else redact(problem)
-        event = Event(name, data, entity_id, raw, now + self.clock_offset, subscription, changes, problem, account_id)
-        self._events.append(event)
+        event = self._emit(
+            name,
+            now,
+            data,
+            entity_id=entity_id,
+            raw=raw,
+            subscription=subscription,
+            changes=changes,
+            decode_error=problem,
+            account_id=account_id,
+        )
         if problem is not None:
             message = f"{name}: payload delivered as decoded; it does not fit the model: {problem}"
             self._error(

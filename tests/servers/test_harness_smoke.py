@@ -147,22 +147,21 @@ def test_actioncable_welcome_subscribe_broadcast(cable):
         ws.close()
 
 
-def test_actioncable_reject_and_silent_failure(cable):
+def test_actioncable_never_rejects_and_fails_silently(cable):
+    # Chatwoot's RoomChannel never calls `reject`: every refusal is an exception in `subscribed`.
     ws = cable_connect(cable)
     try:
         assert recv_json(ws)["type"] == "welcome"
         explode = room_identifier(EXPLODE_TOKEN)
         unknown = room_identifier("no-such-token")
-        reject = room_identifier(REJECT_TOKEN)
+        formerly_rejected = room_identifier(REJECT_TOKEN)
+        no_account = room_identifier("user-token-1", account_id=None, user_id=7)
+        other_account = room_identifier("user-token-1", account_id=3, user_id=7)
         contact = room_identifier(CONTACT_TOKEN)
-        for ident in (explode, unknown, reject, contact):
+        for ident in (explode, unknown, formerly_rejected, no_account, other_account, contact):
             subscribe(ws, ident)
-        assert recv_until(ws, lambda m: m.get("identifier") == reject) == {
-            "identifier": reject,
-            "type": "reject_subscription",
-        }
         assert recv_until(ws, lambda m: m.get("identifier") == contact)["type"] == "confirm_subscription"
-        # an exception in `subscribed` / an unknown token: nothing at all
+        # an exception in `subscribed` / an unknown token / a user without its account: nothing
         assert recv_nothing(ws, 0.5) == []
     finally:
         ws.close()
