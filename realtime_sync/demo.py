@@ -510,7 +510,7 @@ def _voxsig(console: Console) -> None:
         server.drop_all()
         watch.expect("disconnected", since=mark)
         watch.expect("subscribed", since=mark)  # resubscribed after the new welcome
-        watch.expect("presence.update", since=mark)  # presence at once, not after the interval
+        watch.expect("presence.update", since=mark)  # the server records presence at the new confirmation
 
         mark = watch.mark()
         console.step("the agent answers; the conversation is resolved")
