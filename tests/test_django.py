@@ -117,6 +117,7 @@ def test_settings_forms_and_validation() -> None:
 def test_realtime_listen_handles_events_then_stops_after_max_events(server: FakeVoxsigServer) -> None:
     # Counted events are the two sent below; Chatwoot's presence.update at subscribe would race them.
     server.answer_presence = False
+
     def script() -> None:
         server.wait_for_subscription("user-token-1", timeout=10)
         server.send_event("account_1", "conversation.created", conversation_payload(42))

@@ -71,7 +71,10 @@ def test_django_realtime_listen_with_redis_hands_events_to_the_stream(
     pusher.join(T(5))
     assert ("message.created", 42, "via django") in inbox_handlers.RECEIVED
     entries = _stream(redis.Redis.from_url(redis_server.url), "dj")
-    assert [(e["name"], e["tenant"]) for e in entries] == [("message.created", "default")]
+    # (presence.update at subscribe is Chatwoot's own broadcast: not what this test sent)
+    assert [(e["name"], e["tenant"]) for e in entries if e["name"] != "presence.update"] == [
+        ("message.created", "default")
+    ]
     assert json.loads(str(entries[0]["event"]))["data"]["content"] == "via django"
     assert "stopped" in out.getvalue() and "user-token-1" not in out.getvalue()
 
@@ -104,7 +107,9 @@ def test_flask_realtime_listen_with_redis_hands_events_to_the_stream(
     assert result.exit_code == 0, result.output
     assert seen == [("message.created", "flask_redis_app")]
     entries = _stream(redis.Redis.from_url(redis_server.url), "fl")
-    assert [(e["name"], e["tenant"]) for e in entries] == [("message.created", "flask-flask_redis_app")]
+    assert [(e["name"], e["tenant"]) for e in entries if e["name"] != "presence.update"] == [
+        ("message.created", "flask-flask_redis_app")
+    ]
     assert "user-token-1" not in result.output
     bad = app.test_cli_runner().invoke(args=["realtime", "listen", "--to-stream", "x", "--duration", "0.1"])
     assert bad.exit_code != 0 and "--redis" in bad.output
