@@ -326,7 +326,6 @@ def test_presence_keeps_the_agent_online_and_its_absence_does_not(
 
 
 def test_default_presence_interval_is_within_chatwoots_20_s() -> None:
-    client = VoxsigClient("ws://127.0.0.1:1/cable", USER_TOKEN, account_id=1, user_id=7)
     assert inspect.signature(VoxsigClient).parameters["presence_interval"].default <= 15.0
 
 
