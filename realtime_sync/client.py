@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 import attrs
 
-from ._redact import get_logger, redact, register_secret
+from ._redact import get_logger, is_secret_header, redact, register_secret
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
@@ -168,9 +168,11 @@ class Client(Generic[A]):
         # The secrets this client was configured with; registered again before every connect
         # (the registry keeps only the most recent ones, see _redact.MAX_SECRETS).
         secrets = [token] if isinstance(token, str) else []
-        for value in self.connect_options.headers.values():
+        for header, value in self.connect_options.headers.items():
             if isinstance(value, str) and " " in value:
                 secrets.append(value.split(" ", 1)[1])
+            if isinstance(value, str) and is_secret_header(str(header)):
+                secrets.append(value)  # X-Auth-Token: <value>, with no scheme word before it
         cookie = self.connect_options.cookie_header()
         if cookie:
             secrets.extend(part.partition("=")[2].strip() for part in cookie.split(";"))

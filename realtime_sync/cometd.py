@@ -102,7 +102,7 @@ class CometDClient(Client[BayeuxAdapter]):
             exts.insert(0, AuthExtension(ext))
         adapter = BayeuxAdapter(decoder=decoder, extensions=exts, max_network_delay=max_network_delay)
         # One jar for both transports: cookies given as an option seed it, the server's are kept.
-        jar = CookieJar()
+        jar = CookieJar(url=url)
         name = options.get("name") or type(self).__name__
         factory = make_connection_factory(transport, jar, name, lambda: adapter.transport_hint)
         super().__init__(url, adapter=adapter, connection_factory=factory, **options)

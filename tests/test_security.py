@@ -435,3 +435,56 @@ def test_gap_recovery_reads_a_bounded_body(make: Callable[..., Any]) -> None:
         _client, rec = _gap_client(make, partner, hostile.url, max_body=1024 * 1024)
         err = rec.wait("error", timeout=T(10)).data
         assert "larger than 1048576 bytes" in err.message
+
+
+# -- the cookie jar: bounded, Domain/Path/Secure/Max-Age --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "set_cookie",
+    ["EVIL=planted-value-1; Domain=evil.example", "SEC=secure-on-plain-http; Secure", "OLD=gone-1; Max-Age=0"],
+)
+def test_cookies_for_another_domain_or_secure_over_http_are_not_kept(make: Callable[..., Any], set_cookie: str) -> None:
+    with FakeBayeuxServer(timeout=0.3, websocket=False, set_cookie=set_cookie) as server:
+        client = make(CometDClient, server.http_url, transport="long-polling")
+        client.start()
+        client.wait_for("connected", timeout=T(5))
+        n = len(server.http_requests)
+        poll_until(lambda: len(server.http_requests) >= n + 3, timeout=10)
+        name = set_cookie.split("=", 1)[0]
+        for request in server.http_requests:
+            cookie = {k.lower(): v for k, v in request.headers.items()}.get("cookie", "")
+            assert name + "=" not in cookie, cookie
+        assert client.cookies.get(name) is None
+
+
+def test_a_cookie_flood_is_bounded_and_keeps_the_session_cookie() -> None:
+    from realtime_sync._cookies import MAX_COOKIES, CookieJar
+
+    jar = CookieJar(url="https://gws.example.com/api/v2/notifications")
+    jar.update(["JSESSIONID=session-cookie-value-1; Path=/"])
+    own = "client-password-kept-1"
+    _redact.register_secret(own)
+    jar.update([f"flood{i}=flood-value-{i:08d}" for i in range(5000)])
+    assert len(jar) <= MAX_COOKIES and jar.get("JSESSIONID") == "session-cookie-value-1"
+    assert len(jar.header() or "") <= jar.max_bytes + 2 * MAX_COOKIES
+    assert rs.redact(own) == "***"
+    # Path and expiry.
+    jar = CookieJar(url="https://h.example/api/v2/notifications")
+    jar.update(["A=1; Path=/other", "B=2; Path=/api", "C=3; Max-Age=1", "D=4; Expires=Wed, 21 Oct 2015 07:28:00 GMT"])
+    assert jar.header() == "B=2; C=3"
+
+
+def test_a_custom_auth_header_is_hidden_everywhere(
+    echo_server: Any, make_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    value = "xauth-value-no-space-42"
+    client = make_client(echo_server.url, headers={"X-Auth-Token": value, "Accept-Language": "nl"})
+    assert value not in repr(client.connect_options) and "nl" in repr(client.connect_options)
+    client.start()
+    echo_server.wait_for_connection(timeout=T(5))
+    assert echo_server.handshakes[-1].headers["X-Auth-Token"] == value
+    client.send({"echo": value})
+    echo_server.wait_for_message(lambda m: "echo" in m.text, timeout=T(5))
+    assert value not in _formatted(caplog) and value not in rs.redact(f"got {value}")
