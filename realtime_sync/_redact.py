@@ -391,6 +391,20 @@ def truncate(text: Any, limit: int) -> str:
     return window[:limit] + f"... ({len(s)} chars)"
 
 
+def redact_url(url: Any) -> str:
+    """A URL safe to show, even without a scheme (``user:password@host`` hides its userinfo).
+
+    >>> redact_url("alice:pw@gws.example/api")
+    '***@gws.example/api'
+    """
+    s = redact(url)
+    if "://" not in s:
+        authority = s.split("/", 1)[0]
+        if "@" in authority:
+            s = REDACTED + s[authority.rfind("@") :]
+    return s
+
+
 def redact_headers(headers: Any) -> dict[str, str]:
     """A copy of a header mapping safe to log: secret-named headers are hidden whole."""
     out: dict[str, str] = {}

@@ -29,6 +29,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Iterable
 
+from ._redact import redact_url
 from .cometd import CometDClient
 from .exceptions import ConfigurationError
 from .models.genesys import decode_notification
@@ -40,7 +41,7 @@ GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
 
 def _normalise_url(url: str) -> str:
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"url must look like 'https://HOST/api/v2/notifications', got {url!r}")
+        raise ConfigurationError(f"url must look like 'https://HOST/api/v2/notifications', got {redact_url(url)!r}")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme.lower() not in ("http", "https", "ws", "wss"):
         raise ConfigurationError(f"url scheme must be http(s) or ws(s), got {parts.scheme!r}")

@@ -256,3 +256,16 @@ def test_check_reports_bad_options_and_subscriptions_without_calling_the_token_p
 
 def _provider_that_must_not_be_called() -> str:
     raise AssertionError("manage.py check called the token provider")
+
+
+def test_check_never_prints_credentials_from_the_url() -> None:
+    """Issue 10: the settings check printed a URL with ``user:password@``."""
+    from django.core.management.base import SystemCheckError
+
+    for url in ("alice:pa55w0rd-django@gws.example/api", "https://alice:pa55w0rd-django@gws.example/api/v2/notifications"):
+        conf = {"VENDOR": "genesys", "URL": url, "OPTIONS": {"tpyo": 1}}
+        with override_settings(REALTIME_SYNC=conf), pytest.raises(SystemCheckError) as excinfo:
+            call_command("check", stdout=io.StringIO(), stderr=io.StringIO())
+        assert "realtime_sync.E001" in str(excinfo.value) and "pa55w0rd" not in str(excinfo.value), str(excinfo.value)
+        with override_settings(REALTIME_SYNC=conf):
+            assert "pa55w0rd" not in repr(client_configs())

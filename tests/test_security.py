@@ -211,14 +211,12 @@ def test_an_infinite_bayeux_advice_is_range_checked(
     """``1e999`` is valid JSON for infinity: int() or select() of it killed the transport thread."""
     _use_stdlib_json(monkeypatch)
     with _InfiniteAdvice(timeout=0.5) as bayeux:
+        bayeux.hostile = True  # the handshake and first connect replies carry the advice
         client = make(CometDClient, bayeux.http_url, transport="websocket")
         client.subscribe("/chat/a")
         rec = Recorder(client)
         client.start()
         bayeux.wait_for_subscription("/chat/a", timeout=T(5))
-        bayeux.hostile = True
-        since = len(bayeux.received)
-        bayeux.wait_for_meta("/meta/connect", timeout=T(5), since=since)
         err = rec.wait("error", timeout=T(5)).data
         assert err.kind == "bad_frame" and "out of range" in err.message
         bayeux.hostile = False
@@ -488,3 +486,20 @@ def test_a_custom_auth_header_is_hidden_everywhere(
     client.send({"echo": value})
     echo_server.wait_for_message(lambda m: "echo" in m.text, timeout=T(5))
     assert value not in _formatted(caplog) and value not in rs.redact(f"got {value}")
+
+
+def test_genesys_errors_never_show_url_credentials(make: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    with pytest.raises(rs.ConfigurationError) as info:
+        rs.GenesysChatClient("alice:pa55w0rd-genesys@gws.example/api")
+    assert "pa55w0rd" not in str(info.value)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    client = make(rs.GenesysChatClient, f"http://alice:pa55w0rd-genesys@127.0.0.1:{port}/api/v2/notifications")
+    rec = Recorder(client)
+    client.start()
+    err = rec.wait("error", timeout=T(10)).data
+    assert "pa55w0rd" not in repr(err) + str(err.exception) + repr(client) + _formatted(caplog)

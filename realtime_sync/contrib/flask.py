@@ -98,7 +98,7 @@ def _listen_command(
             return
         code = ext.listen(duration=duration, max_events=max_events, quiet=quiet, verbose=verbose)
     except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(redact(str(exc))) from exc
     if code:
         raise click.ClickException("the client stopped by itself; see the errors above")
 

@@ -60,6 +60,7 @@ from typing import Any, Callable, Iterable, Mapping
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from ..._redact import redact_url
 from ...client import Client
 from ...exceptions import ConfigurationError
 from .._common import HandlerRegistry, ProcessLocalClient, make_client, normalise_vendor, token_from_config
@@ -137,7 +138,7 @@ class ClientConfig:
         client.close(timeout=1)
 
     def __repr__(self) -> str:
-        return f"<ClientConfig {self.name!r} {self.vendor} {self.url!r}>"
+        return f"<ClientConfig {self.name!r} {self.vendor} {redact_url(self.url)!r}>"
 
 
 def _settings() -> Mapping[str, Any]:

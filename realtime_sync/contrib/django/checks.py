@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.checks import CheckMessage, Error, register
 
+from ..._redact import redact
+
 
 @register()
 def check_realtime_sync_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -17,5 +19,5 @@ def check_realtime_sync_settings(app_configs: Any = None, **kwargs: Any) -> list
         for config in client_configs().values():
             config.validate()  # builds (never starts) each client: OPTIONS and SUBSCRIBE checked too
     except ImproperlyConfigured as exc:
-        return [Error(str(exc), hint="See the 'Django' section of the realtime_sync README.", id="realtime_sync.E001")]
+        return [Error(redact(str(exc)), hint="See the 'Django' section of the realtime_sync README.", id="realtime_sync.E001")]
     return []
