@@ -274,7 +274,8 @@ class DispatchOptions:
     Callbacks run on one dispatcher thread (``realtime_sync-dispatch``), in the order the events
     were received, never on the transport thread: a slow handler cannot delay a heartbeat.
 
-    ``max_queue`` bounds the events waiting for the dispatcher.  When it is full, ``overflow``
+    ``max_queue`` bounds the events waiting for the dispatcher (those being delivered
+    included), ``max_queue_bytes`` their estimated size (default 64 MiB).  When it is full, ``overflow``
     decides: ``"drop_oldest"`` (default: the newest state wins, which suits snapshot and status
     feeds) or ``"drop_newest"``.  Every drop is counted in ``stats.dropped`` and reported by an
     ``error`` event of kind ``"overflow"`` (at most one per second).
@@ -285,6 +286,14 @@ class DispatchOptions:
 
     max_queue: int = attrs.field(default=100_000)
     overflow: str = attrs.field(default="drop_oldest")
+    #: Bound of the waiting events in (estimated) bytes too, so a server sending large frames
+    #: cannot grow the queue to ``max_queue`` times its frame size.  Same overflow policy.
+    max_queue_bytes: int = attrs.field(default=64 * 1024 * 1024)
+
+    @max_queue_bytes.validator
+    def _check_max_queue_bytes(self, _attr: attrs.Attribute[Any], value: int) -> None:
+        if not isinstance(value, int) or value < 1:
+            raise ConfigurationError(f"max_queue_bytes must be an int >= 1, got {value!r}")
 
     @max_queue.validator
     def _check_max_queue(self, _attr: attrs.Attribute[Any], value: int) -> None:

@@ -23,7 +23,9 @@ The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="dro
 counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``, at most
 once per second; a report counts every drop since the previous one.  The report is queued under
 the same bound (it displaces one more event, by the same policy), so the queue never holds more
-than ``max_queue`` events.
+than ``max_queue`` events, those being delivered included (the thread takes batches of at most 64),
+nor more than ``max_queue_bytes`` of them by an estimate of their decoded size (at least one
+event is always kept).
 """
 
 from __future__ import annotations
@@ -81,6 +83,40 @@ def _entity_keys(by_entity: dict[str, list[Handler]]) -> dict[Any, tuple[Handler
     return out
 
 
+#: Events taken off the queue at a time by the dispatcher thread.
+_BATCH = 64
+
+
+def _size(value: Any, depth: int) -> int:
+    t = type(value)
+    if t is str or t is bytes:
+        return len(value)
+    if t is dict:
+        if depth == 0:
+            return 32 * len(value)
+        n = 16
+        for i, (k, v) in enumerate(value.items()):
+            if i >= 64:  # bounded work per event: the rest estimated from the count
+                return n + 32 * (len(value) - i)
+            n += (len(k) if type(k) is str else 8) + _size(v, depth - 1)
+        return n
+    if t is list or t is tuple:
+        if depth == 0:
+            return 16 * len(value)
+        n = 16
+        for i, v in enumerate(value):
+            if i >= 64:
+                return n + 16 * (len(value) - i)
+            n += _size(v, depth - 1)
+        return n
+    return 8
+
+
+def _weight(event: Event) -> int:
+    """An estimate of an event's size (its decoded frame), for ``max_queue_bytes``."""
+    return 64 + _size(event.raw, 4)
+
+
 class Dispatcher:
     """Delivers events to registered handlers on one background thread."""
 
@@ -89,7 +125,8 @@ class Dispatcher:
         self.log = log
         self.name = name
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[Event] = collections.deque()
+        self._queue: collections.deque[tuple[Event, int]] = collections.deque()  # (event, weight)
+        self._queued_bytes = 0
         self._regs: list[_Registration] = []
         self._reg_lock = threading.Lock()
         self._cache: dict[str, _Plan] = {}
@@ -172,11 +209,14 @@ class Dispatcher:
                     report = Event("error", ErrorInfo("overflow", msg), received_at=time.time())
                     # The report obeys the bound too: with drop_newest it takes the place of the
                     # newest queued event (it says that events were lost, which matters more).
-                    if self.options.overflow == "drop_newest" and len(self._queue) >= self.options.max_queue:
-                        self._queue.pop()
+                    full = len(self._queue) >= max(1, self.options.max_queue - self._in_flight)
+                    if self.options.overflow == "drop_newest" and self._queue and full:
+                        self._queued_bytes -= self._queue.pop()[1]
                         self.dropped += 1
                         self._unreported += 1
-                        self._queue.append(report)
+                        w = _weight(report)
+                        self._queue.append((report, w))
+                        self._queued_bytes += w
                     else:
                         self._unreported += self._enqueue([report])
             self._cond.notify()
@@ -184,29 +224,36 @@ class Dispatcher:
             self.log.warning(msg)  # outside the lock: a logging handler may be slow
 
     def _enqueue(self, events: list[Event]) -> int:
-        """Append ``events`` under the bound and the overflow policy; returns how many were
-        dropped.  Called with the lock held."""
+        """Append ``events`` under both bounds (count, with the events being delivered, and
+        estimated bytes) and the overflow policy; returns how many were dropped.  Called with
+        the lock held."""
         q = self._queue
-        limit = self.options.max_queue
-        room = limit - len(q)
-        if len(events) <= room:
-            q.extend(events)
-            return 0
-        overflow = len(events) - max(room, 0)
+        limit = max(1, self.options.max_queue - self._in_flight)
+        max_bytes = self.options.max_queue_bytes
+        dropped = 0
         if self.options.overflow == "drop_newest":
-            q.extend(events[: max(room, 0)])
+            for event in events:
+                w = _weight(event)
+                if len(q) < limit and (self._queued_bytes + w <= max_bytes or not q):
+                    q.append((event, w))
+                    self._queued_bytes += w
+                else:
+                    dropped += 1
         else:
-            # drop_oldest: the newest max_queue events survive, whether queued or incoming
-            # (one read can carry a batch larger than the whole queue).
-            if len(events) >= limit:
-                q.clear()
-                q.extend(events[len(events) - limit :])
-            else:
-                for _ in range(overflow):
-                    q.popleft()
-                q.extend(events)
-        self.dropped += overflow
-        return overflow
+            # drop_oldest: the newest events survive, whether queued or incoming (one read can
+            # carry a batch larger than the whole queue).
+            if len(events) > limit:
+                dropped += len(events) - limit
+                events = events[len(events) - limit :]
+            for event in events:
+                w = _weight(event)
+                q.append((event, w))
+                self._queued_bytes += w
+            while len(q) > 1 and (len(q) > limit or self._queued_bytes > max_bytes):
+                self._queued_bytes -= q.popleft()[1]
+                dropped += 1
+        self.dropped += dropped
+        return dropped
 
     def put(self, event: Event) -> None:
         self.put_many((event,))
@@ -240,11 +287,14 @@ class Dispatcher:
                     cond.wait()
                 if not self._queue:
                     return
-                batch = self._queue
-                self._queue = collections.deque()
+                # A bounded batch, counted in the bound while delivered: taking the whole queue
+                # let another max_queue events wait behind it (twice the bound).
+                q = self._queue
+                batch = [q.popleft() for _ in range(min(len(q), _BATCH))]
+                self._queued_bytes -= sum(w for _, w in batch)
                 self._in_flight = len(batch)
             deliver = self._deliver
-            for event in batch:
+            for event, _w in batch:
                 deliver(event)
                 self._in_flight -= 1
 
@@ -293,6 +343,7 @@ class Dispatcher:
             self._stopping = True
             if not drain:
                 self._queue.clear()
+                self._queued_bytes = 0
             self._cond.notify_all()
         t = self._thread
         if t is None or t is threading.current_thread():
@@ -301,6 +352,7 @@ class Dispatcher:
         if t.is_alive():
             with self._cond:
                 self._queue.clear()
+                self._queued_bytes = 0
             return False
         return True
 

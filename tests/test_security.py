@@ -503,3 +503,20 @@ def test_genesys_errors_never_show_url_credentials(make: Callable[..., Any], cap
     client.start()
     err = rec.wait("error", timeout=T(10)).data
     assert "pa55w0rd" not in repr(err) + str(err.exception) + repr(client) + _formatted(caplog)
+
+
+def test_the_event_queue_is_bounded_in_bytes(echo_server: Any, make_client: Any) -> None:
+    client = make_client(echo_server.url, max_queue_bytes=256 * 1024)
+    release, entered = threading.Event(), threading.Event()
+    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send({"event": "block"})
+    assert entered.wait(T(5))
+    for i in range(20):  # 20 x 64 KiB: five times the byte bound, far under max_queue
+        conn.send({"event": "big", "id": i, "data": {"text": "x" * 65536}})
+    poll_until(lambda: client.stats.frames_received >= 21)
+    depth = client.stats.queue_depth
+    release.set()
+    assert depth <= 1 + 256 * 1024 // 65536 + 1, depth
+    assert client.stats.dropped >= 20 - 5
