@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence, TextIO
 
 import attrs
 
-from ._redact import get_logger, redact, register_secret
+from ._redact import get_logger, is_secret_header, redact, register_secret
 from ._version import __version__
 from .events import LIFECYCLE_EVENTS, Event
 from .exceptions import ConfigurationError, RealtimeSyncError
@@ -357,7 +357,10 @@ def _listen_common() -> argparse.ArgumentParser:
         help="TCP + TLS + handshake timeout (default 10)",
     )
     conn.add_argument(
-        "--proxy", metavar="URL", help="http://[user:pass@]host:port (default: $https_proxy / $http_proxy)"
+        "--proxy",
+        metavar="URL",
+        help="http://[user:pass@]host:port (default: $REALTIME_SYNC_PROXY, else $https_proxy / $http_proxy); "
+        "put a proxy password in $REALTIME_SYNC_PROXY, not in argv (other users can read argv)",
     )
     conn.add_argument("--ca-bundle", metavar="PATH", help="CA certificates file or directory for TLS")
     conn.add_argument("--insecure", action="store_true", help="do not verify TLS certificates (testing only)")
@@ -366,7 +369,15 @@ def _listen_common() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="'NAME: VALUE'",
-        help="extra handshake header (repeatable; values are redacted in logs)",
+        help="extra handshake header (repeatable; values are redacted in logs; for a secret use --header-from-env)",
+    )
+    conn.add_argument(
+        "--header-from-env",
+        action="append",
+        default=[],
+        metavar="NAME=VARIABLE",
+        help="extra handshake header whose value is read from the environment variable VARIABLE "
+        "(repeatable), e.g. --header-from-env X-Auth-Token=MY_TOKEN: secrets stay out of argv",
     )
     conn.add_argument("--origin", help="Origin header (ActionCable derives it from the URL)")
     hand = common.add_argument_group("replicas and hand-off (Redis; pip install 'realtime_sync[redis]')")
@@ -443,6 +454,14 @@ def _env_secret(*names: str) -> str | None:
     return secret_from_env(*names, "REALTIME_SYNC_TOKEN")
 
 
+def _argv_warning(what: str, instead: str) -> None:
+    """A secret given on the command line: other users of the machine can read argv (``ps``)."""
+    sys.stderr.write(
+        f"realtime-sync: warning: {what} puts a secret on the command line, readable by other users "
+        f"(ps, /proc); use {instead} instead\n"
+    )
+
+
 def _connect_options(args: argparse.Namespace) -> dict[str, Any]:
     options: dict[str, Any] = {}
     headers: dict[str, str] = {}
@@ -452,13 +471,30 @@ def _connect_options(args: argparse.Namespace) -> dict[str, Any]:
             raise _UsageError(f"--header wants 'Name: value', got {redact(item)!r}")
         headers[name.strip()] = value.strip()
         register_secret(value.strip())
+        if is_secret_header(name):
+            _argv_warning(f"--header {name.strip()}", f"--header-from-env {name.strip()}=VARIABLE")
+    for item in args.header_from_env:
+        name, sep, variable = item.partition("=")
+        if not sep or not name.strip() or not variable.strip():
+            raise _UsageError(f"--header-from-env wants 'NAME=VARIABLE', got {item!r}")
+        value = os.environ.get(variable.strip())
+        if not value:
+            raise _UsageError(
+                f"--header-from-env {name.strip()}: the environment variable {variable.strip()} is not set"
+            )
+        register_secret(value)
+        headers[name.strip()] = value
     if headers:
         options["headers"] = headers
     if args.connect_timeout is not None:
         options["connect_timeout"] = args.connect_timeout
-    if args.proxy:
-        register_secret(args.proxy.partition("@")[0].rpartition(":")[2] if "@" in args.proxy else None)
-        options["proxy"] = args.proxy
+    proxy = args.proxy
+    if proxy and "@" in proxy.partition("://")[2].split("/", 1)[0]:
+        _argv_warning("--proxy with a user:password", "REALTIME_SYNC_PROXY")
+    proxy = proxy or os.environ.get("REALTIME_SYNC_PROXY") or None
+    if proxy:
+        register_secret(proxy.partition("@")[0].rpartition(":")[2] if "@" in proxy else None)
+        options["proxy"] = proxy
     if args.ca_bundle:
         if not os.path.exists(args.ca_bundle):
             raise _UsageError(f"--ca-bundle: no such file or directory: {args.ca_bundle}")

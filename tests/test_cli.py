@@ -430,3 +430,27 @@ def test_max_attempts_counts_failed_attempts(procs: list[Proc]) -> None:
         assert proc.finish() == 1
     assert proc.errors.count("! error") == 3, proc.errors  # 2 refused connections + giving up
     assert "giving up after 2 consecutive failed attempts" in proc.errors
+
+
+def test_secrets_can_stay_out_of_argv_and_argv_secrets_are_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 10: --proxy user:pass@... and --header put secrets in argv (readable with ps)."""
+    monkeypatch.setenv("VOXSIG_PUBSUB_TOKEN", "user-token-1")
+    monkeypatch.setenv("MY_HDR_SECRET", "hdr-from-env-value-1")
+    monkeypatch.setenv("REALTIME_SYNC_PROXY", "")
+    with FakeVoxsigServer() as server:
+        code = main(["listen", "voxsig", "--url", server.url, "--account-id", "1", "--user-id", "7", "-q",
+                     "--presence-interval", "0", "--header-from-env", "X-Auth-Token=MY_HDR_SECRET",
+                     "--duration", str(T(2))])  # fmt: skip
+        assert code == 0
+        assert server.handshakes[-1].headers["X-Auth-Token"] == "hdr-from-env-value-1"
+    err = capsys.readouterr().err
+    assert "warning" not in err and "hdr-from-env-value-1" not in err
+    assert main(["listen", "voxsig", "--url", "ws://127.0.0.1:9/cable", "--header", "Authorization: Bearer argv-secret-1",
+                 "--proxy", "http://bob:argv-pw-1@127.0.0.1:9", "--ca-bundle", "/nonexistent"]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--header-from-env Authorization=VARIABLE" in err and "REALTIME_SYNC_PROXY" in err
+    assert "argv-secret-1" not in err and "argv-pw-1" not in err
+    assert main(["listen", "voxsig", "--url", "ws://h/cable", "--header-from-env", "X-A=NOT_SET_ANYWHERE"]) == 2
+    assert "NOT_SET_ANYWHERE is not set" in capsys.readouterr().err
