@@ -585,9 +585,12 @@ def test_bad_frames_become_error_events_and_later_frames_still_work() -> None:
     )
     feed(a, 1.0, {"channel": "/meta/connect", "successful": "yes", "id": held["id"]})
     events = a.events_received()
-    assert [e.name for e in events] == ["error"] * 6
-    assert all(e.data.kind == "bad_frame" for e in events)
-    assert "index" in events[4].data.message
+    # The chat notification with an unreadable index is delivered anyway (the index left at its
+    # default) and the mismatch reported; the other bad frames are errors only.
+    assert [e.name for e in events] == ["error"] * 4 + ["chat.new_messages", "error", "error"]
+    assert [e.data.kind for e in events if e.name == "error"] == ["bad_frame"] * 4 + ["decode", "bad_frame"]
+    assert events[4].data.messages[0].index is None and "index" in events[4].decode_error
+    assert "index" in events[5].data.message
     good = {
         "messageType": "MessageLogUpdated",
         "notificationType": "NewMessages",
@@ -680,3 +683,23 @@ def test_channel_validation_and_matching() -> None:
         validate_channel("/a/*", subscribe=False)
     assert channel_matches("/a/*", "/a/b") and not channel_matches("/a/*", "/a")
     assert channel_matches("/a/**", "/a/b/c") and not channel_matches("/a/**", "/b/c")
+
+
+def test_a_server_side_meta_disconnect_ends_the_session_as_cometd_js_does() -> None:
+    # {"channel":"/meta/disconnect","successful":true} with no id: the server ended the session;
+    # cometd.js stops (no re-handshake), so does the adapter.
+    a, _held = connected()
+    feed(a, 1.0, {"channel": "/meta/disconnect", "successful": True})
+    events = a.events_received()
+    assert [e.name for e in events] == ["error"] and "ended" in events[0].data.message
+    req = a.close_request()
+    assert req is not None and req.reconnect is False
+    assert a.client_id is None
+    a.handle_timer(100.0)
+    assert frames(a) == []  # no handshake, no connect
+
+
+def test_an_unmatched_failed_meta_disconnect_is_not_an_end() -> None:
+    a, _held = connected()
+    feed(a, 1.0, {"channel": "/meta/disconnect", "successful": False, "error": "x"})
+    assert a.close_request() is None

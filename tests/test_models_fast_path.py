@@ -12,8 +12,17 @@ from realtime_sync.exceptions import ProtocolError
 from realtime_sync.models import _converter as cv
 from realtime_sync.models import genesys, jifeline, voxsig
 
+# The spellings real servers send (issue 11) are drawn often: they take the converting branch of
+# the fast path (a hook call), which must agree with cattrs' detailed function too.
+spellings = st.sampled_from(["true", "false", "TRUE", "f", "1", "0", "12", " -3 ", "1.5", "1e3", "nan", "", "x"])
 values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | spellings
+    | st.sampled_from([0, 1, 12.0, 2.5]),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=4),
     max_leaves=8,
 )
@@ -53,6 +62,50 @@ def test_fast_and_detailed_hooks_agree(data):
     reference = hook.__globals__["_detailed"] if "_detailed" in getattr(hook, "__globals__", {}) else hook
     obj = data.draw(st.dictionaries(st.sampled_from(_keys(cls)) | st.text(max_size=4), values, max_size=8) | values)
     assert _outcome(hook, obj, cls) == _outcome(reference, obj, cls)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_decode_never_raises_and_keeps_what_fits(data):
+    conv, cls = data.draw(st.sampled_from(TARGETS))
+    obj = data.draw(st.dictionaries(st.sampled_from(_keys(cls)) | st.text(max_size=4), values, max_size=8) | values)
+    value, problem = cv.decode(conv, obj, cls)
+    strict = _outcome(conv.get_structure_hook(cls), {} if obj is None else obj, cls)
+    if strict[0] == "ok":
+        assert problem is None and value == strict[1]
+    else:
+        assert problem
+        assert isinstance(value, cls) or value == obj  # typed as far as it fits, or the dict
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "expected"),
+    [
+        ("false", bool, False),
+        ("true", bool, True),
+        ("0", bool, False),
+        (1, bool, True),
+        ("12", int, 12),
+        (12.0, int, 12),
+        ("1.5", float, 1.5),
+        (7, str, "7"),
+    ],
+)
+def test_real_spellings_read_into_the_right_value_never_cattrs_coercion(value, kind, expected):
+    c = cv.make_converter()
+    got = c.structure(value, kind)
+    assert got == expected and type(got) is kind
+    # cattrs' default would say bool("false") is True: never here.
+    assert c.structure("false", bool) is False
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [("yes please", bool), (2, bool), (1.5, int), ("1.5", int), ("nan", float), (1.5, str), ({}, str)],
+)
+def test_values_that_do_not_fit_are_refused_not_guessed(value, kind):
+    with pytest.raises(TypeError):
+        cv.make_converter().structure(value, kind)
 
 
 def test_errors_still_name_the_bad_field():

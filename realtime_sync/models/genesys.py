@@ -12,12 +12,23 @@ a Bayeux message, with camelCase keys on the wire:
 The event name is ``"chat." + snake_case(notificationType)`` (``chat.status_change``,
 ``chat.participants_updated``, ``chat.properties_updated``, ``chat.error``, ``chat.new_messages``),
 so a notification type this module does not know yet still arrives under a predictable name.
-Anything else (another topic such as ``/v2/me/calls``, another ``messageType``) passes through as
-``"notification"`` with the decoded ``data`` dict, ``entity_id`` = the channel.
+The voice topics of the GWS documentation ("CometD notifications", Voice API) are typed too:
 
-Unknown fields never break decoding (the whole message stays in ``event.raw``); a known field
-of the wrong type does (the strict converter refuses ``"3"`` for an index); ``null`` is accepted
-wherever a field may be absent.
+* ``/v2/me/calls``: ``CallStateChangeMessage`` -> :class:`CallStateChange` (the whole ``call``),
+  named ``"call." + snake_case(notificationType)`` (``call.status_change``...), entity = call id;
+* ``/v2/me/devices``: ``DeviceStateChangeMessage`` -> :class:`DeviceStateChange` (the
+  ``devices``, each with its ``userState``), named ``device.state_change``, entity = the device
+  id when there is one device.
+
+Events are named by **topic and** message type: GWS sends ``MessageLogUpdated`` on
+``/v2/me/facebooksession`` too, which is no chat (it passes through as ``notification``, not as a
+``chat.new_messages`` without a chat).  Anything else (another topic, another ``messageType``)
+passes through as ``"notification"`` with the decoded ``data`` dict, ``entity_id`` = the channel.
+
+Unknown fields never break decoding (the whole message stays in ``event.raw``); values are read
+under the one decoding policy (:mod:`realtime_sync.models._converter`: ``"3"`` is index 3,
+``null`` is an absent field); a value that still does not fit leaves its field at the default and
+the event is delivered with ``event.decode_error`` (and an ``error`` of kind ``"decode"``).
 """
 
 from __future__ import annotations
@@ -26,18 +37,24 @@ import re
 from typing import Any, Mapping
 
 import attrs
-from cattrs.gen import make_dict_structure_fn, override
 
-from ._converter import camel_renames, make_converter, note_model, structure
+from ._converter import camel_renames, decode, make_converter, register
 
 __all__ = [
+    "CALL_EVENTS",
     "CHAT_EVENTS",
+    "DEVICE_EVENTS",
+    "Call",
+    "CallStateChange",
     "Chat",
     "ChatMessage",
     "ChatStateChange",
+    "Device",
+    "DeviceStateChange",
     "MessageLogUpdate",
     "NOTIFICATION_EVENT",
     "Participant",
+    "UserState",
     "chat_id_from_uri",
     "decode_notification",
     "event_name_for",
@@ -54,8 +71,20 @@ CHAT_EVENTS = (
 #: Name under which messages of other topics / unknown message types pass through.
 NOTIFICATION_EVENT = "notification"
 
+#: Event names of the call topic (``/v2/me/calls``): ``"call." + snake_case(notificationType)``.
+CALL_EVENTS = (
+    "call.status_change",
+    "call.participants_updated",
+    "call.attached_data_changed",
+    "call.call_recording_state_change",
+)
+#: Event name of the device topic (``/v2/me/devices``).
+DEVICE_EVENTS = ("device.state_change",)
+
 CHAT_STATE_CHANGE = "ChatStateChangeMessage"
 MESSAGE_LOG_UPDATED = "MessageLogUpdated"
+CALL_STATE_CHANGE = "CallStateChangeMessage"
+DEVICE_STATE_CHANGE = "DeviceStateChangeMessage"
 
 
 @attrs.frozen
@@ -175,47 +204,137 @@ def chat_id_from_uri(uri: str | None) -> str | None:
     return last or None
 
 
+# -- voice: calls and devices (GWS "CometD notifications", Voice API) ------------------------
+
+
+@attrs.frozen
+class Call:
+    """The call resource of a ``CallStateChangeMessage`` (``/v2/me/calls``).
+
+    ``participants`` are kept as sent: phone numbers (``"5001"``) in GWS 8.5.0's examples,
+    objects in later versions.  ``user_data`` is the attached data.
+
+    >>> Call(id="013V08JRL498H1OI04000VTAES00000G", state="Dialing").state
+    'Dialing'
+    """
+
+    id: str | None = None
+    conn_id: str | None = None
+    state: str | None = None
+    call_uuid: str | None = None
+    device_uri: str | None = None
+    uri: str | None = None
+    participants: tuple[Any, ...] = ()
+    dnis: str | None = None
+    ani: str | None = None
+    call_type: str | None = None
+    capabilities: tuple[str, ...] = ()
+    duration: int | None = None
+    mute: str | None = None
+    supervisor_listening_in: str | None = None
+    monitored_user_uri: str | None = None
+    parent_call_id: str | None = None
+    previous_conn_id: str | None = None
+    user_data: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class CallStateChange:
+    """A ``CallStateChangeMessage``: a call's state, participants or attached data changed.
+
+    >>> CallStateChange(notification_type="StatusChange", call=Call(id="c7")).call_id
+    'c7'
+    """
+
+    notification_type: str | None = None
+    message_type: str | None = None
+    call: Call | None = None
+    extensions: Mapping[str, Any] = attrs.field(factory=dict)
+    reference_id: int | str | None = None
+
+    @property
+    def call_id(self) -> str | None:
+        """The call's id (``call.id``, else the last segment of ``call.uri``)."""
+        if self.call is None:
+            return None
+        return self.call.id or chat_id_from_uri(self.call.uri)
+
+
+@attrs.frozen
+class UserState:
+    """An agent state on a device (``userState``): ``state`` Ready, NotReady...; ``work_mode``
+    AuxWork, AfterCallWork...; ``reason`` as configured."""
+
+    id: str | None = None
+    display_name: str | None = None
+    state: str | None = None
+    work_mode: str | None = None
+    reason: str | None = None
+
+
+@attrs.frozen
+class Device:
+    """One device of a ``DeviceStateChangeMessage`` (a phone: ``phone_number``, DND, forwarding)."""
+
+    id: str | None = None
+    device_state: str | None = None
+    user_state: UserState | None = None
+    phone_number: str | None = None
+    e164_number: str | None = None
+    telephony_network: str | None = None
+    do_not_disturb: str | None = None
+    voice_environment_uri: str | None = None
+    capabilities: tuple[str, ...] = ()
+    call_forwarding: str | None = None
+
+
+@attrs.frozen
+class DeviceStateChange:
+    """A ``DeviceStateChangeMessage`` (``/v2/me/devices``): the agent state or a device setting
+    changed.
+
+    >>> DeviceStateChange(devices=(Device(id="d1", user_state=UserState(state="NotReady")),)).device_id
+    'd1'
+    """
+
+    message_type: str | None = None
+    devices: tuple[Device, ...] = ()
+    reference_id: int | str | None = None
+
+    @property
+    def device_id(self) -> str | None:
+        """The device's id when the message is about exactly one device."""
+        return self.devices[0].id if len(self.devices) == 1 else None
+
+
 # -- converter --------------------------------------------------------------------------------
 
+# One converter, the shared policy (null lists and objects read as empty, numeric strings as
+# numbers...); every model gets the generated fast-path hook.
 _converter = make_converter()
-
-
-def _register(cls: type, renames: Mapping[str, str]) -> None:
-    """Like ``_converter.register`` but ``null`` counts as absent for fields with a non-None
-    default: GWS versions differ in sending ``null`` or omitting a field, and a ``null`` list of
-    participants must not turn a whole notification into an error."""
-    note_model(_converter, cls, renames)
-    overrides = {name: override(rename=key) for name, key in renames.items()}
-    fn: Any = make_dict_structure_fn(cls, _converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
-    wire = {a.name: renames.get(a.name, a.name) for a in attrs.fields(cls)}
-    nullable_off = {wire[a.name] for a in attrs.fields(cls) if a.default is not None}
-
-    def hook(v: Any, t: Any) -> Any:
-        if not isinstance(v, dict):
-            raise TypeError(f"expected an object, got {'null' if v is None else type(v).__name__}")
-        if any(v.get(k, 0) is None for k in nullable_off):
-            v = {k: x for k, x in v.items() if not (x is None and k in nullable_off)}
-        return fn(v, t)
-
-    _converter.register_structure_hook(cls, hook)
-
-
-_register(Participant, camel_renames(Participant))
-_register(Chat, camel_renames(Chat))
-_register(ChatMessage, {**camel_renames(ChatMessage), "from_": "from"})
-_register(ChatStateChange, camel_renames(ChatStateChange))
-_register(MessageLogUpdate, camel_renames(MessageLogUpdate))
+register(_converter, Participant, camel_renames(Participant))
+register(_converter, Chat, camel_renames(Chat))
+register(_converter, ChatMessage, {**camel_renames(ChatMessage), "from_": "from"})
+register(_converter, ChatStateChange, camel_renames(ChatStateChange))
+register(_converter, MessageLogUpdate, camel_renames(MessageLogUpdate))
+register(_converter, Call, camel_renames(Call))
+register(_converter, CallStateChange, camel_renames(CallStateChange))
+register(_converter, UserState, camel_renames(UserState))
+register(_converter, Device, {**camel_renames(Device), "e164_number": "e164Number"})
+register(_converter, DeviceStateChange, camel_renames(DeviceStateChange))
 
 _SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
-def event_name_for(notification_type: str) -> str:
-    """``"chat." + snake_case(notification_type)``.
+def event_name_for(notification_type: str, prefix: str = "chat") -> str:
+    """``prefix + "." + snake_case(notification_type)``.
 
     >>> event_name_for("ParticipantsUpdated"), event_name_for("NewMessages")
     ('chat.participants_updated', 'chat.new_messages')
+    >>> event_name_for("StatusChange", "call")
+    'call.status_change'
     """
-    return "chat." + _SNAKE.sub("_", notification_type).lower()
+    return f"{prefix}." + _SNAKE.sub("_", notification_type).lower()
 
 
 _EVENT_NAMES = {
@@ -227,30 +346,44 @@ _EVENT_NAMES = {
 }
 
 
-def decode_notification(channel: str, data: Any) -> tuple[str, Any, Any]:
-    """One Bayeux data message -> ``(event name, data, entity_id)``.
+def _topic(channel: str) -> str:
+    """The last segment of a GWS topic: ``/v2/me/chats`` -> ``chats``."""
+    return channel.rstrip("/").rsplit("/", 1)[-1]
 
-    Raises :class:`~realtime_sync.exceptions.ProtocolError` when a chat notification has a
-    field of the wrong type.
 
-    >>> name, model, chat_id = decode_notification("/v2/me/chats", {
+def decode_notification(channel: str, data: Any) -> tuple[str, Any, Any, str | None]:
+    """One Bayeux data message -> ``(event name, data, entity_id, decode_error)``.
+
+    The name depends on the topic *and* the message type (see the module docstring).  A payload
+    that does not fit its model is still returned (typed as far as it fits) with the mismatch
+    as ``decode_error``.
+
+    >>> name, model, chat_id, problem = decode_notification("/v2/me/chats", {
     ...     "messageType": "ChatStateChangeMessage", "notificationType": "StatusChange",
     ...     "chat": {"id": "c1", "state": "Chatting"}})
-    >>> name, model.chat.state, chat_id
-    ('chat.status_change', 'Chatting', 'c1')
-    >>> decode_notification("/v2/me/calls", {"messageType": "CallStateChangeMessage"})[0]
+    >>> name, model.chat.state, chat_id, problem
+    ('chat.status_change', 'Chatting', 'c1', None)
+    >>> decode_notification("/v2/me/calls", {"messageType": "CallStateChangeMessage",
+    ...     "notificationType": "StatusChange", "call": {"id": "k1", "state": "Ringing"}})[:3:2]
+    ('call.status_change', 'k1')
+    >>> decode_notification("/v2/me/facebooksession", {"messageType": "MessageLogUpdated",
+    ...     "notificationType": "NewMessages"})[0]
     'notification'
     """
     if isinstance(data, dict):
+        topic = _topic(channel)
         message_type = data.get("messageType")
         notification_type = data.get("notificationType")
-        if isinstance(notification_type, str) and notification_type:
-            if message_type == CHAT_STATE_CHANGE:
-                change = structure(_converter, data, ChatStateChange)
-                name = _EVENT_NAMES.get(notification_type) or event_name_for(notification_type)
-                return name, change, change.chat_id
-            if message_type == MESSAGE_LOG_UPDATED:
-                update = structure(_converter, data, MessageLogUpdate)
-                name = _EVENT_NAMES.get(notification_type) or event_name_for(notification_type)
-                return name, update, update.chat_id
-    return NOTIFICATION_EVENT, data, channel
+        has_type = isinstance(notification_type, str) and bool(notification_type)
+        if topic == "chats" and has_type and message_type in (CHAT_STATE_CHANGE, MESSAGE_LOG_UPDATED):
+            cls: type = ChatStateChange if message_type == CHAT_STATE_CHANGE else MessageLogUpdate
+            model, problem = decode(_converter, data, cls)
+            name = _EVENT_NAMES.get(notification_type) or event_name_for(notification_type)  # type: ignore[arg-type]
+            return name, model, model.chat_id, problem
+        if topic == "calls" and has_type and message_type == CALL_STATE_CHANGE:
+            call, problem = decode(_converter, data, CallStateChange)
+            return event_name_for(notification_type, "call"), call, call.call_id, problem  # type: ignore[arg-type]
+        if topic == "devices" and message_type == DEVICE_STATE_CHANGE:
+            devices, problem = decode(_converter, data, DeviceStateChange)
+            return "device.state_change", devices, devices.device_id, problem
+    return NOTIFICATION_EVENT, data, channel, None

@@ -88,8 +88,10 @@ log = logging.getLogger("realtime_sync.bayeux")
 
 CONNECTION_TYPES = ("websocket", "long-polling")
 
-#: ``decoder(channel, data) -> (event name, event data, entity_id)`` for data messages.
-Decoder = Callable[[str, Any], "tuple[str, Any, Any]"]
+#: ``decoder(channel, data) -> (event name, event data, entity_id)`` for data messages; a decoder
+#: may also return ``(name, data, entity_id, decode_error)``: the event is delivered with
+#: ``event.decode_error`` and an ``error`` of kind ``"decode"`` follows (the decoding policy).
+Decoder = Callable[[str, Any], "tuple[str, Any, Any] | tuple[str, Any, Any, str | None]"]
 
 _META = "/meta/"
 _MAX_QUEUED_PUBLISHES = 1000
@@ -488,6 +490,12 @@ class BayeuxAdapter(Adapter):
             rid = str(rid)  # ids are strings; tolerate a server that echoes numbers
         if channel.startswith(_META):
             req = self._requests.get(rid) if isinstance(rid, str) else None
+            if channel == "/meta/disconnect" and req is None and successful is not False and self.client_id:
+                # The server ended the session itself ({"channel":"/meta/disconnect","successful":
+                # true}, no id): cometd.js then stops (_disconnect), it does not handshake again.
+                self.client_id = None
+                self._stop("the server ended the CometD session (/meta/disconnect)", message, now)
+                return
             if req is None or req.channel != channel or successful is None:
                 log.debug("ignoring an unmatched %s reply (id %r)", channel, rid)
                 return
@@ -617,8 +625,14 @@ class BayeuxAdapter(Adapter):
 
     def _on_data(self, channel: str, message: dict[str, Any], now: float) -> None:
         sub = self._route(channel)
+        problem: str | None = None
         try:
-            name, data, entity_id = self.decoder(channel, message["data"])
+            decoded = self.decoder(channel, message["data"])
+            if len(decoded) == 4:
+                # (name, data, entity_id, decode_error): delivered, and the mismatch reported.
+                name, data, entity_id, problem = decoded  # type: ignore[misc]
+            else:
+                name, data, entity_id = decoded
         except ProtocolError as exc:
             self._bad_frame(str(exc), message, now, raw=message, exc=exc)
             return
@@ -627,7 +641,7 @@ class BayeuxAdapter(Adapter):
                 f"cannot decode message on {channel!r}: {type(exc).__name__}: {exc}", message, now, raw=message
             )
             return
-        self._emit(name, now, data, entity_id=entity_id, raw=message, subscription=sub)
+        self._emit_decoded(name, now, data, problem, entity_id=entity_id, raw=message, subscription=sub)
 
     def _route(self, channel: str) -> Subscription | None:
         try:
