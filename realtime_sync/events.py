@@ -104,11 +104,9 @@ class Event:
     account_id: Any = None
 
     def __repr__(self) -> str:
-        # Redact before truncating: a cut could leave the start of a secret that no longer
-        # matches the registered value.
-        data = redact(repr(self.data))
-        if len(data) > 200:
-            data = data[:200] + "..."
+        # Redacted before it is cut (no prefix of a secret survives), and only a window of it:
+        # the repr of a 1 MiB chat message costs no more than a short one.
+        data = _redact.truncate(repr(self.data), 200)
         return f"Event(name={self.name!r}, entity_id={redact(repr(self.entity_id))}, data={data})"
 
     @property
