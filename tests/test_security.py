@@ -520,3 +520,19 @@ def test_the_event_queue_is_bounded_in_bytes(echo_server: Any, make_client: Any)
     release.set()
     assert depth <= 1 + 256 * 1024 // 65536 + 1, depth
     assert client.stats.dropped >= 20 - 5
+
+
+def test_nested_cometd_ext_credentials_never_reach_debug_logs(
+    bayeux: FakeBayeuxServer, make: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    ext = {"authentication": {"credentials": {"user": "agent-7", "token": "nested-cred-0042", "pin": "4711"}}}
+    client = make(CometDClient, bayeux.http_url, transport="websocket", ext=ext)
+    client.subscribe("/chat/a")
+    client.start()
+    bayeux.wait_for_subscription("/chat/a", timeout=T(5))
+    handshake = bayeux.wait_for_meta("/meta/handshake", timeout=T(5))
+    assert handshake["ext"]["authentication"]["credentials"]["token"] == "nested-cred-0042"  # sent...
+    text = _formatted(caplog)
+    assert "/meta/handshake" in text  # ...and the frame was logged at DEBUG, without them
+    assert "nested-cred-0042" not in text and "4711" not in text and "agent-7" not in text
