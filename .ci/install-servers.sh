@@ -2,6 +2,8 @@
 # Install the REAL servers used by the integration tests:
 #   - Rails ActionCable 6.1 (Debian bookworm's ruby-actioncable) served by puma
 #   - faye (npm) Bayeux server, into tests/servers/faye/node_modules
+#   - cometd-nodejs-server (npm; the CometD project's own Node.js server, with its ack
+#     extension), into tests/servers/cometd/node_modules
 #   - Debian's redis-server (the tests start their own on a free port; no service is enabled)
 # Idempotent; quick when everything is already there. Run as root (CI does).
 # Downloads only from Debian apt and the npm registry.
@@ -9,6 +11,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 FAYE_DIR="$ROOT/tests/servers/faye"
+COMETD_DIR="$ROOT/tests/servers/cometd"
 export DEBIAN_FRONTEND=noninteractive
 
 log() { echo "[install-servers] $*"; }
@@ -76,6 +79,17 @@ else
   else
     npm install --no-audit --no-fund --loglevel=error
   fi
+fi
+
+# --- cometd-nodejs-server (npm) ----------------------------------------------
+if [ -f "$COMETD_DIR/node_modules/cometd-nodejs-server/package.json" ] \
+   && [ -f "$COMETD_DIR/node_modules/.package-lock.json" ] \
+   && [ ! "$COMETD_DIR/package-lock.json" -nt "$COMETD_DIR/node_modules/.package-lock.json" ] \
+   && node -e 'require(process.argv[1])' "$COMETD_DIR/node_modules/cometd-nodejs-server" >/dev/null 2>&1; then
+  log "cometd-nodejs-server already installed"
+else
+  log "npm ci in $COMETD_DIR"
+  (cd "$COMETD_DIR" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 log "ruby $(ruby -e 'print RUBY_VERSION'), actioncable $(ruby -e 'require "action_cable"; print ActionCable.version'), puma $(ruby -e 'require "puma"; print Puma::Const::PUMA_VERSION'), node $(node --version), faye $(node -p 'require(process.argv[1]+"/node_modules/faye/package.json").version' "$FAYE_DIR")"

@@ -18,7 +18,7 @@ from .client import Client
 from .config import ReconnectPolicy
 from .exceptions import ConfigurationError
 from .protocols.base import ConnectRequest
-from .protocols.bayeux import AuthExtension, BayeuxAdapter, Decoder, validate_channel
+from .protocols.bayeux import AckExtension, AuthExtension, BayeuxAdapter, Decoder, validate_channel
 from .transport_longpoll import TRANSPORTS, make_connection_factory
 
 __all__ = ["CometDClient"]
@@ -46,6 +46,9 @@ class CometDClient(Client[BayeuxAdapter]):
         ext: fields added to the handshake's ``ext`` (e.g. ``{"auth": token}``); a mapping or a
             callable returning one (called at each handshake).
         extensions: Bayeux extensions (objects with ``outgoing(msg)`` / ``incoming(msg)``).
+        ack: use CometD's acknowledged-messages extension (:class:`AckExtension`): ordered,
+            at-least-once delivery of data messages, with a server that has it (the CometD
+            servers do; others ignore it).
         max_network_delay: seconds allowed for a reply beyond the server's hold time; a request
             unanswered past it means a dead connection (the reference client's 10 s).
         **options: any :class:`~realtime_sync.ConnectOptions` / :class:`~realtime_sync.DispatchOptions`
@@ -82,6 +85,7 @@ class CometDClient(Client[BayeuxAdapter]):
         password: str | None = None,
         ext: Mapping[str, Any] | Callable[[], Mapping[str, Any]] | None = None,
         extensions: Iterable[Any] = (),
+        ack: bool = False,
         max_network_delay: float = 10.0,
         decoder: Decoder | None = None,
         **options: Any,
@@ -100,6 +104,8 @@ class CometDClient(Client[BayeuxAdapter]):
         exts = list(extensions)
         if ext is not None:
             exts.insert(0, AuthExtension(ext))
+        if ack and not any(isinstance(e, AckExtension) for e in exts):
+            exts.append(AckExtension())
         adapter = BayeuxAdapter(decoder=decoder, extensions=exts, max_network_delay=max_network_delay)
         # One jar for both transports: cookies given as an option seed it, the server's are kept.
         jar = CookieJar(url=url)

@@ -72,6 +72,7 @@ from ..exceptions import ConfigurationError, ProtocolError
 from .base import BAD, Adapter, HeldFrame, truncate
 
 __all__ = [
+    "AckExtension",
     "AuthExtension",
     "BayeuxAdapter",
     "BayeuxState",
@@ -194,6 +195,65 @@ class AuthExtension:
 
     def __repr__(self) -> str:
         return "AuthExtension(***)"
+
+
+@attrs.define
+class AckExtension:
+    """CometD's acknowledged-messages extension, as cometd.js' ``AckExtension`` speaks it.
+
+    The handshake asks for it (``ext: {"ack": true}``); a server that has it answers
+    ``ext: {"ack": true}``, then delivers data messages **only** in ``/meta/connect`` replies,
+    numbered by batch, and keeps each batch until the next connect acknowledges it
+    (``ext: {"ack": <last batch>}``).  So messages arrive in order even when several HTTP requests
+    are in flight (CometD's ``extensions_acknowledge.adoc``, "Message Ordering"), and a batch lost
+    with its connect reply is sent again (at least once).  A server without it ignores the field.
+
+    >>> ack = AckExtension()
+    >>> ack.outgoing({"channel": "/meta/handshake"})["ext"]
+    {'ack': True}
+    >>> _ = ack.incoming({"channel": "/meta/handshake", "successful": True, "ext": {"ack": True}})
+    >>> ack.outgoing({"channel": "/meta/connect"})["ext"]
+    {'ack': -1}
+    >>> _ = ack.incoming({"channel": "/meta/connect", "successful": True, "ext": {"ack": 4}})
+    >>> ack.outgoing({"channel": "/meta/connect"})["ext"], ack.server_supports_acks
+    ({'ack': 4}, True)
+    """
+
+    #: The server answered the handshake with ack support (reset by every handshake).
+    server_supports_acks: bool = False
+    #: The last batch received, acknowledged by the next ``/meta/connect`` (-1: none yet).
+    batch: int = -1
+
+    def outgoing(self, message: dict[str, Any]) -> dict[str, Any]:
+        channel = message.get("channel")
+        if channel == "/meta/handshake":
+            self.server_supports_acks = False
+            self.batch = -1
+            message["ext"] = {**_ext(message), "ack": True}
+        elif channel == "/meta/connect" and self.server_supports_acks:
+            message["ext"] = {**_ext(message), "ack": self.batch}
+        return message
+
+    def incoming(self, message: dict[str, Any]) -> dict[str, Any]:
+        channel = message.get("channel")
+        ext = message.get("ext")
+        if channel == "/meta/handshake" and isinstance(ext, dict):
+            field = ext.get("ack")
+            if isinstance(field, dict):  # newer servers: {"enabled": true, "batch": n}
+                self.server_supports_acks = field.get("enabled") is True
+                if isinstance(field.get("batch"), int):
+                    self.batch = field["batch"]
+            else:
+                self.server_supports_acks = field is True
+        elif channel == "/meta/connect" and message.get("successful") is True and self.server_supports_acks:
+            if isinstance(ext, dict) and isinstance(ext.get("ack"), int) and not isinstance(ext.get("ack"), bool):
+                self.batch = ext["ack"]
+        return message
+
+
+def _ext(message: dict[str, Any]) -> dict[str, Any]:
+    ext = message.get("ext")
+    return ext if isinstance(ext, dict) else {}
 
 
 @attrs.frozen

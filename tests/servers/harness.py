@@ -114,6 +114,19 @@ def faye_available() -> tuple[bool, str]:
         return _avail_cache["faye"]
 
 
+COMETD_DIR = Path(__file__).resolve().parent / "cometd"
+
+
+def cometd_available() -> tuple[bool, str]:
+    """(True, "") when node and tests/servers/cometd/node_modules/cometd-nodejs-server are installed."""
+    hint = "run `bash .ci/install-servers.sh` to install it"
+    if not shutil.which("node"):
+        return False, f"node not installed; {hint}"
+    if not (COMETD_DIR / "node_modules" / "cometd-nodejs-server" / "package.json").is_file():
+        return False, f"cometd-nodejs-server not installed in {COMETD_DIR / 'node_modules'}; {hint}"
+    return True, ""
+
+
 def available() -> dict[str, tuple[bool, str]]:
     return {"actioncable": actioncable_available(), "faye": faye_available()}
 
@@ -647,3 +660,47 @@ if _pytest is not None:
         srv.start()
         yield srv
         srv.stop()
+
+
+# --------------------------------------------------------------------------
+# cometd-nodejs-server (the CometD project's own Node.js server)
+# --------------------------------------------------------------------------
+class CometDNodeServer(_Server):
+    """cometd-nodejs-server at /api/v2/notifications: long-polling only (a websocket upgrade
+    gets HTTP 400), sessions by the BAYEUX_BROWSER cookie, queued messages in the reply of any
+    request, and its acknowledged-messages extension installed (cometd/server.js)."""
+
+    name = "cometd"
+
+    def __init__(
+        self, port: int | None = None, log_dir: str | os.PathLike[str] | None = None, *, timeout_ms: int = 2000
+    ):
+        super().__init__(port, log_dir)
+        self.timeout_ms = timeout_ms
+
+    @staticmethod
+    def available() -> tuple[bool, str]:
+        return cometd_available()
+
+    def _command(self) -> list[str]:
+        return [
+            shutil.which("node") or "node",
+            str(COMETD_DIR / "server.js"),
+            f"--port={self.port}",
+            f"--timeout={self.timeout_ms}",
+        ]
+
+    def _cwd(self) -> Path:
+        return COMETD_DIR
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}/api/v2/notifications"
+
+    def burst(self, channel: str, count: int, start: int = 1) -> None:
+        """Publish data {"seq": i} for i = start .. start+count-1, in order, over several
+        event-loop turns (several batches)."""
+        http_json("POST", f"{self.http_base}/burst", {"channel": channel, "count": count, "start": start}, timeout=60)
+
+    def stats(self) -> dict[str, Any]:
+        return http_json("GET", f"{self.http_base}/stats")
