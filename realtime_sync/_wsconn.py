@@ -1,7 +1,10 @@
 """The websocket connection used by the transport thread.
 
-websocket-client does the opening handshake (proxy, TLS, headers, subprotocols, Origin,
-cookies); after it, the bytes go through the sans-I/O codec of :mod:`realtime_sync._frames`:
+websocket-client opens the socket (DNS, TCP, HTTP CONNECT or SOCKS proxy, TLS); the HTTP
+upgrade (RFC 6455 4.1) is ours, so that ``connect_timeout`` bounds the whole handshake, the
+response head is read linearly and bounded, a refused handshake's body is never read, and a
+redirect is never followed (the handshake carries the credentials).  After it, the bytes go
+through the sans-I/O codec of :mod:`realtime_sync._frames`:
 
 * one ``recv()`` of up to 256 KiB parses every frame it holds, instead of websocket-client's
   two or three ``recv()`` calls per frame;
@@ -23,6 +26,8 @@ Only the transport thread calls into a connection (``open``, ``receive``, ``send
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
 import logging
 import os
@@ -34,11 +39,14 @@ from urllib.parse import urlsplit
 
 import attrs
 import websocket
+from websocket import _http as ws_http
+from websocket import _socket as ws_socket
+from websocket._url import get_proxy_info
 
 from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
 from ._redact import redact
 from .config import ConnectOptions
-from .exceptions import AuthenticationError, ConnectError, ProtocolError
+from .exceptions import AuthenticationError, ConfigurationError, ConnectError, ProtocolError
 from .protocols.base import ConnectRequest, truncate
 
 __all__ = ["FrameError", "WebSocketConnection"]
@@ -107,6 +115,105 @@ def _proxy_kwargs(options: ConnectOptions, url: str = "") -> dict[str, object]:
     return kw
 
 
+#: The status line and headers of the handshake response may take this much, no more.
+MAX_HANDSHAKE_HEAD = 64 * 1024
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_REDIRECTS = frozenset((301, 302, 303, 307, 308))
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    rest: bytes  # bytes after the head: the server's first frames
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, without userinfo, path or query (for messages)."""
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return "(same origin)"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{host}{port}" if parts.scheme else host + port
+
+
+def _remaining(deadline: float | None) -> float | None:
+    if deadline is None:
+        return None
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("handshake deadline passed")
+    return left
+
+
+def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
+    """Read the response head within the deadline, at most MAX_HANDSHAKE_HEAD bytes; linear:
+    each read is searched once for the blank line, from just before where it starts."""
+    buf = bytearray()
+    while True:
+        sock.settimeout(_remaining(deadline))
+        data = sock.recv(16384)
+        if not data:
+            raise ConnectionError("the server closed the connection during the handshake")
+        start = max(0, len(buf) - 3)
+        buf += data
+        end = buf.find(b"\r\n\r\n", start)
+        if end >= 0:
+            break
+        if len(buf) > MAX_HANDSHAKE_HEAD:
+            raise _HandshakeFailed(f"response head larger than {MAX_HANDSHAKE_HEAD} bytes")
+    if end > MAX_HANDSHAKE_HEAD:
+        raise _HandshakeFailed(f"response head larger than {MAX_HANDSHAKE_HEAD} bytes")
+    lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise _HandshakeFailed(f"not an HTTP response: {truncate(redact(lines[0]), 80)!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        name = name.strip().lower()
+        value = value.strip()
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return _Response(int(parts[1]), headers, bytes(buf[end + 4 :]))
+
+
+class _HandshakeFailed(Exception):
+    """Internal: the handshake response was not acceptable (message says why)."""
+
+
+class _Refused(Exception):
+    """Internal: the handshake failed with this error, ready to raise."""
+
+    def __init__(self, error: ConnectError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _refuse_https_proxy(proxy: dict[str, object], host: str, secure: bool, options: ConnectOptions) -> None:
+    """websocket-client speaks plain HTTP to its proxy, so an ``https://`` proxy would get the
+    CONNECT request and its credentials in clear: refuse it (explicit ones already are, by
+    :class:`ConnectOptions`; this catches ``https_proxy=https://...`` in the environment)."""
+    if proxy:  # an explicit proxy, or the environment turned off
+        return
+    key = "https_proxy" if secure else "http_proxy"
+    value = os.environ.get(key) or os.environ.get(key.upper()) or ""
+    if not value.strip().lower().startswith("https://"):
+        return
+    if get_proxy_info(host, secure)[0] is None:
+        return  # no_proxy covers this host
+    raise ConfigurationError(
+        f"the {key} environment variable names an https:// proxy, which is not supported (the "
+        "proxy would be spoken to in plain HTTP, its credentials in clear): use an http:// proxy "
+        "(the websocket stays TLS end to end), set proxy= explicitly, or trust_env=False"
+    )
+
+
 class WebSocketConnection:
     """One websocket connection attempt (see the module docstring).
 
@@ -120,8 +227,8 @@ class WebSocketConnection:
     kind = "websocket"
 
     def __init__(self) -> None:
-        self._ws: websocket.WebSocket | None = None
         self._sock: socket.socket | None = None
+        self._early = b""  # frames that came with the handshake response
         self._codec = ClientCodec()
         self._out = b""  # control frames (pong, close) not yet written: never block on them
         self._started = False  # part of _out went out already: it cannot be dropped
@@ -135,62 +242,147 @@ class WebSocketConnection:
     # -- opening ---------------------------------------------------------------------------
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
-        ws = websocket.WebSocket(sslopt=_sslopt(options), skip_utf8_validation=True, enable_multithread=False)
-        headers = [f"{k}: {v}" for k, v in request.headers.items()]
-        kwargs: dict[str, object] = {
-            "header": headers,
-            "timeout": options.connect_timeout or None,
-            **_proxy_kwargs(options, request.url),
-        }
-        if request.subprotocols:
-            kwargs["subprotocols"] = list(request.subprotocols)
-        if request.origin:
-            kwargs["origin"] = request.origin
-        else:
-            kwargs["suppress_origin"] = True
-        if request.cookies:
-            kwargs["cookie"] = request.cookies
+        """Connect and do the opening handshake (RFC 6455 4.1), all within ``connect_timeout``.
+
+        websocket-client opens the socket (DNS, TCP, the proxy's CONNECT or SOCKS, TLS with the
+        options' certificates); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
+        whole handshake (a server trickling its answer cannot keep us connecting); the response
+        head is read linearly and bounded (:data:`MAX_HANDSHAKE_HEAD`) and the body of a refused
+        handshake is never read; a redirect is never followed (the handshake carries
+        credentials: a 3xx is a :class:`ConnectError` naming the status and the target's origin);
+        and no exception raised here keeps a library exception, with the response headers, in
+        its ``__context__``.
+        """
+        timeout = options.connect_timeout or None
+        deadline = None if timeout is None else time.monotonic() + timeout
         url = redact(request.url)
-        self._ws = ws  # visible to abort() from now on
+        error: ConnectError | None = None
         try:
-            ws.connect(request.url, **kwargs)
-        except websocket.WebSocketBadStatusException as exc:
-            status = getattr(exc, "status_code", None)
-            _close_quietly(ws)
-            msg = f"handshake with {url} refused: HTTP {status}"
-            if status in (401, 403):
-                raise AuthenticationError(msg + " (credentials refused)", status=status) from None
-            raise ConnectError(msg, status=status) from None
+            self._open(request, options, deadline)
+        except _Refused as exc:
+            error = exc.error
+        except _HandshakeFailed as exc:
+            error = ConnectError(f"handshake with {url} failed: {exc}")
+        except TimeoutError:
+            error = ConnectError(f"cannot connect to {url}: handshake timed out (connect_timeout={timeout}s)")
         except (OSError, websocket.WebSocketException, ValueError) as exc:
-            _close_quietly(ws)
-            detail = redact(f"{type(exc).__name__}: {exc}")
-            raise ConnectError(f"cannot connect to {url}: {detail}") from None
-        self._sock = ws.sock
-        assert self._sock is not None
-        # Reads happen only when select() (or SSL pending()) says data is there; the timeout
-        # bounds a read stuck in the middle of a TLS record and every write.
-        self._sock.settimeout(max(options.connect_timeout or 10.0, 1.0))
+            error = ConnectError(f"cannot connect to {url}: {redact(f'{type(exc).__name__}: {exc}')}")
+        if error is not None:
+            # Raised here, outside the except blocks: the ConnectError has no __context__ holding
+            # websocket-client's exception (which may carry the response headers).
+            self._drop_socket()
+            raise error
+        sock = self._sock
+        assert sock is not None
+        # Reads happen only when select() (or pending()) says data is there; the timeout bounds
+        # a read stuck in the middle of a TLS record and every blocking write.
+        sock.settimeout(max(options.connect_timeout or 10.0, 1.0))
         try:
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:  # pragma: no cover - not TCP
             pass
-        self.subprotocol = ws.getsubprotocol()
         self._codec = ClientCodec(options.max_frame_size)
         self.last_activity = time.monotonic()
+
+    def _open(self, request: ConnectRequest, options: ConnectOptions, deadline: float | None) -> None:
+        url = request.url
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("ws", "wss") or not parts.hostname:
+            raise _Refused(ConnectError(f"not a websocket URL: {redact(url)} (use ws:// or wss://)"))
+        host = parts.hostname
+        port = parts.port or (443 if scheme == "wss" else 80)
+        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        proxy = _proxy_kwargs(options, url)
+        _refuse_https_proxy(proxy, host, scheme == "wss", options)
+        # websocket-client's socket layer: DNS, TCP, HTTP CONNECT or SOCKS, TLS.  Each blocking
+        # step there is bounded by the time left (CPython bounds a whole TLS handshake by the
+        # socket timeout); from the upgrade on, every read gets only what remains.
+        sock_opt = ws_socket.sock_opt(None, _sslopt(options))
+        sock_opt.timeout = _remaining(deadline)
+        sock, _ = ws_http.connect(url, sock_opt, ws_http.proxy_info(**proxy), None)
+        self._sock = sock  # visible to abort() from now on
+        key = base64.b64encode(os.urandom(16)).decode()
+        hostport = f"[{host}]" if ":" in host else host
+        if port != (443 if scheme == "wss" else 80):
+            hostport += f":{port}"
+        lines = [
+            f"GET {resource} HTTP/1.1",
+            f"Host: {hostport}",
+            "Upgrade: websocket",
+            "Connection: Upgrade",
+            f"Sec-WebSocket-Key: {key}",
+            "Sec-WebSocket-Version: 13",
+        ]
+        if request.origin:
+            lines.append(f"Origin: {request.origin}")
+        if request.subprotocols:
+            lines.append(f"Sec-WebSocket-Protocol: {', '.join(request.subprotocols)}")
+        lines += [f"{k}: {v}" for k, v in request.headers.items()]
+        if request.cookies:
+            lines.append(f"Cookie: {request.cookies}")
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        response = _read_head(sock, deadline)
+        self.subprotocol = self._check_response(response, request, key)
+        self._early = response.rest
+
+    def _check_response(self, response: _Response, request: ConnectRequest, key: str) -> str | None:
+        url = redact(request.url)
+        status = response.status
+        headers = response.headers
+        if status in _REDIRECTS or 300 <= status < 400:
+            target = _origin(headers.get("location", ""))
+            raise _Refused(
+                ConnectError(
+                    f"handshake with {url} refused: HTTP {status} redirect to {target}; redirects are never "
+                    "followed (the handshake carries credentials): use the final URL",
+                    status=status,
+                )
+            )
+        if status != 101:
+            msg = f"handshake with {url} refused: HTTP {status}"
+            if status in (401, 403):
+                raise _Refused(AuthenticationError(msg + " (credentials refused)", status=status))
+            raise _Refused(ConnectError(msg, status=status))
+        # RFC 6455 4.1, the client's checks of a 101 answer.
+        problem = None
+        accept = base64.b64encode(hashlib.sha1(key.encode() + _WS_GUID).digest()).decode()
+        if headers.get("upgrade", "").lower() != "websocket":
+            problem = "no 'Upgrade: websocket' header"
+        elif "upgrade" not in [t.strip().lower() for t in headers.get("connection", "").split(",")]:
+            problem = "no 'Connection: Upgrade' header"
+        elif headers.get("sec-websocket-accept") != accept:
+            problem = "wrong Sec-WebSocket-Accept"
+        elif headers.get("sec-websocket-extensions"):
+            problem = "the server chose an extension we did not offer"
+        chosen = headers.get("sec-websocket-protocol") or None
+        if problem is None and chosen is not None and chosen not in request.subprotocols:
+            problem = f"the server chose a subprotocol we did not offer: {truncate(redact(chosen), 60)!r}"
+        if problem is not None:
+            raise _Refused(ConnectError(f"handshake with {url} failed: {problem} (RFC 6455 4.1)", status=status))
+        return chosen
 
     def abort(self) -> None:
         """Interrupt an ``open()`` blocked in the handshake; called from another thread.
 
-        websocket-client assigns ``ws.sock`` once TCP is connected; shutting it down makes the
-        blocked ``recv()`` return at once, so ``open()`` raises instead of waiting for
-        ``connect_timeout``.  Before that point there is no socket yet (the caller retries).
+        Once TCP (and TLS) is up, shutting the socket down makes the blocked ``recv()`` return at
+        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Before that point
+        there is no socket yet (the caller retries).
         """
-        ws = self._ws
-        sock = ws.sock if ws is not None else None
+        sock = self._sock
         if sock is not None:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
+                pass
+
+    def _drop_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:  # pragma: no cover
                 pass
 
     def fileno(self) -> int:
@@ -199,7 +391,10 @@ class WebSocketConnection:
     # -- reading -----------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        """Decrypted bytes are waiting inside the TLS layer (invisible to select())."""
+        """Bytes are waiting that select() cannot see: decrypted inside the TLS layer, or read
+        along with the handshake response."""
+        if self._early:
+            return True
         sock = self._sock
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
@@ -209,7 +404,10 @@ class WebSocketConnection:
         if self.closed or sock is None:
             return None
         try:
-            data = sock.recv(_READ_SIZE)
+            if self._early:  # frames the server sent along with its handshake response
+                data, self._early = self._early, b""
+            else:
+                data = sock.recv(_READ_SIZE)
             while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
                 data += sock.recv(_READ_SIZE)
         except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
@@ -327,7 +525,6 @@ class WebSocketConnection:
             sock.close()
         except OSError:  # pragma: no cover
             pass
-        self._ws = None
 
     def _mark_closed(self, reason: str) -> None:
         if not self.closed:
@@ -341,10 +538,3 @@ def _as_frame_error(item: object) -> FrameError:
     if isinstance(item, MessageTooBig):
         return FrameError(f"message of {item.size}+ bytes exceeds max_frame_size={item.limit}; skipped")
     raise AssertionError(f"unexpected codec event {item!r}")  # pragma: no cover
-
-
-def _close_quietly(ws: websocket.WebSocket) -> None:
-    try:
-        ws.shutdown()
-    except Exception:  # pragma: no cover - best effort
-        pass

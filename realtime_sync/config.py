@@ -19,6 +19,10 @@ from .exceptions import ConfigurationError
 __all__ = ["Backoff", "ConnectOptions", "DispatchOptions", "ReconnectPolicy", "SharedBackoff", "timing_scale"]
 
 
+#: Proxy schemes websocket-client speaks (plain HTTP CONNECT, or SOCKS through python-socks).
+_PROXY_SCHEMES = ("http", "socks4", "socks4a", "socks5", "socks5h")
+
+
 def timing_scale() -> float:
     """Multiplier for timing constants in tests (``REALTIME_SYNC_TIMING_SCALE``, default 1)."""
     try:
@@ -219,9 +223,14 @@ class ConnectOptions:
         cookies: a ``Cookie`` header value, or a mapping of cookie names to values.
         verify: verify TLS certificates (on by default); ``ca_bundle`` a CA file or directory;
             ``ssl_context`` a ready :class:`ssl.SSLContext` (overrides both).
-        proxy: ``"http://[user:pass@]host:port"``; ``None`` honours ``http_proxy`` /
-            ``https_proxy`` / ``no_proxy`` from the environment when ``trust_env`` is true.
-        connect_timeout: seconds for TCP + TLS + HTTP handshake.
+        proxy: ``"http://[user:pass@]host:port"`` (or ``socks5://``, ``socks5h://``,
+            ``socks4://``, ``socks4a://`` with python-socks installed); ``None`` honours
+            ``http_proxy`` / ``https_proxy`` / ``no_proxy`` from the environment when
+            ``trust_env`` is true.  An ``https://`` proxy is refused (it would be spoken to in
+            plain HTTP); the websocket itself stays TLS end to end through any proxy.
+        connect_timeout: seconds for the whole opening handshake (TCP, TLS, HTTP upgrade): a
+            server trickling its answer cannot keep the client connecting past it.  Redirects
+            are never followed: a 3xx answer is a :class:`~realtime_sync.ConnectError`.
         max_frame_size: websocket messages larger than this (one frame, or the total of a
             fragmented message) are refused before they are read into memory: an ``error``
             event, the message is skipped as it streams past and the websocket carries on (a
@@ -240,12 +249,25 @@ class ConnectOptions:
     verify: bool = True
     ca_bundle: str | None = None
     ssl_context: ssl.SSLContext | None = None
-    proxy: str | None = None
+    proxy: str | None = attrs.field(default=None)
     trust_env: bool = True
     connect_timeout: float = attrs.field(default=10.0, validator=_non_negative)
     max_frame_size: int = attrs.field(default=16 * 1024 * 1024, validator=_non_negative)
     ping_interval: float | None = attrs.field(default=20.0, validator=_non_negative)
     ping_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+
+    @proxy.validator
+    def _check_proxy(self, _attr: attrs.Attribute[Any], value: str | None) -> None:
+        # websocket-client speaks plain HTTP to an HTTP proxy: an https:// proxy would get the
+        # CONNECT request and its credentials in clear.  The websocket itself stays TLS.
+        if value is None:
+            return
+        scheme = value.split("://", 1)[0].lower() if "://" in value else "http"
+        if scheme not in _PROXY_SCHEMES:
+            raise ConfigurationError(
+                f"proxy scheme {scheme!r} is not supported (use one of {', '.join(_PROXY_SCHEMES)}); an https:// "
+                "proxy would be spoken to in plain HTTP: use http://host:port (the websocket stays TLS end to end)"
+            )
 
     def __repr__(self) -> str:
         from ._redact import redact_headers

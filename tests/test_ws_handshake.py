@@ -1,0 +1,208 @@
+"""The opening handshake against hostile servers (issue 10): redirects are never followed,
+``connect_timeout`` bounds the whole handshake, a refused handshake's body is never read, the
+response head is bounded, https:// proxies are refused, and errors keep no library exception
+(with response headers) in their context."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+
+import realtime_sync as rs
+
+from ._rawws import RawServer, accept_key, server_frame
+from .conftest import FAST, Recorder, T
+
+
+def _key(request: bytes) -> bytes:
+    for line in request.split(b"\r\n"):
+        if line.lower().startswith(b"sec-websocket-key:"):
+            return line.split(b":", 1)[1].strip()
+    raise AssertionError("no Sec-WebSocket-Key")
+
+
+def _client(url: str, **kw):
+    from ._echo import EchoClient
+
+    kw.setdefault("reconnect", FAST)
+    return EchoClient(url, **kw)
+
+
+def _first_error(client, timeout: float = 5.0):
+    rec = Recorder(client)
+    client.start()
+    return rec.wait("error", timeout=timeout).data
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirect_is_never_followed_and_credentials_stay_home(status):
+    with RawServer() as target:
+        location = f"{target.url.replace('ws://', 'ws://user:pw@')}/next?access_token=LEAK"
+
+        def redirect(sock: socket.socket, request: bytes) -> None:
+            sock.sendall(f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
+
+        with RawServer(handshake=redirect) as server:
+            client = _client(server.url, headers={"Authorization": "Bearer SECRET-TOKEN"}, cookies={"sid": "COOKIE"})
+            try:
+                err = _first_error(client)
+            finally:
+                client.close(timeout=5)
+        assert err.kind == "connect" and f"HTTP {status}" in err.message
+        assert f"redirect to ws://127.0.0.1:{target.port}" in err.message
+        assert "LEAK" not in err.message and "user" not in err.message and "/next" not in err.message
+        assert isinstance(err.exception, rs.ConnectError) and err.exception.status == status
+        assert target.requests == [], "the redirect target must never see the handshake"
+        assert b"SECRET-TOKEN" in server.requests[0]
+
+
+def test_connect_timeout_bounds_a_trickling_handshake():
+    stop = threading.Event()
+
+    def trickle(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
+        while not stop.wait(0.05):  # a header byte every 50 ms, forever: each recv() succeeds
+            sock.sendall(b"X")
+
+    with RawServer(handshake=trickle) as server:
+        client = _client(server.url, connect_timeout=0.5)
+        try:
+            t0 = time.monotonic()
+            err = _first_error(client)
+            elapsed = time.monotonic() - t0
+        finally:
+            stop.set()
+            client.close(timeout=5)
+    assert err.kind == "connect" and "timed out" in err.message
+    assert elapsed < 0.5 + T(1.5), elapsed
+
+
+def test_refused_handshake_body_is_not_read():
+    sent = []
+
+    def refuse(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 1000000000\r\nSet-Cookie: s=SECRET\r\n\r\n")
+        try:
+            for _ in range(200):  # 200 MiB on offer
+                sock.sendall(b"x" * (1 << 20))
+                sent.append(1)
+        except OSError:
+            pass
+
+    with RawServer(handshake=refuse) as server:
+        client = _client(server.url)
+        try:
+            t0 = time.monotonic()
+            err = _first_error(client)
+            elapsed = time.monotonic() - t0
+        finally:
+            client.close(timeout=5)
+    assert err.kind == "connect" and "HTTP 500" in err.message and err.exception.status == 500
+    assert elapsed < T(3) and len(sent) < 50, (elapsed, len(sent))
+    assert err.exception.__context__ is None and err.exception.__cause__ is None
+
+
+def test_response_head_is_bounded():
+    def endless_headers(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
+        try:
+            for _ in range(1000):
+                sock.sendall(b"X-Filler: " + b"a" * 1000 + b"\r\n")
+        except OSError:
+            pass
+
+    with RawServer(handshake=endless_headers) as server:
+        client = _client(server.url)
+        try:
+            err = _first_error(client)
+        finally:
+            client.close(timeout=5)
+    assert err.kind == "connect" and "response head larger than 65536 bytes" in err.message
+
+
+@pytest.mark.parametrize(
+    "status, exc", [(401, rs.AuthenticationError), (403, rs.AuthenticationError), (404, rs.ConnectError)]
+)
+def test_refusals_keep_no_library_exception_in_their_context(status, exc):
+    def refuse(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(f"HTTP/1.1 {status} No\r\nWWW-Authenticate: Bearer realm=SECRET-REALM\r\n\r\n".encode())
+
+    with RawServer(handshake=refuse) as server:
+        client = _client(server.url)
+        try:
+            err = _first_error(client)
+        finally:
+            client.close(timeout=5)
+    assert type(err.exception) is exc and err.exception.status == status
+    assert err.exception.__context__ is None and err.exception.__cause__ is None
+    assert "SECRET-REALM" not in err.message
+
+
+@pytest.mark.parametrize(
+    "headers, problem",
+    [
+        ({"Sec-WebSocket-Accept": "d3Jvbmc="}, "Sec-WebSocket-Accept"),
+        ({"Upgrade": "h2c"}, "Upgrade"),
+        ({"Sec-WebSocket-Extensions": "permessage-deflate"}, "extension"),
+        ({"Sec-WebSocket-Protocol": "not-offered"}, "subprotocol"),
+    ],
+)
+def test_invalid_101_answers_fail_the_handshake(headers, problem):
+    def answer(sock: socket.socket, request: bytes) -> None:
+        base = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_key(_key(request))}
+        base.update(headers)
+        head = "".join(f"{k}: {v}\r\n" for k, v in base.items())
+        sock.sendall(f"HTTP/1.1 101 Switching Protocols\r\n{head}\r\n".encode())
+
+    with RawServer(handshake=answer) as server:
+        client = _client(server.url)
+        try:
+            err = _first_error(client)
+        finally:
+            client.close(timeout=5)
+    assert err.kind == "connect" and problem in err.message and "RFC 6455 4.1" in err.message
+
+
+def test_frames_sent_with_the_101_answer_are_delivered():
+    def answer(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
+            b"Sec-WebSocket-Accept: "
+            + accept_key(_key(request)).encode()
+            + b"\r\n\r\n"
+            + server_frame(1, b'{"event":"early","id":1}')
+        )
+        threading.Event().wait(T(5))
+
+    with RawServer(handshake=answer) as server:
+        client = _client(server.url)
+        try:
+            rec = Recorder(client)
+            client.start()
+            assert rec.wait("early").entity_id == 1
+        finally:
+            client.close(timeout=5)
+
+
+def test_https_proxy_is_refused_at_construction():
+    with pytest.raises(rs.ConfigurationError, match="plain HTTP"):
+        rs.ConnectOptions(proxy="https://user:pw@proxy.example:3128")
+    with pytest.raises(rs.ConfigurationError, match="not supported"):
+        rs.ConnectOptions(proxy="ftp://proxy.example:21")
+    assert rs.ConnectOptions(proxy="proxy.example:3128").proxy == "proxy.example:3128"
+    assert rs.ConnectOptions(proxy="socks5h://proxy.example:1080").proxy
+
+
+def test_https_proxy_from_the_environment_is_refused(monkeypatch):
+    monkeypatch.setenv("https_proxy", "https://user:pw@127.0.0.1:9")
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    client = _client("wss://realtime.example.invalid/ws")
+    try:
+        err = _first_error(client)
+    finally:
+        client.close(timeout=5)
+    assert "https:// proxy" in err.message and "pw" not in err.message
