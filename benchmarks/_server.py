@@ -83,6 +83,70 @@ def encode(i: int, ts: int | None = None) -> bytes:
     return frame(json.dumps(message(i, ts), separators=(",", ":")).encode())
 
 
+#: The RoomChannel identifier every contender subscribes with (``room_identifier(TOKEN, 1, 7)``).
+TOKEN = "bench-pubsub-token-8f2c1d"
+IDENTIFIER = json.dumps(
+    {"channel": "RoomChannel", "pubsub_token": TOKEN, "account_id": 1, "user_id": 7}, separators=(",", ":")
+)
+
+
+def voxsig_message(i: int) -> dict[str, Any]:
+    """``message.created`` as Chatwoot broadcasts it on RoomChannel: ``Message#push_event_data``
+    (the message's attributes, ``created_at`` as unix seconds, ``conversation_id`` the display
+    id, a ``conversation`` summary and the ``sender``'s ``push_event_data``)."""
+    conversation = 1000 + i % 97
+    contact = 90_000 + i % 97
+    created = 1_700_000_000 + i
+    return {
+        "event": "message.created",
+        "data": {
+            "id": 500_000 + i,
+            "content": _CONTENTS[i % len(_CONTENTS)],
+            "account_id": 1,
+            "inbox_id": 3,
+            "conversation_id": conversation,
+            "message_type": 0,
+            "created_at": created,
+            "updated_at": "2023-11-14T22:13:20.512Z",
+            "private": False,
+            "status": "sent",
+            "source_id": None,
+            "content_type": "text",
+            "content_attributes": {},
+            "sender_type": "Contact",
+            "sender_id": contact,
+            "external_source_ids": {},
+            "additional_attributes": {},
+            "sentiment": {},
+            "conversation": {
+                "assignee_id": 7,
+                "unread_count": 1 + i % 5,
+                "last_activity_at": created,
+                "contact_inbox": {"source_id": "3f8e9c2a-51b7-4d0e-9a61-7c2d5e8f1b43"},
+            },
+            "sender": {
+                "additional_attributes": {},
+                "custom_attributes": {},
+                "email": "jane.doe@example.com",
+                "id": contact,
+                "identifier": None,
+                "name": "Jane Doe",
+                "phone_number": "+15550100",
+                "thumbnail": "",
+                "type": "contact",
+            },
+        },
+    }
+
+
+def encode_cable(i: int) -> bytes:
+    """One ActionCable broadcast frame (about 780 bytes), as Rails writes it."""
+    return frame(json.dumps({"identifier": IDENTIFIER, "message": voxsig_message(i)}, separators=(",", ":")).encode())
+
+
+_PING = frame(b'{"type":"ping","message":1700000000}')
+
+
 _blasts: dict[int, bytes] = {}
 _blasts_lock = threading.Lock()
 
@@ -93,6 +157,47 @@ def blast_bytes(n: int) -> bytes:
         if data is None:
             data = _blasts[n] = b"".join(encode(i) for i in range(n))
         return data
+
+
+_cable_blasts: dict[int, bytes] = {}
+
+
+def cable_blast_bytes(n: int) -> bytes:
+    # ActionCable pings every 3 s; one every 5,000 broadcasts keeps heartbeat checks honest.
+    with _blasts_lock:
+        data = _cable_blasts.get(n)
+        if data is None:
+            data = _cable_blasts[n] = b"".join(encode_cable(i) + (_PING if i % 5000 == 4999 else b"") for i in range(n))
+        return data
+
+
+def read_client_frame(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
+    """One (masked) frame from the client: (opcode, payload)."""
+
+    def need(k: int) -> None:
+        while len(buf) < k:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("EOF")
+            buf.extend(chunk)
+
+    need(2)
+    n = buf[1] & 0x7F
+    pos = 2
+    if n == 126:
+        need(4)
+        n = struct.unpack_from("!H", buf, 2)[0]
+        pos = 4
+    elif n == 127:
+        need(10)
+        n = struct.unpack_from("!Q", buf, 2)[0]
+        pos = 10
+    need(pos + 4 + n)
+    key = buf[pos : pos + 4]
+    payload = bytes(b ^ key[i % 4] for i, b in enumerate(buf[pos + 4 : pos + 4 + n]))
+    op = buf[0] & 0x0F
+    del buf[: pos + 4 + n]
+    return op, payload
 
 
 def _handshake(sock: socket.socket) -> str:
@@ -106,30 +211,45 @@ def _handshake(sock: socket.socket) -> str:
     lines = head.split("\r\n")
     path = lines[0].split(" ")[1]
     key = ""
+    protocol = ""
     for line in lines[1:]:
         name, _, value = line.partition(":")
         if name.strip().lower() == "sec-websocket-key":
             key = value.strip()
+        elif name.strip().lower() == "sec-websocket-protocol" and "actioncable-v1-json" in value:
+            protocol = "Sec-WebSocket-Protocol: actioncable-v1-json\r\n"
     accept = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
     sock.sendall(
         (
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n{protocol}\r\n"
         ).encode()
     )
     return path
 
 
-def _await_close(sock: socket.socket) -> None:
-    # The client sends nothing but a close frame (maybe a ping first): answer the close.
+def _await_close(sock: socket.socket, buf: bytearray | None = None) -> None:
+    # Skip whatever the client sends (pings, presence updates) until its close frame: answer it.
     sock.settimeout(30)
+    buf = bytearray() if buf is None else buf
     while True:
-        data = sock.recv(65536)
-        if not data:
-            return
-        if data[0] & 0x0F == 0x8:
+        op, _ = read_client_frame(sock, buf)
+        if op == 0x8:
             sock.sendall(b"\x88\x02\x03\xe8")
             return
+
+
+def _serve_cable(sock: socket.socket, n: int) -> None:
+    """ActionCable as Rails speaks it: welcome, confirm the RoomChannel subscription, broadcasts."""
+    sock.sendall(frame(b'{"type":"welcome"}'))
+    buf = bytearray()
+    while True:
+        op, payload = read_client_frame(sock, buf)
+        if op == 0x1 and json.loads(payload).get("command") == "subscribe":
+            break
+    confirm = {"identifier": IDENTIFIER, "type": "confirm_subscription"}
+    sock.sendall(frame(json.dumps(confirm, separators=(",", ":")).encode()) + cable_blast_bytes(n))
+    _await_close(sock, buf)
 
 
 def serve_connection(sock: socket.socket) -> None:
@@ -139,6 +259,9 @@ def serve_connection(sock: socket.socket) -> None:
         parts = urlsplit(path)
         query = {k: v[0] for k, v in parse_qs(parts.query).items()}
         n = int(query.get("n", "1000"))
+        if parts.path == "/cable":
+            _serve_cable(sock, n)
+            return
         if parts.path == "/blast":
             sock.sendall(blast_bytes(n))
         elif parts.path == "/rate":
@@ -167,7 +290,7 @@ def main() -> None:
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
     for n in sys.argv[1:]:  # blasts to build before the first connection
-        blast_bytes(int(n))
+        cable_blast_bytes(int(n))
 
     def accept_loop() -> None:
         while True:

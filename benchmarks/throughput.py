@@ -1,36 +1,43 @@
-"""Throughput, latency and dispatch scaling of realtime_sync against a plain websocket-client loop.
+"""Throughput, latency and dispatch scaling of realtime_sync against python-websockets' sync client
+and a plain websocket-client loop.
 
-    python benchmarks/throughput.py            # full run (under 3 minutes on 2 cores)
-    python benchmarks/throughput.py --quick    # smoke run (under 40 s)
+    python benchmarks/throughput.py            # full run (a few minutes on 2 cores)
+    python benchmarks/throughput.py --quick    # smoke run
     python benchmarks/throughput.py --codec json --no-write
 
 What runs
 ---------
-* ``_server.py`` in its own process: a raw-socket websocket server on 127.0.0.1 that writes
-  pre-built ``message.created`` frames (385 bytes each, Voxsig-like) as fast as the socket takes
-  them, or paces them at 1,000 per second, each stamped with ``time.monotonic_ns()``.
+* ``_server.py`` in its own process: a raw-socket websocket server on 127.0.0.1 speaking
+  ActionCable as Rails does (``welcome``, ``confirm_subscription`` for the RoomChannel
+  subscription, a ``ping`` every 5,000 broadcasts), then writing pre-built RoomChannel broadcasts
+  of ``message.created`` as Chatwoot sends them (``Message#push_event_data``: the message's
+  attributes, a ``conversation`` summary and the ``sender``; about 800 bytes of message, 945-byte
+  frames) as fast as the socket takes them.  For latency it paces ``/rate`` frames at 1,000 per
+  second, each stamped with ``time.monotonic_ns()``.
 * One worker process per JSON codec: orjson, then the standard library (the json worker hides
   orjson before importing realtime_sync, whose ``_json`` module picks orjson when importable).
   Each worker runs the contenders in alternating rounds, the order rotating (A B C, B C A, ...),
   so that the machine getting busier or quieter during the run affects them alike:
 
-  - **realtime_sync**: ``BenchClient`` (``_client.py``): typed events (a frozen attrs model
-    structured by the library's strict cattrs converter), one handler on ``message.created``
-    reading ``event.data.content`` and counting; the time from ``start()`` (before connecting) to
-    the N-th handler call;
-  - **plain**: ``websocket.create_connection(url, skip_utf8_validation=True)``, ``ws.recv()``,
-    ``json.loads``, a dict of handler lists keyed by event name, a handler reading
-    ``msg["data"]["content"]`` and counting; the time from before ``create_connection`` to the
+  - **realtime_sync**: ``rs.VoxsigClient``: typed events (``event.data`` a frozen
+    ``Message`` model with its ``Contact`` sender), one handler on ``message.created`` reading
+    ``event.data.content`` and counting; the time from ``start()`` (before connecting) to the
     N-th handler call;
+  - **python-websockets**: ``websockets.sync.client.connect``, the subscribe command, then
+    ``ws.recv()``, ``json.loads``, skip frames with a ``type``, a dict of handler lists keyed by
+    event name, a handler reading ``msg["data"]["content"]``; timed the same way;
+  - **websocket-client**: the same loop over ``websocket.create_connection(...,
+    skip_utf8_validation=True)``;
   - **realtime_sync, 10,000 registrations** (first worker only: it does not depend on the codec):
     as above plus 10,000 registrations that never match (other names, glob patterns, and
-    ``entity_id`` filters on the very event name);
-  - **plain + orjson** (orjson worker only, for reference): the plain loop with ``orjson.loads``.
+    ``entity_id`` filters on the very event name).
 
-  Each run also reports the client process's CPU time per message (every thread), which a
-  busy machine disturbs much less than the wall-clock rate.  Then: latency from the server's
-  send to the callback at 1,000 msg/s (both clients, alternating), and the dispatcher alone
-  (in-process, no socket, its thread's CPU time) with 1, 13 and 10,001 registrations.
+  The bare loops build no model and check nothing (no UTF-8 validation in websocket-client's
+  case); realtime_sync validates every frame (RFC 6455), every field's type, and builds a typed
+  event.  Each run also reports the client process's CPU time per message (every thread),
+  which a busy machine disturbs much less than the wall-clock rate.  Then: latency from the
+  server's send to the callback at 1,000 msg/s (both clients, alternating), and the dispatcher
+  alone (in-process, no socket, its thread's CPU time) with 1, 13 and 10,001 registrations.
 
 The Markdown table is printed and written to ``benchmarks/results.md``.
 """
@@ -119,41 +126,69 @@ def register_noise(client: Any, k: int) -> None:
             client.on("message.*", noop, entity_id=20_000_000 + i)  # other entities, by pattern
 
 
-def run_ours(base: str, n: int, noise: int = 0) -> tuple[float, float]:
-    """Messages per second, and client CPU microseconds per message (every thread of the process)."""
-    from _client import BenchClient
+def run_voxsig(base: str, n: int, noise: int = 0) -> tuple[float, float]:
+    """``rs.VoxsigClient`` on the realistic Voxsig stream: typed ``message.created`` events."""
+    from _server import TOKEN
+
+    import realtime_sync as rs
 
     ctr = Counter(n)
-    # The default queue bound (100,000, drop_oldest) would drop events while the dispatcher
-    # catches up with a 200,000-frame blast; every event must reach the handler here.
-    client = BenchClient(f"{base}/blast?n={n}", max_queue=10 * n, name="bench")
+    # Every event must reach the handler: no drop_oldest during the blast.
+    client = rs.VoxsigClient(f"{base}/cable?n={n}", TOKEN, account_id=1, user_id=7, max_queue=10 * n, name="bench")
     client.on("message.created", _ours_handler(ctr))
     if noise:
         register_noise(client, noise)
     c0, t0 = time.process_time(), time.perf_counter()
     client.start()
     try:
-        if not ctr.done.wait(120):
-            raise RuntimeError(f"ours: only {ctr.count}/{n} events in 120 s (stats: {client.stats})")
+        if not ctr.done.wait(180):
+            raise RuntimeError(f"voxsig: only {ctr.count}/{n} events in 180 s (stats: {client.stats})")
     finally:
         client.close(timeout=10)
     if client.stats.dropped:
-        raise RuntimeError(f"ours: {client.stats.dropped} events dropped")
+        raise RuntimeError(f"voxsig: {client.stats.dropped} events dropped")
     return n / (ctr.t_end - t0), (ctr.cpu_end - c0) / n * 1e6
 
 
-def run_plain(base: str, n: int, loads: Callable[[Any], Any] = json.loads) -> tuple[float, float]:
-    import websocket
+def _cable_loop(recv: Callable[[], Any], n: int, ctr: Counter, loads: Callable[[Any], Any]) -> None:
+    """What a user writes over a bare websocket library: decode each frame, keep RoomChannel
+    broadcasts (no ``type``), route on the event name to a dict of handler lists."""
+    handlers: dict[str, list[Callable[[Any], None]]] = {"message.created": [_plain_handler(ctr)]}
+    while ctr.count < n:
+        frame = loads(recv())
+        if "type" in frame:
+            continue  # welcome, confirm_subscription, ping
+        msg = frame["message"]
+        for handler in handlers.get(msg["event"], ()):
+            handler(msg)
+
+
+def run_pyws(base: str, n: int, loads: Callable[[Any], Any] = json.loads) -> tuple[float, float]:
+    """python-websockets' sync client, the loop its documentation shows."""
+    from _server import IDENTIFIER
+    from websockets.sync.client import connect
 
     ctr = Counter(n)
-    handlers: dict[str, list[Callable[[Any], None]]] = {"message.created": [_plain_handler(ctr)]}
     c0, t0 = time.process_time(), time.perf_counter()
-    ws = websocket.create_connection(f"{base}/blast?n={n}", skip_utf8_validation=True)
+    with connect(f"{base}/cable?n={n}", subprotocols=["actioncable-v1-json"], max_size=2**20) as ws:  # type: ignore[list-item]
+        ws.send(json.dumps({"command": "subscribe", "identifier": IDENTIFIER}))
+        _cable_loop(ws.recv, n, ctr, loads)
+    return n / (ctr.t_end - t0), (ctr.cpu_end - c0) / n * 1e6
+
+
+def run_plain_cable(base: str, n: int, loads: Callable[[Any], Any] = json.loads) -> tuple[float, float]:
+    """websocket-client, the same loop."""
+    import websocket
+    from _server import IDENTIFIER
+
+    ctr = Counter(n)
+    c0, t0 = time.process_time(), time.perf_counter()
+    ws = websocket.create_connection(
+        f"{base}/cable?n={n}", subprotocols=["actioncable-v1-json"], skip_utf8_validation=True
+    )
     try:
-        while ctr.count < n:
-            msg = loads(ws.recv())
-            for handler in handlers.get(msg["event"], ()):
-                handler(msg)
+        ws.send(json.dumps({"command": "subscribe", "identifier": IDENTIFIER}))
+        _cable_loop(ws.recv, n, ctr, loads)
     finally:
         ws.close()
     return n / (ctr.t_end - t0), (ctr.cpu_end - c0) / n * 1e6
@@ -272,18 +307,15 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     base = f"ws://127.0.0.1:{args.port}"
     res: dict[str, Any] = {"codec": _json.CODEC}
     contenders: dict[str, Callable[[], tuple[float, float]]] = {
-        "ours": lambda: run_ours(base, n),
-        "plain": lambda: run_plain(base, n),
+        "ours": lambda: run_voxsig(base, n),
+        "pyws": lambda: run_pyws(base, n),
+        "plain": lambda: run_plain_cable(base, n),
     }
     if args.scaling:
-        contenders["ours_10k"] = lambda: run_ours(base, n, noise=10_000)
-    if _json.CODEC == "orjson":
-        import orjson
-
-        contenders["plain_orjson"] = lambda: run_plain(base, n, orjson.loads)
+        contenders["ours_10k"] = lambda: run_voxsig(base, n, noise=10_000)
     # Warm-up (imports, hooks, page cache), not counted.
-    run_ours(base, n // 10)
-    run_plain(base, n // 10)
+    for fn in (run_voxsig, run_pyws, run_plain_cable):
+        fn(base, n // 10)
     runs = alternate(contenders, rounds)
     rates = {k: [r for r, _ in v] for k, v in runs.items()}
     cpu = {k: [c for _, c in v] for k, v in runs.items()}
@@ -294,6 +326,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     # Ratios per round (the contenders ran side by side), then the median of those.
     res["ratio"] = statistics.median(o / p for o, p in zip(rates["ours"], rates["plain"], strict=True))
     res["cpu_ratio"] = statistics.median(p / o for o, p in zip(cpu["ours"], cpu["plain"], strict=True))
+    res["ratio_pyws"] = statistics.median(o / p for o, p in zip(rates["ours"], rates["pyws"], strict=True))
+    res["cpu_ratio_pyws"] = statistics.median(p / o for o, p in zip(cpu["ours"], cpu["pyws"], strict=True))
     if args.scaling:
         res["scaling"] = statistics.median(o / t for o, t in zip(rates["ours"], rates["ours_10k"], strict=True))
         res["cpu_scaling"] = statistics.median(t / o for o, t in zip(cpu["ours"], cpu["ours_10k"], strict=True))
@@ -327,6 +361,15 @@ def _pct(values: list[int], p: float) -> float:
 # -- orchestration (main process) ----------------------------------------------------------------
 
 
+def _version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def machine() -> dict[str, Any]:
     import websocket
 
@@ -351,6 +394,7 @@ def machine() -> dict[str, Any]:
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(terse=True),
         "websocket_client": websocket.__version__,
+        "websockets": _version("websockets"),
         "orjson": orjson_version,
         "load": os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan"),
     }
@@ -371,16 +415,20 @@ def table(results: list[dict[str, Any]], info: dict[str, Any], conf: dict[str, A
         if any(c != "—" for c in cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
 
-    row("plain websocket-client loop (`json.loads`), msgs/s", lambda r: _k(r["median"]["plain"]))
-    row("**realtime_sync, typed events**, msgs/s", lambda r: f"**{_k(r['median']['ours'])}**")
-    row("**throughput ratio realtime_sync / plain** (target ≥ 0.8)", lambda r: f"**{r['ratio']:.2f}x**")
+    row("python-websockets sync loop (`json.loads`), msgs/s", lambda r: _k(r["median"]["pyws"]))
+    row("websocket-client loop (`json.loads`), msgs/s", lambda r: _k(r["median"]["plain"]))
+    row("**realtime_sync `VoxsigClient`, typed events**, msgs/s", lambda r: f"**{_k(r['median']['ours'])}**")
     row(
-        "client CPU per message, plain / realtime_sync",
-        lambda r: f"{r['cpu_us']['plain']:.1f} / {r['cpu_us']['ours']:.1f} µs ({r['cpu_ratio']:.2f}x)",
+        "**ratio realtime_sync / python-websockets** (target ≥ 1.0 json, ≥ 1.5 orjson)",
+        lambda r: f"**{r['ratio_pyws']:.2f}x**",
     )
+    row("ratio realtime_sync / websocket-client loop", lambda r: f"{r['ratio']:.2f}x")
     row(
-        "plain loop with `orjson.loads` instead (reference), msgs/s",
-        lambda r: _k(r["median"]["plain_orjson"]) if "plain_orjson" in r["median"] else "—",
+        "client CPU per message, python-websockets / websocket-client / realtime_sync",
+        lambda r: (
+            f"{r['cpu_us']['pyws']:.1f} / {r['cpu_us']['plain']:.1f} / {r['cpu_us']['ours']:.1f} µs"
+            f" ({r['cpu_ratio_pyws']:.2f}x)"
+        ),
     )
     row(
         "realtime_sync with 10,000 non-matching registrations, msgs/s",
@@ -405,11 +453,12 @@ def table(results: list[dict[str, Any]], info: dict[str, Any], conf: dict[str, A
         row(f"latency send → callback at {LATENCY_RATE:,} msg/s, {label}, p50 / p99", latency(key))
     orjson = f"yes ({info['orjson']})" if info["orjson"] else "no"
     foot = (
-        f"{conf['n']:,} frames of {frame_size} bytes per run (a Voxsig-like `message.created`), median of "
+        f"{conf['n']:,} ActionCable frames of {frame_size} bytes per run (a Voxsig `message.created` as "
+        "Chatwoot broadcasts it, with sender and conversation), median of "
         f"{conf['rounds']} alternating rounds; latency over {conf['latency_seconds']:.0f} s per client.  "
         f"Machine: {info['usable_cpus']} usable CPUs ({info['cpu'] or 'unknown CPU'}), load average "
         f"{info['load']:.1f} at the start, {info['python']}, {info['platform']}, "
-        f"websocket-client {info['websocket_client']}, orjson installed: {orjson}."
+        f"websocket-client {info['websocket_client']}, websockets {info['websockets']}, orjson installed: {orjson}."
     )
     return "\n".join(lines) + "\n\n" + foot + "\n"
 
@@ -461,7 +510,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     import _server
 
-    md = table(results, info, conf, len(_server.encode(1)))
+    md = table(results, info, conf, round(sum(len(_server.encode_cable(i)) for i in range(100)) / 100))
     print(md)
     print(f"(total {time.monotonic() - started:.0f} s)", file=sys.stderr)
     if not args.no_write:

@@ -125,7 +125,6 @@ _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 class _Response:
     status: int
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
-    rest: bytes  # bytes after the head: the server's first frames
 
 
 def _origin(url: str) -> str:
@@ -151,15 +150,28 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
-    """Read the response head within the deadline, at most MAX_HANDSHAKE_HEAD bytes; linear:
-    each read is searched once for the blank line, from just before where it starts."""
+    """Read the response head within the deadline, at most MAX_HANDSHAKE_HEAD bytes, and not one
+    byte more: frames the server sent right behind it stay in the socket (or the TLS layer),
+    where the I/O loop's selector (or ``pending()``) finds them.  Linear: each chunk is searched
+    once for the blank line, from just before where it starts."""
     buf = bytearray()
+    tls = isinstance(sock, ssl.SSLSocket)
     while True:
         sock.settimeout(_remaining(deadline))
-        data = sock.recv(16384)
+        start = max(0, len(buf) - 3)
+        if tls:
+            # No MSG_PEEK on TLS: one byte at a time, from the decrypted buffer (no syscall).
+            data = sock.recv(1)
+            take = len(data)
+        else:
+            data = sock.recv(16384, socket.MSG_PEEK)
+            take = len(data)
+            end = (buf[start:] + data).find(b"\r\n\r\n")
+            if end >= 0:
+                take = end + start + 4 - len(buf)
+            data = sock.recv(take) if take else b""
         if not data:
             raise ConnectionError("the server closed the connection during the handshake")
-        start = max(0, len(buf) - 3)
         buf += data
         end = buf.find(b"\r\n\r\n", start)
         if end >= 0:
@@ -180,7 +192,7 @@ def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
         name = name.strip().lower()
         value = value.strip()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return _Response(int(parts[1]), headers, bytes(buf[end + 4 :]))
+    return _Response(int(parts[1]), headers)
 
 
 class _HandshakeFailed(Exception):
@@ -228,7 +240,6 @@ class WebSocketConnection:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
-        self._early = b""  # frames that came with the handshake response
         self._codec = ClientCodec()
         self._out = b""  # control frames (pong, close) not yet written: never block on them
         self._started = False  # part of _out went out already: it cannot be dropped
@@ -325,7 +336,6 @@ class WebSocketConnection:
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
         response = _read_head(sock, deadline)
         self.subprotocol = self._check_response(response, request, key)
-        self._early = response.rest
 
     def _check_response(self, response: _Response, request: ConnectRequest, key: str) -> str | None:
         url = redact(request.url)
@@ -391,10 +401,7 @@ class WebSocketConnection:
     # -- reading -----------------------------------------------------------------------------
 
     def pending(self) -> bool:
-        """Bytes are waiting that select() cannot see: decrypted inside the TLS layer, or read
-        along with the handshake response."""
-        if self._early:
-            return True
+        """Decrypted bytes are waiting inside the TLS layer (invisible to select())."""
         sock = self._sock
         return isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
 
@@ -404,10 +411,7 @@ class WebSocketConnection:
         if self.closed or sock is None:
             return None
         try:
-            if self._early:  # frames the server sent along with its handshake response
-                data, self._early = self._early, b""
-            else:
-                data = sock.recv(_READ_SIZE)
+            data = sock.recv(_READ_SIZE)
             while data and isinstance(sock, ssl.SSLSocket) and sock.pending():
                 data += sock.recv(_READ_SIZE)
         except (ssl.SSLWantReadError, BlockingIOError, InterruptedError):
