@@ -2,8 +2,8 @@
 
 websocket-client opens the socket (DNS, TCP, HTTP CONNECT or SOCKS proxy, TLS); the HTTP
 upgrade (RFC 6455 4.1) is ours, so that ``connect_timeout`` bounds the whole handshake, the
-response head is read linearly and bounded, a refused handshake's body is never read, and a
-redirect is never followed (the handshake carries the credentials).  After it, the bytes go
+response head is read linearly and bounded, a refused handshake's body is read only up to a
+bound (and discarded), and a redirect is never followed (the handshake carries the credentials).  After it, the bytes go
 through the sans-I/O codec of :mod:`realtime_sync._frames`:
 
 * one ``recv()`` of up to 256 KiB parses every frame it holds, instead of websocket-client's
@@ -125,6 +125,7 @@ _REDIRECTS = frozenset((301, 302, 303, 307, 308))
 class _Response:
     status: int
     headers: dict[str, str]  # lower-case names; repeated headers joined with ", "
+    set_cookies: list[str]  # each Set-Cookie header's value (they cannot be joined)
 
 
 def _origin(url: str) -> str:
@@ -185,14 +186,48 @@ def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise _HandshakeFailed(f"not an HTTP response: {truncate(redact(lines[0]), 80)!r}")
     headers: dict[str, str] = {}
+    set_cookies: list[str] = []
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep:
             continue
         name = name.strip().lower()
         value = value.strip()
+        if name == "set-cookie":
+            set_cookies.append(value)
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
-    return _Response(int(parts[1]), headers)
+    return _Response(int(parts[1]), headers, set_cookies)
+
+
+#: At most this much of a refused handshake's body is read (and discarded), within the time left
+#: and at most :data:`_BODY_DRAIN_SECONDS`: closing with unread bytes makes the kernel reset the
+#: connection, which some servers take badly.  Never more: the body is the server's to waste.
+MAX_REFUSED_BODY = 64 * 1024
+_BODY_DRAIN_SECONDS = 1.0
+
+
+def _drain_body(sock: socket.socket, headers: dict[str, str], deadline: float | None) -> None:
+    try:
+        length = int(headers.get("content-length", ""))
+    except ValueError:
+        length = MAX_REFUSED_BODY
+    left = min(max(length, 0), MAX_REFUSED_BODY)
+    until = time.monotonic() + _BODY_DRAIN_SECONDS
+    if deadline is not None:
+        until = min(until, deadline)
+    chunk = bytearray(16384)
+    try:
+        while left > 0:
+            remaining = until - time.monotonic()
+            if remaining <= 0:
+                return
+            sock.settimeout(remaining)
+            n = sock.recv_into(chunk, min(left, len(chunk)))
+            if not n:
+                return
+            left -= n
+    except OSError:
+        pass
 
 
 class _HandshakeFailed(Exception):
@@ -244,6 +279,7 @@ class WebSocketConnection:
         self._out = b""  # control frames (pong, close) not yet written: never block on them
         self._started = False  # part of _out went out already: it cannot be dropped
         self.subprotocol: str | None = None
+        self.set_cookies: list[str] = []  #: the handshake response's Set-Cookie values
         self.closed = False
         self.close_reason = ""
         self.close_code: int | None = None
@@ -258,8 +294,8 @@ class WebSocketConnection:
         websocket-client opens the socket (DNS, TCP, the proxy's CONNECT or SOCKS, TLS with the
         options' certificates); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
         whole handshake (a server trickling its answer cannot keep us connecting); the response
-        head is read linearly and bounded (:data:`MAX_HANDSHAKE_HEAD`) and the body of a refused
-        handshake is never read; a redirect is never followed (the handshake carries
+        head is read linearly and bounded (:data:`MAX_HANDSHAKE_HEAD`), and at most
+        :data:`MAX_REFUSED_BODY` of a refused handshake's body is read (then discarded); a redirect is never followed (the handshake carries
         credentials: a 3xx is a :class:`ConnectError` naming the status and the target's origin);
         and no exception raised here keeps a library exception, with the response headers, in
         its ``__context__``.
@@ -335,6 +371,9 @@ class WebSocketConnection:
         sock.settimeout(_remaining(deadline))
         sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
         response = _read_head(sock, deadline)
+        self.set_cookies = response.set_cookies
+        if response.status != 101:
+            _drain_body(sock, response.headers, deadline)
         self.subprotocol = self._check_response(response, request, key)
 
     def _check_response(self, response: _Response, request: ConnectRequest, key: str) -> str | None:

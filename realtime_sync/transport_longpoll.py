@@ -496,14 +496,8 @@ class CookieWebSocketConnection(WebSocketConnection):
         cookie = jar.header() if jar is not None else request.cookies
         request = attrs.evolve(request, url=ws_url(request.url), cookies=cookie or request.cookies)
         super().open(request, options)
-        ws = getattr(self, "_ws", None)
-        if jar is not None and ws is not None:
-            try:
-                merged = ws.getheaders().get("set-cookie")
-            except Exception:  # pragma: no cover - defensive: headers are optional
-                merged = None
-            if merged:
-                jar.update_merged(merged)
+        if jar is not None and self.set_cookies:
+            jar.update(self.set_cookies)
 
 
 def _is_upgrade_refusal(exc: ConnectError) -> bool:

@@ -1,6 +1,6 @@
 """The opening handshake against hostile servers (issue 10): redirects are never followed,
-``connect_timeout`` bounds the whole handshake, a refused handshake's body is never read, the
-response head is bounded, https:// proxies are refused, and errors keep no library exception
+``connect_timeout`` bounds the whole handshake, a refused handshake's body is read only up to a
+bound, the response head is bounded, https:// proxies are refused, and errors keep no library exception
 (with response headers) in their context."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_connect_timeout_bounds_a_trickling_handshake():
     assert elapsed < 0.5 + T(1.5), elapsed
 
 
-def test_refused_handshake_body_is_not_read():
+def test_refused_handshake_body_is_read_only_up_to_a_bound():
     sent = []
 
     def refuse(sock: socket.socket, request: bytes) -> None:
@@ -206,3 +206,24 @@ def test_https_proxy_from_the_environment_is_refused(monkeypatch):
     finally:
         client.close(timeout=5)
     assert "https:// proxy" in err.message and "pw" not in err.message
+
+
+def test_set_cookie_of_the_upgrade_response_is_kept():
+    from realtime_sync._wsconn import WebSocketConnection
+    from realtime_sync.protocols.base import ConnectRequest
+
+    def answer(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Set-Cookie: a=1; Path=/\r\nSet-Cookie: b=2, c\r\n"
+            b"Sec-WebSocket-Accept: " + accept_key(_key(request)).encode() + b"\r\n\r\n"
+        )
+        threading.Event().wait(T(2))
+
+    with RawServer(handshake=answer) as server:
+        conn = WebSocketConnection()
+        conn.open(ConnectRequest(server.url), rs.ConnectOptions())
+        try:
+            assert conn.set_cookies == ["a=1; Path=/", "b=2, c"]
+        finally:
+            conn.close()
