@@ -20,12 +20,13 @@ an ``error`` event (``ErrorInfo(kind="handler")``); delivery goes on.  An except
 
 The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="drop_oldest"``
 (default) discards the oldest waiting events, ``"drop_newest"`` the incoming ones.  Drops are
-counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``, at most
-once per second; a report counts every drop since the previous one.  The report is queued under
-the same bound (it displaces one more event, by the same policy), so the queue never holds more
-than ``max_queue`` events, those being delivered included (the thread takes batches of at most 64),
-nor more than ``max_queue_bytes`` of them by an estimate of their decoded size (at least one
-event is always kept).
+counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``
+(:class:`OverflowReports`): the report is not queued under the bound it reports on (the next
+overflow would discard it); the dispatcher delivers it before its next batch, at most once a
+second while the queue stays full and always once it has caught up, so every drop is named in a
+report that arrives.  The queue never holds more than ``max_queue`` events, those being
+delivered included (the thread takes batches of at most 64), nor more than ``max_queue_bytes``
+of them by an estimate of their decoded size (at least one event is always kept).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from . import _json
 from .config import DispatchOptions
 from .events import ErrorInfo, Event
 
-__all__ = ["Dispatcher", "Handler"]
+__all__ = ["Dispatcher", "Handler", "OverflowReports"]
 
 Handler = Callable[[Event], Any]
 
@@ -132,6 +133,66 @@ def _weight(event: Event) -> int:
     return 64 + _size(raw, 4)
 
 
+class OverflowReports:
+    """Counts the events a bounded queue dropped and names them in ``error`` events of kind
+    ``"overflow"``.
+
+    The report is not queued under the bound it reports on: the next overflow (``drop_oldest``)
+    or the report itself (``drop_newest``) would be discarded, and the user would never learn
+    that events were lost.  The consumer :meth:`take` s it before its next batch instead: at most
+    once a second while the queue stays full, and always once it has caught up, so every drop is
+    named in a report that arrives.  The warning is logged on the feeding thread when the drops
+    happen (at most once a second), so a handler stuck for good still leaves a trace.
+
+    >>> reports = OverflowReports("max_queue=3", "drop_oldest", logging.getLogger("realtime_sync.doc"))
+    >>> reports.count(2); reports.count(5)
+    >>> reports.take(caught_up=True).data.message
+    'event queue full (max_queue=3): dropped 7 event(s) (drop_oldest); handlers are slower than the feed'
+    >>> reports.take(caught_up=True) is None
+    True
+    """
+
+    def __init__(self, bound: str, overflow: str, log: logging.Logger) -> None:
+        self._bound = bound
+        self._overflow = overflow
+        self._log = log
+        self._lock = threading.Lock()
+        self._pending = 0  # drops not yet named in a delivered report
+        self._unlogged = 0  # drops not yet named in a log line
+        self._last_report = -1e9  # monotonic; the first report is never held back
+        self._last_log = -1e9
+
+    def message(self, n: int) -> str:
+        return (
+            f"event queue full ({self._bound}): dropped {n} event(s) ({self._overflow}); "
+            "handlers are slower than the feed"
+        )
+
+    def count(self, n: int) -> None:
+        """``n`` events were dropped (the feeding thread, outside the queue's lock)."""
+        now = time.monotonic()
+        with self._lock:
+            self._pending += n
+            self._unlogged += n
+            if now - self._last_log < 1.0:
+                return
+            self._last_log = now
+            n, self._unlogged = self._unlogged, 0
+        self._log.warning(self.message(n))
+
+    def take(self, *, caught_up: bool) -> Event | None:
+        """The report to deliver before the next batch, if one is due (the consumer thread)."""
+        if not self._pending:  # the hot path: no drop, no lock
+            return None
+        now = time.monotonic()
+        with self._lock:
+            if not self._pending or (not caught_up and now - self._last_report < 1.0):
+                return None
+            self._last_report = now
+            n, self._pending = self._pending, 0
+        return Event("error", ErrorInfo("overflow", self.message(n)), received_at=time.time())
+
+
 class Dispatcher:
     """Delivers events to registered handlers on one background thread."""
 
@@ -152,8 +213,7 @@ class Dispatcher:
         self.dispatched = 0
         self.handler_errors = 0
         self.dropped = 0
-        self._last_overflow_report = -1e9  # monotonic time of the last report: the first is never held back
-        self._unreported = 0  # drops not yet named in an overflow report
+        self._reports = OverflowReports(f"max_queue={options.max_queue}", options.overflow, log)
 
     # -- registration (any thread) ---------------------------------------------------------
 
@@ -206,37 +266,13 @@ class Dispatcher:
         events = list(events)
         if not events:
             return
-        msg = None
         with self._cond:
             if self._stopping:
                 return
             dropped = self._enqueue(events)
-            if dropped:
-                self._unreported += dropped
-                now = time.monotonic()
-                if now - self._last_overflow_report >= 1.0:
-                    self._last_overflow_report = now
-                    msg = (
-                        f"event queue full (max_queue={self.options.max_queue}): dropped {self._unreported} "
-                        f"event(s) ({self.options.overflow}); handlers are slower than the feed"
-                    )
-                    self._unreported = 0
-                    report = Event("error", ErrorInfo("overflow", msg), received_at=time.time())
-                    # The report obeys the bound too: with drop_newest it takes the place of the
-                    # newest queued event (it says that events were lost, which matters more).
-                    full = len(self._queue) >= max(1, self.options.max_queue - self._in_flight)
-                    if self.options.overflow == "drop_newest" and self._queue and full:
-                        self._queued_bytes -= self._queue.pop()[1]
-                        self.dropped += 1
-                        self._unreported += 1
-                        w = _weight(report)
-                        self._queue.append((report, w))
-                        self._queued_bytes += w
-                    else:
-                        self._unreported += self._enqueue([report])
             self._cond.notify()
-        if msg is not None:
-            self.log.warning(msg)  # outside the lock: a logging handler may be slow
+        if dropped:
+            self._reports.count(dropped)  # outside the lock: a logging handler may be slow
 
     def _enqueue(self, events: list[Event]) -> int:
         """Append ``events`` under both bounds (count, with the events being delivered, and
@@ -308,7 +344,11 @@ class Dispatcher:
                 batch = [q.popleft() for _ in range(min(len(q), _BATCH))]
                 self._queued_bytes -= sum(w for _, w in batch)
                 self._in_flight = len(batch)
+                caught_up = not q
             deliver = self._deliver
+            report = self._reports.take(caught_up=caught_up)
+            if report is not None:
+                deliver(report)
             for event, _w in batch:
                 deliver(event)
                 self._in_flight -= 1

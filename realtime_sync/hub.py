@@ -59,9 +59,9 @@ from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
 from ._workers import Lane, WorkerPool
 from .config import DispatchOptions
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, OverflowReports
 from .engine import Loop
-from .events import ErrorInfo, Event
+from .events import Event
 from .exceptions import ConfigurationError
 from .transport_longpoll import AutoConnection, LongPollingConnection
 
@@ -172,6 +172,9 @@ class LaneDispatcher(Dispatcher):
             overflow=options.overflow,
             on_drop=self._on_drop,
         )
+        self._reports = OverflowReports(
+            f"max_queue={options.max_queue}, or the hub's max_queued", options.overflow, log
+        )
 
     def adopt(self, other: Dispatcher) -> None:
         """Take over ``other``'s registrations (a client moved onto the hub before start)."""
@@ -188,23 +191,15 @@ class LaneDispatcher(Dispatcher):
 
     def _on_drop(self, n: int) -> None:
         self.dropped += n
-        self._unreported += n
-        now = time.monotonic()
-        if now - self._last_overflow_report < 1.0:
-            return
-        self._last_overflow_report = now
-        msg = (
-            f"event queue full (max_queue={self.options.max_queue}, or the hub's max_queued): dropped "
-            f"{self._unreported} event(s) ({self.options.overflow}); handlers are slower than the feed"
-        )
-        self._unreported = 0
-        self.log.warning(msg)
-        # The report obeys the bounds too (it may displace one more event, by the same policy).
-        self._lane.put(Event("error", ErrorInfo("overflow", msg), received_at=time.time()))
+        self._reports.count(n)
 
     def _deliver_batch(self, batch: list[Event]) -> None:
         deliver = self._deliver
         self._in_flight = len(batch)
+        # Drops are named before the events that follow them (never queued under the bound).
+        report = self._reports.take(caught_up=self._lane.depth() == 0)
+        if report is not None:
+            deliver(report)
         for event in batch:
             deliver(event)
             self._in_flight -= 1

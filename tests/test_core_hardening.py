@@ -183,9 +183,9 @@ def test_the_overflow_report_counts_drops_and_respects_max_queue(echo_server, ma
     release.set()
     poll_until(lambda: client.stats.queue_depth == 0 and errors)
     assert depth <= 3, depth  # the bound counts the blocked event in flight too (issue 10: it held 2x)
-    # the report took the place of the newest queued event: counted as dropped too
-    assert [e.kind for e in errors] == ["overflow"]
-    assert client.stats.dropped == 9 and client.stats.events_dispatched == 4  # connected, block, 1 x n, the report
+    # the report takes no place in the queue (the next overflow would discard it)
+    assert [e.kind for e in errors] == ["overflow"] and "dropped 8 event(s)" in errors[0].message
+    assert client.stats.dropped == 8 and client.stats.events_dispatched == 5  # connected, block, 2 x n, the report
 
 
 def test_sends_from_many_threads_keep_each_threads_order(echo_server, make_client):
@@ -352,3 +352,35 @@ def test_clients_started_after_a_fork_do_not_share_the_wake_up_socket(echo_serve
     _, status = os.waitpid(pid, 0)
     client.close(timeout=T(5))
     assert os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
+@pytest.mark.parametrize("overflow", ["drop_oldest", "drop_newest"])
+def test_every_drop_is_named_in_an_overflow_report_that_arrives(echo_server, make_client, overflow, on_hub):
+    # Review: the report was queued under the same bound it reports on, so the next overflow
+    # (drop_oldest) or the report itself (drop_newest, on a hub) discarded it, and drops after the
+    # last report were never named at all: a handler slower than the feed lost events silently.
+    import re
+
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-overflow") if on_hub else None
+    try:
+        client = make_client(echo_server.url, max_queue=3, overflow=overflow, hub=hub)
+        release, entered = threading.Event(), threading.Event()
+        client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+        reports: list[str] = []
+        client.on("error", lambda e: reports.append(e.data.message) if e.data.kind == "overflow" else None)
+        client.start()
+        conn = echo_server.wait_for_connection(timeout=T(5))
+        conn.send({"event": "block"})
+        assert entered.wait(T(5))
+        # Three bursts, each its own read: three overflows within the same second.
+        for burst in range(3):
+            assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
+            poll_until(lambda burst=burst: client.stats.frames_received >= 1 + 10 * (burst + 1))
+        release.set()
+        poll_until(lambda: client.stats.queue_depth == 0 and reports, 10, "an overflow report delivered")
+        named = sum(int(m) for r in reports for m in re.findall(r"dropped (\d+) event", r))
+        assert named == client.stats.dropped > 0, (reports, client.stats.dropped)
+    finally:
+        if hub is not None:
+            assert hub.close(T(10))
