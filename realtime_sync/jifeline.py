@@ -359,7 +359,9 @@ class _GapFetcher:
     Why a thread of its own: the REST call may take seconds; on the transport thread it would
     stall reading frames and answering pings.  The adapter holds live system events meanwhile
     (bounded by ``hold_timeout``), so ordering is kept without blocking anything.  Owned by the
-    partner client; started on the first recovery; joined by ``close()``.
+    partner client; started on the first recovery; joined by ``close()``.  On a hub there is no
+    such thread: the fetch runs on the hub's blocking workers (``run_blocking``), so the thread
+    count does not grow with the number of clients.
     """
 
     def __init__(self, name: str, options: GapRecovery, rest_url: str) -> None:
@@ -369,6 +371,8 @@ class _GapFetcher:
         # Bound by the client once it exists (the adapter, built first, needs request()).
         self.submit: Callable[[Command], None] | None = None
         self.token: Callable[[], str | None] = lambda: None
+        #: The hub's ``run_blocking`` when the client runs on one (else None: a thread of our own).
+        self.run_blocking: Callable[[], Any] = lambda: None
         self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -376,6 +380,10 @@ class _GapFetcher:
 
     def request(self, generation: int, after_id: str) -> None:
         """Called on the transport thread: queue the fetch, never block."""
+        run_blocking = self.run_blocking()
+        if run_blocking is not None:  # on a hub: its workers, no thread of ours
+            run_blocking(lambda: self._fetch_and_finish(generation, after_id), lambda _result, _exc: None)
+            return
         with self._lock:
             if self._stopped:
                 return
@@ -401,28 +409,34 @@ class _GapFetcher:
             job = self._queue.get()
             if job is None:
                 return
-            generation, after_id = job
-            items: list[Any] | None = None
-            error: ErrorInfo | None = None
-            try:
-                items = self.fetch(after_id)
-            except TokenError as exc:
-                error = ErrorInfo("token", f"gap recovery: {exc}", None, exc)
-            except _HTTPFailure as exc:
-                error = ErrorInfo(exc.kind, f"gap recovery: {exc}", None, exc.cause)
-            except Exception as exc:  # never let the thread die
-                log.exception("gap recovery failed")
-                error = ErrorInfo("server", redact(f"gap recovery failed: {type(exc).__name__}: {exc}"), None, exc)
-            if error is not None:
-                log.warning("%s", error.message)
-            else:
-                log.info("gap recovery: %d event(s) after %s", len(items or ()), after_id)
-
-            try:
-                assert self.submit is not None
-                self.submit(Call(JifelinePartnerAdapter.finish_gap_recovery, (generation, items), {"error": error}))
-            except ClientClosedError:
+            if not self._fetch_and_finish(*job):
                 return
+
+    def _fetch_and_finish(self, generation: int, after_id: str) -> bool:
+        """Fetch, then hand the result to the adapter; False once the client is closed."""
+        if self._stopped:
+            return False
+        items: list[Any] | None = None
+        error: ErrorInfo | None = None
+        try:
+            items = self.fetch(after_id)
+        except TokenError as exc:
+            error = ErrorInfo("token", f"gap recovery: {exc}", None, exc)
+        except _HTTPFailure as exc:
+            error = ErrorInfo(exc.kind, f"gap recovery: {exc}", None, exc.cause)
+        except Exception as exc:  # never let the thread die
+            log.exception("gap recovery failed")
+            error = ErrorInfo("server", redact(f"gap recovery failed: {type(exc).__name__}: {exc}"), None, exc)
+        if error is not None:
+            log.warning("%s", error.message)
+        else:
+            log.info("gap recovery: %d event(s) after %s", len(items or ()), after_id)
+        try:
+            assert self.submit is not None
+            self.submit(Call(JifelinePartnerAdapter.finish_gap_recovery, (generation, items), {"error": error}))
+        except ClientClosedError:
+            return False
+        return True
 
     def fetch(self, after_id: str) -> list[Any]:
         """GET the events after ``after_id``, page by page (oldest first)."""
@@ -562,6 +576,7 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
         if fetcher is not None:
             fetcher.submit = self._submit
             fetcher.token = self._resolve_token
+            fetcher.run_blocking = lambda: self._hub.loop.run_blocking if self._hub is not None else None
 
     @classmethod
     def from_client_credentials(

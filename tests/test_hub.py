@@ -228,3 +228,48 @@ def test_long_polling_sessions_on_the_hub_without_threads_of_their_own() -> None
         assert hub_threads("t-lp") == [] and handshake_threads("t-lp") == []
         # Closing said goodbye: the sessions are gone from the server.
         poll_until(lambda: not gws.sessions, 5, "every session disconnected")
+
+
+def test_gap_recovery_on_the_hub_runs_on_the_hubs_threads() -> None:
+    # Review: each Jifeline partner client with gap recovery started a thread of its own on its
+    # first recovery, so the hub's thread count grew with the number of clients (30 clients, 30
+    # realtime_sync-jifeline-gap-* threads).  The REST fetch runs on the hub's blocking workers.
+    from realtime_sync.jifeline import GapRecovery, JifelinePartnerClient
+    from realtime_sync.oauth import ClientCredentialsTokenProvider
+    from realtime_sync.testing import FakeJifelinePartnerServer, FakeJifelineRestServer
+
+    created = "tickets.ticket.created"
+    with (
+        FakeJifelinePartnerServer(interval=0.1) as partner,
+        FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest,
+    ):
+        hub = rs.Hub(workers=2, handshake_jitter=0.2, name="t-gap")
+        got: dict[int, list[str]] = {k: [] for k in range(10)}
+        clients = []
+        for k in range(10):
+            provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
+            gap = GapRecovery(rest_url=rest.url, http_timeout=T(5), hold_timeout=T(10))
+            c = JifelinePartnerClient(partner.url, token=provider, gap_recovery=gap, hub=hub, reconnect=FAST)
+            c.on(created, lambda e, k=k: got[k].append(e.data.event_id))
+            c.subscribe_event(created)
+            clients.append(c)
+        try:
+            for c in clients:
+                c.start()
+            poll_until(
+                lambda: sum(("event", created) in partner.subscriptions(c) for c in partner.live_connections()) == 10,
+                20,
+                "10 subscriptions",
+            )
+            first = partner.emit_event(created)["event_id"]
+            poll_until(lambda: all(got[k] == [first] for k in range(10)), 10, "the first event everywhere")
+            partner.refuse(503)
+            partner.drop_all()
+            missed = partner.emit_event(created)["event_id"]  # only the REST API has it now
+            partner.refuse(None)
+            poll_until(lambda: all(got[k] == [first, missed] for k in range(10)), 20, "the missed event recovered")
+            assert not [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-jifeline-gap")]
+            assert hub.stats.threads <= 7
+        finally:
+            assert hub.close(T(20))
+        assert hub_threads("t-gap") == [] and handshake_threads("t-gap") == []
