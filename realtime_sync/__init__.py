@@ -26,6 +26,7 @@ from .actioncable import ActionCableClient
 from .client import Client, Stats
 from .cometd import CometDClient
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
+from .engine import Snapshot
 from .events import (
     LIFECYCLE_EVENTS,
     ConnectionInfo,
@@ -83,6 +84,7 @@ __all__ = [
     "ReconnectInfo",
     "ReconnectPolicy",
     "RemoteError",
+    "Snapshot",
     "State",
     "Stats",
     "Subscription",

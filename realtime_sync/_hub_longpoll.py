@@ -38,7 +38,7 @@ from ._wsconn import FrameError
 from .config import ConnectOptions
 from .exceptions import ConnectError
 from .protocols.base import ConnectRequest, HttpResult
-from .transport_longpoll import http_url
+from .transport_longpoll import session_request
 
 __all__ = ["HubLongPollingConnection"]
 
@@ -74,16 +74,8 @@ class HubLongPollingConnection:
     # -- opening (a handshake thread) -------------------------------------------------------
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
-        url = http_url(request.url)
+        url, self.cookies, headers = session_request(request, self.cookies)
         self._url = redact(url)
-        if self.cookies is None:
-            self.cookies = CookieJar(request.cookies)
-        elif request.cookies:
-            self.cookies.update([c.strip() for c in request.cookies.split(";") if "=" in c])
-        headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-        headers.update(request.headers)
-        if request.origin:
-            headers["Origin"] = request.origin
         limit = options.max_frame_size or 0
         control = HttpConnection(
             url, options, self.cookies, max_body=limit, headers=headers, read_timeout=_CONTROL_READ_TIMEOUT

@@ -17,7 +17,8 @@ always in order.  Different lanes run in parallel on different workers.
 A slow handler holds one worker and delays only its own lane; the other lanes keep flowing on
 the remaining workers (with ``workers`` slow lanes at once, everyone waits: size the pool for it).
 
-Bounds: each lane holds at most ``max_queue`` items, and the whole pool at most ``max_total``.
+Bounds: each lane holds at most ``max_queue`` items, those of the batch being delivered included
+(at least one may always wait), and the whole pool at most ``max_total``.
 When either is full the lane's ``overflow`` policy applies, as for a standalone client:
 ``"drop_oldest"`` discards the lane's own oldest waiting item (a busy client sheds its own
 backlog, never another client's), ``"drop_newest"`` the incoming one.  Drops are counted and
@@ -73,6 +74,7 @@ class Lane:
     """One client's serial queue on a :class:`WorkerPool` (make it with :meth:`WorkerPool.lane`)."""
 
     __slots__ = (
+        "_in_flight",
         "_on_stopped",
         "_pool",
         "_runner",
@@ -107,6 +109,7 @@ class Lane:
         self.items: collections.deque[Any] = collections.deque()
         self.dropped = 0
         self._scheduled = False  # in the ready deque or running
+        self._in_flight = 0  # items of the batch being delivered: they count in max_queue
         self._running = False
         self._runner: threading.Thread | None = None
         self._stopping = False
@@ -244,8 +247,11 @@ class WorkerPool:
                 return 0
             q = lane.items
             newest = lane.overflow == "drop_newest"
+            # The batch being delivered counts in the lane's bound (else a lane held max_queue
+            # waiting items plus a whole batch); at least one item may always wait.
+            limit = max(1, lane.max_queue - lane._in_flight)
             for item in items:
-                if len(q) >= lane.max_queue or self._total >= self.max_total:
+                if len(q) >= limit or self._total >= self.max_total:
                     if newest or not q:
                         dropped += 1
                         continue
@@ -306,6 +312,7 @@ class WorkerPool:
                 n = min(len(q), self.batch)
                 batch = [q.popleft() for _ in range(n)]
                 self._total -= n
+                lane._in_flight = n
                 lane._running = True
                 lane._runner = me
                 self._busy += 1
@@ -317,6 +324,7 @@ class WorkerPool:
             then = None
             with cond:
                 self._busy -= 1
+                lane._in_flight = 0
                 lane._running = False
                 lane._runner = None
                 if lane.items:

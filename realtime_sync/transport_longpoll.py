@@ -98,6 +98,21 @@ def http_url(url: str) -> str:
     return {"ws": "http", "wss": "https"}.get(scheme.lower(), scheme.lower()) + "://" + rest
 
 
+def session_request(request: ConnectRequest, jar: CookieJar | None) -> tuple[str, CookieJar, dict[str, str]]:
+    """What every request of a long-polling session needs: the HTTP URL, the cookie jar (made from
+    the request's cookies, or updated with them) and the headers (the threaded connection and the
+    hub's share it)."""
+    if jar is None:
+        jar = CookieJar(request.cookies)
+    elif request.cookies:
+        jar.update([c.strip() for c in request.cookies.split(";") if "=" in c])
+    headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
+    headers.update(request.headers)
+    if request.origin:
+        headers["Origin"] = request.origin
+    return http_url(request.url), jar, headers
+
+
 def ws_url(url: str) -> str:
     """The websocket URL for ``url`` (``http://`` -> ``ws://``, ``https://`` -> ``wss://``).
 
@@ -295,16 +310,8 @@ class LongPollingConnection:
     # -- opening ---------------------------------------------------------------------------
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
-        url = http_url(request.url)
+        url, self.cookies, headers = session_request(request, self.cookies)
         self._url = redact(url)
-        if self.cookies is None:
-            self.cookies = CookieJar(request.cookies)
-        elif request.cookies:
-            self.cookies.update([c.strip() for c in request.cookies.split(";") if "=" in c])
-        headers = {"Content-Type": "application/json;charset=UTF-8", "Accept": "application/json"}
-        headers.update(request.headers)
-        if request.origin:
-            headers["Origin"] = request.origin
         self._headers = headers
         self._max = options.max_frame_size or 0
         control = _Http(url, options, _CONTROL_READ_TIMEOUT)

@@ -384,3 +384,25 @@ def test_every_drop_is_named_in_an_overflow_report_that_arrives(echo_server, mak
     finally:
         if hub is not None:
             assert hub.close(T(10))
+
+
+def test_a_lane_counts_the_batch_being_delivered_in_max_queue(echo_server, make_client):
+    # Review: on a hub, a lane held max_queue waiting events plus the whole batch being delivered
+    # (issue 10's "holds twice its bound", fixed for standalone clients only).
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-lanebound")
+    try:
+        client = make_client(echo_server.url, max_queue=3, hub=hub)
+        release, entered = threading.Event(), threading.Event()
+        client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+        client.start()
+        conn = echo_server.wait_for_connection(timeout=T(5))
+        conn.send({"event": "block"})
+        assert entered.wait(T(5))
+        assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
+        poll_until(lambda: client.stats.frames_received >= 11)
+        depth = client.stats.queue_depth
+        release.set()
+        poll_until(lambda: client.stats.queue_depth == 0)
+        assert depth <= 3, depth
+    finally:
+        assert hub.close(T(10))

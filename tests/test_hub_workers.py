@@ -81,13 +81,14 @@ def test_drop_oldest_per_lane_bound() -> None:
     lane = p.lane(deliver, name="l", max_queue=5, on_drop=drops.append)
     lane.put(0)
     poll_until(lambda: lane.depth() == 0, 5, "the first item taken by the worker")
-    dropped = lane.put_many(range(1, 11))  # 10 more into a queue of 5: the 5 oldest go
-    assert dropped == 5 and drops == [5]
+    # 10 more into a bound of 5 that counts the item being delivered: the 6 oldest go
+    dropped = lane.put_many(range(1, 11))
+    assert dropped == 6 and drops == [6]
     gate.set()
     lane.stop()
     assert lane.join(T(5))
-    assert seen == [0, 6, 7, 8, 9, 10]
-    assert p.stats.dropped == 5
+    assert seen == [0, 7, 8, 9, 10]
+    assert p.stats.dropped == 6
     assert p.close(T(5))
 
 
