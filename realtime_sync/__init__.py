@@ -54,7 +54,7 @@ from .hub import Hub, HubStats
 from .jifeline import GapRecovery, JifelineCustomerClient, JifelinePartnerClient
 from .oauth import ClientCredentialsTokenProvider
 from .transport import State
-from .voxsig import VoxsigClient
+from .voxsig import VoxsigCatchUp, VoxsigClient
 
 __all__ = [
     "LIFECYCLE_EVENTS",
@@ -90,6 +90,7 @@ __all__ = [
     "Subscription",
     "SubscriptionInfo",
     "TokenError",
+    "VoxsigCatchUp",
     "VoxsigClient",
     "WaitTimeout",
     "__version__",

@@ -88,6 +88,8 @@ class Event:
             JSON when it was not an object, and an ``error`` event of kind ``"decode"`` follows.
         account_id: the account the event belongs to, where the vendor has accounts (Voxsig:
             ``data.account_id`` of the broadcast); else ``None``.
+        recovered: ``True`` when the event was not received live but fetched after a reconnect
+            (Voxsig catch-up over Chatwoot's REST API); else ``False``.
 
     >>> Event("ticket.updated", {"state": 1}, entity_id=7).entity_id
     7
@@ -102,6 +104,7 @@ class Event:
     changes: frozenset[str] | None = None
     decode_error: str | None = None
     account_id: Any = None
+    recovered: bool = False
 
     def __repr__(self) -> str:
         # Redacted before it is cut (no prefix of a secret survives), and only a window of it:
@@ -160,6 +163,7 @@ class Event:
             "changes": None if self.changes is None else sorted(self.changes),
             "decode_error": self.decode_error,
             "account_id": _jsonable(self.account_id),
+            "recovered": self.recovered,
         }
         return _scrub(out)  # type: ignore[no-any-return]
 
@@ -192,6 +196,7 @@ class Event:
             None if changes is None else frozenset(changes),
             d.get("decode_error"),
             d.get("account_id"),
+            bool(d.get("recovered", False)),
         )
 
 

@@ -364,7 +364,14 @@ class _GapFetcher:
     count does not grow with the number of clients.
     """
 
-    def __init__(self, name: str, options: GapRecovery, rest_url: str) -> None:
+    #: What the fetch is called in log lines and error messages (the Voxsig catch-up reuses
+    #: this thread: :class:`realtime_sync.voxsig.VoxsigClient`).
+    what = "gap recovery"
+    thread_tag = "jifeline-gap"
+
+    def __init__(self, name: str, options: Any, rest_url: str) -> None:
+        # options: a GapRecovery here; the Voxsig catch-up passes its VoxsigCatchUp (http_timeout,
+        # max_pages, max_body are what the base reads).
         self.name = name
         self.options = options
         self.rest_url = rest_url.rstrip("/")
@@ -373,12 +380,12 @@ class _GapFetcher:
         self.token: Callable[[], str | None] = lambda: None
         #: The hub's ``run_blocking`` when the client runs on one (else None: a thread of our own).
         self.run_blocking: Callable[[], Any] = lambda: None
-        self._queue: queue.SimpleQueue[tuple[int, str] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[int, Any] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
 
-    def request(self, generation: int, after_id: str) -> None:
+    def request(self, generation: int, after_id: Any) -> None:
         """Called on the transport thread: queue the fetch, never block."""
         run_blocking = self.run_blocking()
         if run_blocking is not None:  # on a hub: its workers, no thread of ours
@@ -389,7 +396,7 @@ class _GapFetcher:
                 return
             if self._thread is None:
                 self._thread = threading.Thread(
-                    target=self._run, name=f"realtime_sync-jifeline-gap-{self.name}", daemon=True
+                    target=self._run, name=f"realtime_sync-{self.thread_tag}-{self.name}", daemon=True
                 )
                 self._thread.start()
         self._queue.put((generation, after_id))
@@ -412,7 +419,7 @@ class _GapFetcher:
             if not self._fetch_and_finish(*job):
                 return
 
-    def _fetch_and_finish(self, generation: int, after_id: str) -> bool:
+    def _fetch_and_finish(self, generation: int, after_id: Any) -> bool:
         """Fetch, then hand the result to the adapter; False once the client is closed."""
         if self._stopped:
             return False
@@ -421,24 +428,28 @@ class _GapFetcher:
         try:
             items = self.fetch(after_id)
         except TokenError as exc:
-            error = ErrorInfo("token", f"gap recovery: {exc}", None, exc)
+            error = ErrorInfo("token", f"{self.what}: {exc}", None, exc)
         except _HTTPFailure as exc:
-            error = ErrorInfo(exc.kind, f"gap recovery: {exc}", None, exc.cause)
+            error = ErrorInfo(exc.kind, f"{self.what}: {exc}", None, exc.cause)
         except Exception as exc:  # never let the thread die
-            log.exception("gap recovery failed")
-            error = ErrorInfo("server", redact(f"gap recovery failed: {type(exc).__name__}: {exc}"), None, exc)
+            log.exception("%s failed", self.what)
+            error = ErrorInfo("server", redact(f"{self.what} failed: {type(exc).__name__}: {exc}"), None, exc)
         if error is not None:
             log.warning("%s", error.message)
         else:
-            log.info("gap recovery: %d event(s) after %s", len(items or ()), after_id)
+            log.info("%s: %d event(s)", self.what, len(items or ()))
         try:
             assert self.submit is not None
-            self.submit(Call(JifelinePartnerAdapter.finish_gap_recovery, (generation, items), {"error": error}))
+            self.submit(Call(self.finish(), (generation, items), {"error": error}))
         except ClientClosedError:
             return False
         return True
 
-    def fetch(self, after_id: str) -> list[Any]:
+    def finish(self) -> Callable[..., Any]:
+        """The adapter method the results are handed to (on the I/O thread)."""
+        return JifelinePartnerAdapter.finish_gap_recovery
+
+    def fetch(self, after_id: Any) -> list[Any]:
         """GET the events after ``after_id``, page by page (oldest first)."""
         token = self.token()
         out: list[Any] = []

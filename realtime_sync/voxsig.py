@@ -5,11 +5,20 @@ See :mod:`realtime_sync.protocols.voxsig` for the event table and the presence c
 
 from __future__ import annotations
 
-from typing import Any
+import time
+import urllib.parse
+from typing import Any, Callable
 
-from ._redact import redact
+import attrs
+
+from ._http import HTTPFailure
+from ._http import request as http_request
+from ._json import decode
+from ._redact import redact, register_secret
 from .actioncable import ActionCableClient
 from .events import Subscription
+from .exceptions import ConfigurationError, ProtocolError
+from .jifeline import _GapFetcher, _HTTPFailure
 from .protocols.voxsig import (
     EVENT_TYPES,
     PRESENCE_INTERVAL,
@@ -20,7 +29,140 @@ from .protocols.voxsig import (
     room_identifier,
 )
 
-__all__ = ["EVENT_TYPES", "VoxsigClient"]
+__all__ = ["EVENT_TYPES", "VoxsigCatchUp", "VoxsigClient"]
+
+
+def _access_token(_i: Any, _a: Any, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError("VoxsigCatchUp(api_access_token=...) must be a non-empty string")
+    register_secret(value)
+
+
+@attrs.frozen
+class VoxsigCatchUp:
+    """Options of the Voxsig catch-up after a reconnect (``catch_up=VoxsigCatchUp(...)``).
+
+    ActionCable keeps no history: what was broadcast while the client was disconnected is gone
+    from the cable.  Like Chatwoot's dashboard, the client then asks the REST API.  After every
+    reconnect (not the first connect), once the room subscription is confirmed, it fetches
+
+    * ``GET {api_url}/api/v1/accounts/{account_id}/conversations?status=all&assignee_type=all&updated_within=<s>``
+      (Chatwoot's ``ConversationFinder``: with ``updated_within`` the list is every conversation
+      whose ``updated_at`` is within the last ``<s>`` seconds, unpaginated; the answer is
+      ``{"data": {"meta": {...}, "payload": [conversation...]}}``, conversation ``id`` = the
+      display id), delivered as ``conversation.updated``;
+    * for each, ``GET .../conversations/{id}/messages?after=<newest message id seen>``
+      (``MessageFinder``: up to 100 messages with a larger id, oldest first; without ``after``
+      the latest 20, of which those created since the disconnect are kept), answer
+      ``{"meta": {...}, "payload": [message...]}``, delivered as ``message.created``,
+
+    with the same typed models as live events and ``event.recovered=True``, before the live
+    events received since the reconnect (held meanwhile, at most ``hold_timeout`` seconds); a
+    message id is never delivered twice.  A failed fetch is an ``error`` event of kind
+    ``"catch_up"`` and the held live events are released.  Needs ``account_id``.
+
+    Attributes:
+        api_url: the Chatwoot base URL (``https://app.voxsig.com``).
+        api_access_token: a user's API access token (profile settings), sent as the
+            ``api_access_token`` header Chatwoot reads; a secret: never logged, never in a repr.
+        http_timeout: seconds for one REST request.
+        hold_timeout: the longest live events are held back waiting for the fetch.
+        overlap: seconds added to the window before the disconnect (clock skew; duplicates are
+            dropped by message id).
+        max_pages: pages of 100 messages per conversation and catch-up.
+        max_conversations: conversations fetched per catch-up (the most recently active).
+        max_body: the largest REST answer read, in bytes.
+
+    >>> c = VoxsigCatchUp(api_url="https://app.voxsig.com", api_access_token="tok-xyz")
+    >>> "tok-xyz" in repr(c), c.hold_timeout
+    (False, 15.0)
+    """
+
+    api_url: str
+    api_access_token: str = attrs.field(repr=False, validator=_access_token)
+    http_timeout: float = 5.0
+    hold_timeout: float = 15.0
+    overlap: float = 5.0
+    max_pages: int = 10
+    max_conversations: int = 100
+    max_body: int = 16 * 1024 * 1024
+
+
+class _CatchUpFetcher(_GapFetcher):
+    """The Jifeline gap-recovery thread, fetching from Chatwoot's REST API instead."""
+
+    what = "catch-up"
+    thread_tag = "voxsig-catch-up"
+
+    def __init__(self, name: str, options: VoxsigCatchUp, account_id: int | str) -> None:
+        super().__init__(name, options, options.api_url)
+        self.catch_up = options
+        self.base = f"{self.rest_url}/api/v1/accounts/{urllib.parse.quote(str(account_id))}"
+
+    def finish(self) -> Callable[..., Any]:
+        return VoxsigAdapter.finish_catch_up
+
+    def fetch(self, after_id: Any) -> list[Any]:
+        lost_at, last_ids = after_id
+        opts = self.catch_up
+        since = lost_at - opts.overlap
+        within = max(1, int(time.time() - since) + 1)
+        query = urllib.parse.urlencode({"status": "all", "assignee_type": "all", "updated_within": within})
+        body = self._json(f"{self.base}/conversations?{query}")
+        data = body.get("data") if isinstance(body, dict) else None
+        conversations = data.get("payload") if isinstance(data, dict) else None
+        if not isinstance(conversations, list):
+            raise self._bad("conversations", "no data.payload list")
+        # Chatwoot lists the most recently active first: deliver the oldest first.
+        conversations = [c for c in conversations[: opts.max_conversations] if isinstance(c, dict)][::-1]
+        messages: list[dict[str, Any]] = []
+        for conversation in conversations:
+            cid = conversation.get("id")
+            if not isinstance(cid, int):
+                continue
+            after = last_ids.get(cid)
+            for _ in range(max(1, opts.max_pages)):
+                q = "" if after is None else "?" + urllib.parse.urlencode({"after": after})
+                page = self._json(f"{self.base}/conversations/{cid}/messages{q}")
+                batch = page.get("payload") if isinstance(page, dict) else None
+                if not isinstance(batch, list):
+                    raise self._bad("messages", "no payload list")
+                batch = [m for m in batch if isinstance(m, dict)]
+                if after is None:
+                    # The latest 20: keep what was created since the disconnect.
+                    messages += [m for m in batch if _created(m) >= since]
+                    break
+                messages += batch
+                if len(batch) < 100 or not isinstance(batch[-1].get("id"), int):
+                    break
+                after = batch[-1]["id"]
+        messages.sort(key=lambda m: (_created(m), m.get("id") if isinstance(m.get("id"), int) else 0))
+        return [("conversation.updated", c) for c in conversations] + [("message.created", m) for m in messages]
+
+    def _bad(self, what: str, problem: str) -> _HTTPFailure:
+        msg = f"GET {what}: {problem} in the answer"
+        return _HTTPFailure("bad_frame", msg, ProtocolError(msg))
+
+    def _json(self, url: str) -> Any:
+        headers = {"Accept": "application/json", "api_access_token": self.catch_up.api_access_token}
+        try:
+            # No redirect is followed (the token would go along) and the body read is bounded.
+            body = http_request(
+                url, headers=headers, timeout=self.catch_up.http_timeout, max_body=self.catch_up.max_body
+            )
+        except HTTPFailure as exc:
+            raise _HTTPFailure("catch_up", str(exc), exc) from None
+        try:
+            return decode(body)
+        except ValueError:
+            raise _HTTPFailure("catch_up", redact(f"GET {url}: the answer is not JSON"), None) from None
+
+
+def _created(message: dict[str, Any]) -> float:
+    value = message.get("created_at")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return float("inf")  # unknown: keep it (dedupe by id drops it if it was seen)
 
 
 class VoxsigClient(ActionCableClient[VoxsigAdapter]):
@@ -54,6 +196,9 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
             contact's.  ``user_id`` needs ``account_id`` (else :class:`ConfigurationError`).
         presence_interval: seconds between presence updates (at most 20; default 15).
         all_accounts: deliver every account's events to an agent (default: ``account_id``'s only).
+        catch_up: a :class:`VoxsigCatchUp` to fetch what was missed while disconnected from the
+            REST API after every reconnect, delivered first with ``event.recovered=True`` (off by
+            default).
         **options: :class:`~realtime_sync.ActionCableClient` options (``stale_after``,
             ``confirm_timeout``...) and :class:`~realtime_sync.Client` options.
 
@@ -77,6 +222,7 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         presence_interval: float | None = PRESENCE_INTERVAL,
         *,
         all_accounts: bool = False,
+        catch_up: VoxsigCatchUp | None = None,
         stale_after: float | None = 6.0,
         confirm_timeout: float = 10.0,
         retry_interval: float = 0.5,
@@ -88,12 +234,21 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         else:
             # Registered before anything can log an identifier (validation errors included).
             register_pubsub_token(pubsub_token)
+        fetcher: _CatchUpFetcher | None = None
+        if catch_up is not None:
+            if not isinstance(catch_up, VoxsigCatchUp):
+                raise ConfigurationError("catch_up must be a VoxsigCatchUp(api_url=..., api_access_token=...) or None")
+            if account_id is None:
+                raise ConfigurationError("catch_up needs account_id (the REST API is per account)")
+            fetcher = _CatchUpFetcher(options.get("name") or type(self).__name__, catch_up, account_id)
         adapter = VoxsigAdapter(
             pubsub_token,
             account_id,
             user_id,
             presence_interval=presence_interval,
             all_accounts=all_accounts,
+            catch_up_hook=None if fetcher is None else fetcher.request,
+            catch_up_timeout=15.0 if catch_up is None else catch_up.hold_timeout,
             stale_after=stale_after,
             confirm_timeout=confirm_timeout,
             retry_interval=retry_interval,
@@ -104,6 +259,10 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         self._room_adapter = adapter
         self.account_id = account_id
         self.user_id = user_id
+        self.catch_up = catch_up
+        self._catch_up = fetcher
+        if fetcher is not None:
+            fetcher.submit = self._submit
 
     @property
     def identifier(self) -> str | None:
@@ -122,6 +281,14 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     def is_contact(self) -> bool:
         """True when subscribed with a contact's token (no ``user_id``)."""
         return self.user_id is None
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        super().close(timeout)
+        if self._catch_up is not None:
+            remaining = None if deadline is None else max(0.5, deadline - time.monotonic())
+            if not self._catch_up.stop(remaining):
+                self.log.warning("close(): the catch-up thread did not end within %ss", timeout)
 
     def update_presence(self) -> None:
         """Send ``update_presence`` now (when subscribed) and restart the presence cadence."""

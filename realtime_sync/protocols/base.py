@@ -379,6 +379,7 @@ class Adapter:
         changes: frozenset[str] | None = None,
         decode_error: str | None = None,
         account_id: Any = None,
+        recovered: bool = False,
     ) -> Event:
         # Events leave the library: they carry redacted copies of the frame and the subscription
         # (an ActionCable identifier holds the pubsub token), never the originals.
@@ -394,6 +395,7 @@ class Adapter:
             changes,
             decode_error,
             account_id,
+            recovered,
         )
         self._events.append(event)
         return event
@@ -411,6 +413,7 @@ class Adapter:
         changes: frozenset[str] | None = None,
         account_id: Any = None,
         frame: Any = None,
+        recovered: bool = False,
     ) -> Event:
         """Emit an event decoded under the decoding policy (:func:`~realtime_sync.models._converter.decode`).
 
@@ -428,6 +431,7 @@ class Adapter:
             changes=changes,
             decode_error=problem,
             account_id=account_id,
+            recovered=recovered,
         )
         if problem is not None:
             message = f"{name}: payload delivered as decoded; it does not fit the model: {problem}"

@@ -40,17 +40,28 @@ anything else                               decoded JSON       None
 
 With ``all_accounts=True`` every non-None ``entity_id`` above is ``(account_id, id)`` instead
 (presence and cache events: ``(account_id, account_id)``).
+
+Catch-up (opt-in, ``catch_up_hook``): ActionCable keeps no history, so after every *re*-connect,
+once the room subscription is confirmed, the adapter calls ``catch_up_hook(generation,
+(disconnected_at, last_message_ids))`` (the facade fetches Chatwoot's REST API on its own thread,
+the thread of the Jifeline gap recovery) and holds live broadcasts back until
+:meth:`VoxsigAdapter.finish_catch_up` hands the fetched ``(name, data)`` pairs over, or
+``catch_up_timeout`` passes.  The fetched ones are emitted first with ``event.recovered=True``,
+then the held live ones; a ``message.created`` id is delivered at most once (a bounded window of
+``dedupe_window`` ids).  A failed fetch is an ``error`` event of kind ``"catch_up"``; held live
+events are released either way.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections import OrderedDict
 from typing import Any, Callable, Union
 
 from .._json import dumps
 from .._redact import redact, register_secret
-from ..events import Subscription
+from ..events import ErrorInfo, Subscription
 from ..exceptions import ConfigurationError, TokenError
 from ..models._converter import read_int
 from ..models.voxsig import (
@@ -267,9 +278,29 @@ class VoxsigAdapter(ActionCableAdapter):
         *,
         presence_interval: float | None = PRESENCE_INTERVAL,
         all_accounts: bool = False,
+        catch_up_hook: Callable[[int, tuple[float, dict[Any, int]]], None] | None = None,
+        catch_up_timeout: float = 15.0,
+        dedupe_window: int = 10_000,
+        max_held: int = 10_000,
         **options: Any,
     ) -> None:
         super().__init__(**options)
+        #: Called on the I/O thread (must not block) with (generation, (wall time of the
+        #: disconnect, {conversation id: newest message id seen})) after a reconnect.
+        self.catch_up_hook = catch_up_hook
+        self.catch_up_timeout = catch_up_timeout
+        self.dedupe_window = max(1, dedupe_window)
+        self.max_held = max(1, max_held)
+        self.recovering = False
+        #: Live message.created dropped because the catch-up had delivered them (or vice versa).
+        self.duplicates = 0
+        self._held: list[tuple[Subscription, Any, Any, str]] = []
+        self._cu_gen = 0
+        self._cu_deadline: float | None = None
+        self._confirmed_once = False
+        self._lost_at: float | None = None  # wall time of the disconnect not yet caught up
+        self._delivered: OrderedDict[Any, None] = OrderedDict()  # message ids
+        self._last_message: OrderedDict[Any, int] = OrderedDict()  # conversation id -> message id
         if presence_interval is not None and (
             isinstance(presence_interval, bool)
             or not isinstance(presence_interval, (int, float))
@@ -355,10 +386,56 @@ class VoxsigAdapter(ActionCableAdapter):
         # sending update_presence now would only double it.  The cadence starts here.
         if sub == self.room and self.presence_interval is not None:
             self._presence_due = now + self.presence_interval
+        if sub == self.room:
+            if self.catch_up_hook is not None and self._lost_at is not None:
+                self._start_catch_up(now)
+            self._confirmed_once = True
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         super().connection_lost(now, reason)
         self._presence_due = None
+        if self._confirmed_once and self._lost_at is None:
+            self._lost_at = now + self.clock_offset  # kept until a catch-up covers it
+
+    # -- catch-up --------------------------------------------------------------------------
+
+    def _start_catch_up(self, now: float) -> None:
+        # Also supersedes a catch-up still running from the previous connection (its results
+        # are dropped); live events it held stay held, the new fetch covers the same gap.
+        assert self.catch_up_hook is not None and self._lost_at is not None
+        self._cu_gen += 1
+        self.recovering = True
+        self._cu_deadline = now + self.catch_up_timeout
+        try:
+            self.catch_up_hook(self._cu_gen, (self._lost_at, dict(self._last_message)))
+        except Exception as exc:  # the hook must not break the connection
+            self._end_catch_up(now, f"catch-up could not start: {exc}")
+
+    def finish_catch_up(
+        self, generation: int, items: list[tuple[str, Any]] | None, now: float, error: ErrorInfo | None = None
+    ) -> None:
+        """The ``(event name, data)`` pairs fetched by catch-up ``generation``, oldest first (or
+        the error that prevented it); results of a superseded generation are dropped."""
+        if generation != self._cu_gen:
+            log.debug("dropping results of superseded catch-up %d", generation)
+            return
+        if error is not None:
+            self._emit("error", now, ErrorInfo("catch_up", error.message, error.frame, error.exception))
+        else:
+            self._lost_at = None
+        for name, data in items or ():
+            assert self.room is not None
+            self._deliver(self.room, name, data, now, raw={"event": name, "data": data}, text="", recovered=True)
+        self._end_catch_up(now, None)
+
+    def _end_catch_up(self, now: float, problem: str | None) -> None:
+        if problem is not None:
+            self._error("catch_up", problem, now)
+        self.recovering = False
+        self._cu_deadline = None
+        held, self._held = self._held, []
+        for sub, message, raw, text in held:
+            self.decode_broadcast(sub, message, now, raw=raw, text=text)
 
     def connection_made(self, now: float) -> None:
         super().connection_made(now)
@@ -366,11 +443,14 @@ class VoxsigAdapter(ActionCableAdapter):
 
     def next_deadline(self) -> float | None:
         deadline = super().next_deadline()
-        if self._presence_due is not None and (deadline is None or self._presence_due < deadline):
-            deadline = self._presence_due
+        for due in (self._presence_due, self._cu_deadline):
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
         return deadline
 
     def handle_timer(self, now: float) -> None:
+        if self._cu_deadline is not None and now >= self._cu_deadline:
+            self._end_catch_up(now, f"catch-up timed out after {self.catch_up_timeout:g}s; live events released")
         super().handle_timer(now)
         if self._close is not None:
             return  # the connection is being replaced (stale): presence goes on the next one
@@ -390,7 +470,16 @@ class VoxsigAdapter(ActionCableAdapter):
         if not isinstance(name, str) or not name:
             self._bad_frame('broadcast message has no "event" name', text, now, raw=raw)
             return
-        data = message.get("data")
+        if self.recovering:
+            if len(self._held) < self.max_held:
+                self._held.append((sub, message, raw, text))
+                return
+            self._end_catch_up(now, "catch-up held too many live events; releasing them")
+        self._deliver(sub, name, message.get("data"), now, raw=raw, text=text, recovered=False)
+
+    def _deliver(
+        self, sub: Subscription, name: str, data: Any, now: float, *, raw: Any, text: Any, recovered: bool
+    ) -> None:
         account = _read_account(data.get("account_id")) if isinstance(data, dict) else None
         if self.filter_accounts and account is not None and account != self._account:
             # Chatwoot's dashboard drops these too (isAValidEvent): the stream is the user's.
@@ -405,9 +494,39 @@ class VoxsigAdapter(ActionCableAdapter):
             return
         cls, entity = spec
         model, problem = decode_payload(data, cls)
+        if name == "message.created" and isinstance(model, Message) and not self._first_time(model):
+            self.duplicates += 1
+            log.debug("dropping message %s: already delivered", model.id)
+            return
         entity_id = entity(model) if isinstance(model, cls) else None
         if self.all_accounts and entity_id is not None:
             entity_id = (account, entity_id)
         self._emit_decoded(
-            name, now, model, problem, entity_id=entity_id, raw=raw, subscription=sub, account_id=account, frame=text
+            name,
+            now,
+            model,
+            problem,
+            entity_id=entity_id,
+            raw=raw,
+            subscription=sub,
+            account_id=account,
+            frame=text or raw,
+            recovered=recovered,
         )
+
+    def _first_time(self, message: Message) -> bool:
+        """Record a ``message.created`` id (and its conversation's newest id); False if seen."""
+        if not isinstance(message.id, int):
+            return True  # no id: cannot be deduplicated, and losing it is worse
+        if message.id in self._delivered:
+            return False
+        self._delivered[message.id] = None
+        if len(self._delivered) > self.dedupe_window:
+            self._delivered.popitem(last=False)
+        conversation = message.conversation_id
+        if conversation is not None and message.id > self._last_message.get(conversation, -1):
+            self._last_message[conversation] = message.id
+            self._last_message.move_to_end(conversation)
+            if len(self._last_message) > self.dedupe_window:
+                self._last_message.popitem(last=False)
+        return True
