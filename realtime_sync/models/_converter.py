@@ -472,6 +472,7 @@ def decode(converter: cattrs.Converter, data: Any, cls: type[T]) -> tuple[Any, s
     fields do not (those take their defaults); ``(data, mismatch)`` when ``data`` is not even
     an object.  ``None`` reads as an empty object (every field at its default).
     """
+    original = data
     if data is None:
         data = {}
     try:
@@ -482,8 +483,8 @@ def decode(converter: cattrs.Converter, data: Any, cls: type[T]) -> tuple[Any, s
         return data, problem
     try:
         return _partial(converter, data, cls), problem
-    except Exception:  # pragma: no cover - defensive: deliver the decoded dict
-        return data, problem
+    except Exception:  # a model with required fields and nothing to fill them: the decoded value
+        return original, problem
 
 
 # -- the way back: model -> JSON (for Event.to_dict / Event.from_dict) ---------------------------
