@@ -45,6 +45,14 @@ __all__ = ["FakeConnection", "FakeServer", "Handshake", "Received", "Scheduler"]
 
 log = logging.getLogger("realtime_sync.testing")
 
+# python-websockets logs a client that hangs up in the middle of its handshake (a reconnecting
+# client aborted by close(), a port probe) with a traceback at ERROR.  With no logging configured
+# Python's last-resort handler would print it to stderr: into the demo's output, between the
+# events.  A NullHandler keeps it out of stderr; an application that configures logging still
+# receives these records through propagation.
+_server_log = logging.getLogger("websockets.fake_server")
+_server_log.addHandler(logging.NullHandler())
+
 _S = TypeVar("_S", bound="FakeServer")
 
 
@@ -251,7 +259,7 @@ class FakeServer:
             server_header=None,
             # The server side sees secrets in clear (it checks them): keep its wire log out of the
             # client library's "realtime_sync" namespace.
-            logger=logging.getLogger("websockets.fake_server"),
+            logger=_server_log,
         )
         self.scheduler = Scheduler(f"realtime_sync-fake-{type(self).__name__}-timers")
         self._thread = threading.Thread(
