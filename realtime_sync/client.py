@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import threading
 import time
+import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
@@ -378,6 +380,7 @@ class Client(Generic[A]):
                     f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one"
                 )
             if not self._started:
+                _warn_same_name(self)
                 self._started = True
                 self._owner_pid = os.getpid()
                 self._engine.start(self._hub.loop if self._hub is not None else None)
@@ -466,20 +469,26 @@ class Client(Generic[A]):
         self.close()
 
     def run_forever(self) -> None:
-        """Start (if needed) and block until the client is closed; Ctrl-C closes it cleanly.
+        """Start (if needed) and block until the client is closed; Ctrl-C and SIGTERM (what docker
+        and systemd send) close it cleanly, then it returns.
 
         Returns when ``close()`` is called (from a handler or another thread) or when the client
         stops for good (the server said not to reconnect, credentials refused and
-        ``stop_on_auth_failure``...).
+        ``stop_on_auth_failure``...).  SIGTERM is handled only in the main thread and only while
+        no handler of your own is installed for it; the previous handler is restored.
         """
         if not (self._started and self.closed):  # already over (e.g. the server said stop): just return
             self.start()
+        restore = _on_sigterm_raise()
         try:
             while not self._closed_event.wait(3600):
                 pass
         except KeyboardInterrupt:
             self.log.info("interrupted: closing")
+        except _Terminated:
+            self.log.info("SIGTERM: closing")
         finally:
+            restore()
             self.close()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -618,3 +627,51 @@ class Client(Generic[A]):
                 self._engine.request_stop()
         except Exception:
             pass
+
+
+class _Terminated(Exception):
+    """Raised in the main thread by run_forever()'s SIGTERM handler."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm_raise() -> Callable[[], None]:
+    """Make SIGTERM raise :class:`_Terminated` in the main thread, if nobody handles it yet;
+    returns the function that restores the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    try:
+        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            return lambda: None  # the application handles SIGTERM itself
+        signal.signal(signal.SIGTERM, _raise_terminated)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - platforms without SIGTERM
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):  # pragma: no cover
+            pass
+
+    return restore
+
+
+def _warn_same_name(client: Client) -> None:
+    """Warn when another live client of this process has ``client``'s name: usually a notebook
+    cell run twice (the first client is still connected), else two clients whose thread names
+    and logs cannot be told apart."""
+    for other in list(_clients):
+        if other is not client and other.name == client.name and other._started and not other.closed:
+            if other._forked():
+                continue
+            message = (
+                f"another client named {client.name!r} is already running in this process "
+                f"({redact(repr(other))}); if it is a previous run of the same cell or script, close it "
+                "first (client.close()); otherwise give each client its own name= "
+                "(thread names and logs use it)"
+            )
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            return

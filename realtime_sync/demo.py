@@ -30,6 +30,7 @@ import json
 import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, Iterator, Sequence, TextIO
 
 import attrs
@@ -297,6 +298,10 @@ class Console:
         """Print an event: ``*`` for lifecycle, ``!`` for errors, blank for data events."""
         mark = "!" if event.name in ("error", "subscription_rejected") else "*" if event.name in _LIFECYCLE else " "
         self.line(mark, event.name, describe(event))
+        info = event.data
+        if isinstance(info, ErrorInfo) and info.kind == "handler" and info.exception is not None:
+            # A handler's bug: the listener commands show where it is, not just its message.
+            self.plain("".join(traceback.format_exception(info.exception)).rstrip())
 
     def step(self, text: str) -> None:
         """Print what the (fake) server is about to do (after a pause of ``pace`` seconds)."""

@@ -16,7 +16,9 @@ the hot path takes no lock.
 
 Every callback is isolated: an exception is counted, logged with its traceback, and reported as
 an ``error`` event (``ErrorInfo(kind="handler")``); delivery goes on.  An exception in an
-``error`` handler is only logged (no loop).
+``error`` handler is only logged (no loop).  When nobody would see it (no logging handler on the
+``realtime_sync`` logger tree or the root logger, and no ``error`` handler of the user's), the
+traceback is printed to stderr, as ``threading.excepthook`` does for a thread of the user's own.
 
 The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="drop_oldest"``
 (default) discards the oldest waiting events, ``"drop_newest"`` the incoming ones.  Drops are
@@ -34,17 +36,20 @@ from __future__ import annotations
 import collections
 import fnmatch
 import logging
+import sys
 import threading
 import time
+import traceback
 from typing import Any, Callable, Iterable
 
 import attrs
 
 from . import _json
+from ._redact import redact
 from .config import DispatchOptions
 from .events import ErrorInfo, Event
 
-__all__ = ["Dispatcher", "Handler", "OverflowReports"]
+__all__ = ["Dispatcher", "Handler", "OverflowReports", "same_handler"]
 
 Handler = Callable[[Event], Any]
 
@@ -218,10 +223,27 @@ class Dispatcher:
     # -- registration (any thread) ---------------------------------------------------------
 
     def add(self, pattern: str, handler: Handler, entity_id: Any = None, *, internal: bool = False) -> None:
-        """Register ``handler``; ``internal`` ones (the library's own) survive ``remove()``."""
+        """Register ``handler``; ``internal`` ones (the library's own) survive ``remove()``.
+
+        Registering the same handler again for the same pattern and entity replaces the earlier
+        registration (in its place) rather than adding one: "the same" is the same object, or a
+        function of the same module and qualified name (a notebook cell or a module run again
+        defines a new function object).
+        """
         entity = None if entity_id is None else str(entity_id)
+        reg = _Registration(pattern, handler, entity, is_pattern(pattern), internal)
         with self._reg_lock:
-            self._regs.append(_Registration(pattern, handler, entity, is_pattern(pattern), internal))
+            for i, r in enumerate(self._regs):
+                if (
+                    r.pattern == pattern
+                    and r.entity == entity
+                    and r.internal == internal
+                    and same_handler(r.handler, handler)
+                ):
+                    self._regs[i] = reg
+                    break
+            else:
+                self._regs.append(reg)
             self._cache = {}
 
     def remove(self, pattern: str | None = None, handler: Handler | None = None, entity_id: Any = None) -> int:
@@ -380,9 +402,26 @@ class Dispatcher:
         self.handler_errors += 1
         name = getattr(handler, "__qualname__", repr(handler))
         self.log.error("handler %s raised on %r event", name, event.name, exc_info=exc)
+        if not _logging_configured(self.log) and (event.name == "error" or not self._has_user_handler("error")):
+            # Nobody would see it (the package's NullHandler swallows the log record): do what
+            # Python does for an uncaught exception in a thread.
+            header = f"Exception in realtime_sync handler {name} on {event.name!r} event (thread {threading.current_thread().name}):\n"
+            try:
+                sys.stderr.write(redact(header + "".join(traceback.format_exception(exc))))
+                sys.stderr.flush()
+            except (OSError, ValueError, AttributeError):  # no usable stderr (pythonw, closed)
+                pass
         if event.name != "error":
             info = ErrorInfo("handler", f"handler {name} raised {type(exc).__name__}: {exc}", None, exc)
             self._deliver(Event("error", info, event.entity_id, event, time.time(), event.subscription))
+
+    def _has_user_handler(self, name: str) -> bool:
+        """True if a handler of the user's (not the library's own) would receive ``name``."""
+        with self._reg_lock:
+            regs = list(self._regs)
+        return any(
+            not r.internal and (r.pattern == name or (r.glob and fnmatch.fnmatchcase(name, r.pattern))) for r in regs
+        )
 
     def stop_soon(self, then: Callable[[], None] | None = None) -> None:
         """Ask the thread to end once the queue is drained, and to call ``then`` when it does
@@ -413,3 +452,39 @@ class Dispatcher:
 
     def is_dispatch_thread(self) -> bool:
         return self._thread is threading.current_thread()
+
+
+def same_handler(a: Any, b: Any) -> bool:
+    """True if ``b`` is ``a`` again: the same object, the same method of the same object, or a
+    function with the same module and qualified name (redefined by a re-run notebook cell, a
+    module imported twice).  Lambdas and nested functions are only ever the same object.
+    """
+    if a is b or a == b:
+        return True
+    self_a, self_b = getattr(a, "__self__", None), getattr(b, "__self__", None)
+    if self_a is not None or self_b is not None:
+        return self_a is self_b and same_handler(getattr(a, "__func__", None), getattr(b, "__func__", None))
+    qualname = getattr(a, "__qualname__", None)
+    return (
+        isinstance(qualname, str)
+        and "<lambda>" not in qualname
+        and "<locals>" not in qualname
+        and qualname == getattr(b, "__qualname__", None)
+        and getattr(a, "__module__", None) == getattr(b, "__module__", None)
+    )
+
+
+def _logging_configured(logger: logging.Logger) -> bool:
+    """True if a record of ``logger`` reaches a handler that shows it (a NullHandler does not).
+
+    Mirrors ``Logger.callHandlers``: the logger and its ancestors up to the first one with
+    ``propagate`` false; an enabled ``ERROR`` level is assumed (the caller logs at ERROR).
+    """
+    current: logging.Logger | None = logger
+    while current is not None:
+        if any(not isinstance(h, logging.NullHandler) for h in current.handlers):
+            return True
+        if not current.propagate:
+            return False
+        current = current.parent
+    return False

@@ -26,6 +26,7 @@ import attrs
 
 from .._redact import get_logger, redact, register_secret
 from ..client import Client
+from ..dispatch import same_handler
 from ..events import LIFECYCLE_EVENTS, DisconnectInfo, Event
 from ..exceptions import ConfigurationError
 
@@ -273,7 +274,7 @@ class HandlerRegistry:
             return lambda f: self.setup(f, client=client)
         with self._lock:
             for i, (f, c) in enumerate(self.setups):
-                if _same_fn(f, fn) and c == client:
+                if same_handler(f, fn) and c == client:
                     self.setups[i] = (fn, client)
                     break
             else:
@@ -309,27 +310,13 @@ class HandlerRegistry:
                 fn(client)
 
 
-def _same_fn(a: Any, b: Any) -> bool:
-    # A module imported twice (autodiscovery, the autoreloader) defines new function objects:
-    # compare by qualified name too.
-    if a is b:
-        return True
-    return (
-        getattr(a, "__module__", None) == getattr(b, "__module__", None)
-        and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", None)
-        and getattr(a, "__qualname__", None) is not None
-        and "<lambda>" not in getattr(a, "__qualname__", "")
-        and "<locals>" not in getattr(a, "__qualname__", "")
-    )
-
-
 def _same(a: Registration, b: Registration) -> bool:
     return (
         a.pattern == b.pattern
         and a.client == b.client
         and a.entity_id == b.entity_id
         and a.changes_only == b.changes_only
-        and _same_fn(a.handler, b.handler)
+        and same_handler(a.handler, b.handler)
     )
 
 
