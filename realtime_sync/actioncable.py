@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Mapping, TypeVar
 
 from ._json import dumps
+from ._validate import number
 from .client import Client
 from .events import Subscription, public_subscription
 from .exceptions import ConfigurationError
@@ -62,6 +63,11 @@ class ActionCableClient(Client[AC]):
             client.run_forever()
     """
 
+    # A cable URL is often given as the web app's (https://app.example.com/cable).
+    http_to_ws = True
+    url_example = "wss://host/cable"
+    known_events: frozenset[str] | None = None  # "message", or whatever a decoder names
+
     def __init__(
         self,
         url: str,
@@ -75,7 +81,7 @@ class ActionCableClient(Client[AC]):
     ) -> None:
         if adapter is None:
             adapter = ActionCableAdapter(  # type: ignore[assignment]
-                decoder=decoder, stale_after=stale_after, confirm_timeout=confirm_timeout, retry_interval=retry_interval
+                decoder=decoder, **_cable_timing(stale_after, confirm_timeout, retry_interval)
             )
         super().__init__(url, adapter=adapter, **options)
         # Public subscriptions (secrets redacted, as events show them) -> identifiers.
@@ -125,6 +131,15 @@ class ActionCableClient(Client[AC]):
         except (TypeError, ValueError) as exc:
             raise ConfigurationError(f"perform() data is not JSON-serialisable: {exc}") from None
         self._call(ActionCableAdapter.perform, key, action, **data)
+
+
+def _cable_timing(stale_after: Any, confirm_timeout: Any, retry_interval: Any) -> dict[str, Any]:
+    """The adapter's timing arguments, numbers read from numeric strings (settings, environment)."""
+    return {
+        "stale_after": number(stale_after, "stale_after", optional=True, unit="seconds"),
+        "confirm_timeout": number(confirm_timeout, "confirm_timeout", unit="seconds"),
+        "retry_interval": number(retry_interval, "retry_interval", unit="seconds"),
+    }
 
 
 def _key(subscription: Subscription | str) -> str:

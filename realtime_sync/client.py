@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 import attrs
 
 from ._redact import get_logger, is_secret_header, redact, register_secret
+from ._validate import check_event_name, websocket_url
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
@@ -129,6 +130,13 @@ class Client(Generic[A]):
 
     #: The reconnect policy used when none is given.
     default_reconnect = ReconnectPolicy()
+    #: URL schemes the client accepts; with ``http_to_ws``, ``http(s)://`` becomes ``ws(s)://``.
+    url_schemes: tuple[str, ...] = ("ws", "wss")
+    http_to_ws = False
+    url_example = "wss://host/path"
+    #: The event names the client sends (lifecycle events aside), for the typo warning of
+    #: ``on()``; None when the set is open (channel names, system event types...).
+    known_events: frozenset[str] | None = None
 
     _engine: Engine[A]
 
@@ -151,8 +159,15 @@ class Client(Generic[A]):
                 "Client needs adapter=<a protocol adapter instance>, e.g. Client(url, adapter=MyAdapter()); "
                 "or use a vendor client (VoxsigClient, GenesysChatClient, JifelineCustomerClient...)"
             )
-        if not isinstance(url, str) or "://" not in url:
-            raise ConfigurationError(f"url must be an absolute URL such as 'wss://host/path', got {redact(repr(url))}")
+        url = websocket_url(
+            url, type(self).__name__, schemes=self.url_schemes, http_to_ws=self.http_to_ws, example=self.url_example
+        )
+        if connect is not None and not isinstance(connect, ConnectOptions):
+            raise ConfigurationError(f"connect= takes a ConnectOptions, got {type(connect).__name__}")
+        if dispatch is not None and not isinstance(dispatch, DispatchOptions):
+            raise ConfigurationError(f"dispatch= takes a DispatchOptions, got {type(dispatch).__name__}")
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise ConfigurationError(f"name= must be a non-empty string, got {name!r}")
         unknown = set(options) - _CONNECT_FIELDS - _DISPATCH_FIELDS
         if unknown:
             raise ConfigurationError(
@@ -341,6 +356,8 @@ class Client(Generic[A]):
         """
         if not isinstance(name, str) or not name:
             raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")
+        if handler is not None:  # (the decorator form comes back here with its function)
+            check_event_name(name, self.known_events, type(self).__name__)
         if handler is None:
 
             def decorator(fn: H) -> H:

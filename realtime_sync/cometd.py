@@ -14,6 +14,7 @@ import attrs
 
 from ._cookies import CookieJar
 from ._redact import register_secret
+from ._validate import number
 from .client import Client
 from .config import ReconnectPolicy
 from .exceptions import ConfigurationError
@@ -74,6 +75,10 @@ class CometDClient(Client[BayeuxAdapter]):
 
     #: The reference client's backoff: +1 s per consecutive failure, capped at 60 s (a little
     #: jitter on top, so a fleet does not reconnect in lockstep after a server restart).
+    # Each transport derives its own URL: http(s) for long-polling, ws(s) for the websocket.
+    url_schemes = ("https", "http", "wss", "ws")
+    url_example = "https://host/cometd"
+
     default_reconnect = ReconnectPolicy(instant_retries=0, interval=1.0, step=1.0, max_interval=60.0, jitter=0.1)
 
     def __init__(
@@ -94,8 +99,7 @@ class CometDClient(Client[BayeuxAdapter]):
             raise ConfigurationError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         if (username is None) != (password is None):
             raise ConfigurationError("username and password go together (HTTP Basic)")
-        if max_network_delay <= 0:
-            raise ConfigurationError("max_network_delay must be > 0")
+        max_network_delay = number(max_network_delay, "max_network_delay", positive=True, unit="seconds")
         basic: str | None = None
         if username is not None and password is not None:
             register_secret(password)

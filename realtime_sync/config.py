@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import attrs
 
+from ._validate import number_converter
 from .exceptions import ConfigurationError
 
 __all__ = ["Backoff", "ConnectOptions", "DispatchOptions", "ReconnectPolicy", "SharedBackoff", "timing_scale"]
@@ -251,10 +252,28 @@ class ConnectOptions:
     ssl_context: ssl.SSLContext | None = None
     proxy: str | None = attrs.field(default=None)
     trust_env: bool = True
-    connect_timeout: float = attrs.field(default=10.0, validator=_non_negative)
-    max_frame_size: int = attrs.field(default=16 * 1024 * 1024, validator=_non_negative)
-    ping_interval: float | None = attrs.field(default=20.0, validator=_non_negative)
-    ping_timeout: float = attrs.field(default=10.0, validator=_non_negative)
+    # Numbers also as numeric strings ("5"), as settings files and environment variables give them.
+    # (mypy's attrs plugin does not follow converter factories: hence the ignores.)
+    connect_timeout: float = attrs.field(
+        default=10.0,
+        converter=number_converter(unit="seconds"),  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    max_frame_size: int = attrs.field(
+        default=16 * 1024 * 1024,
+        converter=number_converter(integer=True, unit="bytes"),  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    ping_interval: float | None = attrs.field(
+        default=20.0,
+        converter=number_converter(optional=True, unit="seconds"),  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    ping_timeout: float = attrs.field(
+        default=10.0,
+        converter=number_converter(unit="seconds"),  # type: ignore[misc]
+        validator=_non_negative,
+    )
 
     @proxy.validator
     def _check_proxy(self, _attr: attrs.Attribute[Any], value: str | None) -> None:
@@ -306,7 +325,10 @@ class DispatchOptions:
     'drop_newest'
     """
 
-    max_queue: int = attrs.field(default=100_000)
+    max_queue: int = attrs.field(
+        default=100_000,
+        converter=number_converter(integer=True),  # type: ignore[misc]
+    )
     overflow: str = attrs.field(default="drop_oldest")
     #: Bound of the waiting events in (estimated) bytes too, so a server sending large frames
     #: cannot grow the queue to ``max_queue`` times its frame size.  Same overflow policy.

@@ -29,10 +29,9 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Iterable
 
-from ._redact import redact_url
+from ._validate import websocket_url
 from .cometd import CometDClient
-from .exceptions import ConfigurationError
-from .models.genesys import decode_notification
+from .models.genesys import _EVENT_NAMES, NOTIFICATION_EVENT, decode_notification
 
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
@@ -40,11 +39,10 @@ GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
 
 
 def _normalise_url(url: str) -> str:
-    if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"url must look like 'https://HOST/api/v2/notifications', got {redact_url(url)!r}")
+    url = websocket_url(
+        url, "GenesysChatClient", schemes=("https", "http", "wss", "ws"), example="https://HOST/api/v2/notifications"
+    )
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https", "ws", "wss"):
-        raise ConfigurationError(f"url scheme must be http(s) or ws(s), got {parts.scheme!r}")
     if parts.path in ("", "/"):
         # Only the host was given: GWS serves CometD at /api/v2/notifications.
         parts = parts._replace(path=GENESYS_NOTIFICATIONS_PATH)
@@ -73,6 +71,10 @@ class GenesysChatClient(CometDClient):
     ...         print(event.entity_id, m.index, m.from_.nickname, m.text)
     >>> client.run_forever()                                                   # doctest: +SKIP
     """
+
+    url_example = "https://HOST/api/v2/notifications"
+    #: The chat notifications, and "notification" for the other topics' messages.
+    known_events = frozenset({*_EVENT_NAMES.values(), NOTIFICATION_EVENT})
 
     def __init__(self, url: str, topics: Iterable[str] = ("/v2/me/chats",), **options: Any) -> None:
         if isinstance(topics, str):

@@ -37,6 +37,7 @@ from ._http import HTTPFailure
 from ._http import request as http_request
 from ._json import decode
 from ._redact import get_logger, redact, register_secret
+from ._validate import number
 from .client import Client
 from .config import ReconnectPolicy
 from .dispatch import Handler
@@ -250,6 +251,9 @@ class JifelineCustomerClient(_JifelineClient[JifelineCustomerAdapter]):
 
     _kinds = CUSTOMER_KINDS
 
+    url_example = "wss://<cluster host>/<customer websocket path>"
+    known_events = frozenset({"ticket.updated", "connection.updated", "connector.updated"})
+
     def __init__(
         self,
         url: str,
@@ -259,7 +263,10 @@ class JifelineCustomerClient(_JifelineClient[JifelineCustomerAdapter]):
         max_snapshots: int = 10_000,
         **options: Any,
     ) -> None:
-        adapter = JifelineCustomerAdapter(keepalive_interval=keepalive_interval, max_snapshots=max_snapshots)
+        adapter = JifelineCustomerAdapter(
+            keepalive_interval=number(keepalive_interval, "keepalive_interval", optional=True, unit="seconds"),
+            max_snapshots=number(max_snapshots, "max_snapshots", integer=True, minimum=1),
+        )
         super().__init__(url, adapter=adapter, token=token, **options)
 
     def subscribe_ticket(self, ticket_id: int) -> None:

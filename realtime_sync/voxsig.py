@@ -15,7 +15,8 @@ from ._http import HTTPFailure
 from ._http import request as http_request
 from ._json import decode
 from ._redact import redact, register_secret
-from .actioncable import ActionCableClient
+from ._validate import number
+from .actioncable import ActionCableClient, _cable_timing
 from .events import Subscription
 from .exceptions import ConfigurationError, ProtocolError
 from .jifeline import _GapFetcher, _HTTPFailure
@@ -213,6 +214,9 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         client.run_forever()
     """
 
+    url_example = "wss://app.voxsig.com/cable"
+    known_events = frozenset(EVENT_TYPES)
+
     def __init__(
         self,
         url: str,
@@ -245,13 +249,11 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
             pubsub_token,
             account_id,
             user_id,
-            presence_interval=presence_interval,
+            presence_interval=number(presence_interval, "presence_interval", optional=True, unit="seconds"),
             all_accounts=all_accounts,
             catch_up_hook=None if fetcher is None else fetcher.request,
             catch_up_timeout=15.0 if catch_up is None else catch_up.hold_timeout,
-            stale_after=stale_after,
-            confirm_timeout=confirm_timeout,
-            retry_interval=retry_interval,
+            **_cable_timing(stale_after, confirm_timeout, retry_interval),
         )
         super().__init__(url, adapter=adapter, **options)
         # Read-only: ``identifier`` is one str attribute the transport thread replaces when a

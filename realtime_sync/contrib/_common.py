@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
@@ -294,20 +295,28 @@ class HandlerRegistry:
         for reg in registrations:
             if reg.client is not None and reg.client != name:
                 continue
-            handler = wrap(reg.handler) if wrap is not None else reg.handler
-            if reg.changes_only:
-                if not getattr(client, "supports_changes_only", False):
-                    raise ConfigurationError(
-                        f"handler {getattr(reg.handler, '__qualname__', reg.handler)!r} asks for changes_only=True, "
-                        f"but {type(client).__name__} has no change detection (only the Jifeline clients do): "
-                        "drop changes_only for this client"
-                    )
-                client.on(reg.pattern, handler, entity_id=reg.entity_id, changes_only=True)  # type: ignore[call-arg]
-            else:
-                client.on(reg.pattern, handler, entity_id=reg.entity_id)
+            with warnings.catch_warnings():
+                if reg.client is None:
+                    # Registered for every client: a name only some vendors send is no typo here
+                    # (``manage.py check`` reports the names that no configured client sends).
+                    warnings.simplefilter("ignore", UserWarning)
+                self._attach_one(client, reg, wrap)
         for fn, only in setups:
             if only is None or only == name:
                 fn(client)
+
+    def _attach_one(self, client: Client, reg: Registration, wrap: Callable[[Handler], Handler] | None) -> None:
+        handler = wrap(reg.handler) if wrap is not None else reg.handler
+        if not reg.changes_only:
+            client.on(reg.pattern, handler, entity_id=reg.entity_id)
+            return
+        if not getattr(client, "supports_changes_only", False):
+            raise ConfigurationError(
+                f"handler {getattr(reg.handler, '__qualname__', reg.handler)!r} asks for changes_only=True, "
+                f"but {type(client).__name__} has no change detection (only the Jifeline clients do): "
+                "drop changes_only for this client"
+            )
+        client.on(reg.pattern, handler, entity_id=reg.entity_id, changes_only=True)  # type: ignore[call-arg]
 
 
 def _same(a: Registration, b: Registration) -> bool:

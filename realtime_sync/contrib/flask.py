@@ -36,7 +36,7 @@ workers are forked, recycled and reloaded (the ``flask run`` reloader imports th
 gunicorn ``--preload`` master forks after import and the workers inherit a dead client, which
 raises :class:`~realtime_sync.ClientForkedError`).  The listener process receives the events;
 a web worker that must send or wait uses :meth:`RealtimeSync.get_client`, one client per process,
-created after the fork.
+created after the fork, without the handlers (they run in the listener only).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class RealtimeSync:
 
     def __init__(self, app: Flask | None = None) -> None:
         self.handlers = HandlerRegistry()
-        self._process: dict[int, ProcessLocalClient] = {}
+        self._process: dict[tuple[int, bool], ProcessLocalClient] = {}
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             # Held by another thread at fork time, it would stay held in the child forever.
@@ -166,7 +166,7 @@ class RealtimeSync:
             raise ConfigurationError(f"set {_PREFIX}VENDOR (jifeline-customer, jifeline-partner, voxsig, genesys)")
         token = token_from_config(conf.get(_PREFIX + "TOKEN"), conf.get(_PREFIX + "TOKEN_PROVIDER"))
         options = dict(conf.get(_PREFIX + "OPTIONS") or {})
-        options.setdefault("name", f"flask-{app.name}")
+        options.setdefault("name", f"flask-{app.name}" + ("" if handlers else "-sender"))
         if resume_point is not None:
             from .redis_replicas import with_resume_point
 
@@ -198,17 +198,21 @@ class RealtimeSync:
             client.close(timeout=1)
             raise
 
-    def get_client(self, app: Flask | None = None) -> Client:
+    def get_client(self, app: Flask | None = None, *, handlers: bool = False) -> Client:
         """This process's started client for ``app``, created on first use (after a fork: anew).
 
-        For web code that needs a live client (to send, or wait for something).  To *receive*
-        events, run ``flask realtime listen`` instead.
+        For web code that needs a live client to *send* (or wait for something).  It has none of
+        the ``@realtime.on`` handlers and runs no setup function: those belong to the ``flask
+        realtime listen`` process, which receives the events (every web worker running them
+        would handle each event once per worker).  ``handlers=True`` attaches them anyway.
         """
         app = app or current_app._get_current_object()  # type: ignore[attr-defined]
+        key = (id(app), bool(handlers))
         with self._lock:
-            holder = self._process.get(id(app))
+            holder = self._process.get(key)
             if holder is None:
-                holder = self._process[id(app)] = ProcessLocalClient(functools.partial(self.create_client, app))
+                factory = functools.partial(self.create_client, app, handlers=handlers)
+                holder = self._process[key] = ProcessLocalClient(factory)
         return holder.get()
 
     def close(self, timeout: float = 10.0) -> None:

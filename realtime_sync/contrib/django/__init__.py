@@ -43,7 +43,8 @@ Why its own process, and what happens elsewhere:
   survive ``fork()``: a client started in the master is dead in every worker, and any use of it
   there raises :class:`~realtime_sync.ClientForkedError` (it never fails silently).  If a web worker
   really needs a live client (to send, or to ``wait_for`` something), call :func:`get_client`:
-  it creates and starts one client per process, after the fork.
+  it creates and starts one client per process, after the fork, *without* the handlers of the
+  apps' ``realtime.py`` (they run in ``realtime_listen`` only, once per event).
 
 Handlers run on the client's dispatcher thread, one at a time, in order.  Each handler call is
 wrapped in ``close_old_connections()`` (as Django does around a request), so a long-running
@@ -112,8 +113,9 @@ class ClientConfig:
         if self.url is None and self.vendor != "jifeline-partner":
             raise ImproperlyConfigured(f"{where} needs a 'URL'")
 
-    def build(self, resume_point: str | None = None) -> Client:
-        """A new, unstarted client (handlers not attached); ``resume_point``: see ``realtime_listen --redis``."""
+    def build(self, resume_point: str | None = None, *, name: str | None = None) -> Client:
+        """A new, unstarted client (handlers not attached), named ``name`` (default: its own);
+        ``resume_point``: see ``realtime_listen --redis``."""
         try:
             token = token_from_config(self.token, self.token_provider)
             options = self.options
@@ -121,7 +123,9 @@ class ClientConfig:
                 from ..redis_replicas import with_resume_point
 
                 options = with_resume_point(options, resume_point)
-            return make_client(self.vendor, self.url, token, subscribe=self.subscribe, name=self.name, **options)
+            return make_client(
+                self.vendor, self.url, token, subscribe=self.subscribe, name=name or self.name, **options
+            )
         except (ConfigurationError, TypeError) as exc:
             raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
 
@@ -196,10 +200,11 @@ def _db_safe(handler: Any) -> Any:
     return wrapped
 
 
-def build_clients(names: Iterable[str] | None = None) -> dict[str, Client]:
+def build_clients(names: Iterable[str] | None = None, *, handlers: bool = True) -> dict[str, Client]:
     """New, unstarted clients from the settings, with every registered handler attached.
 
     Autodiscovers the apps' ``realtime`` modules first.  ``names`` picks some clients only.
+    ``handlers=False`` builds bare clients: no handler, no setup function (senders).
     """
     configs = client_configs()
     if names:
@@ -212,9 +217,11 @@ def build_clients(names: Iterable[str] | None = None) -> dict[str, Client]:
     clients: dict[str, Client] = {}
     try:
         for name, config in configs.items():
-            client = config.build()
+            # A sender has a name of its own: its threads and logs are told from the listener's.
+            client = config.build(name=None if handlers else f"{name}-sender")
             clients[name] = client
-            realtime.attach(client, name, wrap=_db_safe if close_db else None)
+            if handlers:
+                realtime.attach(client, name, wrap=_db_safe if close_db else None)
     except BaseException:
         for c in clients.values():
             c.close(timeout=1)
@@ -257,7 +264,7 @@ def replica_parts(names: Iterable[str] | None = None, tenants: Any = None) -> tu
     return tenant_list, factory, setup
 
 
-_process_clients: dict[str, ProcessLocalClient] = {}
+_process_clients: dict[tuple[str, bool], ProcessLocalClient] = {}
 _process_lock = threading.Lock()
 
 
@@ -270,21 +277,26 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def get_client(name: str = "default") -> Client:
+def get_client(name: str = "default", *, handlers: bool = False) -> Client:
     """This process's started client ``name``, created on first use (after a fork: anew).
 
-    For web workers that need a live client; to *receive* events, prefer ``realtime_listen``.
+    For web workers that need a live client to *send* (``perform``, ``update_presence``...) or
+    to wait for something.  It has none of the handlers of the apps' ``realtime.py`` and runs
+    none of their setup functions: those belong to the ``realtime_listen`` process, which
+    receives the events (a web worker running them too would handle every event once per
+    worker).  ``handlers=True`` attaches them anyway, for a process that is its own listener.
 
     >>> get_client().update_presence()          # doctest: +SKIP
     """
+    key = (name, bool(handlers))
     with _process_lock:
-        holder = _process_clients.get(name)
+        holder = _process_clients.get(key)
         if holder is None:
 
             def factory() -> Client:
-                return build_clients([name])[name]
+                return build_clients([name], handlers=handlers)[name]
 
-            holder = _process_clients[name] = ProcessLocalClient(factory)
+            holder = _process_clients[key] = ProcessLocalClient(factory)
     return holder.get()
 
 

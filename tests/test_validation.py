@@ -1,0 +1,211 @@
+"""Constructor arguments are checked at construction, with a message that says what to do
+(issue 12 item 2): URL schemes per vendor, numbers from settings and environment variables as
+numeric strings, unknown event names in ``on()`` and in ``manage.py check``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync._validate import number, websocket_url
+
+from .conftest import T
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "pubsub-validation-token"
+
+
+def voxsig(url: str = "wss://h/cable", **kw: object) -> rs.VoxsigClient:
+    return rs.VoxsigClient(url, pubsub_token=TOKEN, account_id=1, user_id=7, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://app.voxsig.com/cable", "wss://app.voxsig.com/cable"),
+        ("http://127.0.0.1:3000/cable", "ws://127.0.0.1:3000/cable"),
+        ("WSS://h/cable", "wss://h/cable"),
+    ],
+)
+def test_an_actioncable_url_may_be_given_as_http(url: str, expected: str) -> None:
+    client = voxsig(url)
+    try:
+        assert client.url == expected
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("make", "fragment"),
+    [
+        (lambda: voxsig("ftp://h/cable"), "VoxsigClient needs a ws://, wss://, http:// or https:// URL"),
+        (lambda: voxsig("app.voxsig.com/cable"), "needs an absolute URL such as 'wss://app.voxsig.com/cable'"),
+        (lambda: voxsig("wss:///cable"), "has no host"),
+        (lambda: voxsig("wss://h:99999/cable"), "is malformed"),
+        (lambda: rs.JifelineCustomerClient("https://h/ws"), "websocket URLs start with wss://"),
+        (lambda: rs.JifelineCustomerClient("ftp://h/ws"), "JifelineCustomerClient needs a ws:// or wss:// URL"),
+        (lambda: rs.GenesysChatClient("ftp://h"), "https://HOST/api/v2/notifications"),
+        (lambda: rs.CometDClient("gopher://h/cometd"), "https://host/cometd"),
+    ],
+)
+def test_a_wrong_url_fails_at_construction_saying_what_to_give(make: object, fragment: str) -> None:
+    with pytest.raises(rs.ConfigurationError) as excinfo:
+        make()  # type: ignore[operator]
+    assert fragment in str(excinfo.value)
+
+
+def test_cometd_keeps_http_urls_for_long_polling() -> None:
+    client = rs.CometDClient("https://push.example.com/cometd")
+    try:
+        assert client.url == "https://push.example.com/cometd"
+    finally:
+        client.close()
+
+
+def test_numbers_from_settings_and_environment_may_be_strings() -> None:
+    client = voxsig(
+        connect_timeout="5",
+        max_queue=" 1000 ",
+        max_frame_size="65536",
+        ping_interval="20",
+        presence_interval="30",
+        stale_after="6",
+        confirm_timeout="10.5",
+    )
+    try:
+        assert client.connect_options.connect_timeout == 5.0
+        assert client.connect_options.max_frame_size == 65536
+        assert client.dispatch_options.max_queue == 1000
+    finally:
+        client.close()
+    cometd = rs.CometDClient("https://h/cometd", max_network_delay="3")
+    cometd.close()
+    jifeline = rs.JifelineCustomerClient("wss://h/ws", keepalive_interval="300", max_snapshots="10")
+    jifeline.close()
+    assert rs.ConnectOptions(connect_timeout="2.5").connect_timeout == 2.5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"connect_timeout": "abc"}, "connect_timeout must be a number of seconds, got 'abc'"),
+        ({"connect_timeout": "-1"}, "connect_timeout must be >= 0"),
+        ({"max_queue": "1.5"}, "max_queue must be a whole number, got '1.5'"),
+        ({"max_queue": True}, "max_queue must be a whole number, got bool"),
+        ({"ping_interval": "nan"}, "ping_interval must be a finite number"),
+        ({"presence_interval": "soon"}, "presence_interval must be a number of seconds"),
+        ({"stale_after": "x"}, "stale_after must be a number of seconds"),
+        ({"connect": {"connect_timeout": 5}}, "connect= takes a ConnectOptions, got dict"),
+        ({"name": ""}, "name= must be a non-empty string"),
+    ],
+)
+def test_a_bad_number_is_a_configuration_error_not_a_type_error(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(rs.ConfigurationError) as excinfo:
+        voxsig(**kwargs)
+    assert message in str(excinfo.value)
+
+
+def test_number_and_url_helpers() -> None:
+    assert number("5.0", "n", integer=True) == 5
+    assert number(None, "n", optional=True) is None
+    assert websocket_url("https://h/cable", "X", http_to_ws=True) == "wss://h/cable"
+    with pytest.raises(rs.ConfigurationError, match="must be > 0"):
+        number("0", "delay", positive=True)
+
+
+def test_on_warns_about_an_unknown_event_name_with_the_nearest_one() -> None:
+    client = voxsig()
+    try:
+        with pytest.warns(UserWarning, match="no event named 'mesage.created'; did you mean 'message.created'") as rec:
+            client.on("mesage.created", print)
+        assert rec[0].filename == __file__  # points at the user's line, not the library's
+        with pytest.warns(UserWarning, match="conversation.typing_off"):
+
+            @client.on("conversation.typing_of")
+            def typing(event: rs.Event) -> None: ...
+
+        with pytest.warns(UserWarning, match="'mesage.\\*'"):
+            client.on("mesage.*", print)  # a pattern that matches nothing
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for ok in ("message.created", "message.*", "*", "connected", "error", "subscription_rejected"):
+                client.on(ok, print)
+    finally:
+        client.close()
+    jifeline = rs.JifelineCustomerClient("wss://h/ws")
+    try:
+        with pytest.warns(UserWarning, match="did you mean 'ticket.updated'"):
+            jifeline.on("tickets.updated", print, changes_only=True)
+    finally:
+        jifeline.close()
+    # Open sets of names (any ActionCable channel, CometD channels, partner event types): no warning.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cable = rs.ActionCableClient("wss://h/cable")
+        cable.on("whatever.the_decoder_says", print)
+        cable.close()
+        partner = rs.JifelinePartnerClient(token="validation-token")
+        partner.on("tickets.ticket.created", print)
+        partner.close()
+
+
+def _django_project(tmp_path: Path, handlers: str) -> dict[str, str]:
+    (tmp_path / "typo_app").mkdir()
+    (tmp_path / "typo_app" / "__init__.py").write_text("")
+    (tmp_path / "typo_app" / "realtime.py").write_text(textwrap.dedent(handlers))
+    (tmp_path / "typo_settings.py").write_text(
+        textwrap.dedent(
+            """
+            SECRET_KEY = "tests-only"
+            INSTALLED_APPS = ["realtime_sync.contrib.django", "typo_app"]
+            DATABASES = {}
+            REALTIME_SYNC = {"VENDOR": "voxsig", "URL": "https://h/cable", "TOKEN": "user-token-1",
+                             "OPTIONS": {"account_id": 1, "user_id": 7, "connect_timeout": "5"}}
+            """
+        )
+    )
+    env = dict(os.environ, DJANGO_SETTINGS_MODULE="typo_settings")
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
+    return env
+
+
+def test_django_check_imports_realtime_modules_and_reports_unknown_event_names(tmp_path: Path) -> None:
+    pytest.importorskip("django")
+    env = _django_project(
+        tmp_path,
+        """
+        from realtime_sync.contrib.django import realtime
+
+        @realtime.on("mesage.created")
+        def store(event): ...
+
+        @realtime.on("message.created")
+        def fine(event): ...
+        """,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"], env=env, capture_output=True, text=True, timeout=T(60)
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out  # a warning, not an error
+    assert "realtime_sync.W001" in out and "typo_app.realtime.store" in out
+    assert "did you mean 'message.created'" in out
+    assert "fine" not in out.split("realtime_sync.W001", 1)[1].split("\n", 1)[0]
+
+
+def test_django_check_reports_a_realtime_module_that_does_not_import(tmp_path: Path) -> None:
+    pytest.importorskip("django")
+    env = _django_project(tmp_path, "import no_such_module_for_the_check\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"], env=env, capture_output=True, text=True, timeout=T(60)
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "realtime_sync.E002" in out and "no_such_module_for_the_check" in out
