@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar, overload
 
 import attrs
 
@@ -341,6 +341,12 @@ class Client(Generic[A]):
 
     # -- handlers ---------------------------------------------------------------------------
 
+    @overload
+    def on(self, name: str, handler: None = None, *, entity_id: Any = None) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, name: str, handler: H, *, entity_id: Any = None) -> H: ...
+
     def on(self, name: str, handler: H | None = None, *, entity_id: Any = None) -> Any:
         """Register ``handler`` for events named ``name`` (a glob pattern such as
         ``"conversation.*"`` or ``"*"`` works too); usable as a decorator.
@@ -352,7 +358,10 @@ class Client(Generic[A]):
 
         >>> client.on("message.created", print)            # doctest: +SKIP
         >>> @client.on("conversation.*", entity_id=42)      # doctest: +SKIP
-        ... def conversation_42(event): ...
+        ... def conversation_42(event: rs.Event[Conversation]) -> None: ...
+
+        The decorated function keeps its type; annotate ``event`` with ``rs.Event[Model]`` and a
+        type checker checks what you read from ``event.data``.
         """
         if not isinstance(name, str) or not name:
             raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")

@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Hashable, Mapping, TypeVar
+from typing import Any, Callable, Hashable, Mapping, TypeVar, overload
 
 import attrs
 
@@ -99,6 +99,8 @@ def partner_token_url(cluster: str | int = "001") -> str:
     """The partner API's OAuth2 token endpoint of a cluster."""
     return partner_rest_url(cluster) + "/oauth2/token"
 
+
+H = TypeVar("H", bound=Handler)
 
 class _ChangesOnly:
     """Wraps a handler so it only sees snapshots that changed (``event.changes`` non-empty).
@@ -198,6 +200,14 @@ class _JifelineClient(Client[J]):
         return list(self.snapshot.subscriptions)
 
     # -- handlers ------------------------------------------------------------------------------
+
+    @overload  # type: ignore[override]
+    def on(
+        self, name: str, handler: None = None, *, entity_id: Any = None, changes_only: bool = False
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, name: str, handler: H, *, entity_id: Any = None, changes_only: bool = False) -> H: ...
 
     def on(self, name: str, handler: Any = None, *, entity_id: Any = None, changes_only: bool = False) -> Any:
         """Register ``handler`` for ``name`` (see :meth:`Client.on`).

@@ -316,7 +316,7 @@ class HandlerRegistry:
                 f"but {type(client).__name__} has no change detection (only the Jifeline clients do): "
                 "drop changes_only for this client"
             )
-        client.on(reg.pattern, handler, entity_id=reg.entity_id, changes_only=True)  # type: ignore[call-arg]
+        client.on(reg.pattern, handler, entity_id=reg.entity_id, changes_only=True)  # type: ignore[call-arg, call-overload]
 
 
 def _same(a: Registration, b: Registration) -> bool:

@@ -1,0 +1,74 @@
+"""Typing reaches user code (issue 12 item 7): ``mypy --strict`` on a typed user script passes,
+the same script with ``event.data.contnet`` fails, and the README's editable install lets mypy
+find the package (the default editable install's import hook hides it from mypy)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from .conftest import T
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "tests" / "typing_examples"
+
+pytest.importorskip("mypy")
+
+
+def _readme_install_options() -> list[str]:
+    """The options of the README's ``pip install ... -e '.[test]'`` line (the test command)."""
+    readme = (ROOT / "README.md").read_text()
+    line = next(x for x in readme.splitlines() if "pip install" in x and "[test]" in x and "pytest" in x)
+    words = line.split("&&")[0].split()
+    return [w for w in words[words.index("install") + 1 :] if w not in ("-e", "'.[test]'", ".[test]")]
+
+
+@pytest.fixture(scope="module")
+def user_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtualenv where realtime_sync is installed the README's way (offline: the
+    dependencies come from this interpreter's site-packages through a .pth file)."""
+    where = tmp_path_factory.mktemp("user-venv")
+    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(where / "venv")
+    python = where / "venv" / "bin" / "python"
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(site, "_deps_from_the_test_venv.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    options = _readme_install_options()
+    assert any("editable_mode=compat" in o for o in options), options
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+         *options, "-e", str(ROOT)],
+        capture_output=True, text=True, check=True, timeout=T(300), cwd=where,
+    )  # fmt: skip
+    return python
+
+
+def _mypy(python: Path, example: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # Run where a user would: outside the repository (no pyproject.toml, the package installed).
+    shutil.copy(EXAMPLES / example, tmp_path / example)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--python-executable", str(python), example],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=T(300),
+    )  # fmt: skip
+
+
+def test_mypy_strict_passes_on_a_typed_user_script(user_env: Path, tmp_path: Path) -> None:
+    result = _mypy(user_env, "user_ok.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_fails_on_a_typo_in_event_data(user_env: Path, tmp_path: Path) -> None:
+    result = _mypy(user_env, "user_typo.py", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert '"Message" has no attribute "contnet"; maybe "content"?' in result.stdout
+    assert "Cannot find implementation" not in result.stdout

@@ -1,0 +1,39 @@
+"""A user's script, typed: `mypy --strict` must pass on it (tests/test_typing.py)."""
+
+from __future__ import annotations
+
+import realtime_sync as rs
+from realtime_sync.models.genesys import MessageLogUpdate
+from realtime_sync.models.jifeline import Ticket
+from realtime_sync.models.voxsig import Message
+
+client = rs.VoxsigClient("wss://app.voxsig.com/cable", pubsub_token="token", account_id=1, user_id=7)
+
+
+@client.on("message.created")
+def show(event: rs.Event[Message]) -> None:
+    content: str | None = event.data.content
+    print(event.entity_id, content, event.key)
+
+
+@client.on("error")
+def report(event: rs.Event[rs.ErrorInfo]) -> None:
+    print(event.data.kind, event.data.message)
+
+
+@client.on("*")
+def anything(event: rs.Event) -> None:  # a bare Event is Event[Any]
+    print(event.name)
+
+
+def on_ticket(event: rs.Event[Ticket]) -> None:
+    print(event.data.state)
+
+
+jifeline = rs.JifelineCustomerClient("wss://example.invalid/ws")
+same: object = jifeline.on("ticket.updated", on_ticket, changes_only=True)
+show(rs.Event("message.created", Message(content="hi")))  # the decorated function kept its type
+update: rs.Event[MessageLogUpdate] = rs.Event("chat.new_messages", MessageLogUpdate())
+print(update.data.chat_id)
+received = rs.Event.from_dict({"name": "x"})
+print(received.to_dict()["key"])
