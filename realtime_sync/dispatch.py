@@ -209,6 +209,7 @@ class Dispatcher:
         self._queue: collections.deque[tuple[Event, int]] = collections.deque()  # (event, weight)
         self._queued_bytes = 0
         self._regs: list[_Registration] = []
+        self._by_key: dict[tuple[str, str | None, bool], list[_Registration]] = {}
         self._reg_lock = threading.Lock()
         self._cache: dict[str, _Plan] = {}
         self._thread: threading.Thread | None = None
@@ -232,17 +233,18 @@ class Dispatcher:
         """
         entity = None if entity_id is None else str(entity_id)
         reg = _Registration(pattern, handler, entity, is_pattern(pattern), internal)
+        key = (pattern, entity, internal)
         with self._reg_lock:
-            for i, r in enumerate(self._regs):
-                if (
-                    r.pattern == pattern
-                    and r.entity == entity
-                    and r.internal == internal
-                    and same_handler(r.handler, handler)
-                ):
-                    self._regs[i] = reg
+            # Only registrations with the same pattern and entity are compared: registering
+            # many handlers stays linear.
+            siblings = self._by_key.setdefault(key, [])
+            for i, r in enumerate(siblings):
+                if same_handler(r.handler, handler):
+                    siblings[i] = reg
+                    self._regs[self._regs.index(r)] = reg  # in the earlier one's place
                     break
             else:
+                siblings.append(reg)
                 self._regs.append(reg)
             self._cache = {}
 
@@ -262,6 +264,9 @@ class Dispatcher:
             ]
             removed = len(self._regs) - len(keep)
             self._regs = keep
+            self._by_key = {}
+            for r in keep:
+                self._by_key.setdefault((r.pattern, r.entity, r.internal), []).append(r)
             self._cache = {}
         return removed
 
