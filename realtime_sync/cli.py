@@ -47,16 +47,75 @@ the command line:
   genesys            GENESYS_PASSWORD (with --username / GENESYS_USERNAME), GENESYS_JSESSIONID
   any vendor         REALTIME_SYNC_TOKEN, when the vendor's own variable is not set
 
-Try it without an account: run `realtime-sync fake-server voxsig` in another terminal and use
-the command it prints, e.g.
-  VOXSIG_PUBSUB_TOKEN=user-token-1 realtime-sync listen voxsig --url ws://127.0.0.1:8765/cable \\
-      --account-id 1 --user-id 7 --event 'message.*' --json
+Run `realtime-sync listen VENDOR --help` for that vendor's options and examples.
 
+"""
+
+_LISTEN_OUTPUT = """\
 Events go to stdout (one line each, or JSON lines with --json); lifecycle events (connected,
 disconnected, reconnecting, subscribed, error...) go to stderr, and to stdout too when named
 with --event.  Exit status: 0 after Ctrl-C/SIGTERM/--duration/--count, 1 when the client
-stopped by itself (credentials refused, the server said not to reconnect), 2 on usage errors.
+stopped by itself (credentials refused, the server said not to reconnect, a refused
+subscription), 2 on usage errors.
 """
+
+#: Per vendor: where its secret comes from, and examples (a real server; the fake one to try).
+_VENDOR_HELP = {
+    "jifeline-customer": """\
+Secret: JIFELINE_TOKEN (optional), else REALTIME_SYNC_TOKEN, or a prompt in a terminal.
+
+Examples:
+  JIFELINE_TOKEN=... realtime-sync listen jifeline-customer --url wss://HOST/ws --ticket 32423
+  realtime-sync listen jifeline --url wss://HOST/ws --connector 17 --all-snapshots --json
+
+Try it without an account: `realtime-sync fake-server jifeline` in another terminal, then
+  realtime-sync listen jifeline-customer --url ws://127.0.0.1:8765/ --ticket 32423
+""",
+    "jifeline-partner": """\
+Secret: JIFELINE_TOKEN (else REALTIME_SYNC_TOKEN), or JIFELINE_CLIENT_ID + JIFELINE_CLIENT_SECRET
+(OAuth2 client credentials, renewed for you), or a prompt in a terminal.
+
+Examples:
+  JIFELINE_CLIENT_ID=... JIFELINE_CLIENT_SECRET=... \\
+      realtime-sync listen jifeline-partner --system-event tickets.ticket.created --json
+  JIFELINE_TOKEN=... realtime-sync listen partner --cluster 002 --connector 5f0c...-uuid
+
+Try it without an account: `realtime-sync fake-server jifeline-partner` in another terminal, then
+  JIFELINE_TOKEN=any realtime-sync listen jifeline-partner --url ws://127.0.0.1:8765/ \\
+      --system-event tickets.ticket.created
+""",
+    "voxsig": """\
+Secret: VOXSIG_PUBSUB_TOKEN (the agent's or the contact's pubsub token; else REALTIME_SYNC_TOKEN),
+or a prompt in a terminal.  An agent's token needs --account-id and --user-id; a contact's token
+no --user-id.  A token the server refuses (the RoomChannel subscription is rejected, or not
+confirmed within --confirm-timeout) exits with status 1 and says what to check.
+
+Examples:
+  VOXSIG_PUBSUB_TOKEN=... realtime-sync listen voxsig --account-id 1 --user-id 7
+  VOXSIG_PUBSUB_TOKEN=... realtime-sync listen voxsig --url https://chat.example.com/cable \\
+      --account-id 1 --user-id 7 --event 'message.*' --json
+
+Try it without an account: `realtime-sync fake-server voxsig` in another terminal, then
+  VOXSIG_PUBSUB_TOKEN=user-token-1 realtime-sync listen voxsig --url ws://127.0.0.1:8765/cable \\
+      --account-id 1 --user-id 7 --event 'message.*' --json
+""",
+    "genesys": """\
+Secret: GENESYS_PASSWORD (with --username or GENESYS_USERNAME; HTTP Basic), GENESYS_JSESSIONID
+(a session cookie), REALTIME_SYNC_TOKEN (a bearer token), or a prompt in a terminal.
+
+Examples:
+  GENESYS_PASSWORD=... realtime-sync listen genesys --url https://gws.example.com/api/v2/notifications \\
+      --username agent1 --event 'chat.*'
+  realtime-sync listen genesys --url https://gws.example.com --transport long-polling --json
+
+Try it without an account: `realtime-sync fake-server genesys` in another terminal, then
+  realtime-sync listen genesys --url http://127.0.0.1:8765/api/v2/notifications
+""",
+}
+
+
+def _vendor_epilog(vendor: str) -> str:
+    return _VENDOR_HELP[vendor] + "\n" + _LISTEN_OUTPUT
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -114,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         "listen",
         help="connect to a real server and print its events until Ctrl-C",
         description="Connect to a real server and print its events until Ctrl-C, reconnecting as the library does.",
-        epilog=_LISTEN_EPILOG,
+        epilog=_LISTEN_EPILOG + _LISTEN_OUTPUT,
         formatter_class=_Formatter,
     )
     vendors = listen.add_subparsers(dest="vendor", metavar="VENDOR", required=True)
@@ -127,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="the Jifeline customer websocket (ticket, connection, connector snapshots)",
         description="The Jifeline customer websocket: ticket.updated, connection.updated, connector.updated.",
-        epilog=_LISTEN_EPILOG,
+        epilog=_vendor_epilog("jifeline-customer"),
     )
     p.add_argument(
         "--url",
@@ -152,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="the Jifeline partner websocket (connector statuses, system events)",
         description="The Jifeline partner websocket: connector.status and system events (tickets.ticket.created...).",
-        epilog=_LISTEN_EPILOG,
+        epilog=_vendor_epilog("jifeline-partner"),
     )
     p.add_argument(
         "--url",
@@ -196,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="Voxsig (Chatwoot-style ActionCable RoomChannel)",
         description="Voxsig real-time events: message.created, conversation.*, notification.*, presence.update...",
-        epilog=_LISTEN_EPILOG,
+        epilog=_vendor_epilog("voxsig"),
     )
     p.add_argument(
         "--url",
@@ -219,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="seconds between presence updates (default 15: Chatwoot keeps an agent online 20 s; 0 = none)",
     )
+    p.add_argument(
+        "--confirm-timeout",
+        type=_number(float, minimum=0, inclusive=False),
+        default=10.0,
+        metavar="SECONDS",
+        help="give up (exit 1) when the subscription is not confirmed within SECONDS (default 10)",
+    )
     p.set_defaults(vendor="voxsig")
 
     p = vendors.add_parser(
@@ -227,7 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
         help="Genesys (GWS) chat notifications over CometD",
         description="Genesys chat notifications: chat.status_change, chat.new_messages... (CometD /v2/me/chats).",
-        epilog=_LISTEN_EPILOG,
+        epilog=_vendor_epilog("genesys"),
     )
     p.add_argument(
         "--url", default=_env_default("GENESYS_URL"), help="https://HOST/api/v2/notifications (env GENESYS_URL)"
@@ -564,6 +630,7 @@ def _make_listen_client(args: argparse.Namespace, resume_point: str | None = Non
             account_id=args.account_id,
             user_id=args.user_id,
             presence_interval=args.presence_interval if args.presence_interval > 0 else None,
+            confirm_timeout=args.confirm_timeout,
         )
     elif vendor == "genesys":
         if not url:
@@ -594,6 +661,7 @@ class _Printer:
 
         self.runner: Any = None  # set once running: --count stops it
         self.printed = 0
+        self.rejected: str | None = None  # why the server refused the Voxsig subscription
         self.broken_pipe = False  # stdout's reader went away (`| head`): stop, quietly
         self.args = args
         self.out = out
@@ -657,6 +725,11 @@ class _Printer:
         self._emit(event, self.console_out, self.out)
 
     def lifecycle_event(self, event: Event) -> None:
+        if event.name == "subscription_rejected" and self.args.vendor == "voxsig" and self.rejected is None:
+            # Voxsig has one subscription, made from the token: refused, nothing will ever come.
+            self.rejected = str(getattr(event.data, "reason", None) or "rejected")
+            if self.runner is not None:
+                self.runner.stop("rejected")
         if not self.args.quiet and not self.broken_pipe:
             try:
                 self.console_err.event(event)
@@ -701,6 +774,15 @@ def _cmd_listen(args: argparse.Namespace, out: TextIO | None = None, err: TextIO
     if printer.broken_pipe:
         _silence_stdio()
         return 0
+    if printer.rejected is not None:
+        err.write(
+            redact(
+                f"realtime-sync: the server refused the Voxsig subscription ({printer.rejected}).\n"
+                "  Check VOXSIG_PUBSUB_TOKEN: it must be the pubsub token of the agent given by --user-id "
+                "(in the account of --account-id), or a contact's token without --user-id.\n"
+            )
+        )
+        return 1
     if result.reason == "stopped" and not args.quiet:
         err.write("realtime-sync: the client stopped (see the last error above)\n")
     return result.exit_code
