@@ -68,13 +68,14 @@ def mute_server() -> Iterator[tuple[str, threading.Event]]:
 
 def test_close_while_the_handshake_hangs_is_prompt_and_ends_the_thread(mute_server, make_client):
     url, accepted = mute_server
-    client = make_client(url, connect_timeout=30)
+    client = make_client(url, connect_timeout=120)
     rec = Recorder(client)
     client.start()
-    assert accepted.wait(T(5))
+    assert accepted.wait(T(15))
     started = time.monotonic()
-    client.close(timeout=T(2))
-    assert time.monotonic() - started < T(1.5), "close() waited for the handshake timeout"
+    client.close(timeout=T(60))
+    # Far below the 120 s handshake timeout, with room for a loaded machine.
+    assert time.monotonic() - started < T(20), "close() waited for the handshake timeout"
     assert client.join(timeout=0), "a thread of the client is still alive"
     assert "error" not in rec.names(), "closing is not a connect failure"
 
@@ -92,14 +93,14 @@ def test_close_during_the_reconnect_backoff_is_prompt(make_client):
     with socket.socket() as s:  # a port nobody listens on: every attempt fails at once
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    slow = rs.ReconnectPolicy(instant_retries=0, interval=30, max_interval=30, jitter=0)
+    slow = rs.ReconnectPolicy(instant_retries=0, interval=120, max_interval=120, jitter=0)
     client = make_client(f"ws://127.0.0.1:{port}/", reconnect=slow)
     rec = Recorder(client)
     client.start()
-    assert rec.wait("reconnecting").data.delay == 30
+    assert rec.wait("reconnecting", timeout=15).data.delay == 120
     started = time.monotonic()
-    client.close(timeout=T(5))
-    assert time.monotonic() - started < T(1)
+    client.close(timeout=T(60))
+    assert time.monotonic() - started < T(20)  # far below the 120 s backoff
     assert client.join(0)
 
 
@@ -219,7 +220,7 @@ def test_wait_for_with_zero_or_negative_timeout_times_out_at_once(echo_server, m
         started = time.monotonic()
         with pytest.raises(rs.WaitTimeout):
             client.wait_for("never", timeout=timeout)
-        assert time.monotonic() - started < T(1)
+        assert time.monotonic() - started < T(10)  # "at once": not waiting for an event
     assert list(client.events("never", timeout=-1)) == []
 
 

@@ -135,7 +135,8 @@ def test_subscriptions_restored_after_reconnect_and_unsubscribed_not_restored(cu
         {"action": "subscribeToConnection", "connection_uuid": UUID},
     ]
     assert customer.subscriptions(conn2) == [("ticket", 1), ("connection", UUID)]
-    assert reconnect_delay < T(2.0)  # a drop during normal operation: reconnect at once
+    # A drop during normal operation: reconnect at once, not after the policy's 5 s interval.
+    assert reconnect_delay < T(4.0)
     client.wait_for("ticket.updated", timeout=T(5))
 
 
@@ -286,19 +287,22 @@ def test_gateway_error_and_malformed_frames_become_error_events_and_the_stream_g
 def test_reconnect_cadence_follows_seed_001_scaled(partner, make):
     """Instant retries a handful of times after a drop, then no faster than the interval.
 
-    The vendor's 5 s is scaled to 0.4 s here; the next test measures the real default once.
+    The vendor's 5 s is scaled to 2 s here; the next test measures the real default once.  The
+    bounds tell "instant" from "one interval" with room for a loaded machine: a gap is never
+    shorter than the interval (a timer never fires early), and an instant retry takes well
+    under half of it.
     """
-    policy = rs.ReconnectPolicy(instant_retries=3, interval=0.4, max_interval=0.4, jitter=0.25, stable_after=60)
+    policy = rs.ReconnectPolicy(instant_retries=3, interval=2.0, max_interval=2.0, jitter=0.25, stable_after=60)
     client = make(JifelinePartnerClient, partner.url, reconnect=policy)
     client.start()
-    partner.wait_for_connection(1, timeout=5)
+    partner.wait_for_connection(1, timeout=15)
     partner.refuse(503)
     partner.drop_all()
-    eventually(lambda: len(partner.attempt_times) >= 8, timeout=10, what="8 attempts")
-    times = partner.attempt_times[1:8]  # the drop, then 7 attempts
+    eventually(lambda: len(partner.attempt_times) >= 7, timeout=30, what="7 attempts")
+    times = partner.attempt_times[1:7]  # the drop, then 6 attempts
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(g < T(0.25) for g in gaps[:2]), gaps  # attempts 1-3: instant
-    assert all(0.39 <= g < 0.4 * 1.25 + T(0.25) for g in gaps[2:]), gaps  # then >= interval
+    assert all(g < 1.0 for g in gaps[:2]), gaps  # attempts 1-3: instant
+    assert all(1.99 <= g < 2.0 * 1.25 + 2.0 for g in gaps[2:]), gaps  # then >= interval
 
 
 def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(partner, make):
@@ -307,11 +311,11 @@ def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(par
     client = make(JifelinePartnerClient, partner.url, reconnect=default)
     partner.refuse(503)
     client.start()
-    eventually(lambda: len(partner.attempt_times) >= 5, timeout=9, what="5 attempts")
+    eventually(lambda: len(partner.attempt_times) >= 5, timeout=30, what="5 attempts")
     times = partner.attempt_times[:5]
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert all(g < T(0.5) for g in gaps[:3]), gaps
-    assert 5.0 <= gaps[3] <= 5.0 * 1.25 + T(0.5), gaps
+    assert all(g < 2.5 for g in gaps[:3]), gaps  # instant: well under half the interval
+    assert 5.0 <= gaps[3] <= 5.0 * 1.25 + 2.5, gaps
 
 
 def test_forced_disconnects_are_survived_with_subscriptions_resent(make):
