@@ -1,4 +1,4 @@
-"""run_forever() in a real process: Ctrl-C (SIGINT) closes the client cleanly."""
+"""run_forever() in a real process: Ctrl-C (SIGINT) and SIGTERM close the client cleanly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+
+import pytest
 
 from .conftest import T
 
@@ -27,7 +29,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_ctrl_c_closes_cleanly(echo_server):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_and_sigterm_close_cleanly(echo_server, sig):
+    # SIGTERM is what docker and systemd send: it used to kill the process without closing.
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-c", SCRIPT, echo_server.url],
@@ -41,7 +45,7 @@ def test_ctrl_c_closes_cleanly(echo_server):
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
         conn = echo_server.wait_for_connection(timeout=T(5))
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         # close() itself may take up to its 10 s timeout on a loaded machine: a deadline for a hang.
         out, err = proc.communicate(timeout=T(60))
     finally:

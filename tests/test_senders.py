@@ -11,7 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-import realtime_sync as rs
 from realtime_sync.testing.actioncable import FakeVoxsigServer, message_payload
 
 from .conftest import T
@@ -65,29 +64,12 @@ def test_django_get_client_has_no_listener_handlers_unless_asked(server: FakeVox
 
 
 def test_flask_get_client_has_no_listener_handlers_unless_asked(server: FakeVoxsigServer) -> None:
-    flask = pytest.importorskip("flask")
-    from realtime_sync.contrib.flask import RealtimeSync
+    pytest.importorskip("flask")
+    from .test_flask import make_app
 
-    realtime = RealtimeSync()
-    stored: list[object] = []
+    app, realtime, stored = make_app(server.url)
     setups: list[str] = []
-
-    @realtime.on("message.created")
-    def store(event: rs.Event) -> None:
-        stored.append(event.entity_id)
-
-    @realtime.setup
-    def setup(client: rs.Client) -> None:
-        setups.append(client.name)
-
-    app = flask.Flask("senders")
-    app.config.update(
-        REALTIME_SYNC_VENDOR="voxsig",
-        REALTIME_SYNC_URL=server.url,
-        REALTIME_SYNC_TOKEN="user-token-1",
-        REALTIME_SYNC_OPTIONS={"account_id": 1, "user_id": 7, "presence_interval": None},
-    )
-    realtime.init_app(app)
+    realtime.setup(lambda client: setups.append(client.name))
     try:
         sender = realtime.get_client(app)
         assert realtime.get_client(app) is sender
@@ -102,7 +84,7 @@ def test_flask_get_client_has_no_listener_handlers_unless_asked(server: FakeVoxs
         got = listener.events("message.created", timeout=T(10))
         server.send_event("account_1", "message.created", message_payload(2, 43, "again"))
         next(got)
-        assert stored == [43] and setups == ["flask-senders"]
-        assert sender.name == "flask-senders-sender"
+        assert stored == [("message.created", 43, "in-app-context")]
+        assert setups == ["flask-flask_test_app"] and sender.name == "flask-flask_test_app-sender"
     finally:
         realtime.close(timeout=5)

@@ -178,40 +178,7 @@ def test_a_second_running_client_with_the_same_name_warns(echo_server) -> None:
         fourth.close()
 
 
-SIGTERM_SCRIPT = """
-    import sys, threading
-    from tests._echo import EchoClient
-
-    client = EchoClient(sys.argv[1])
-    client.on("connected", lambda e: print("READY", flush=True))
-    client.run_forever()
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-")]
-    print("CLOSED", client.state.value, alive, flush=True)
-"""
-
-
-def test_run_forever_closes_cleanly_on_sigterm(echo_server) -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(SIGTERM_SCRIPT), echo_server.url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "READY"
-        conn = echo_server.wait_for_connection(timeout=T(5))
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=T(20))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
-    assert "CLOSED closed []" in out
-    assert conn.closed.wait(T(5)), "the server did not see the connection close"
+# run_forever() and SIGTERM: tests/test_core_run_forever.py.
 
 
 def test_run_forever_leaves_an_application_sigterm_handler_alone() -> None:
