@@ -201,7 +201,7 @@ def test_close_sends_disconnect(make: Any, tmp_path: Any, transport: str) -> Non
         client.start()
         rec.wait("subscribed")
         assert faye.stats()["clients"] == 1
-        client.close(timeout=T(5))
+        client.close(timeout=T(30))  # returns once the goodbye is answered; a loaded machine is slow
         stats = faye.stats()
         assert stats["disconnects"] == 1 and stats["clients"] == 0
         assert stats["transports"].get(transport, 0) >= 1

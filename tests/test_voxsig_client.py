@@ -264,10 +264,12 @@ def test_silent_channel_failure_times_out(voxsig_server: FakeVoxsigServer, clien
     )
     rec = Recorder(client)
     client.start()
-    (rej,) = rec.wait_count("subscription_rejected", timeout=5)
+    # The first rejection (a loaded machine may also see a stale connection replaced, and the
+    # subscription time out again on the new one).
+    rej = rec.wait_count("subscription_rejected", timeout=30)[0]
     assert "no confirmation within 1 s" in (rej.data.reason or "")
-    (err,) = rec.named("error")
-    assert err.data.kind == "subscription" and "explode" not in repr(err)
+    err = next(e for e in rec.named("error") if e.data.kind == "subscription")
+    assert "explode" not in repr(err)
     # Retried while waiting (like the JS guarantor); Rails ignores the duplicates.
     assert len(voxsig_server.subscribe_commands) >= 2
 
