@@ -65,7 +65,7 @@ class Proc:
             sink.append(line)
             self._lines.put((name, line))
 
-    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 10.0, stream: str | None = None) -> str:
+    def wait_line(self, predicate: Callable[[str], bool], timeout: float = 30.0, stream: str | None = None) -> str:
         """Wait for a (new or already read) line matching ``predicate``."""
         deadline = time.monotonic() + T(timeout)
         for line in (self.out if stream != "err" else []) + (self.err if stream != "out" else []):
@@ -82,7 +82,7 @@ class Proc:
             if (stream is None or name == stream) and predicate(line):
                 return line
 
-    def finish(self, timeout: float = 20.0) -> int:
+    def finish(self, timeout: float = 60.0) -> int:
         try:
             code = self.proc.wait(timeout=T(timeout))
         except subprocess.TimeoutExpired:
