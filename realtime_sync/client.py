@@ -503,10 +503,11 @@ class Client(Generic[A]):
         ``stop_on_auth_failure``...).  SIGTERM is handled only in the main thread and only while
         no handler of your own is installed for it; the previous handler is restored.
         """
-        if not (self._started and self.closed):  # already over (e.g. the server said stop): just return
-            self.start()
+        # The handlers are in place before start(): a signal may come as soon as the client runs.
         restore = _on_sigterm_raise()
         try:
+            if not (self._started and self.closed):  # already over (e.g. the server said stop): just return
+                self.start()
             while not self._closed_event.wait(3600):
                 pass
         except KeyboardInterrupt:
