@@ -46,7 +46,7 @@ def test_sample_runs_against_the_fake_gws_and_exits() -> None:
     lp = start("-v")
     ws = start("--websocket")
     for proc, transport in ((lp, "long-polling"), (ws, "websocket")):
-        out, err = finish(proc, 15)
+        out, err = finish(proc, 90)
         if transport == "long-polling":
             assert "falling back to long-polling" in err  # -v: the fallback is logged at INFO
         lines = out.splitlines()
@@ -62,5 +62,5 @@ def test_sample_runs_against_the_fake_gws_and_exits() -> None:
 
 
 def test_real_mode_without_credentials_explains_and_exits() -> None:
-    _out, err = finish(start("--real"), 15, code=2)
+    _out, err = finish(start("--real"), 60, code=2)
     assert "GENESYS_URL" in err

@@ -44,7 +44,7 @@ def test_samples_run_against_the_fake_and_exit() -> None:
     # Both at once: each mostly waits on its own clock.
     agent = start("voxsig_agent.py", "-v")
     contact = start("voxsig_contact.py")
-    out, err = finish(agent, 15)
+    out, err = finish(agent, 90)
     assert "subscribed to the agent's room" in out
     assert "Bo Contact: Hi, my order is late" in out
     assert "Bo Contact is typing" in out
@@ -58,7 +58,7 @@ def test_samples_run_against_the_fake_and_exit() -> None:
     assert "user-token-1" not in out + err  # the pubsub token stays out of the output and the INFO logs
     assert "error (" not in err
 
-    out, err = finish(contact, 15)
+    out, err = finish(contact, 90)
     assert out.splitlines()[:4] == [
         "subscribed",
         "the agent is typing...",
@@ -69,9 +69,9 @@ def test_samples_run_against_the_fake_and_exit() -> None:
 
 
 def test_real_mode_without_credentials_explains_and_exits() -> None:
-    _out, err = finish_status(start("voxsig_agent.py", "--real"), 15)
+    _out, err = finish_status(start("voxsig_agent.py", "--real"), 60)
     assert "VOXSIG_PUBSUB_TOKEN" in err
-    _out, err = finish_status(start("voxsig_contact.py", "--real"), 15)
+    _out, err = finish_status(start("voxsig_contact.py", "--real"), 60)
     assert "VOXSIG_CONTACT_PUBSUB_TOKEN" in err
 
 
