@@ -406,7 +406,8 @@ class Client(Generic[A]):
                     f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one"
                 )
             if not self._started:
-                _warn_same_name(self)
+                if self._hub is None:  # hub clients own no threads: one name for thousands is fine
+                    _warn_same_name(self)
                 self._started = True
                 self._owner_pid = os.getpid()
                 self._engine.start(self._hub.loop if self._hub is not None else None)
@@ -692,7 +693,7 @@ def _warn_same_name(client: Client) -> None:
     and logs cannot be told apart."""
     for other in list(_clients):
         if other is not client and other.name == client.name and other._started and not other.closed:
-            if other._forked():
+            if other._forked() or other._hub is not None:
                 continue
             message = (
                 f"another client named {client.name!r} is already running in this process "
