@@ -39,11 +39,9 @@ def test_each_vendor_has_its_own_help_and_examples(vendor: str, capsys: pytest.C
         assert "VOXSIG_PUBSUB_TOKEN=user-token-1" not in out
 
 
-@pytest.mark.parametrize(
-    ("token", "reason"),
-    [("nobody-token-1234", "no confirmation within 1 s"), ("reject-me", "rejected by the server")],
-)
-def test_a_refused_voxsig_token_exits_1_with_a_hint(token: str, reason: str, procs: list[Proc]) -> None:  # noqa: F811
+def test_a_refused_voxsig_token_exits_1_with_a_hint(procs: list[Proc]) -> None:  # noqa: F811
+    # Chatwoot never answers reject_subscription: a wrong token is a subscription never confirmed.
+    token, reason = "nobody-token-1234", "no confirmation within 1 s"
     with FakeVoxsigServer() as server:
         proc = Proc(
             "listen", "voxsig", "--url", server.url, "--account-id", "1", "--user-id", "7",
@@ -55,4 +53,4 @@ def test_a_refused_voxsig_token_exits_1_with_a_hint(token: str, reason: str, pro
     assert "the server refused the Voxsig subscription" in proc.errors
     assert reason in proc.errors
     assert "Check VOXSIG_PUBSUB_TOKEN" in proc.errors
-    assert token not in proc.errors + proc.text or token == "reject-me"  # short values are not secrets
+    assert token not in proc.errors + proc.text
