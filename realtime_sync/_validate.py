@@ -20,7 +20,7 @@ from typing import Any, Collection, Iterable
 
 import attrs
 
-from ._redact import redact
+from ._redact import redact, redact_url
 from .exceptions import ConfigurationError
 
 __all__ = ["check_event_name", "closest_event", "number", "number_converter", "websocket_url"]
@@ -111,12 +111,12 @@ def websocket_url(
     realtime_sync.exceptions.ConfigurationError: VoxsigClient needs a ws:// or wss:// URL such as 'wss://app.voxsig.com/cable', got 'ftp://host/cable'
     """
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"{client} needs an absolute URL such as {example!r}, got {redact(repr(url))}")
+        raise ConfigurationError(f"{client} needs an absolute URL such as {example!r}, got {redact_url(url)!r}")
     try:
         parts = urllib.parse.urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
-        raise ConfigurationError(f"{client}: the URL {redact(repr(url))} is malformed ({exc})") from None
+        raise ConfigurationError(f"{client}: the URL {redact_url(url)!r} is malformed ({exc})") from None
     scheme = parts.scheme.lower()
     accepted = list(schemes) + (["http", "https"] if http_to_ws else [])
     if scheme not in accepted:
@@ -125,9 +125,9 @@ def websocket_url(
         hint = ""
         if scheme in ("http", "https") and "wss" in schemes:
             hint = f" (websocket URLs start with {'wss' if scheme == 'https' else 'ws'}://)"
-        raise ConfigurationError(f"{client} needs a {wanted} URL such as {example!r}, got {redact(repr(url))}{hint}")
+        raise ConfigurationError(f"{client} needs a {wanted} URL such as {example!r}, got {redact_url(url)!r}{hint}")
     if not parts.hostname:
-        raise ConfigurationError(f"{client}: the URL {redact(repr(url))} has no host; e.g. {example!r}")
+        raise ConfigurationError(f"{client}: the URL {redact_url(url)!r} has no host; e.g. {example!r}")
     if http_to_ws and scheme in ("http", "https"):
         parts = parts._replace(scheme="ws" if scheme == "http" else "wss")
     else:
