@@ -335,6 +335,12 @@ class GapRecovery:
         http_timeout: seconds for one REST request.
         hold_timeout: the longest live system events are held back waiting for the fetch;
             after it they are released (and the fetched ones delivered late, if they come).
+        settle: seconds to wait after connecting before the fetch.  The partner protocol does
+            not acknowledge a subscribe: an event published after the REST answer but before the
+            server applied the subscribe frame would be in neither; waiting closes that window
+            (live events are held meanwhile and duplicates dropped by id).
+        retries: further attempts (1 s, 2 s... apart) when the fetch fails to connect, times out
+            or gets an HTTP error other than 401/403, before the failure is reported as an ``error`` event.
         limit, max_pages: page size and page count per recovery.
         dedupe_window: how many recent event ids are remembered to drop duplicates.
         max_body: the largest REST answer read, in bytes (default 16 MiB); a larger one is an
@@ -352,6 +358,8 @@ class GapRecovery:
     rest_url: str | None = None
     http_timeout: float = 5.0
     hold_timeout: float = 15.0
+    settle: float = 0.5
+    retries: int = 2
     limit: int = 100
     max_pages: int = 10
     dedupe_window: int = 10_000
@@ -401,6 +409,7 @@ class _GapFetcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._stop_wait = threading.Event()  # set by stop(): ends a settle or retry wait
 
     def request(self, generation: int, after_id: Any) -> None:
         """Called on the transport thread: queue the fetch, never block."""
@@ -422,6 +431,7 @@ class _GapFetcher:
         with self._lock:
             self._stopped = True
             thread = self._thread
+        self._stop_wait.set()
         self._queue.put(None)
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
@@ -442,15 +452,30 @@ class _GapFetcher:
             return False
         items: list[Any] | None = None
         error: ErrorInfo | None = None
-        try:
-            items = self.fetch(after_id)
-        except TokenError as exc:
-            error = ErrorInfo("token", f"{self.what}: {exc}", None, exc)
-        except _HTTPFailure as exc:
-            error = ErrorInfo(exc.kind, f"{self.what}: {exc}", None, exc.cause)
-        except Exception as exc:  # never let the thread die
-            log.exception("%s failed", self.what)
-            error = ErrorInfo("server", redact(f"{self.what} failed: {type(exc).__name__}: {exc}"), None, exc)
+        settle = float(getattr(self.options, "settle", 0.0))
+        retries = max(0, int(getattr(self.options, "retries", 0)))
+        if settle > 0 and self._stop_wait.wait(settle):
+            return False  # stopped while settling
+        for attempt in range(retries + 1):
+            try:
+                items = self.fetch(after_id)
+                error = None
+                break
+            except TokenError as exc:
+                error = ErrorInfo("token", f"{self.what}: {exc}", None, exc)
+                break
+            except _HTTPFailure as exc:
+                error = ErrorInfo(exc.kind, f"{self.what}: {exc}", None, exc.cause)
+                if exc.kind not in ("connect", "server"):
+                    break
+            except Exception as exc:  # never let the thread die
+                log.exception("%s failed", self.what)
+                error = ErrorInfo("server", redact(f"{self.what} failed: {type(exc).__name__}: {exc}"), None, exc)
+                break
+            if attempt < retries:
+                log.info("%s; retrying", error.message)
+                if self._stop_wait.wait(float(2**attempt)):
+                    return False
         if error is not None:
             log.warning("%s", error.message)
         else:

@@ -565,20 +565,43 @@ def test_gap_recovery_sends_the_api_key_and_keeps_occurred_at(make, partner, cap
 
 def test_gap_recovery_failure_is_reported_and_live_events_flow(make, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
-        client, events = gap_client(make, partner, rest)
+        client, events = gap_client(make, partner, rest, retries=1)
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         partner.emit_event(CREATED)
         events.wait(1)
         errors = Recorder()
         client.on("error", errors)
-        rest.fail_events.append(500)
+        rest.fail_events += [500, 500]  # the first attempt and its one retry
         partner.drop_all()
         conn2 = partner.wait_for_connection(2, timeout=5)
-        error = eventually(lambda: [e for e in errors.snapshot() if "gap recovery" in e.data.message], what="error")[0]
+        error = eventually(
+            lambda: [e for e in errors.snapshot() if "gap recovery" in e.data.message], timeout=10, what="error"
+        )[0]
         assert error.data.kind == "server" and "HTTP 500" in error.data.message
+        assert len(rest.event_requests()) == 2
         eventually(lambda: ("event", CREATED) in partner.subscriptions(conn2), what="subscription")
         live = partner.emit_event(CREATED)
         assert events.wait(2)[1].data.event_id == live["event_id"]
+
+
+def test_a_failed_gap_fetch_is_retried_and_a_fetch_waits_for_the_subscribe_to_settle(make, partner):
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        _client, events = gap_client(make, partner, rest)
+        eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
+        partner.emit_event(CREATED)
+        events.wait(1)
+        partner.refuse(503)
+        partner.drop_all()
+        missed = partner.emit_event(CREATED)
+        rest.fail_events.append(500)  # the first fetch fails; the retry gets the missed event
+        partner.refuse(None)
+        partner.wait_for_connection(2, timeout=5)
+        connected = partner.handshakes[-1].at
+        eventually(lambda: rest.event_requests(), timeout=5, what="a fetch")
+        assert time.monotonic() - connected >= 0.45  # it waited for the subscribe to settle
+        got = events.wait(2, timeout=10)
+        assert got[1].data.event_id == missed["event_id"]
+        assert len(rest.event_requests()) == 2
 
 
 def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partner):

@@ -542,6 +542,10 @@ class ReplicaListener:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+        try:  # leave the group first: the others' share grows, they take our tenants as we release
+            self.redis.zrem(self.replicas_key, self.replica_id)
+        except _redis.RedisError:
+            pass
         with self._lock:
             owned = list(self._owned.values())
             self._owned.clear()
@@ -555,10 +559,6 @@ class ReplicaListener:
         else:
             for o in owned:
                 self._close_and_release(o)
-        try:
-            self.redis.zrem(self.replicas_key, self.replica_id)
-        except _redis.RedisError:
-            pass
 
     def __enter__(self) -> ReplicaListener:
         return self.start()

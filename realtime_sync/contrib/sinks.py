@@ -342,7 +342,7 @@ class RedisStreamSink(BufferedSink):
     """Append each event to a Redis stream (``XADD ... MAXLEN ~ maxlen``).
 
     Each entry has the fields ``key`` (:attr:`Event.key`, for deduplication), ``name``,
-    ``entity_id``, ``tenant`` and ``replica`` (with replicas), ``event`` (``json.dumps(event.to_dict())``: rebuild
+    ``entity_id``, ``tenant``, ``replica`` and ``lease`` (with replicas), ``event`` (``json.dumps(event.to_dict())``: rebuild
     with ``Event.from_dict(json.loads(...))``, or use :class:`StreamConsumer`).  ``maxlen`` bounds
     the stream (approximately, as Redis trims whole nodes): size it to hold what your slowest
     consumer group may lag behind.  With a :class:`~realtime_sync.contrib.redis_replicas.ReplicaListener`
@@ -379,6 +379,8 @@ class RedisStreamSink(BufferedSink):
             "entity_id": "" if entity is None else str(entity),
             "tenant": item.tenant or "",
             "replica": item.fence.replica if item.fence is not None else "",
+            # The lease (replica|nonce) it was appended under: audits "one owner at a time".
+            "lease": item.fence.token if item.fence is not None else "",
             "event": json.dumps(doc, separators=(",", ":"), ensure_ascii=False, default=str),
         }
 
