@@ -345,3 +345,29 @@ def test_cli_stream_needs_redis() -> None:
         main(["listen", "jifeline-partner", "--url", "ws://127.0.0.1:9/", "--system-event", "x", "--to-stream", "s"])
         == 2
     )
+
+
+def test_a_tenant_whose_client_stopped_for_good_is_released_and_not_retried_at_once(
+    redis_server: RedisServer,
+) -> None:
+    from realtime_sync import ReconnectPolicy
+
+    policy = ReconnectPolicy(instant_retries=0, interval=0.1, max_interval=0.1, stop_on_auth_failure=True)
+    with FakeJifelinePartnerServer(token="right", interval=3600) as partner:
+        bad = Tenant("bad", vendor="jifeline-partner", url=partner.url, token="wrong",
+                     subscribe={"event": ["a.created"]}, options={"reconnect": policy})  # fmt: skip
+        listener = ReplicaListener([bad], redis_server.url, namespace="stop", lease_ttl=T(2.0))
+        r = redis.Redis.from_url(redis_server.url)
+        try:
+            listener.start()
+            poll_until(lambda: listener.stats.acquired == 1, 10, "taken once")
+            poll_until(lambda: listener.stats.released == 1 and not r.exists("stop:lease:bad"), 10, "released")
+            refused = len(partner.handshakes)
+            # Three more coordinator rounds (each renews the heartbeat): it must not take it again.
+            beats: set[float] = set()
+            poll_until(
+                lambda: beats.add(r.zscore("stop:replicas", listener.replica_id) or 0) or len(beats) > 3, 20, "rounds"
+            )
+            assert listener.stats.acquired == 1 and len(partner.handshakes) == refused
+        finally:
+            listener.close()

@@ -348,6 +348,8 @@ class ReplicaListener:
             ``lease_ttl * 0.3``; must exceed ``renew_interval``'s worth of one missed renewal).
         resume_point: ``fn(event) -> str | None``, the resume point an event carries.
         replica_id: this replica's id in Redis (default ``host-pid-random``).
+        retry_stopped: seconds before this replica takes again a tenant whose client stopped for
+            good here (credentials refused...): the lease is released at once for the others.
 
     >>> listener = ReplicaListener([Tenant("a", vendor="voxsig", token="t")], "redis://127.0.0.1:6379/0")  # doctest: +SKIP
     >>> listener.start(); listener.stats.owned                                                              # doctest: +SKIP
@@ -371,6 +373,7 @@ class ReplicaListener:
         replica_id: str | None = None,
         vendor: str | None = None,
         close_timeout: float = 5.0,
+        retry_stopped: float = 60.0,
     ) -> None:
         try:
             lease_ttl = float(lease_ttl)
@@ -411,10 +414,12 @@ class ReplicaListener:
         if "|" in self.replica_id:
             raise ConfigurationError("replica_id must not contain '|'")
         self.close_timeout = close_timeout
+        self.retry_stopped = float(retry_stopped)
         self._handlers: list[tuple[str, Handler]] = []
         self._lock = threading.RLock()
         self._owned: dict[str, _Owned] = {}
         self._seen_free: set[str] = set()
+        self._backoff: dict[str, float] = {}  # tenant -> monotonic time before which we do not take it
         self._live: list[str] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -643,10 +648,27 @@ class ReplicaListener:
         with self._lock:
             self._live = live
         self._renew_all()
+        self._release_stopped()
         self._refresh_tenants()
         if join_only:
             return  # one round first: replicas started together see each other before taking
         self._rebalance(live)
+
+    def _release_stopped(self) -> None:
+        """A client that stopped for good (credentials refused, the server said not to come
+        back) serves nobody: give its tenant up, and do not take it again here for
+        ``retry_stopped`` seconds (another replica may try meanwhile; each backs off alike)."""
+        with self._lock:
+            stopped = [o for o in self._owned.values() if not o.releasing and o.client is not None and o.client.closed]
+        for o in stopped:
+            log.error(
+                "%s: the client of tenant %s stopped by itself; releasing it, not retrying here for %gs",
+                self.replica_id,
+                o.tenant.key,
+                self.retry_stopped,
+            )
+            self._backoff[o.tenant.key] = time.monotonic() + self.retry_stopped
+            self._drop(o, release=True)
 
     def _renew_all(self) -> None:
         with self._lock:
@@ -771,7 +793,12 @@ class ReplicaListener:
             return
         keys = sorted(tenants)
         holders = self.redis.mget([self.lease_key(k) for k in keys])
-        free = [k for k, h in zip(keys, holders, strict=True) if h is None and k not in busy]
+        now = time.monotonic()
+        free = [
+            k
+            for k, h in zip(keys, holders, strict=True)
+            if h is None and k not in busy and self._backoff.get(k, 0.0) <= now
+        ]
         seen_before, self._seen_free = self._seen_free, set(free)
         # Our favourites at once; another replica's favourite only if it stayed free a round.
         wanted = [k for k in free if favourite(k) == self.replica_id]

@@ -325,15 +325,14 @@ class BufferedSink:
 
 
 # XADD only while the tenant's lease is ours (or free), and store its resume point with it.
-# KEYS = stream, lease (or the stream again when unfenced), checkpoint (idem).
-# ARGV = token ('' = unfenced), maxlen, checkpoint ('' = none), field, value, ...
+# KEYS = stream, lease, checkpoint.  ARGV = token, maxlen, checkpoint ('' = none), field, value, ...
+# A free lease (expired, nobody took it yet) does not refuse: whoever takes it next reads the
+# resume point after this script ran, so the event is neither lost nor fetched again.
 _FENCED_XADD = """
-if ARGV[1] ~= '' then
-  local holder = redis.call('GET', KEYS[2])
-  if holder and holder ~= ARGV[1] then return false end
-end
+local holder = redis.call('GET', KEYS[2])
+if holder and holder ~= ARGV[1] then return false end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
-if ARGV[1] ~= '' and ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
 return id
 """
 
@@ -388,15 +387,14 @@ class RedisStreamSink(BufferedSink):
         pipe = self.redis.pipeline(transaction=False)
         for item in items:
             fields = self.fields(item)
-            flat = [v for pair in fields.items() for v in pair]
+            flat = [v for pair in fields.items() for v in pair]  # only the fenced script needs it flat
             fence = item.fence
             if fence is None:
-                keys = [self.stream, self.stream, self.stream]
-                args = ["", self.maxlen, "", *flat]
+                pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
             else:
                 keys = [self.stream, fence.lease_key, fence.checkpoint_key]
                 args = [fence.token, self.maxlen, fence.checkpoint or "", *flat]
-            self._script(keys=keys, args=args, client=pipe)
+                self._script(keys=keys, args=args, client=pipe)
         return [r is not None and r is not False for r in pipe.execute()]
 
 
