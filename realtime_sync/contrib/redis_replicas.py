@@ -350,6 +350,10 @@ class ReplicaListener:
         replica_id: this replica's id in Redis (default ``host-pid-random``).
         retry_stopped: seconds before this replica takes again a tenant whose client stopped for
             good here (credentials refused...): the lease is released at once for the others.
+        max_tenants: the most tenants this replica holds, whatever the share (its capacity:
+            standalone clients use two threads and three file descriptors each, and the current
+            transport waits with ``select()``, limited to descriptors below 1024: keep it at
+            ~300 per process until the selectors-based engine lands).
 
     >>> listener = ReplicaListener([Tenant("a", vendor="voxsig", token="t")], "redis://127.0.0.1:6379/0")  # doctest: +SKIP
     >>> listener.start(); listener.stats.owned                                                              # doctest: +SKIP
@@ -374,6 +378,7 @@ class ReplicaListener:
         vendor: str | None = None,
         close_timeout: float = 5.0,
         retry_stopped: float = 60.0,
+        max_tenants: int | None = None,
     ) -> None:
         try:
             lease_ttl = float(lease_ttl)
@@ -415,6 +420,9 @@ class ReplicaListener:
             raise ConfigurationError("replica_id must not contain '|'")
         self.close_timeout = close_timeout
         self.retry_stopped = float(retry_stopped)
+        if max_tenants is not None and (not isinstance(max_tenants, int) or max_tenants < 1):
+            raise ConfigurationError(f"max_tenants must be a positive integer or None, got {max_tenants!r}")
+        self.max_tenants = max_tenants
         self._handlers: list[tuple[str, Handler]] = []
         self._lock = threading.RLock()
         self._owned: dict[str, _Owned] = {}
@@ -774,6 +782,8 @@ class ReplicaListener:
             return
         peers = live if self.replica_id in live else [*live, self.replica_id]
         target = math.ceil(len(tenants) / len(peers))
+        if self.max_tenants is not None:
+            target = min(target, self.max_tenants)
 
         def favourite(key: str) -> str:
             return max(peers, key=lambda r: _rendezvous(key, r))
