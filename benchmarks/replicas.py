@@ -1,6 +1,6 @@
 """Listener replicas through Redis: spread, takeover after SIGKILL, a frozen replica, sink rates.
 
-    python benchmarks/replicas.py                  # 480 tenants, 4 replicas, lease 10 s (~3 min)
+    python benchmarks/replicas.py                  # 600 tenants, 3 replicas, lease 10 s (~3 min)
     python benchmarks/replicas.py --quick          # 300 tenants, 3 replicas, lease 4 s (~1 min)
 
 Needs redis-server (``bash .ci/install-servers.sh``) and the test extra.  Everything runs on
@@ -94,10 +94,8 @@ def sink_rates(url: str, count: int) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    # 480 over 4: after the kill and the freeze, two replicas hold 240 each (standalone clients:
-    # the transport's select() cannot go past file descriptor 1024, ~300 clients per process).
-    parser.add_argument("--tenants", type=int, default=480)
-    parser.add_argument("--replicas", type=int, default=4)
+    parser.add_argument("--tenants", type=int, default=600)
+    parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--lease-ttl", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second during the faults")
     parser.add_argument("--quick", action="store_true")

@@ -1,4 +1,7 @@
-"""Integrations: Django (:mod:`realtime_sync.contrib.django`), Flask (:mod:`realtime_sync.contrib.flask`).
+"""Integrations: Django (:mod:`realtime_sync.contrib.django`), Flask (:mod:`realtime_sync.contrib.flask`);
+beyond one process: listener replicas sharing connections through Redis
+(:mod:`realtime_sync.contrib.redis_replicas`) and sinks to Redis Streams and Celery
+(:mod:`realtime_sync.contrib.sinks`).
 
 Both follow the same deployment rule: **the client runs in a process of its own**
 (``python manage.py realtime_listen``, ``flask realtime listen``), next to the web workers, never

@@ -350,10 +350,8 @@ class ReplicaListener:
         replica_id: this replica's id in Redis (default ``host-pid-random``).
         retry_stopped: seconds before this replica takes again a tenant whose client stopped for
             good here (credentials refused...): the lease is released at once for the others.
-        max_tenants: the most tenants this replica holds, whatever the share (its capacity:
-            standalone clients use two threads and three file descriptors each, and the current
-            transport waits with ``select()``, limited to descriptors below 1024: keep it at
-            ~300 per process until the selectors-based engine lands).
+        max_tenants: the most tenants this replica holds, whatever its share (its capacity:
+            each standalone client has two threads and a few file descriptors).
 
     >>> listener = ReplicaListener([Tenant("a", vendor="voxsig", token="t")], "redis://127.0.0.1:6379/0")  # doctest: +SKIP
     >>> listener.start(); listener.stats.owned                                                              # doctest: +SKIP
