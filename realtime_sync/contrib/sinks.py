@@ -151,6 +151,7 @@ class BufferedSink:
         self._last_error: str | None = None
         self._stopping = False
         self._wake = threading.Event()  # set by close(): ends a retry wait
+        self._pause = threading.Event()  # never set: the retry pauses while closing
         self._thread: threading.Thread | None = None
         self._replicas: Any = None
         self._pid = os.getpid()
@@ -255,7 +256,10 @@ class BufferedSink:
                 if deadline is not None and time.monotonic() >= deadline:
                     return  # close() counts what is left as dropped
                 # Not on the condition: new events must not make the retries faster.
-                self._wake.wait(delay if deadline is None else min(delay, max(0.0, deadline - time.monotonic())))
+                if deadline is None:
+                    self._wake.wait(delay)  # close() ends the wait: one more attempt, then its deadline
+                else:
+                    self._pause.wait(min(delay, max(0.0, deadline - time.monotonic())))
                 delay = min(self.max_retry_interval, delay * 2)
                 continue
             delay = self.retry_interval
@@ -301,7 +305,8 @@ class BufferedSink:
         with self._cond:
             thread = self._thread
         if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
+            # The deadline is checked between attempts: allow the one in progress to end.
+            thread.join(None if timeout is None else timeout + 5.0)
         with self._cond:
             left = list(self._buffer)
             self._buffer.clear()
