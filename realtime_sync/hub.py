@@ -83,8 +83,9 @@ class HubStats:
     ``states`` counts the clients by state (``{"connected": 9998, "reconnecting": 2}``);
     ``queued`` the events waiting in all clients' queues (``max_queued`` the hub-wide bound),
     ``busy_workers`` the workers running a handler now; ``timers`` the entries in the loop's timer
-    heap; ``handshakes_in_flight`` / ``handshakes_waiting`` the limiter's view; ``threads`` the
-    hub's threads alive.
+    heap; ``handshakes_in_flight`` / ``handshakes_waiting`` the limiter's view (``handshakes_total``
+    granted so far, ``handshakes_peak`` the most in flight at once); ``threads`` the hub's threads
+    alive.
     """
 
     clients: int
@@ -97,6 +98,7 @@ class HubStats:
     handshakes_in_flight: int
     handshakes_waiting: int
     handshakes_total: int
+    handshakes_peak: int
     threads: int
 
 
@@ -373,6 +375,7 @@ class Hub:
             lim.in_flight,
             lim.waiting,
             lim.granted,
+            lim.peak,
             sum(1 for t in self.threads if t.is_alive()),
         )
 

@@ -273,3 +273,62 @@ def test_gap_recovery_on_the_hub_runs_on_the_hubs_threads() -> None:
         finally:
             assert hub.close(T(20))
         assert hub_threads("t-gap") == [] and handshake_threads("t-gap") == []
+
+
+def test_a_server_restart_storm_is_bounded_and_spread(server: FakeVoxsigServer) -> None:
+    n = 150
+    hub = rs.Hub(workers=2, handshake_workers=2, handshake_jitter=1.0, name="t-storm")
+    clients = [voxsig(hub, server, i) for i in range(n)]
+    try:
+        start_all(clients)
+        resubscribed: set[int] = set()
+        lock = threading.Lock()
+        for k, c in enumerate(clients):
+
+            def mark(event: rs.Event, k: int = k) -> None:
+                with lock:
+                    resubscribed.add(k)
+
+            c.on("subscribed", mark)
+        t0 = time.monotonic()
+        assert server.server_restart() == n  # every client dropped at once, told to come back
+        poll_until(lambda: len(resubscribed) == n, 30, "every client resubscribed")
+        again = sorted(h.at for h in server.handshakes if h.at >= t0)
+        assert len(again) >= n
+        # Never more than 2 handshakes at once, and the burst spread out instead of a wall.
+        assert hub.stats.handshakes_peak <= 2
+        assert again[-1] - again[0] >= 0.5
+    finally:
+        assert hub.close(T(20))
+
+
+def test_a_client_queue_on_the_hub_keeps_its_bound_and_overflow_policy(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-bound")
+    client = voxsig(hub, server, 3, max_queue=10, overflow="drop_newest")
+    release, blocked = threading.Event(), threading.Event()
+    ids: list[int] = []
+    overflow: list[rs.ErrorInfo] = []
+
+    def slow(event: rs.Event) -> None:
+        blocked.set()
+        release.wait(T(20))
+        ids.append(event.data.id)
+
+    client.on("message.created", slow)
+    client.on("error", lambda e: overflow.append(e.data) if e.data.kind == "overflow" else None)
+    try:
+        client.wait_connected(T(10))
+        server.send_event("tok-3", "message.created", {"id": 0, "content": "first", "conversation_id": 1})
+        assert blocked.wait(T(5))
+        for i in range(1, 51):
+            server.send_event("tok-3", "message.created", {"id": i, "content": "x", "conversation_id": 1})
+        poll_until(lambda: client.stats.dropped >= 40, 10, "the bound enforced while the handler is stuck")
+        assert client.stats.queue_depth <= 11  # max_queue, plus the event in the stuck handler
+        release.set()
+        poll_until(lambda: overflow and client.stats.queue_depth == 0, 10, "the drop reported, the queue drained")
+        # drop_newest: the oldest survive, in order; no more than the bound (plus the stuck one).
+        assert ids == list(range(len(ids))) and 2 <= len(ids) <= 11
+        assert "dropped" in overflow[0].message
+    finally:
+        release.set()
+        assert hub.close(T(10))
