@@ -229,8 +229,9 @@ class AsyncioContender:
                             await ws.send(json.dumps({"command": "subscribe", "identifier": ident}))
                         elif t == "confirm_subscription":
                             self.counter.mark(i)
-                        elif "message" in msg and msg["message"]["data"]["content"]:
-                            self.counter.message()
+                        elif t is None and isinstance(msg.get("message"), dict):
+                            if msg["message"]["data"]["content"]:
+                                self.counter.message()
                     elif msg.get("action") == "subscribeToTicket":
                         self.counter.mark(i)
             except ConnectionClosed:
