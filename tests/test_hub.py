@@ -332,3 +332,21 @@ def test_a_client_queue_on_the_hub_keeps_its_bound_and_overflow_policy(server: F
     finally:
         release.set()
         assert hub.close(T(10))
+
+
+def test_the_hub_handshake_reports_a_refusal_as_a_standalone_client_does(server: FakeVoxsigServer) -> None:
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-refuse")
+    server.refuse(403)
+    client = voxsig(
+        hub, server, 1, reconnect=rs.ReconnectPolicy(instant_retries=0, interval=0.2, auth_failure_delay=0.2)
+    )
+    errors: list[rs.ErrorInfo] = []
+    client.on("error", lambda e: errors.append(e.data))
+    try:
+        client.start()
+        poll_until(lambda: errors, 5, "the refusal reported")
+        assert errors[0].kind == "auth" and "HTTP 403" in errors[0].message
+        server.refuse(None)  # the server takes us again: the client connects on its next attempt
+        client.wait_connected(T(10))
+    finally:
+        assert hub.close(T(10))
