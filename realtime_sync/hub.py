@@ -40,8 +40,6 @@ Theory of operation
 * **Long-polling without threads.**  A Bayeux client on a hub (``transport="long-polling"``, or
   ``"auto"`` falling back) uses :class:`~realtime_sync._hub_longpoll.HubLongPollingConnection`:
   non-blocking HTTP/1.1 (h11, the ``hub`` extra) on the same loop, not two threads per session.
-* **Fast handshakes.**  A plain ``ws://`` websocket opens with its handshake response read in
-  one ``recv()`` (:mod:`realtime_sync._hub_ws`) instead of websocket-client's one byte per call.
 * **Threads**: 1 loop + ``handshake_workers`` + ``workers``, whatever the number of clients
   (the defaults make 7).  ``hub.close()`` joins all of them.
 """
@@ -58,10 +56,8 @@ import attrs
 
 from ._http11 import require_h11
 from ._hub_longpoll import HubLongPollingConnection
-from ._hub_ws import HubWebSocketConnection
 from ._limiter import HandshakeLimiter
 from ._workers import Lane, WorkerPool
-from ._wsconn import WebSocketConnection
 from .config import DispatchOptions
 from .dispatch import Dispatcher, OverflowReports
 from .engine import Loop
@@ -322,8 +318,6 @@ class Hub:
             # Long-polling without threads: the hub's connection replaces the standalone one
             # (two blocking threads per session), forced or as the websocket's fallback.
             conn = factory()
-            if type(conn) is WebSocketConnection:
-                return HubWebSocketConnection()  # the opening handshake in one read
             if type(conn) is LongPollingConnection:
                 return HubLongPollingConnection(conn.cookies, conn.name)
             if isinstance(conn, AutoConnection):
