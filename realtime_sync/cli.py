@@ -475,6 +475,14 @@ def _listen_common() -> argparse.ArgumentParser:
         help="lease expiry (default 10)",
     )
     hand.add_argument("--namespace", default="realtime_sync", help="prefix of the Redis keys of this listener group")
+    hand.add_argument(
+        "--hub-workers",
+        type=_number(int, minimum=1),
+        default=None,
+        metavar="N",
+        help="run the tenants' connections on one hub with N handler workers: a fixed thread count "
+        "however many tenants this listener holds (pip install 'realtime_sync[hub]' for long-polling)",
+    )
     return common
 
 

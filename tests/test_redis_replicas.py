@@ -371,3 +371,49 @@ def test_a_tenant_whose_client_stopped_for_good_is_released_and_not_retried_at_o
             assert listener.stats.acquired == 1 and len(partner.handshakes) == refused
         finally:
             listener.close()
+
+
+def test_a_replica_on_a_hub_holds_many_tenants_on_a_fixed_number_of_threads(redis_server: RedisServer) -> None:
+    """``ReplicaListener(hub=...)``: the tenants' clients share the hub's loop and workers, so the
+    replica's threads do not grow with its tenants (standalone: two per tenant)."""
+    import threading
+
+    from realtime_sync import Hub
+    from realtime_sync.contrib.sinks import RedisStreamSink
+
+    n = 40
+    with FakeJifelinePartnerServer(token=["tok-a"], interval=3600) as partner:
+        sink = RedisStreamSink(redis_server.url, "hub-events")
+        tenants = [
+            Tenant(
+                f"t{i}", vendor="jifeline-partner", url=partner.url, token="tok-a", subscribe={"event": ["a.created"]}
+            )
+            for i in range(n)
+        ]
+
+        def ours() -> list[str]:  # the library's threads (the fake server has two per connection)
+            return [
+                t.name
+                for t in threading.enumerate()
+                if t.name.startswith("realtime_sync-") and not t.name.startswith("realtime_sync-fake")
+            ]
+
+        hub = Hub(workers=2, handshake_workers=2)
+        listener = ReplicaListener(tenants, redis_server.url, sink=sink, namespace="hub", lease_ttl=T(4.0), hub=hub)
+        try:
+            listener.start()
+            poll_until(lambda: len(listener.owned) == n, 20, "every lease taken")
+            partner.wait_until(
+                lambda: sum(bool(partner.subscriptions(c)) for c in partner.live_connections()) >= n, timeout=T(20)
+            )
+            # The hub's loop, 2 workers, 2 handshake workers; the listener's coordinator and
+            # renewal threads.  Standalone, the same replica runs 2 per tenant: 80 more.
+            assert len(ours()) <= 10, ours()
+            assert all(c.name for c in hub.clients) and len(hub.clients) == n
+            partner.emit_event("a.created")
+            r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+            poll_until(lambda: r.xlen("hub-events") >= n, 20, "one stream entry per tenant")
+        finally:
+            listener.close()
+            sink.close()
+            assert hub.close(timeout=T(10))

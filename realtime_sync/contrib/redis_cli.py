@@ -106,6 +106,7 @@ def listen_replicated(
         vendor=args.vendor,
         duration=args.duration,
         on_started=started,
+        hub_workers=getattr(args, "hub_workers", None),
     )
     if not args.quiet and not printer.broken_pipe:
         sink = listener.sink.stats if listener.sink is not None else None

@@ -76,6 +76,7 @@ from .._redact import redact
 from ..client import Client
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
+from ..hub import Hub
 from ._common import import_string, make_client
 
 try:
@@ -352,6 +353,9 @@ class ReplicaListener:
             good here (credentials refused...): the lease is released at once for the others.
         max_tenants: the most tenants this replica holds, whatever its share (its capacity:
             each standalone client has two threads and a few file descriptors).
+        hub: a :class:`~realtime_sync.Hub` to run every tenant's client on (``hub.add(client)``
+            before it starts): the replica's thread count then stays fixed however many tenants
+            it holds.  The listener does not close it: close it after ``listener.close()``.
 
     >>> listener = ReplicaListener([Tenant("a", vendor="voxsig", token="t")], "redis://127.0.0.1:6379/0")  # doctest: +SKIP
     >>> listener.start(); listener.stats.owned                                                              # doctest: +SKIP
@@ -377,7 +381,9 @@ class ReplicaListener:
         close_timeout: float = 5.0,
         retry_stopped: float = 60.0,
         max_tenants: int | None = None,
+        hub: Hub | None = None,
     ) -> None:
+        self.hub = hub
         try:
             lease_ttl = float(lease_ttl)
         except (TypeError, ValueError):
@@ -835,6 +841,8 @@ class ReplicaListener:
             handlers = list(self._handlers)
         try:
             client = self.client_factory(tenant, resume)
+            if self.hub is not None:
+                self.hub.add(client)  # idempotent for a client the factory already put on this hub
             client.on("*", self._deliver(tenant.key))
             for pattern, handler in handlers:
                 client.on(pattern, self.guard(tenant.key, handler))
@@ -864,13 +872,16 @@ def run_replica(
     vendor: str | None = None,
     duration: float | None = None,
     on_started: Callable[[ReplicaListener], Any] | None = None,
+    hub_workers: int | None = None,
 ) -> ReplicaListener:
     """Run one replica until SIGINT/SIGTERM or ``duration``: what ``realtime-sync listen --redis``,
     ``manage.py realtime_listen --redis`` and ``flask realtime listen --redis`` run.
 
     ``stream``: hand every event on to this Redis stream (:class:`~realtime_sync.contrib.sinks.RedisStreamSink`).
     ``setup(listener, client, tenant)`` attaches handlers to each new client (wrap them with
-    ``listener.guard(tenant.key, handler)``).  Returns the (closed) listener, for its stats.
+    ``listener.guard(tenant.key, handler)``).  ``hub_workers``: run the tenants' clients on a
+    :class:`~realtime_sync.Hub` with that many workers (a fixed thread count), closed at the end.
+    Returns the (closed) listener, for its stats.
     """
     from .sinks import RedisStreamSink
 
@@ -881,6 +892,9 @@ def run_replica(
         if setup is not None:
             setup(holder[0], client, tenant)
 
+    hub = None
+    if hub_workers:
+        hub = Hub(workers=hub_workers, name="replica-hub")
     listener = ReplicaListener(
         tenants,
         redis_url,
@@ -890,6 +904,7 @@ def run_replica(
         namespace=namespace,
         lease_ttl=lease_ttl,
         vendor=vendor,
+        hub=hub,
     )
     holder.append(listener)
     try:
@@ -899,6 +914,8 @@ def run_replica(
         listener.run_forever(duration=duration)
     finally:
         listener.close()
+        if hub is not None:
+            hub.close()
         if sink is not None:
             sink.close()
     return listener
