@@ -138,6 +138,16 @@ def _weight(event: Event) -> int:
     return 64 + _size(raw, 4)
 
 
+def _weights(events: list[Event], wire_size: int | None) -> list[int]:
+    """The weights of a batch: from ``wire_size`` when the transport knows it, else estimated."""
+    if wire_size:
+        framed = sum(1 for e in events if e.raw is not None)
+        if framed:
+            share = 64 + max(1, wire_size // framed)
+            return [64 if e.raw is None else share for e in events]
+    return [_weight(e) for e in events]
+
+
 class OverflowReports:
     """Counts the events a bounded queue dropped and names them in ``error`` events of kind
     ``"overflow"``.
@@ -289,19 +299,23 @@ class Dispatcher:
 
     # -- feeding (transport thread) ----------------------------------------------------------
 
-    def put_many(self, events: Iterable[Event]) -> None:
+    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> None:
+        """Queue ``events`` (from the transport thread).  ``wire_size``: the length of the
+        frames they were decoded from, when known; their ``max_queue_bytes`` weight is then
+        taken from it (shared among the events that carry a frame) rather than estimated."""
         events = list(events)
         if not events:
             return
+        weights = _weights(events, wire_size)
         with self._cond:
             if self._stopping:
                 return
-            dropped = self._enqueue(events)
+            dropped = self._enqueue(events, weights)
             self._cond.notify()
         if dropped:
             self._reports.count(dropped)  # outside the lock: a logging handler may be slow
 
-    def _enqueue(self, events: list[Event]) -> int:
+    def _enqueue(self, events: list[Event], weights: list[int]) -> int:
         """Append ``events`` under both bounds (count, with the events being delivered, and
         estimated bytes) and the overflow policy; returns how many were dropped.  Called with
         the lock held."""
@@ -310,8 +324,7 @@ class Dispatcher:
         max_bytes = self.options.max_queue_bytes
         dropped = 0
         if self.options.overflow == "drop_newest":
-            for event in events:
-                w = _weight(event)
+            for event, w in zip(events, weights, strict=True):
                 if len(q) < limit and (self._queued_bytes + w <= max_bytes or not q):
                     q.append((event, w))
                     self._queued_bytes += w
@@ -323,8 +336,8 @@ class Dispatcher:
             if len(events) > limit:
                 dropped += len(events) - limit
                 events = events[len(events) - limit :]
-            for event in events:
-                w = _weight(event)
+                weights = weights[len(weights) - limit :]
+            for event, w in zip(events, weights, strict=True):
                 q.append((event, w))
                 self._queued_bytes += w
             while len(q) > 1 and (len(q) > limit or self._queued_bytes > max_bytes):

@@ -415,6 +415,10 @@ class Engine(Generic[A]):
         self._factory = connection_factory
         self.dispatcher = dispatcher if dispatcher is not None else Dispatcher(_default_dispatch(), self.log, self.name)
         self._on_finished = on_finished
+        #: Characters of the text frames fed since the last hand-over to the dispatcher, or -1
+        #: when something else (an HTTP result) produced events: their queue weight is then
+        #: estimated by the dispatcher instead of known from the wire.
+        self._fed_chars = 0
         #: The one backoff of this client, lent to the adapter for its in-session retries.
         self.backoff = SharedBackoff(options.reconnect)
         adapter.backoff = self.backoff
@@ -506,8 +510,11 @@ class Engine(Generic[A]):
         self.dispatcher.start()
         # The pending events (e.g. an error recorded before start) go out first.
         events = self.adapter.events_received()
+        fed, self._fed_chars = self._fed_chars, 0
         if events:
-            self.dispatcher.put_many(events)
+            # The size of the frames the events came from, for ``max_queue_bytes``: known here,
+            # so the dispatcher need not re-encode or walk every event.
+            self.dispatcher.put_many(events, wire_size=fed if fed > 0 else None)
         loop.call_soon_threadsafe(self._guarded(self._begin))
         if self._own_loop:
             loop.start(f"realtime_sync-transport-{self.name}")
@@ -847,6 +854,8 @@ class Engine(Generic[A]):
         debug = self._debug
         for item in items:
             if type(item) is str:
+                if self._fed_chars >= 0:
+                    self._fed_chars += len(item)
                 if debug:
                     self.log.debug("< %s", truncate(item))
                 try:
@@ -859,6 +868,7 @@ class Engine(Generic[A]):
             elif isinstance(item, FrameError):
                 self._error("bad_frame", item.message, ProtocolError(item.message), item.frame)
             elif isinstance(item, HttpResult):
+                self._fed_chars = -1
                 self.adapter.http_result(item, now)
             else:  # pragma: no cover - a connection bug
                 self._error("internal", f"connection returned {type(item).__name__}")

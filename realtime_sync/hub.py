@@ -188,7 +188,7 @@ class LaneDispatcher(Dispatcher):
 
     # -- feeding (loop thread) -------------------------------------------------------------
 
-    def put_many(self, events: Iterable[Event]) -> None:
+    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> None:
         self._lane.put_many(events)
 
     def _on_drop(self, n: int) -> None:
