@@ -510,11 +510,8 @@ class Engine(Generic[A]):
         self.dispatcher.start()
         # The pending events (e.g. an error recorded before start) go out first.
         events = self.adapter.events_received()
-        fed, self._fed_chars = self._fed_chars, 0
         if events:
-            # The size of the frames the events came from, for ``max_queue_bytes``: known here,
-            # so the dispatcher need not re-encode or walk every event.
-            self.dispatcher.put_many(events, wire_size=fed if fed > 0 else None)
+            self.dispatcher.put_many(events)
         loop.call_soon_threadsafe(self._guarded(self._begin))
         if self._own_loop:
             loop.start(f"realtime_sync-transport-{self.name}")
@@ -875,8 +872,11 @@ class Engine(Generic[A]):
 
     def _deliver_events(self) -> None:
         events = self.adapter.events_received()
+        fed, self._fed_chars = self._fed_chars, 0
         if events:
-            self.dispatcher.put_many(events)
+            # The size of the frames the events came from, for ``max_queue_bytes``: known here,
+            # so the dispatcher need not re-encode or walk every event.
+            self.dispatcher.put_many(events, wire_size=fed if fed > 0 else None)
 
     def _flush(self) -> bool:
         """Write the adapter's frames; False if writing failed (the connection was ended)."""
