@@ -77,7 +77,7 @@ def test_connect_timeout_bounds_a_trickling_handshake():
             stop.set()
             client.close(timeout=5)
     assert err.kind == "connect" and "timed out" in err.message
-    assert elapsed < 0.5 + T(1.5), elapsed
+    assert elapsed < 0.5 + T(5), elapsed  # without the bound the trickle keeps it connecting forever
 
 
 def test_refused_handshake_body_is_read_only_up_to_a_bound():
@@ -101,7 +101,7 @@ def test_refused_handshake_body_is_read_only_up_to_a_bound():
         finally:
             client.close(timeout=5)
     assert err.kind == "connect" and "HTTP 500" in err.message and err.exception.status == 500
-    assert elapsed < T(3) and len(sent) < 50, (elapsed, len(sent))
+    assert elapsed < T(10) and len(sent) < 50, (elapsed, len(sent))  # the bound is on what is read
     assert err.exception.__context__ is None and err.exception.__cause__ is None
 
 
