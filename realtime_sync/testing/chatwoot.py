@@ -27,10 +27,11 @@ import logging
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Mapping
 
 from .._redact import register_secret
+from ._httpserver import FakeHttpServer
 from .actioncable import conversation_payload
 
 __all__ = ["FakeChatwootRestServer"]
@@ -38,13 +39,18 @@ __all__ = ["FakeChatwootRestServer"]
 log = logging.getLogger("realtime_sync.testing.chatwoot")
 
 
-class FakeChatwootRestServer:
+class FakeChatwootRestServer(FakeHttpServer):
     """Conversations and messages of one account, served as Chatwoot's REST API serves them.
 
     :meth:`add_message` stores a message (as ``message_payload`` makes it) and touches its
     conversation (``updated_at``, ``last_activity_at``), creating it if needed, as a new message
     does in Chatwoot.  ``fail_next`` holds statuses to answer the next requests with.
     """
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler  # defined below
+
+    thread_name = "realtime_sync-fake-chatwoot"
 
     def __init__(self, access_token: str = "api-token-1", *, account_id: int = 1, host: str = "127.0.0.1") -> None:
         if host not in ("127.0.0.1", "localhost"):
@@ -62,39 +68,12 @@ class FakeChatwootRestServer:
         self._updated: dict[int, float] = {}
         self._messages: dict[int, list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_http()
 
     @property
     def url(self) -> str:
         """``http://127.0.0.1:PORT`` (``VoxsigCatchUp(api_url=...)``)."""
         return f"http://{self.host}:{self.port}"
-
-    def start(self) -> FakeChatwootRestServer:
-        handler = type("_Handler", (_Handler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="realtime_sync-fake-chatwoot", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> FakeChatwootRestServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
 

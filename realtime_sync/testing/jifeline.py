@@ -33,10 +33,11 @@ import secrets
 import threading
 import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Hashable, Iterable, TypeVar
 
 from ..config import timing_scale
+from ._httpserver import FakeHttpServer
 from .server import FakeConnection, FakeServer
 
 __all__ = ["FakeJifelineCustomerServer", "FakeJifelinePartnerServer", "FakeJifelineRestServer"]
@@ -412,7 +413,7 @@ class FakeJifelinePartnerServer(_JifelineFake):
 # -- REST + OAuth ---------------------------------------------------------------------------
 
 
-class FakeJifelineRestServer:
+class FakeJifelineRestServer(FakeHttpServer):
     """The partner REST API's token endpoint and system-event list, on 127.0.0.1.
 
     * ``POST /oauth2/token`` (form ``grant_type=client_credentials&client_id=..&client_secret=..``,
@@ -428,6 +429,11 @@ class FakeJifelineRestServer:
     >>> with FakeJifelineRestServer("demo-client", "demo-secret") as rest:  # doctest: +SKIP
     ...     provider = ClientCredentialsTokenProvider(rest.token_url, "demo-client", "demo-secret")
     """
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _RestHandler  # defined below
+
+    thread_name = "realtime_sync-fake-jifeline-rest"
 
     def __init__(
         self,
@@ -459,8 +465,7 @@ class FakeJifelineRestServer:
         self.fail_events: list[int] = []  # statuses to answer the next event requests with
         self._tokens: dict[str, float] = {}
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._init_http()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -472,32 +477,6 @@ class FakeJifelineRestServer:
     @property
     def token_url(self) -> str:
         return self.url + "/oauth2/token"
-
-    def start(self) -> FakeJifelineRestServer:
-        handler = type("_Handler", (_RestHandler,), {"fake": self})
-        self._httpd = ThreadingHTTPServer((self.host, self.port), handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="realtime_sync-fake-jifeline-rest", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        httpd, self._httpd = self._httpd, None
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(5)
-            self._thread = None
-
-    def __enter__(self) -> FakeJifelineRestServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- state -----------------------------------------------------------------------------
 
