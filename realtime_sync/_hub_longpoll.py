@@ -31,14 +31,14 @@ import time
 from typing import Union
 
 from ._cookies import CookieJar
+from ._csrf import CsrfToken
 from ._http11 import HttpConnection, HttpFailure, HttpResponse
 from ._http11 import HttpResult as _HttpOutcome
-from ._redact import redact
 from ._wsconn import FrameError
 from .config import ConnectOptions
 from .exceptions import ConnectError
 from .protocols.base import ConnectRequest, HttpResult
-from .transport_longpoll import session_request
+from .transport_longpoll import LongPollingBase
 
 __all__ = ["HubLongPollingConnection"]
 
@@ -48,34 +48,25 @@ _CONTROL, _HELD = "control", "held"
 Received = list[Union[str, FrameError, HttpResult]]
 
 
-class HubLongPollingConnection:
+class HubLongPollingConnection(LongPollingBase):
     """One Bayeux long-polling session on the hub's loop (see the module docstring)."""
 
-    kind = "long-polling"
-    subprotocol: str | None = None
-
-    def __init__(self, cookies: CookieJar | None = None, name: str = "client") -> None:
-        self.cookies = cookies
-        self.name = name
-        self.closed = False
-        self.close_reason = ""
-        self.close_code: int | None = None
-        self.last_activity = 0.0
+    def __init__(self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None) -> None:
+        super().__init__(cookies, name, csrf)
         self._sel: selectors.BaseSelector | None = None
         self._conns: dict[str, HttpConnection] = {}
         self._queues: dict[str, collections.deque[bytes]] = {_CONTROL: collections.deque(), _HELD: collections.deque()}
         self._registered: dict[str, tuple[int, int, int]] = {}
         self._inbox: Received = []
         self._ended = False
-        self._url = ""
         self._wake_fd = self._wake_w = -1
         self._in_receive = False
 
     # -- opening (a handshake thread) -------------------------------------------------------
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
-        url, self.cookies, headers = session_request(request, self.cookies)
-        self._url = redact(url)
+        url = self._open_session(request, options)  # the CSRF token, if any, is fetched here
+        headers = self._headers
         limit = options.max_frame_size or 0
         control = HttpConnection(
             url, options, self.cookies, max_body=limit, headers=headers, read_timeout=_CONTROL_READ_TIMEOUT
@@ -106,18 +97,12 @@ class HubLongPollingConnection:
         sel = self._sel
         return sel.fileno() if sel is not None else -1  # type: ignore[attr-defined]
 
-    def pending(self) -> bool:
-        return False
-
     def send(self, text: str) -> None:
         if self._ended or self.closed:
             return  # the end is reported by receive(); nothing to send it on
         role = _HELD if getattr(text, "held", False) else _CONTROL  # the adapter marks held frames
         self._queues[role].append(text.encode("utf-8"))
         self._pump(role, time.monotonic())
-
-    def ping(self) -> None:
-        """Nothing to ping: the held ``/meta/connect`` is the heartbeat."""
 
     def receive(self) -> Received | None:
         sel = self._sel
@@ -184,13 +169,9 @@ class HubLongPollingConnection:
             return
         if isinstance(outcome, HttpResponse):
             self.last_activity = now
-            if outcome.status == 200:
-                try:
-                    self._inbox.append(outcome.body.decode("utf-8"))
-                except UnicodeDecodeError as exc:
-                    self._inbox.append(FrameError(f"response is not valid UTF-8: {exc.reason} at byte {exc.start}"))
-            else:
-                self._inbox.append(HttpResult(outcome.status, outcome.reason, held=role == _HELD))
+            self._inbox.append(
+                self._response(outcome.status, outcome.reason, outcome.body, outcome.header("location"), role == _HELD)
+            )
         elif isinstance(outcome, HttpFailure):
             if outcome.kind == "too_big":
                 self._inbox.append(FrameError(outcome.message))

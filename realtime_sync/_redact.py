@@ -37,6 +37,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import urllib.parse
 from typing import Any, Iterable
 
 __all__ = [
@@ -50,6 +51,7 @@ __all__ = [
     "protect_loggers",
     "redact",
     "redact_headers",
+    "redirect_target",
     "register_secret",
     "register_server_secret",
 ]
@@ -403,6 +405,24 @@ def redact_url(url: Any) -> str:
         if "@" in authority:
             s = REDACTED + s[authority.rfind("@") :]
     return s
+
+
+def redirect_target(base: str, location: str | None) -> str:
+    """Where a redirect points, safe to show: resolved against ``base``, without userinfo, and
+    with any query string hidden whole (it may carry a token under any name).
+
+    >>> redirect_target("https://gws.example.com/api/v2/notifications", "/sso/login?ticket=ST-1&x=2")
+    'https://gws.example.com/sso/login?***'
+    """
+    if not location:
+        return "an unnamed location (no Location header)"
+    try:
+        parts = urllib.parse.urlsplit(urllib.parse.urljoin(base, location.strip()))
+        netloc = parts.netloc.rpartition("@")[2]
+        shown = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    except ValueError:
+        return "an invalid location"
+    return redact(shown + ("?" + REDACTED if parts.query else ""))
 
 
 def redact_headers(headers: Any) -> dict[str, str]:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable, Mapping
 import attrs
 
 from ._cookies import CookieJar
+from ._csrf import CsrfSource, CsrfToken
 from ._redact import register_secret
 from ._validate import number
 from .client import Client
@@ -52,6 +53,12 @@ class CometDClient(Client[BayeuxAdapter]):
             servers do; others ignore it).
         max_network_delay: seconds allowed for a reply beyond the server's hold time; a request
             unanswered past it means a dead connection (the reference client's 10 s).
+        csrf: a CSRF token header on every long-polling request, as Genesys GWS requires with
+            CSRF protection on: ``True`` reads it from ``GET https://HOST/api/v2/me`` (the
+            ``X-CSRF-HEADER`` / ``X-CSRF-TOKEN`` response headers) with the client's credentials
+            and cookies; an http(s) URL reads it from there; a callable returns the token (or a
+            ``(header name, token)`` pair).  Fetched before the connection's first request,
+            and once more after a 403 (see :class:`~realtime_sync.GenesysChatClient`).
         **options: any :class:`~realtime_sync.ConnectOptions` / :class:`~realtime_sync.DispatchOptions`
             field (``cookies={"JSESSIONID": ...}``, ``headers``, ``connect_timeout``, ``proxy``...).
 
@@ -93,10 +100,19 @@ class CometDClient(Client[BayeuxAdapter]):
         ack: bool = False,
         max_network_delay: float = 10.0,
         decoder: Decoder | None = None,
+        csrf: CsrfSource | None = None,
         **options: Any,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ConfigurationError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
+        token_source = None
+        if csrf is not None and csrf is not False:
+            if transport == "websocket":
+                raise ConfigurationError(
+                    "csrf= applies to long-polling (GWS checks the token on POSTs; the websocket's only "
+                    "HTTP request is its upgrade, a GET): use transport='auto' or 'long-polling', or drop csrf="
+                )
+            token_source = CsrfToken(csrf, url)
         if (username is None) != (password is None):
             raise ConfigurationError("username and password go together (HTTP Basic)")
         max_network_delay = number(max_network_delay, "max_network_delay", positive=True, unit="seconds")
@@ -114,7 +130,7 @@ class CometDClient(Client[BayeuxAdapter]):
         # One jar for both transports: cookies given as an option seed it, the server's are kept.
         jar = CookieJar(url=url)
         name = options.get("name") or type(self).__name__
-        factory = make_connection_factory(transport, jar, name, lambda: adapter.transport_hint)
+        factory = make_connection_factory(transport, jar, name, lambda: adapter.transport_hint, csrf=token_source)
         super().__init__(url, adapter=adapter, connection_factory=factory, **options)
         cookies = self.connect_options.cookie_header()
         if cookies:

@@ -440,6 +440,7 @@ class Engine(Generic[A]):
         self._timer_at: float | None = None
         self._attempt = 0
         self._connected_at = 0.0
+        self._announced = False  # "connected" was reported for the current connection
         self._request_url = ""
         self._ping_sent: float | None = None
         self._last_error: ErrorInfo | None = None
@@ -802,14 +803,24 @@ class Engine(Generic[A]):
         self._phase = _SERVING
         self._connected_at = time.monotonic()
         self._ping_sent = None
-        self._set_state(State.CONNECTED)
-        self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._attempt))
-        self.log.info("connected to %s", self._request_url)
+        # A websocket is open once the server accepted the upgrade; a long-polling "connection"
+        # (``established`` False) once the server answered a request.  Until then nothing is
+        # announced: a refused first request reads like a refused upgrade (an error, then
+        # reconnecting), never as connected-then-disconnected.
+        self._announced = False
+        if getattr(conn, "established", True):
+            self._announce(conn)
         assert self._loop is not None
         self._loop.add_reader(conn.fileno(), self._guarded_readable(conn))
         adapter.connection_made(time.monotonic())
         self._apply_commands()
         self._after_step()
+
+    def _announce(self, conn: Connection) -> None:
+        self._announced = True
+        self._set_state(State.CONNECTED)
+        self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._attempt))
+        self.log.info("connected to %s", self._request_url)
 
     def _guarded_readable(self, conn: Connection) -> Callable[[], None]:
         def readable() -> None:
@@ -834,6 +845,8 @@ class Engine(Generic[A]):
                 self._ended(conn)
                 return
             if items:
+                if not self._announced and getattr(conn, "established", True):
+                    self._announce(conn)
                 now = time.monotonic()
                 self.frames_received += len(items)
                 self.last_frame_at = now + adapter.clock_offset
@@ -1014,7 +1027,8 @@ class Engine(Generic[A]):
         self._publish()
         self._deliver_events()
         self._detach(conn, 1000 if req is None else req.code)
-        if now - self._connected_at >= self.options.reconnect.stable_after:
+        announced, self._announced = self._announced, False
+        if announced and now - self._connected_at >= self.options.reconnect.stable_after:
             self.backoff.succeeded()
         self.log.info("disconnected: %s", reason)
         if req is not None and not req.reconnect:
@@ -1026,7 +1040,8 @@ class Engine(Generic[A]):
         self.backoff.fail(reason, auth=auth)
         b = self.backoff.current
         if auth and b.stop_on_auth:
-            self._error("auth", f"credentials refused: {req.reason if req else reason}")
+            # The adapter that asked for this close reported the refusal (an ``error`` of kind
+            # auth) already: one error, as for a refused websocket upgrade.
             self._finish("credentials refused")
             return
         if req is not None and req.delay is not None and not auth:
@@ -1036,6 +1051,13 @@ class Engine(Generic[A]):
         if (server or (req is not None and req.server)) and b.failures == 1 and not auth:
             # Every client of a fleet sees a server-initiated drop at once: spread the first retry.
             delay = b.restart_delay(delay)
+        if not announced:
+            # Never reported connected: like a failed open, an error (the adapter reported an
+            # auth refusal already) and no "disconnected".
+            if not auth:
+                self._error("connect", reason)
+            self._retry_later(delay)
+            return
         self._emit(
             "disconnected",
             DisconnectInfo(reason, not b.exhausted, getattr(conn, "close_code", None) if conn is not None else None),
@@ -1077,7 +1099,8 @@ class Engine(Generic[A]):
             self._deliver_events()
             self._conn = None
             self._detach(conn, 1000)
-            self._emit("disconnected", DisconnectInfo("closed by the client", False))
+            if self._announced:
+                self._emit("disconnected", DisconnectInfo("closed by the client", False))
         self._phase = _DONE
         self._end(by_server=False)
 

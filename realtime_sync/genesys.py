@@ -61,6 +61,17 @@ class GenesysChatClient(CometDClient):
         cookies: e.g. ``{"JSESSIONID": session.cookies["JSESSIONID"]}`` from a REST session;
             cookies the server sets later are kept and sent by both transports.
         transport: ``"auto"`` (websocket, else long-polling), ``"websocket"``, ``"long-polling"``.
+        csrf: for a GWS node with CSRF protection on (``enableCsrfProtection``): ``True`` reads
+            the token from ``GET https://HOST/api/v2/me`` with the same credentials and cookies
+            (GWS answers with ``X-CSRF-HEADER``, the header name, and ``X-CSRF-TOKEN``, the
+            token, and sets the ``JSESSIONID`` the token belongs to); an http(s) URL reads it
+            there; a callable returns the token, or a ``(header name, token)`` pair, e.g. from
+            your own REST session.  It is fetched before the connection's first request and sent
+            on every long-polling ``POST``; after a 403 it is fetched again once, on a new
+            connection at once (the CometD session resumes); a 403 with the new one is a
+            credential refusal (``error`` kind ``auth``, the auth backoff).  The token is a
+            secret: never logged, shown or put in an event.  The websocket transport needs none
+            (its upgrade is a ``GET``, which GWS does not check).
         **options: everything :class:`~realtime_sync.CometDClient` takes.
 
     >>> client = rs.GenesysChatClient("https://gws.example.com/api/v2/notifications",
@@ -70,6 +81,10 @@ class GenesysChatClient(CometDClient):
     ...     for m in event.data.messages:
     ...         print(event.entity_id, m.index, m.from_.nickname, m.text)
     >>> client.run_forever()                                                   # doctest: +SKIP
+
+    With CSRF protection on the GWS side::
+
+        client = rs.GenesysChatClient(GWS_URL, username="agent1", password=PASSWORD, csrf=True)
     """
 
     url_example = "https://HOST/api/v2/notifications"

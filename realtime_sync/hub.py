@@ -319,7 +319,7 @@ class Hub:
             # (two blocking threads per session), forced or as the websocket's fallback.
             conn = factory()
             if type(conn) is LongPollingConnection:
-                return HubLongPollingConnection(conn.cookies, conn.name)
+                return HubLongPollingConnection(conn.cookies, conn.name, csrf=conn.csrf)
             if isinstance(conn, AutoConnection):
                 conn.long_polling = HubLongPollingConnection
             return conn

@@ -62,7 +62,8 @@ from typing import Any, Callable, Union
 import attrs
 
 from ._cookies import CookieJar
-from ._redact import redact, register_secret
+from ._csrf import CsrfToken
+from ._redact import redact, redirect_target, register_secret
 from ._wsconn import FrameError, WebSocketConnection, is_loopback
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
@@ -215,8 +216,11 @@ class _Http:
                 pass
         self.requests = 0
 
-    def post(self, body: bytes, headers: dict[str, str], max_size: int) -> tuple[int, str, list[str], bytes]:
-        """POST ``body``; returns (status, reason, Set-Cookie values, response body)."""
+    def post(
+        self, body: bytes, headers: dict[str, str], max_size: int, *, method: str = "POST"
+    ) -> tuple[int, str, http.client.HTTPMessage, bytes]:
+        """POST ``body`` (or send another ``method``); returns (status, reason, response
+        headers, response body)."""
         for attempt in (0, 1):
             if self.conn is None or self.conn.sock is None:
                 self.connect()
@@ -224,7 +228,12 @@ class _Http:
             assert conn is not None
             reused = self.requests > 0
             try:
-                conn.request("POST", self.target, body=body, headers={**headers, **self.proxy_headers})
+                conn.request(
+                    method,
+                    self.target,
+                    body=body if method == "POST" else None,
+                    headers={**headers, **self.proxy_headers},
+                )
                 resp = conn.getresponse()
                 data = resp.read(max_size + 1) if max_size else resp.read()
                 if max_size and len(data) > max_size:
@@ -233,7 +242,7 @@ class _Http:
                 self.requests += 1
                 if resp.will_close:
                     conn.close()
-                return resp.status, resp.reason, resp.msg.get_all("Set-Cookie") or [], data
+                return resp.status, resp.reason, resp.msg, data
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 conn.close()
                 # A keep-alive connection the server closed while idle: one fresh try (what
@@ -267,7 +276,64 @@ class _TooBig(Exception):
 Received = list[Union[str, FrameError, HttpResult]]
 
 
-class LongPollingConnection:
+class LongPollingBase:
+    """What both long-polling connections share (this module's threaded one and the hub's on its
+    loop): the attributes the engine reads, the opening of a session (cookies, headers, the CSRF
+    token fetched before the first request) and the reading of a response into an outcome."""
+
+    kind = "long-polling"
+    subprotocol: str | None = None
+
+    def __init__(self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None) -> None:
+        self.cookies = cookies
+        self.name = name
+        #: GWS' CSRF token (see :mod:`realtime_sync._csrf`), or None.
+        self.csrf = csrf
+        self.closed = False
+        self.close_reason = ""
+        self.close_code: int | None = None
+        self.last_activity = 0.0
+        #: The server answered a request: the engine reports ``connected`` from then on (a
+        #: refused first request is a refused connection, as a refused websocket upgrade is).
+        self.established = False
+        self._url = ""
+        self._headers: dict[str, str] = {}
+
+    def pending(self) -> bool:
+        return False
+
+    def ping(self) -> None:
+        """Nothing to ping: the held ``/meta/connect`` is the heartbeat."""
+
+    def _open_session(self, request: ConnectRequest, options: ConnectOptions) -> str:
+        """The session's HTTP URL; sets the cookie jar, the (redacted) URL shown in reasons and
+        the headers of every request, the CSRF token among them (fetched now when needed)."""
+        url, self.cookies, headers = session_request(request, self.cookies)
+        self._url = redact(url)
+        if self.csrf is not None:
+            headers.update(self.csrf.fetch(headers, options, self.cookies))
+        self._headers = headers
+        return url
+
+    def _response(self, status: int, reason: str, body: bytes, location: str | None, held: bool) -> Any:
+        """A response as the engine takes it: a 200's body (a text frame), else an
+        :class:`HttpResult` (a redirect names its target; a 403 may renew the CSRF token)."""
+        if status == 200:
+            self.established = True
+            if self.csrf is not None:
+                self.csrf.accepted()
+            try:
+                return body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return FrameError(f"response is not valid UTF-8: {exc.reason} at byte {exc.start}")
+        detail = ""
+        if 300 <= status < 400:
+            detail = f"a redirect to {redirect_target(self._url, location)}, not followed"
+        renewed = status == 403 and self.csrf is not None and self.csrf.refused(self._headers)
+        return HttpResult(status, reason, held=held, detail=detail, renewed=renewed)
+
+
+class LongPollingConnection(LongPollingBase):
     """One Bayeux long-polling "connection" (see the module docstring).
 
     ``cookies`` is the client's shared :class:`CookieJar` (a private one when omitted).  The
@@ -281,16 +347,8 @@ class LongPollingConnection:
         conn.close()
     """
 
-    kind = "long-polling"
-    subprotocol: str | None = None
-
-    def __init__(self, cookies: CookieJar | None = None, name: str = "client") -> None:
-        self.cookies = cookies
-        self.name = name
-        self.closed = False
-        self.close_reason = ""
-        self.close_code: int | None = None
-        self.last_activity = 0.0
+    def __init__(self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None) -> None:
+        super().__init__(cookies, name, csrf)
         self._lock = threading.Lock()
         self._inbox: collections.deque[str | FrameError | HttpResult] = collections.deque()
         self._ended = False
@@ -303,16 +361,12 @@ class LongPollingConnection:
         self._threads: list[threading.Thread] = []
         self._send_pending = 0
         self._send_idle = threading.Condition(self._lock)
-        self._headers: dict[str, str] = {}
         self._max = 0
-        self._url = ""
 
     # -- opening ---------------------------------------------------------------------------
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
-        url, self.cookies, headers = session_request(request, self.cookies)
-        self._url = redact(url)
-        self._headers = headers
+        url = self._open_session(request, options)
         self._max = options.max_frame_size or 0
         control = _Http(url, options, _CONTROL_READ_TIMEOUT)
         try:
@@ -341,9 +395,6 @@ class LongPollingConnection:
 
     def fileno(self) -> int:
         return self._r.fileno() if self._r is not None else -1
-
-    def pending(self) -> bool:
-        return False
 
     def receive(self) -> Received | None:
         r = self._r
@@ -377,9 +428,6 @@ class LongPollingConnection:
             with self._lock:
                 self._send_pending += 1
         self._queues[role].put(text.encode("utf-8"))
-
-    def ping(self) -> None:
-        """Nothing to ping: the held ``/meta/connect`` is the heartbeat."""
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Let a queued goodbye go out (up to 1 s, for ``code`` 1000), then abort the requests
@@ -466,7 +514,7 @@ class LongPollingConnection:
         if cookie:
             headers["Cookie"] = cookie
         try:
-            status, reason, set_cookies, data = h.post(body, headers, self._max)
+            status, reason, msg, data = h.post(body, headers, self._max)
         except _TooBig as exc:
             self._push(FrameError(str(exc)))
             self._end(f"long-polling response too big from {self._url}")
@@ -476,16 +524,13 @@ class LongPollingConnection:
                 self._end(f"long-polling request to {self._url} failed: {redact(f'{type(exc).__name__}: {exc}')}")
             return
         self.last_activity = time.monotonic()
+        set_cookies = msg.get_all("Set-Cookie")
         if set_cookies:
             self.cookies.update(set_cookies)
-        if status == 200:
-            try:
-                self._push(data.decode("utf-8"))
-            except UnicodeDecodeError as exc:
-                self._push(FrameError(f"response is not valid UTF-8: {exc.reason} at byte {exc.start}"))
-            return
-        result = HttpResult(status, reason, held=role == "connect")
+        result = self._response(status, reason, data, msg.get("Location"), role == "connect")
         self._push(result)
+        if not isinstance(result, HttpResult):
+            return
         log.warning("long-polling request refused: %s", result)
         self._end(f"{result} from {self._url}")
 
@@ -522,11 +567,14 @@ class AutoConnection:
 
     subprotocol: str | None = None
     #: The long-polling connection to fall back to (a hub puts its thread-less one here).
-    long_polling: Callable[[CookieJar, str], Any] = LongPollingConnection
+    long_polling: Callable[..., Any] = LongPollingConnection
 
-    def __init__(self, cookies: CookieJar, name: str, on_fallback: Callable[[str], None]) -> None:
+    def __init__(
+        self, cookies: CookieJar, name: str, on_fallback: Callable[[str], None], csrf: CsrfToken | None = None
+    ) -> None:
         self._cookies = cookies
         self._name = name
+        self._csrf = csrf
         self._on_fallback = on_fallback
         self._inner: Any = None
         self.kind = "websocket"
@@ -542,7 +590,7 @@ class AutoConnection:
             if not _is_upgrade_refusal(exc):
                 raise
             log.info("websocket refused (%s): falling back to long-polling", exc)
-            lp = self.long_polling(self._cookies, self._name)
+            lp = self.long_polling(self._cookies, self._name, csrf=self._csrf)
             lp.open(request, options)
             inner = lp
             self._on_fallback(str(exc))
@@ -572,6 +620,10 @@ class AutoConnection:
     def last_activity(self) -> float:
         return float(self._inner.last_activity) if self._inner is not None else 0.0
 
+    @property
+    def established(self) -> bool:
+        return bool(getattr(self._inner, "established", True))
+
     def fileno(self) -> int:
         return -1
 
@@ -597,6 +649,7 @@ def make_connection_factory(
     cookies: CookieJar,
     name: str,
     hint: Callable[[], str | None] = lambda: None,
+    csrf: CsrfToken | None = None,
 ) -> Callable[[], Any]:
     """The connection factory of the Bayeux clients.
 
@@ -605,7 +658,8 @@ def make_connection_factory(
     (not 401/403, which are credential refusals, nor 5xx, a server in trouble).  The fallback
     sticks for the client's lifetime: a server that refused once will refuse again.  ``hint()``
     (the adapter's ``transport_hint``) switches to long-polling too, when a server upgraded the
-    websocket but its handshake offered long-polling only.
+    websocket but its handshake offered long-polling only.  ``csrf``: GWS' CSRF token, sent on
+    every long-polling request (the websocket's upgrade is a GET, which GWS does not check).
     """
     if transport not in TRANSPORTS:
         raise ValueError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
@@ -618,9 +672,9 @@ def make_connection_factory(
         if mode[0] == "auto" and hint() == "long-polling":
             mode[0] = "long-polling"
         if mode[0] == "long-polling":
-            return LongPollingConnection(cookies, name)
+            return LongPollingConnection(cookies, name, csrf=csrf)
         if mode[0] == "websocket":
             return CookieWebSocketConnection(cookies)
-        return AutoConnection(cookies, name, fallback)
+        return AutoConnection(cookies, name, fallback, csrf=csrf)
 
     return factory

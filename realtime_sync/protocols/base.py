@@ -126,18 +126,28 @@ class HttpResult:
 
     Returned by a long-polling connection among its received items, handed to
     :meth:`Adapter.http_result`.  ``auth`` is true for 401/403 (credentials refused).
+    ``detail`` says more, safe to show (a redirect's target, redacted); ``renewed`` means the
+    transport renewed a credential it fetches itself (GWS' CSRF token, see
+    :mod:`realtime_sync._csrf`) after this refusal: a new connection carries the renewed one,
+    and the refusal is not (yet) a credential refusal.
+
+    >>> str(HttpResult(307, "Temporary Redirect", detail="to https://sso.example.com/login?***"))
+    'HTTP 307 Temporary Redirect (to https://sso.example.com/login?***)'
     """
 
     status: int
     reason: str = ""
     held: bool = False
+    detail: str = ""
+    renewed: bool = False
 
     @property
     def auth(self) -> bool:
-        return self.status in (401, 403)
+        return self.status in (401, 403) and not self.renewed
 
     def __str__(self) -> str:
-        return f"HTTP {self.status} {self.reason}".strip()
+        text = f"HTTP {self.status} {self.reason}".strip()
+        return f"{text} ({self.detail})" if self.detail else text
 
 
 class SubState(enum.Enum):
@@ -332,9 +342,13 @@ class Adapter:
         """A long-polling request ended with an HTTP status instead of a reply.
 
         Default: 401/403 is a credential refusal (``error`` kind ``auth``, then the hard auth
-        backoff); any other status ends the connection (the policy's delay applies).
+        backoff), unless the transport renewed the refused credential (``renewed``: a new
+        connection at once, carrying the new one); any other status ends the connection (the
+        policy's delay applies).
         """
-        if result.auth:
+        if result.renewed:
+            self._request_close(f"{result}: reconnecting with a renewed token", delay=0.0)
+        elif result.auth:
             self._error("auth", f"request refused: {result}", now)
             self._request_close(f"credentials refused: {result}", auth=True)
         else:

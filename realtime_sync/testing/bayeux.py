@@ -46,6 +46,7 @@ import socket
 import ssl
 import threading
 import time
+import uuid
 from typing import Any, Callable, Iterable, TypeVar
 
 import attrs
@@ -56,6 +57,8 @@ from .server import FakeConnection, FakeServer, Received
 __all__ = ["FakeBayeuxServer", "FakeGenesysServer", "HttpRequest", "Session"]
 
 log = logging.getLogger("realtime_sync.testing.bayeux")
+
+_PEEK = 512  # enough of a request to see its request line
 
 _S = TypeVar("_S", bound="FakeBayeuxServer")
 
@@ -79,6 +82,7 @@ class HttpRequest:
     headers: dict[str, str]
     body: str
     at: float
+    method: str = "POST"
 
 
 @attrs.define(eq=False)
@@ -210,15 +214,15 @@ class FakeBayeuxServer(FakeServer):
                 try:
                     sock.settimeout(10)
                     deadline = time.monotonic() + 10
-                    while len(head) < 8 and time.monotonic() < deadline:
-                        head = sock.recv(8, socket.MSG_PEEK)
+                    while b"\r\n" not in head and len(head) < _PEEK and time.monotonic() < deadline:
+                        head = sock.recv(_PEEK, socket.MSG_PEEK)
                         if not head:
                             break
-                        if len(head) < 8:
+                        if b"\r\n" not in head:
                             time.sleep(0.005)  # part of a request line: wait for the rest of it
                 except OSError:
                     pass
-            if head.startswith((b"POST ", b"OPTIONS ")):
+            if head.startswith((b"POST ", b"OPTIONS ")) or self._serves_get(head):
                 try:
                     self._serve_http(sock, addr)
                 finally:
@@ -535,6 +539,20 @@ class FakeBayeuxServer(FakeServer):
                 return True
         return False
 
+    def _serves_get(self, head: bytes) -> bool:
+        """A plain ``GET`` of this path is an HTTP request of ours, not a websocket upgrade."""
+        if not head.startswith(b"GET "):
+            return False
+        path = head[4:].split(b" ", 1)[0].split(b"?", 1)[0].decode("latin-1")
+        return path in self.rest_paths
+
+    #: Paths served to plain HTTP ``GET`` requests by :meth:`handle_get` (a REST side).
+    rest_paths: frozenset[str] = frozenset()
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        """Answer a ``GET`` of one of :attr:`rest_paths`: (status, headers, body)."""
+        return 404, {}, "not found\n"
+
     def _serve_http(self, sock: socket.socket, addr: Any) -> None:
         with self._lock:
             if self._stopping:
@@ -567,6 +585,8 @@ class FakeBayeuxServer(FakeServer):
             return 404, extra, "not found\n"
         refusal = self._refuse_http or self.check_request_http(path, headers)
         if refusal is not None:
+            if self._refuse_http is not None:
+                extra.update(self._refuse_headers)
             return refusal[0], extra, refusal[1] + "\n"
         try:
             decoded = json.loads(body)
@@ -618,9 +638,12 @@ class FakeBayeuxServer(FakeServer):
 
     #: ``(status, body)`` to refuse every long-polling POST (None: serve them).
     _refuse_http: tuple[int, str] | None = None
+    _refuse_headers: dict[str, str] = {}
 
-    def refuse_http(self, status: int | None, body: str = "refused") -> None:
-        """Refuse the next long-polling POSTs with HTTP ``status`` (``None`` serves them again)."""
+    def refuse_http(self, status: int | None, body: str = "refused", headers: dict[str, str] | None = None) -> None:
+        """Refuse the next long-polling POSTs with HTTP ``status`` (``None`` serves them again),
+        with ``headers`` (e.g. a redirect's ``Location``)."""
+        self._refuse_headers = dict(headers or {})
         self._refuse_http = None if status is None else (status, body)
 
     def check_request_http(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
@@ -679,8 +702,8 @@ def _tls_peek(sock: ssl.SSLSocket) -> bytes:
     try:
         sock.settimeout(10)
         sock.do_handshake()
-        while len(head) < 8:
-            chunk = sock.recv(8 - len(head))
+        while b"\r\n" not in head and len(head) < _PEEK:
+            chunk = sock.recv(_PEEK - len(head))
             if not chunk:
                 break
             head += chunk
@@ -736,11 +759,22 @@ class _LongPollHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
+    def do_GET(self) -> None:
+        headers = dict(self.headers.items())
+        with self.fake._cond:
+            self.fake.http_requests.append(HttpRequest(self.path, headers, "", time.monotonic(), "GET"))
+            self.fake._cond.notify_all()
+        status, extra, text = self.fake.handle_get(self.path, headers)
+        self._answer(status, extra, text)
+
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         headers = dict(self.headers.items())
         status, extra, text = self.fake._handle_post(self.path, headers, body)
+        self._answer(status, extra, text)
+
+    def _answer(self, status: int, extra: dict[str, str], text: str) -> None:
         payload = text.encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8" if status == 200 else "text/plain")
@@ -766,6 +800,92 @@ class FakeGenesysServer(FakeBayeuxServer):
 
     path = "/api/v2/notifications"
     CHATS = "/v2/me/chats"
+    rest_paths = frozenset({"/api/v2/me"})
+
+    def __init__(self, *args: Any, csrf: bool = False, **kwargs: Any) -> None:
+        """``csrf=True``: CSRF protection on, as a GWS node with ``enableCsrfProtection: true``
+        (see :meth:`handle_get`); every other argument is :class:`FakeBayeuxServer`'s."""
+        super().__init__(*args, **kwargs)
+        self.csrf = csrf
+        #: HTTP sessions: JSESSIONID -> its CSRF token (the token shares the session's life).
+        self.http_sessions: dict[str, str] = {}
+        self._expired: set[str] = set()
+        self._refuse_csrf = False
+        #: Tokens handed out by ``GET /api/v2/me``.
+        self.csrf_issued: list[str] = []
+
+    # -- the REST side: GET /api/v2/me, and CSRF protection ----------------------------------
+
+    def handle_get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], str]:
+        """``GET /api/v2/me`` as GWS answers it: the user (Basic or session cookie required);
+        the HTTP session's cookie (``JSESSIONID``, a new session when the request has no live
+        one) and, with ``csrf``, the ``X-CSRF-HEADER`` / ``X-CSRF-TOKEN`` response headers."""
+        if not self._authorized(headers):
+            return 401, {}, "Unauthorized\n"
+        extra: dict[str, str] = {}
+        with self._lock:
+            jsid = self._jsessionid(headers)
+            if jsid is None or jsid in self._expired:
+                jsid = secrets.token_hex(12)
+                extra["Set-Cookie"] = f"JSESSIONID={jsid}; Path=/; HttpOnly"
+            token = self.http_sessions.get(jsid)
+            if token is None:
+                token = self.http_sessions[jsid] = str(uuid.uuid4())
+            if self.csrf:
+                extra["X-CSRF-HEADER"] = "X-CSRF-TOKEN"
+                extra["X-CSRF-TOKEN"] = token
+                self.csrf_issued.append(token)
+        user = {
+            "id": "agent1-id",
+            "userName": "agent1",
+            "firstName": "Agent",
+            "lastName": "One",
+            "roles": ["ROLE_AGENT"],
+        }
+        return 200, extra, json.dumps({"statusCode": 0, "user": user})
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        # The session cookie of a REST session (opened by an authenticated GET) authenticates.
+        if super()._authorized(headers):
+            return True
+        with self._lock:
+            return self._jsessionid(headers) in self.http_sessions
+
+    def check_request_http(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        refusal = super().check_request_http(path, headers)
+        if refusal is not None or not self.csrf:
+            return refusal
+        # A POST must carry its HTTP session's token: a missing cookie, an expired session or
+        # a stale token is 403 (the websocket upgrade is a GET: GWS does not check it).
+        lower = {k.lower(): v for k, v in headers.items()}
+        with self._lock:
+            jsid = self._jsessionid(headers)
+            token = self.http_sessions.get(jsid or "")
+            if self._refuse_csrf or token is None or lower.get("x-csrf-token") != token:
+                return (403, "Missing or invalid Csrf token")
+        return None
+
+    def rotate_csrf(self) -> None:
+        """Every HTTP session expires (a session timeout, a node restart): the tokens handed
+        out are refused from now on; a ``GET /api/v2/me`` opens a new session with a new one."""
+        with self._lock:
+            self._expired.update(self.http_sessions)
+            self.http_sessions.clear()
+
+    def refuse_csrf(self, enabled: bool = True) -> None:
+        """Refuse every token (as a cluster whose sessions do not follow the client from node to
+        node): a client cannot recover by fetching a new one."""
+        with self._lock:
+            self._refuse_csrf = enabled
+
+    @staticmethod
+    def _jsessionid(headers: dict[str, str]) -> str | None:
+        cookie = next((v for k, v in headers.items() if k.lower() == "cookie"), "")
+        for part in cookie.split(";"):
+            name, _, value = part.strip().partition("=")
+            if name == "JSESSIONID" and value:
+                return value
+        return None
 
     def chat(self, chat_id: str, state: str = "Chatting", **extra: Any) -> dict[str, Any]:
         """A chat resource as GWS sends it."""
