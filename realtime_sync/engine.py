@@ -1040,8 +1040,8 @@ class Engine(Generic[A]):
         self.backoff.fail(reason, auth=auth)
         b = self.backoff.current
         if auth and b.stop_on_auth:
-            # The adapter that asked for this close reported the refusal (an ``error`` of kind
-            # auth) already: one error, as for a refused websocket upgrade.
+            if req is None or not req.reported:  # once: as for a refused websocket upgrade
+                self._error("auth", f"credentials refused: {req.reason if req else reason}")
             self._finish("credentials refused")
             return
         if req is not None and req.delay is not None and not auth:

@@ -97,7 +97,8 @@ class CloseRequest:
     (``0`` = at once, ``None`` = the policy decides).  ``auth=True`` marks a credential refusal:
     the policy's hard auth backoff applies.  ``server=True`` marks a disconnect the server
     initiated for every client at once (ActionCable ``server_restart``): the first retry gets the
-    policy's ``restart_jitter``.
+    policy's ``restart_jitter``.  ``reported``: the adapter emitted the refusal's ``error``
+    (kind ``auth``) itself, so the transport does not report it a second time.
     """
 
     reason: str
@@ -106,6 +107,7 @@ class CloseRequest:
     auth: bool = False
     code: int = 1000
     server: bool = False
+    reported: bool = False
 
 
 class HeldFrame(str):
@@ -506,7 +508,8 @@ class Adapter:
     ) -> None:
         # The first request wins: it names the real cause.
         if self._close is None:
-            self._close = CloseRequest(reason, reconnect, delay, auth, code, server)
+            reported = auth and any(e.name == "error" and getattr(e.data, "kind", None) == "auth" for e in self._events)
+            self._close = CloseRequest(reason, reconnect, delay, auth, code, server, reported)
 
     def _subscribed(self, sub: Subscription, now: float) -> None:
         if self.subscriptions.confirm(sub):
