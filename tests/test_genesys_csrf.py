@@ -6,6 +6,7 @@ token never shows in a log line, a repr or an event."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import urllib.request
 from collections.abc import Iterator
@@ -49,6 +50,21 @@ def client_for(gws: FakeGenesysServer, hub: rs.Hub | None = None, **options: Any
     return rs.GenesysChatClient(gws.http_url, username=USER, password=PASSWORD, csrf=True, **options)
 
 
+@contextlib.contextmanager
+def running(
+    gws: FakeGenesysServer, hub: rs.Hub | None = None, **options: Any
+) -> Iterator[tuple[rs.GenesysChatClient, Recorder]]:
+    """A started client (see :func:`client_for`), once subscribed to the chats."""
+    client = client_for(gws, hub, **options)
+    rec = Recorder(client)
+    try:
+        client.start()
+        gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+        yield client, rec
+    finally:
+        client.close(timeout=T(5))
+
+
 def posts(gws: FakeGenesysServer) -> list[Any]:
     with gws._cond:
         return [r for r in gws.http_requests if r.method == "POST"]
@@ -61,11 +77,7 @@ def header(request: Any, name: str) -> str | None:
 def test_the_token_is_fetched_before_the_handshake_and_sent_on_every_post(
     gws: FakeGenesysServer, hub: rs.Hub | None
 ) -> None:
-    client = client_for(gws, hub)
-    rec = Recorder(client)
-    try:
-        client.start()
-        gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+    with running(gws, hub) as (_client, rec):
         gws.chat_state_change("chat-1", "StatusChange")
         assert rec.wait("chat.status_change").entity_id == "chat-1"
         with gws._cond:
@@ -79,8 +91,6 @@ def test_the_token_is_fetched_before_the_handshake_and_sent_on_every_post(
         assert all(f"JSESSIONID={next(iter(gws.http_sessions))}" in (header(r, "Cookie") or "") for r in sent)
         assert len(gws.csrf_issued) == 1
         assert not [e for e in rec.events if e.name == "error"]
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_without_the_option_a_csrf_protected_server_refuses_the_handshake(gws: FakeGenesysServer) -> None:
@@ -102,11 +112,7 @@ def test_without_the_option_a_csrf_protected_server_refuses_the_handshake(gws: F
 def test_a_rotated_token_is_fetched_again_once_and_the_session_goes_on(
     gws: FakeGenesysServer, hub: rs.Hub | None
 ) -> None:
-    client = client_for(gws, hub)
-    rec = Recorder(client)
-    try:
-        client.start()
-        gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+    with running(gws, hub) as (_client, rec):
         session = next(iter(gws.sessions))
         gws.rotate_csrf()  # the HTTP session expired: its token is refused from now on
         gws.wait_until(lambda: len(gws.csrf_issued) == 2, timeout=T(10))
@@ -127,37 +133,25 @@ def test_a_rotated_token_is_fetched_again_once_and_the_session_goes_on(
         gws.chat_state_change("chat-3", "StatusChange")
         assert rec.wait("chat.status_change", count=2).entity_id == "chat-3"
         assert not [e for e in rec.events if e.name == "error"]
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_a_refusal_that_stands_after_one_refetch_is_a_credential_refusal(
     gws: FakeGenesysServer, hub: rs.Hub | None
 ) -> None:
-    client = client_for(gws, hub, reconnect=rs.ReconnectPolicy(stop_on_auth_failure=True))
-    rec = Recorder(client)
-    try:
-        client.start()
-        gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+    with running(gws, hub, reconnect=rs.ReconnectPolicy(stop_on_auth_failure=True)) as (client, rec):
         gws.refuse_csrf()  # every token refused: fetching another cannot help
         err = rec.wait("error", timeout=10).data
         assert err.kind == "auth" and "403" in err.message
         assert rec.wait("disconnected", count=2, timeout=10).data.will_reconnect is False
         assert len(gws.csrf_issued) == 2  # the first, and exactly one refetch
         assert client.closed
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_the_token_never_shows_in_logs_reprs_or_events(
     gws: FakeGenesysServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
-    client = client_for(gws)
-    rec = Recorder(client)
-    try:
-        client.start()
-        gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+    with running(gws) as (client, rec):
         gws.rotate_csrf()
         gws.wait_until(lambda: len(gws.csrf_issued) == 2, timeout=T(10))
         gws.chat_state_change("chat-9", "StatusChange")
@@ -171,8 +165,6 @@ def test_the_token_never_shows_in_logs_reprs_or_events(
         for token in gws.csrf_issued:
             assert token not in text
         assert PASSWORD not in text
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_a_callable_gives_the_token_of_the_users_own_rest_session(gws: FakeGenesysServer) -> None:
@@ -209,17 +201,11 @@ def test_a_callable_gives_the_token_of_the_users_own_rest_session(gws: FakeGenes
 
 def test_csrf_over_auto_uses_the_websocket_which_needs_no_token() -> None:
     with FakeGenesysServer(csrf=True, basic_auth=(USER, PASSWORD)) as gws:
-        client = client_for(gws, transport="auto")
-        rec = Recorder(client)
-        try:
-            client.start()
-            gws.wait_for_subscription(gws.CHATS, timeout=T(10))
+        with running(gws, transport="auto") as (client, rec):
             gws.chat_state_change("chat-5", "StatusChange")
             assert rec.wait("chat.status_change").entity_id == "chat-5"
             assert client.transport == "websocket"
             assert gws.csrf_issued == [] and posts(gws) == []
-        finally:
-            client.close(timeout=T(5))
 
 
 def test_a_refused_token_request_is_a_credential_refusal() -> None:

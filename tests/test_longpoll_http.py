@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import realtime_sync as rs
 from realtime_sync.cometd import CometDClient
@@ -48,10 +49,10 @@ def test_start_wait_raises_on_http_401() -> None:
 
 
 @contextlib.contextmanager
-def subscribed_client(hold: float) -> Iterator[tuple[FakeBayeuxServer, CometDClient, Recorder]]:
+def subscribed_client(hold: float, **options: Any) -> Iterator[tuple[FakeBayeuxServer, CometDClient, Recorder]]:
     """A long-polling client subscribed to /chat/room on a fake server holding connects ``hold`` s."""
     with FakeBayeuxServer(timeout=hold, websocket=False) as server:
-        client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST)
+        client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST, **options)
         client.subscribe("/chat/room")
         rec = Recorder(client)
         try:

@@ -4,15 +4,14 @@ no secret of the target's query string."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 import realtime_sync as rs
 from realtime_sync.cometd import CometDClient
 from realtime_sync.testing.bayeux import FakeBayeuxServer
 
-from .conftest import FAST, Recorder, T
+from .conftest import Recorder, T
+from .test_longpoll_http import subscribed_client
 
 
 def lifecycle(transport: str, policy: rs.ReconnectPolicy, until: str, count: int = 1) -> list[str]:
@@ -42,18 +41,11 @@ def test_a_refused_long_polling_handshake_reports_no_connected_as_a_refused_upgr
 
 
 def test_connected_is_reported_once_the_server_answers() -> None:
-    with FakeBayeuxServer(websocket=False) as server:
-        client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST)
-        client.subscribe("/chat/room")
-        rec = Recorder(client)
-        try:
-            client.start()
-            rec.wait("subscribed")
-            names = rec.names()
-            assert names.index("connected") < names.index("handshake") < names.index("subscribed")
-            assert client.state is rs.State.CONNECTED
-        finally:
-            client.close(timeout=T(5))
+    with subscribed_client(2.0) as (_server, client, rec):
+        names = rec.names()
+        assert names.index("connected") < names.index("handshake") < names.index("subscribed")
+        assert client.state is rs.State.CONNECTED
+        client.close(timeout=T(5))
         assert rec.names()[-1] == "disconnected"
 
 
@@ -63,14 +55,8 @@ def test_a_redirect_refusal_names_its_target_without_the_query(on_hub: bool) -> 
         pytest.importorskip("h11")
     hub = rs.Hub(workers=1, name="t-redirect") if on_hub else None
     target = "https://sso.example.com/login?ticket=ST-secret-ticket-42&service=x"
-    with FakeBayeuxServer(websocket=False) as server:
-        kwargs: dict[str, Any] = {"hub": hub} if hub is not None else {}
-        client = CometDClient(server.http_url, transport="long-polling", reconnect=FAST, **kwargs)
-        client.subscribe("/chat/room")
-        rec = Recorder(client)
-        try:
-            client.start()
-            rec.wait("subscribed")
+    try:
+        with subscribed_client(2.0, **({"hub": hub} if hub else {})) as (server, _client, rec):
             server.refuse_http(307, "moved", headers={"Location": target})
             info = rec.wait("disconnected").data
             assert "HTTP 307" in info.reason
@@ -83,7 +69,6 @@ def test_a_redirect_refusal_names_its_target_without_the_query(on_hub: bool) -> 
             assert f"{server.http_url.rsplit('/', 1)[0]}/elsewhere, not followed" in err.message  # resolved
             server.refuse_http(None)
             rec.wait("connected", count=2, timeout=10)
-        finally:
-            client.close(timeout=T(5))
-            if hub is not None:
-                hub.close(T(10))
+    finally:
+        if hub is not None:
+            assert hub.close(T(10))
