@@ -310,6 +310,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto: websocket, else long-polling (default)",
     )
+    p.add_argument(
+        "--csrf",
+        action="store_true",
+        help="GWS with CSRF protection on: read the X-CSRF-TOKEN from GET /api/v2/me, send it on every long-polling POST",
+    )
     p.set_defaults(vendor="genesys")
     listen.set_defaults(func=_cmd_listen)
 
@@ -656,6 +661,8 @@ def _make_listen_client(args: argparse.Namespace, resume_point: str | None = Non
         if cookie:
             options["cookies"] = {"JSESSIONID": cookie}
         options["transport"] = args.transport
+        if args.csrf:
+            options["csrf"] = True
         subscribe = {}
         options["topics"] = tuple(args.topic) or ("/v2/me/chats",)
     return make_client(vendor, url, token, subscribe={k: v for k, v in subscribe.items() if v}, **options)

@@ -7,6 +7,7 @@ import pytest
 
 from realtime_sync.cli import main
 from realtime_sync.testing.actioncable import FakeVoxsigServer
+from realtime_sync.testing.bayeux import FakeGenesysServer
 
 from .test_cli import Proc, procs  # noqa: F401 - the fixture
 
@@ -54,3 +55,19 @@ def test_a_refused_voxsig_token_exits_1_with_a_hint(procs: list[Proc]) -> None: 
     assert reason in proc.errors
     assert "Check VOXSIG_PUBSUB_TOKEN" in proc.errors
     assert token not in proc.errors + proc.text
+
+
+def test_listen_genesys_with_csrf(procs: list[Proc]) -> None:  # noqa: F811
+    password = "agent1-cli-password"
+    with FakeGenesysServer(websocket=False, timeout=1.0, csrf=True, basic_auth=("agent1", password)) as gws:
+        proc = Proc(
+            "listen", "genesys", "--url", gws.http_url, "--username", "agent1", "--csrf",
+            "--count", "1", "--event", "chat.*", env={"GENESYS_PASSWORD": password},
+        )  # fmt: skip
+        procs.append(proc)
+        gws.wait_for_subscription("/v2/me/chats", timeout=15)
+        gws.new_messages("C1", ["hello"])
+        assert proc.finish() == 0, proc.errors
+        assert len(gws.csrf_issued) == 1
+    assert "[1] Agent1: hello" in proc.text
+    assert gws.csrf_issued[0] not in proc.text + proc.errors and password not in proc.text + proc.errors
