@@ -505,10 +505,13 @@ class Client(Generic[A]):
         no handler of your own is installed for it; the previous handler is restored.
         """
         # The handlers are in place before start(): a signal may come as soon as the client runs.
-        restore = _on_sigterm_raise()
+        # They never raise inside start() (an exception there, between two steps, would leave
+        # threads nobody stops): a signal that comes early is held until the wait below.
+        signals = _StopSignals()
         try:
             if not (self._started and self.closed):  # already over (e.g. the server said stop): just return
                 self.start()
+            signals.armed()
             while not self._closed_event.wait(3600):
                 pass
         except KeyboardInterrupt:
@@ -516,7 +519,7 @@ class Client(Generic[A]):
         except _Terminated:
             self.log.info("SIGTERM: closing")
         finally:
-            restore()
+            signals.restore()
             self.close()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -661,30 +664,56 @@ class _Terminated(Exception):
     """Raised in the main thread by run_forever()'s SIGTERM handler."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> None:
-    raise _Terminated()
+class _StopSignals:
+    """run_forever()'s Ctrl-C and SIGTERM handling, in the main thread only.
 
+    SIGINT raises :class:`KeyboardInterrupt` and SIGTERM :class:`_Terminated`, but only once
+    :meth:`armed` says the caller is waiting; a signal that comes before (while ``start()`` runs)
+    is held and raised by :meth:`armed`.  Only the default handlers are replaced (an application
+    that handles a signal itself keeps it); :meth:`restore` puts them back.
+    """
 
-def _on_sigterm_raise() -> Callable[[], None]:
-    """Make SIGTERM raise :class:`_Terminated` in the main thread, if nobody handles it yet;
-    returns the function that restores the previous handler."""
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    try:
-        if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-            return lambda: None  # the application handles SIGTERM itself
-        signal.signal(signal.SIGTERM, _raise_terminated)
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - platforms without SIGTERM
-        return lambda: None
+    def __init__(self) -> None:
+        self._waiting = False
+        self._held: int | None = None
+        self._installed: list[tuple[int, Any]] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, default in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, signal.SIG_DFL)):
+            try:
+                if signal.getsignal(signum) is default:
+                    signal.signal(signum, self._handle)
+                    self._installed.append((signum, default))
+            except (ValueError, OSError, AttributeError):  # pragma: no cover - platforms without it
+                pass
 
-    def restore() -> None:
-        try:
-            if signal.getsignal(signal.SIGTERM) is _raise_terminated:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):  # pragma: no cover
-            pass
+    @staticmethod
+    def _raise(signum: int) -> None:
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated()
 
-    return restore
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._waiting:
+            self._raise(signum)
+        if self._held is None:
+            self._held = signum
+
+    def armed(self) -> None:
+        """From now on a signal raises; one that came earlier raises now."""
+        self._waiting = True
+        if self._held is not None:
+            self._raise(self._held)
+
+    def restore(self) -> None:
+        self._waiting = False
+        for signum, default in self._installed:
+            try:
+                if signal.getsignal(signum) == self._handle:
+                    signal.signal(signum, default)
+            except (ValueError, OSError):  # pragma: no cover
+                pass
+        self._installed = []
 
 
 def _warn_same_name(client: Client) -> None:
