@@ -21,6 +21,9 @@ SCRIPT = textwrap.dedent(
     from tests._echo import EchoClient
 
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
+    # As in a terminal: a test runner started in the background (nohup, `cmd &`) passes SIGINT on
+    # as ignored, and a process that ignores Ctrl-C keeps ignoring it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     client = EchoClient(sys.argv[1])
     client.on("connected", lambda e: print("READY", flush=True))
@@ -68,6 +71,8 @@ EARLY_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys, threading
     from tests._echo import EchoClient
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see SCRIPT)
 
     class Early(EchoClient):
         def start(self, *args, **kwargs):
