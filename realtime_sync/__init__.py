@@ -54,7 +54,7 @@ from .hub import Hub, HubStats
 from .jifeline import GapRecovery, JifelineCustomerClient, JifelinePartnerClient
 from .oauth import ClientCredentialsTokenProvider
 from .transport import State
-from .voxsig import VoxsigCatchUp, VoxsigClient
+from .voxsig import VoxsigCatchUp, VoxsigClient, VoxsigResumePoint
 
 __all__ = [
     "LIFECYCLE_EVENTS",
@@ -92,6 +92,7 @@ __all__ = [
     "TokenError",
     "VoxsigCatchUp",
     "VoxsigClient",
+    "VoxsigResumePoint",
     "WaitTimeout",
     "__version__",
     "redact",

@@ -25,18 +25,26 @@ from .protocols.voxsig import (
     PRESENCE_INTERVAL,
     PubsubToken,
     VoxsigAdapter,
+    VoxsigResumePoint,
     check_account,
     register_pubsub_token,
     room_identifier,
 )
 
-__all__ = ["EVENT_TYPES", "VoxsigCatchUp", "VoxsigClient"]
+__all__ = ["EVENT_TYPES", "VoxsigCatchUp", "VoxsigClient", "VoxsigResumePoint"]
 
 
 def _access_token(_i: Any, _a: Any, value: Any) -> None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError("VoxsigCatchUp(api_access_token=...) must be a non-empty string")
     register_secret(value)
+
+
+def _resume_from(_i: Any, _a: Any, value: Any) -> None:
+    if value is not None and not isinstance(value, VoxsigResumePoint):
+        raise ConfigurationError(
+            "VoxsigCatchUp(resume_from=...) must be a VoxsigResumePoint (VoxsigResumePoint.from_json(stored)) or None"
+        )
 
 
 @attrs.frozen
@@ -62,6 +70,13 @@ class VoxsigCatchUp:
     message id is never delivered twice.  A failed fetch is an ``error`` event of kind
     ``"catch_up"`` and the held live events are released.  Needs ``account_id``.
 
+    ``resume_from``: a :class:`VoxsigResumePoint` stored by another process that delivered this
+    connection's events before (listener replicas store one per tenant in Redis and pass it on
+    takeover): the *first* connect then catches up too, from ``resume_from.at``, fetching in
+    every recently updated conversation the messages above the smallest of
+    ``resume_from.delivered`` and skipping those ids, so that a takeover delivers what nobody
+    delivered, once.
+
     Attributes:
         api_url: the Chatwoot base URL (``https://app.voxsig.com``).
         api_access_token: a user's API access token (profile settings), sent as the
@@ -73,6 +88,8 @@ class VoxsigCatchUp:
         max_pages: pages of 100 messages per conversation and catch-up.
         max_conversations: conversations fetched per catch-up (the most recently active).
         max_body: the largest REST answer read, in bytes.
+        resume_from: where the first connect's catch-up starts (``None``: the first connect
+            fetches nothing).
 
     >>> c = VoxsigCatchUp(api_url="https://app.voxsig.com", api_access_token="tok-xyz")
     >>> "tok-xyz" in repr(c), c.hold_timeout
@@ -87,6 +104,7 @@ class VoxsigCatchUp:
     max_pages: int = 10
     max_conversations: int = 100
     max_body: int = 16 * 1024 * 1024
+    resume_from: VoxsigResumePoint | None = attrs.field(default=None, validator=_resume_from)
 
 
 class _CatchUpFetcher(_GapFetcher):
@@ -104,7 +122,7 @@ class _CatchUpFetcher(_GapFetcher):
         return VoxsigAdapter.finish_catch_up
 
     def fetch(self, after_id: Any) -> list[Any]:
-        lost_at, last_ids = after_id
+        lost_at, last_ids, floor = after_id
         opts = self.catch_up
         since = lost_at - opts.overlap
         within = max(1, int(time.time() - since) + 1)
@@ -121,7 +139,7 @@ class _CatchUpFetcher(_GapFetcher):
             cid = conversation.get("id")
             if not isinstance(cid, int):
                 continue
-            after = last_ids.get(cid)
+            after = last_ids.get(cid, floor)
             for _ in range(max(1, opts.max_pages)):
                 q = "" if after is None else "?" + urllib.parse.urlencode({"after": after})
                 page = self._json(f"{self.base}/conversations/{cid}/messages{q}")
@@ -253,6 +271,7 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
             all_accounts=all_accounts,
             catch_up_hook=None if fetcher is None else fetcher.request,
             catch_up_timeout=15.0 if catch_up is None else catch_up.hold_timeout,
+            resume=None if catch_up is None else catch_up.resume_from,
             **_cable_timing(stale_after, confirm_timeout, retry_interval),
         )
         super().__init__(url, adapter=adapter, **options)

@@ -3,8 +3,12 @@
     python -m tests._replica_worker --redis URL --partner WS_URL --rest HTTP_URL --tenants 300 \
         --stream events --replica-id r0 [--lease-ttl 4]
 
+    python -m tests._replica_worker --vendor voxsig --redis URL --partner CABLE_URL --rest CHATWOOT_URL ...
+
 Tenant i (``t<i>``) is a Jifeline partner connection with token ``tok-<i>``, subscribed to system
-events of type ``t<i>.created``, with gap recovery from the REST fake.  Prints ``READY`` once
+events of type ``t<i>.created``, with gap recovery from the REST fake.  With ``--vendor voxsig``,
+tenant i is the Voxsig agent ``vx-<i>`` (user ``1000+i``, account ``100+i``) with the catch-up
+from the Chatwoot REST fake (access token ``VOXSIG_API_TOKEN``).  Prints ``READY`` once
 started; on SIGTERM it closes (releasing its leases) and prints its stats as one JSON line.
 """
 
@@ -17,7 +21,7 @@ import sys
 
 import attrs
 
-from realtime_sync import GapRecovery, ReconnectPolicy
+from realtime_sync import GapRecovery, ReconnectPolicy, VoxsigCatchUp
 from realtime_sync.contrib.redis_replicas import ReplicaListener, Tenant
 from realtime_sync.contrib.sinks import RedisStreamSink
 
@@ -38,8 +42,33 @@ def tenants(partner_url: str, rest_url: str, count: int) -> list[Tenant]:
     ]
 
 
+VOXSIG_API_TOKEN = "replicas-chatwoot-api-token"
+
+
+def voxsig_tenants(cable_url: str, rest_url: str, count: int) -> list[Tenant]:
+    policy = ReconnectPolicy(instant_retries=3, interval=0.3, max_interval=1.0, jitter=0.0)
+    catch_up = VoxsigCatchUp(api_url=rest_url, api_access_token=VOXSIG_API_TOKEN, http_timeout=10, hold_timeout=30)
+    return [
+        Tenant(
+            f"t{i}",
+            vendor="voxsig",
+            url=cable_url,
+            token=f"vx-{i}",
+            options={
+                "account_id": 100 + i,
+                "user_id": 1000 + i,
+                "presence_interval": None,
+                "catch_up": catch_up,
+                "reconnect": policy,
+            },
+        )
+        for i in range(count)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
+    parser.add_argument("--vendor", default="jifeline-partner", choices=["jifeline-partner", "voxsig"])
     parser.add_argument("--redis", required=True)
     parser.add_argument("--partner", required=True)
     parser.add_argument("--rest", required=True)
@@ -56,8 +85,9 @@ def main() -> int:
         stream=sys.stderr,
     )
     sink = RedisStreamSink(args.redis, args.stream, name=args.replica_id)
+    make = voxsig_tenants if args.vendor == "voxsig" else tenants
     listener = ReplicaListener(
-        tenants(args.partner, args.rest, args.tenants),
+        make(args.partner, args.rest, args.tenants),
         args.redis,
         sink=sink,
         namespace=args.namespace,

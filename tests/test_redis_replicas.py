@@ -51,18 +51,26 @@ class Cluster:
         self.count = tenants
         self.lease_ttl = lease_ttl
         self.tmp = tmp
-        self.tokens = [f"tok-{i}" for i in range(tenants)]
-        self.partner = FakeJifelinePartnerServer(token=self.tokens, interval=3600).start()
-        self.rest = FakeJifelineRestServer(partner=self.partner).start()
+        self.partner, self.rest = self.start_servers()
         self.r = redis.Redis.from_url(redis_srv.url, decode_responses=True)
         self.procs: dict[str, subprocess.Popen[str]] = {}
         self.emitted: list[str] = []
         self.stats: dict[str, Any] | None = None
 
+    def start_servers(self) -> tuple[Any, Any]:
+        """The vendor's websocket server and REST server."""
+        self.tokens = [f"tok-{i}" for i in range(self.count)]
+        partner = FakeJifelinePartnerServer(token=self.tokens, interval=3600).start()
+        return partner, FakeJifelineRestServer(partner=partner).start()
+
+    def worker_args(self) -> list[str]:
+        """The vendor's part of the worker's command line."""
+        return ["--partner", self.partner.url, "--rest", self.rest.url]
+
     def spawn(self, replica: str) -> None:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         cmd = [sys.executable, "-m", "tests._replica_worker", "--redis", self.redis_srv.url,
-               "--partner", self.partner.url, "--rest", self.rest.url, "--tenants", str(self.count),
+               *self.worker_args(), "--tenants", str(self.count),
                "--stream", "events", "--replica-id", replica, "--namespace", NS,
                "--lease-ttl", f"{self.lease_ttl:g}"]  # fmt: skip
         log = open(self.tmp / f"{replica}.log", "w")
@@ -79,7 +87,7 @@ class Cluster:
     def leases(self) -> dict[str, str | None]:
         """tenant -> the lease token (``replica|nonce``) holding it now."""
         keys = [f"t{i}" for i in range(self.count)]
-        return dict(zip(keys, self.r.mget([f"{NS}:lease:{k}" for k in keys]), strict=True))
+        return dict(zip(keys, self.r.mget([f"{{{NS}}}:lease:{k}" for k in keys]), strict=True))
 
     def owners(self) -> dict[str, str | None]:
         return {k: (v.split("|")[0] if v else None) for k, v in self.leases().items()}
@@ -119,10 +127,13 @@ class Cluster:
             )
         except AssertionError as exc:
             missing = want - {x["event_id"] for x in self.entries()}
-            types = {e["event_id"]: e["event_type"] for e in self.partner.events}
-            owners = self.owners()
-            detail = [(i, types.get(i), owners.get(str(types.get(i, "")).split(".")[0])) for i in sorted(missing)[:20]]
-            raise AssertionError(f"{exc}: {len(missing)} missing: {detail}") from None
+            raise AssertionError(f"{exc}: {len(missing)} missing: {self.describe(missing)}") from None
+
+    def describe(self, missing: set[str]) -> list[Any]:
+        """(event id, type, owner now) of some missing events, for a failure message."""
+        types = {e["event_id"]: e["event_type"] for e in self.partner.events}
+        owners = self.owners()
+        return [(i, types.get(i), owners.get(str(types.get(i, "")).split(".")[0])) for i in sorted(missing)[:20]]
 
     def stop(self) -> dict[str, Any]:
         if self.stats is not None:
@@ -278,7 +289,7 @@ def test_a_lease_taken_by_another_replica_closes_the_connection_at_once(redis_se
             poll_until(lambda: listener.owned == ["a"] and partner.live_connections(), 10, "lease + connection")
             partner.wait_until(lambda: bool(partner.subscriptions()), timeout=T(5))
             r = redis.Redis.from_url(redis_server.url, decode_responses=True)
-            r.set("one:lease:a", "intruder|x", px=60_000)  # someone else owns it now
+            r.set(listener.lease_key("a"), "intruder|x", px=60_000)  # someone else owns it now
             poll_until(lambda: not partner.live_connections(), 10, "the connection closed")
             assert listener.stats.lost == 1
             assert listener.owned == []
@@ -314,7 +325,7 @@ def test_cli_listeners_with_redis_hold_one_connection_and_take_over(redis_server
             )
             first = partner.emit_event("x.created")["event_id"]
             poll_until(lambda: r.xlen("cli-events") == 1, 10, "the event in the stream")
-            owner = r.get(next(iter(r.scan_iter("realtime_sync:lease:*"))))
+            owner = r.get(next(iter(r.scan_iter("{realtime_sync}:lease:*"))))
             (holder,) = [p for p in procs if f"-{p.pid}-" in owner]  # replica ids are host-pid-random
             holder.terminate()  # a graceful stop releases the lease: the other takes over at once
             holder.wait(30)
@@ -361,12 +372,14 @@ def test_a_tenant_whose_client_stopped_for_good_is_released_and_not_retried_at_o
         try:
             listener.start()
             poll_until(lambda: listener.stats.acquired == 1, 10, "taken once")
-            poll_until(lambda: listener.stats.released == 1 and not r.exists("stop:lease:bad"), 10, "released")
+            poll_until(lambda: listener.stats.released == 1 and not r.exists(listener.lease_key("bad")), 10, "released")
             refused = len(partner.handshakes)
             # Three more coordinator rounds (each renews the heartbeat): it must not take it again.
             beats: set[float] = set()
             poll_until(
-                lambda: beats.add(r.zscore("stop:replicas", listener.replica_id) or 0) or len(beats) > 3, 20, "rounds"
+                lambda: beats.add(r.zscore(listener.replicas_key, listener.replica_id) or 0) or len(beats) > 3,
+                20,
+                "rounds",
             )
             assert listener.stats.acquired == 1 and len(partner.handshakes) == refused
         finally:

@@ -77,7 +77,8 @@ from ..client import Client
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
 from ..hub import Hub
-from ._common import import_string, make_client
+from ._common import import_string, make_client, normalise_vendor
+from ._redis import STORE_POINT, key_prefix, redis_client
 
 try:
     import redis as _redis
@@ -92,6 +93,7 @@ __all__ = [
     "ReplicaStats",
     "Tenant",
     "default_client_factory",
+    "default_delivered_id",
     "default_resume_point",
     "load_tenants",
     "run_replica",
@@ -195,12 +197,19 @@ def load_tenants(source: Any, vendor: str | None = None) -> list[Tenant]:
 
 
 def with_resume_point(options: Mapping[str, Any], resume_point: str | None) -> dict[str, Any]:
-    """``options`` of a client with the resume point applied: a ``gap_recovery`` option (True or
-    a :class:`~realtime_sync.GapRecovery`) becomes ``GapRecovery(after_id=resume_point)``, so the
-    new owner of a tenant fetches what was missed.  Other options are returned unchanged.
+    """``options`` of a client with the resume point applied, so that the new owner of a tenant
+    fetches what was missed: a ``gap_recovery`` option (True or a
+    :class:`~realtime_sync.GapRecovery`) becomes ``GapRecovery(after_id=resume_point)``; a
+    Voxsig ``catch_up`` option (a :class:`~realtime_sync.VoxsigCatchUp`, or a mapping of its
+    fields from a settings file) gets ``resume_from=VoxsigResumePoint.from_json(resume_point)``.
+    Other options are returned unchanged.
 
     >>> with_resume_point({"gap_recovery": True}, "01J8").get("gap_recovery").after_id
     '01J8'
+    >>> opts = with_resume_point({"catch_up": {"api_url": "https://x", "api_access_token": "t"}},
+    ...                          '{"voxsig":1,"at":1764000000.0,"delivered":[41,42]}')
+    >>> opts["catch_up"].resume_from
+    VoxsigResumePoint(at=1764000000.0, delivered=(41, 42))
     """
     out = dict(options)
     gap = out.get("gap_recovery")
@@ -210,6 +219,16 @@ def with_resume_point(options: Mapping[str, Any], resume_point: str | None) -> d
         out["gap_recovery"] = attrs.evolve(
             gap if isinstance(gap, GapRecovery) else GapRecovery(), after_id=resume_point
         )
+    catch_up = out.get("catch_up")
+    if catch_up:
+        from ..voxsig import VoxsigCatchUp, VoxsigResumePoint
+
+        if isinstance(catch_up, Mapping):
+            catch_up = VoxsigCatchUp(**catch_up)
+        point = VoxsigResumePoint.from_json(resume_point)
+        if isinstance(catch_up, VoxsigCatchUp) and point is not None:
+            catch_up = attrs.evolve(catch_up, resume_from=point)
+        out["catch_up"] = catch_up
     return out
 
 
@@ -217,7 +236,8 @@ def default_client_factory(tenant: Tenant, resume_point: str | None) -> Client:
     """Build a tenant's client with :func:`~realtime_sync.contrib._common.make_client`.
 
     For a Jifeline partner tenant with ``gap_recovery`` in its options, the resume point becomes
-    ``GapRecovery(after_id=resume_point)`` (:func:`with_resume_point`).
+    ``GapRecovery(after_id=resume_point)``; for a Voxsig tenant with ``catch_up``, the catch-up's
+    ``resume_from`` (:func:`with_resume_point`).
     """
     if not tenant.vendor:
         raise ConfigurationError(f"tenant {tenant.key!r} has no vendor")
@@ -227,9 +247,36 @@ def default_client_factory(tenant: Tenant, resume_point: str | None) -> Client:
 
 
 def default_resume_point(event: Event) -> str | None:
-    """The resume point an event carries: the Jifeline partner system event's ``event_id``."""
+    """The resume point an event carries: the Jifeline partner system event's ``event_id``; for
+    a live Voxsig event (it has an ``account_id``), a :class:`~realtime_sync.VoxsigResumePoint`
+    at its receipt time (fetched events do not move it: the live ones held meanwhile may be
+    older).
+
+    >>> default_resume_point(Event("message.created", {}, account_id=1, received_at=1764000000.5))
+    '{"voxsig":1,"at":1764000000.5,"delivered":[]}'
+    """
     value = getattr(event.data, "event_id", None)
-    return value if isinstance(value, str) and value else None
+    if isinstance(value, str) and value:
+        return value
+    if event.account_id is not None and not event.recovered and event.received_at:
+        from ..voxsig import VoxsigResumePoint
+
+        return VoxsigResumePoint(event.received_at).to_json()
+    return None
+
+
+def default_delivered_id(event: Event) -> int | None:
+    """The id remembered as handed on, so that a Voxsig takeover's catch-up skips it: the
+    ``message.created`` id (live or fetched) of a Voxsig event.
+
+    >>> from realtime_sync.models.voxsig import Message
+    >>> default_delivered_id(Event("message.created", Message(id=9), account_id=1))
+    9
+    """
+    if event.name != "message.created" or event.account_id is None:
+        return None
+    value = getattr(event.data, "id", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 # -- Redis scripts ------------------------------------------------------------------------------
@@ -265,11 +312,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Write a resume point only while the lease is ours.  KEYS = lease, checkpoint; ARGV = token, value.
-_CHECKPOINT = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('SET', KEYS[2], ARGV[2]) return 1 end
-return 0
+# Write a resume point only while the lease is ours.  KEYS = lease, checkpoint, delivered ids;
+# ARGV = token, checkpoint ('' none), delivered id ('' none), ids kept, 'NX' (only if absent) or ''.
+_CHECKPOINT = (
+    STORE_POINT
+    + """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+store_point(KEYS[2], KEYS[3], ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+return 1
 """
+)
 
 
 @attrs.frozen
@@ -278,7 +330,9 @@ class Fence:
 
     ``lease_key`` must still hold ``token`` when the event is appended (else the event is refused:
     another replica owns the tenant now and fetches it itself from the resume point);
-    ``checkpoint_key``/``checkpoint`` is the resume point to store with it, if the event has one.
+    ``checkpoint_key``/``checkpoint`` is the resume point to store with it, if the event has one;
+    ``delivered`` an id to add to the sorted set ``delivered_key`` (its newest ``keep`` ids are
+    kept: a Voxsig takeover skips them).
     """
 
     tenant: str
@@ -287,6 +341,18 @@ class Fence:
     checkpoint_key: str
     checkpoint: str | None = None
     replica: str = ""
+    delivered_key: str = ""
+    delivered: int | None = None
+    keep: int = 200
+
+    @property
+    def stores_point(self) -> bool:
+        """True when handing the event on must store something (a checkpoint or an id)."""
+        return self.checkpoint is not None or self.delivered is not None
+
+    def point_args(self) -> list[Any]:
+        """The checkpoint, delivered id and ``keep`` arguments of the scripts."""
+        return [self.checkpoint or "", "" if self.delivered is None else self.delivered, self.keep]
 
 
 @attrs.frozen
@@ -314,12 +380,25 @@ class _Owned:
     # renew + lease_ttl); events are handed on only before ``valid_until - margin``.
     valid_until: float
     releasing: bool = False
+    #: No resume point was stored for the tenant: store one when its subscription is confirmed
+    #: (a Voxsig tenant), so that even a takeover before its first event catches up.
+    seed_point: bool = False
 
 
 def _same_tenant(a: Tenant, b: Tenant) -> bool:
     # A token callable is rebuilt by every read of the tenant source: the same callable for us.
     same_token = a.token == b.token or (callable(a.token) and callable(b.token))
     return same_token and (a.vendor, a.url, a.subscribe, a.options) == (b.vendor, b.url, b.subscribe, b.options)
+
+
+def _catches_up(tenant: Tenant) -> bool:
+    """A Voxsig tenant with a catch-up: it needs a resume point from its first subscription."""
+    if not tenant.options.get("catch_up") or not tenant.vendor:
+        return False
+    try:
+        return normalise_vendor(tenant.vendor) == "voxsig"
+    except ConfigurationError:
+        return False
 
 
 def _rendezvous(tenant: str, replica: str) -> int:
@@ -333,14 +412,17 @@ class ReplicaListener:
         tenants: the tenant set (see :func:`load_tenants`); a callable is called again every
             ``tenant_refresh`` seconds, so tenants added to or removed from your database are
             picked up (a removed tenant's connection is closed and its lease released).
-        redis: a Redis URL (``redis://host:6379/0``) or a ``redis.Redis`` client.
+        redis: a Redis URL (``redis://host:6379/0``; ``redis+cluster://host:7000`` for a Redis
+            Cluster) or a ``redis.Redis`` / ``redis.cluster.RedisCluster`` client.
         sink: where events go (a :class:`~realtime_sync.contrib.sinks.RedisStreamSink`,
             :class:`~realtime_sync.contrib.sinks.CelerySink`...); events are fenced by the lease.
         client_factory: ``factory(tenant, resume_point) -> Client`` (unstarted); default
             :func:`default_client_factory`.  The hook for a hub that runs many clients per loop.
         setup: ``setup(client, tenant)`` called on each new client before it starts (attach your
             own handlers; wrap them with :meth:`guard` to fence them too).
-        namespace: prefix of every Redis key (one group of replicas per namespace).
+        namespace: prefix of every Redis key (one group of replicas per namespace), used as the
+            keys' hash tag (``{realtime_sync}:lease:<tenant>``) so that a Redis Cluster keeps a
+            group's keys in one slot (its scripts name several at once).
         lease_ttl: seconds a lease lives without renewal; a dead replica's tenants are taken over
             within about ``lease_ttl + renew_interval``.
         renew_interval: seconds between heartbeats/renewals (default ``lease_ttl / 4``).
@@ -348,6 +430,8 @@ class ReplicaListener:
             renewal is given up: events stop at once, the connection is closed (default
             ``lease_ttl * 0.3``; must exceed ``renew_interval``'s worth of one missed renewal).
         resume_point: ``fn(event) -> str | None``, the resume point an event carries.
+        delivered_id: ``fn(event) -> int | None``, an id to remember as handed on (the newest
+            ``delivered_kept`` per tenant; a Voxsig takeover skips them).
         replica_id: this replica's id in Redis (default ``host-pid-random``).
         retry_stopped: seconds before this replica takes again a tenant whose client stopped for
             good here (credentials refused...): the lease is released at once for the others.
@@ -376,6 +460,8 @@ class ReplicaListener:
         heartbeat_ttl: float | None = None,
         tenant_refresh: float = 60.0,
         resume_point: Callable[[Event], str | None] = default_resume_point,
+        delivered_id: Callable[[Event], int | None] = default_delivered_id,
+        delivered_kept: int = 200,
         replica_id: str | None = None,
         vendor: str | None = None,
         close_timeout: float = 5.0,
@@ -406,19 +492,21 @@ class ReplicaListener:
         self._vendor = vendor
         self._tenants: dict[str, Tenant] = {t.key: t for t in load_tenants(tenants, vendor)}
         self._tenants_loaded = time.monotonic()
-        if isinstance(redis, str):
-            # Short socket timeouts: a renewal must fail fast rather than hang past the deadline.
-            timeout = max(0.2, min(2.0, self.renew_interval))
-            self.redis = _redis.Redis.from_url(
-                redis, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
-            )
-        else:
-            self.redis = redis
+        # Short socket timeouts: a renewal must fail fast rather than hang past the deadline.
+        timeout = max(0.2, min(2.0, self.renew_interval))
+        self.redis = redis_client(
+            redis, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=0
+        )
         self.sink = sink
         self.client_factory = client_factory or default_client_factory
         self.setup = setup
         self.namespace = namespace
+        self._prefix = key_prefix(namespace)
         self.resume_point = resume_point
+        self.delivered_id = delivered_id
+        if not isinstance(delivered_kept, int) or isinstance(delivered_kept, bool) or delivered_kept < 1:
+            raise ConfigurationError(f"delivered_kept must be a positive integer, got {delivered_kept!r}")
+        self.delivered_kept = delivered_kept
         self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
         if "|" in self.replica_id:
             raise ConfigurationError("replica_id must not contain '|'")
@@ -438,6 +526,8 @@ class ReplicaListener:
         self._closer: ThreadPoolExecutor | None = None
         self._counts = {"acquired": 0, "released": 0, "lost": 0, "fenced_events": 0, "redis_errors": 0}
         self._last_error: str | None = None
+        if sink is not None and hasattr(sink, "bind"):
+            sink.bind(self)  # a sink that cannot be fenced here says so now
         self._heartbeat = self.redis.register_script(_HEARTBEAT)
         self._renew = self.redis.register_script(_RENEW)
         self._release = self.redis.register_script(_RELEASE)
@@ -446,14 +536,21 @@ class ReplicaListener:
     # -- keys ----------------------------------------------------------------------------------
 
     def lease_key(self, tenant: str) -> str:
-        return f"{self.namespace}:lease:{tenant}"
+        """``{<namespace>}:lease:<tenant>``: ``<replica id>|<nonce>`` of the owner, with an expiry."""
+        return f"{self._prefix}:lease:{tenant}"
 
     def checkpoint_key(self, tenant: str) -> str:
-        return f"{self.namespace}:checkpoint:{tenant}"
+        """``{<namespace>}:checkpoint:<tenant>``: the tenant's resume point."""
+        return f"{self._prefix}:checkpoint:{tenant}"
+
+    def delivered_key(self, tenant: str) -> str:
+        """``{<namespace>}:delivered:<tenant>``: the newest ids handed on (a sorted set)."""
+        return f"{self._prefix}:delivered:{tenant}"
 
     @property
     def replicas_key(self) -> str:
-        return f"{self.namespace}:replicas"
+        """``{<namespace>}:replicas``: the live replicas and their heartbeat expiry."""
+        return f"{self._prefix}:replicas"
 
     # -- handlers ------------------------------------------------------------------------------
 
@@ -503,31 +600,50 @@ class ReplicaListener:
 
         def deliver(event: Event) -> None:
             if event.name in LIFECYCLE_EVENTS or event.name == "handshake":
+                owned = self._owned.get(tenant)
+                if event.name == "subscribed" and owned is not None and owned.seed_point and self.holds(tenant):
+                    # No resume point yet: "caught up until the subscription" (only if absent).
+                    from ..voxsig import VoxsigResumePoint
+
+                    owned.seed_point = False
+                    point = VoxsigResumePoint(event.received_at or time.time()).to_json()
+                    self.commit(self._fence(tenant, owned, point, None), only_if_absent=True)
                 return
             owned = self._owned.get(tenant)
             if owned is None or time.monotonic() >= owned.valid_until - self.safety_margin:
                 self._fenced(tenant, event)
                 return
-            point = self.resume_point(event)
-            fence = Fence(
-                tenant, self.lease_key(tenant), owned.token, self.checkpoint_key(tenant), point, self.replica_id
-            )
+            fence = self._fence(tenant, owned, self.resume_point(event), self.delivered_id(event))
             if self.sink is not None:
                 self.sink.put(event, tenant=tenant, fence=fence)
-            elif point is not None:
+            elif fence.stores_point:
                 self.commit(fence)
 
         return deliver
 
-    def commit(self, fence: Fence) -> bool:
-        """Store ``fence.checkpoint`` as the tenant's resume point if the lease is still ours
-        (sinks call it once the broker accepted the event)."""
-        if fence.checkpoint is None:
+    def _fence(self, tenant: str, owned: _Owned, point: str | None, delivered: int | None) -> Fence:
+        return Fence(
+            tenant,
+            self.lease_key(tenant),
+            owned.token,
+            self.checkpoint_key(tenant),
+            point,
+            self.replica_id,
+            self.delivered_key(tenant),
+            delivered,
+            self.delivered_kept,
+        )
+
+    def commit(self, fence: Fence, *, only_if_absent: bool = False) -> bool:
+        """Store ``fence.checkpoint`` as the tenant's resume point (and ``fence.delivered`` among
+        its delivered ids) if the lease is still ours (sinks call it once the broker accepted the
+        event)."""
+        if not fence.stores_point:
             return False
         try:
-            return bool(
-                self._checkpoint(keys=[fence.lease_key, fence.checkpoint_key], args=[fence.token, fence.checkpoint])
-            )
+            keys = [fence.lease_key, fence.checkpoint_key, fence.delivered_key]
+            args = [fence.token, *fence.point_args(), "NX" if only_if_absent else ""]
+            return bool(self._checkpoint(keys=keys, args=args))
         except _redis.RedisError as exc:
             log.warning("could not store the resume point of %s: %s", fence.tenant, redact(exc))
             return False
@@ -828,13 +944,30 @@ class ReplicaListener:
         won = [k for k, ok in zip(wanted, pipe.execute(), strict=True) if ok]
         if not won:
             return
-        points = self.redis.mget([self.checkpoint_key(k) for k in won])
-        for key, point in zip(won, points, strict=True):
-            resume = point.decode() if isinstance(point, bytes) else point
+        for key, resume in zip(won, self._resume_points(won), strict=True):
             self._take(tenants[key], token, sent + self.lease_ttl, resume)
 
+    def _resume_points(self, keys: list[str]) -> list[str | None]:
+        """The stored resume points of ``keys``, with the delivered ids of Voxsig ones."""
+        from ..voxsig import VoxsigResumePoint
+
+        pipe = self.redis.pipeline(transaction=False)
+        for k in keys:
+            pipe.get(self.checkpoint_key(k))
+            pipe.zrange(self.delivered_key(k), 0, -1)
+        answers = pipe.execute()
+        out: list[str | None] = []
+        for i in range(len(keys)):
+            raw, ids = answers[2 * i], answers[2 * i + 1]
+            point = raw.decode() if isinstance(raw, bytes) else raw
+            voxsig = VoxsigResumePoint.from_json(point)
+            if voxsig is not None and ids:
+                point = attrs.evolve(voxsig, delivered=[int(m) for m in ids]).to_json()
+            out.append(point)
+        return out
+
     def _take(self, tenant: Tenant, token: str, valid_until: float, resume: str | None) -> None:
-        owned = _Owned(tenant, token, None, valid_until)
+        owned = _Owned(tenant, token, None, valid_until, seed_point=resume is None and _catches_up(tenant))
         with self._lock:
             self._owned[tenant.key] = owned
             self._counts["acquired"] += 1

@@ -51,6 +51,8 @@ import attrs
 from .._redact import redact
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
+from ._redis import STORE_POINT, hash_tag, is_cluster, same_slot
+from ._redis import redis_client as redis_client
 
 __all__ = [
     "BufferedSink",
@@ -73,9 +75,8 @@ def _redis_module() -> Any:
 
 
 def _redis_client(redis: Any, timeout: float = 2.0) -> Any:
-    if isinstance(redis, str):
-        return _redis_module().Redis.from_url(redis, socket_timeout=timeout, socket_connect_timeout=timeout)
-    return redis
+    _redis_module()
+    return redis_client(redis, socket_timeout=timeout, socket_connect_timeout=timeout)
 
 
 @attrs.frozen
@@ -273,7 +274,7 @@ class BufferedSink:
                 self._cond.notify_all()
             if self._replicas is not None and not self.commits_checkpoints:
                 for item, ok in zip(batch, results, strict=True):
-                    if ok and item.fence is not None and item.fence.checkpoint is not None:
+                    if ok and item.fence is not None and item.fence.stores_point:
                         self._replicas.commit(item.fence)
 
     #: True when :meth:`send_batch` stores the resume points itself (atomically).
@@ -330,16 +331,20 @@ class BufferedSink:
 
 
 # XADD only while the tenant's lease is ours (or free), and store its resume point with it.
-# KEYS = stream, lease, checkpoint.  ARGV = token, maxlen, checkpoint ('' = none), field, value, ...
+# KEYS = stream, lease, checkpoint, delivered ids.  ARGV = token, maxlen, checkpoint ('' = none),
+# delivered id ('' = none), ids kept, field, value, ...
 # A free lease (expired, nobody took it yet) does not refuse: whoever takes it next reads the
 # resume point after this script ran, so the event is neither lost nor fetched again.
-_FENCED_XADD = """
+_FENCED_XADD = (
+    STORE_POINT
+    + """
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[1] then return false end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
-if ARGV[3] ~= '' then redis.call('SET', KEYS[3], ARGV[3]) end
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 6))
+store_point(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5], '')
 return id
 """
+)
 
 
 class RedisStreamSink(BufferedSink):
@@ -372,6 +377,17 @@ class RedisStreamSink(BufferedSink):
         self.maxlen = maxlen
         self._script = self.redis.register_script(_FENCED_XADD)
 
+    def bind(self, replicas: Any) -> None:
+        # On a Redis Cluster the fenced XADD names the stream and the tenant's keys in one
+        # script: they must hash to one slot (the replica group's hash tag).
+        if is_cluster(self.redis) and not same_slot(self.stream, replicas.lease_key("-")):
+            tag = replicas.lease_key("-").split(":lease:")[0]
+            raise ConfigurationError(
+                f"on a Redis Cluster the stream must carry the replicas' hash tag {tag} (their scripts "
+                f"write the stream and the tenant's lease together): name it {tag}:{self.stream}"
+            )
+        super().bind(replicas)
+
     def fields(self, item: _Item) -> dict[str, str]:
         """The stream entry's fields for one event."""
         event = item.event
@@ -397,8 +413,8 @@ class RedisStreamSink(BufferedSink):
             if fence is None:
                 pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
             else:
-                keys = [self.stream, fence.lease_key, fence.checkpoint_key]
-                args = [fence.token, self.maxlen, fence.checkpoint or "", *flat]
+                keys = [self.stream, fence.lease_key, fence.checkpoint_key, fence.delivered_key or fence.checkpoint_key]
+                args = [fence.token, self.maxlen, *fence.point_args(), *flat]
                 self._script(keys=keys, args=args, client=pipe)
         return [r is not None and r is not False for r in pipe.execute()]
 
@@ -502,7 +518,9 @@ class StreamConsumer:
                 raise
 
     def _dedupe_key(self, key: str) -> str:
-        return f"{self.stream}:{self.group}:seen:{key}"
+        # In the stream's hash slot (Redis Cluster): it is written with the XACK in one transaction.
+        prefix = self.stream if hash_tag(self.stream) is not None else f"{{{self.stream}}}"
+        return f"{prefix}:{self.group}:seen:{key}"
 
     def _entries(self, raw: Any) -> list[StreamEntry]:
         out = []

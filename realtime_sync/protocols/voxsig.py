@@ -50,6 +50,14 @@ the thread of the Jifeline gap recovery) and holds live broadcasts back until
 then the held live ones; a ``message.created`` id is delivered at most once (a bounded window of
 ``dedupe_window`` ids).  A failed fetch is an ``error`` event of kind ``"catch_up"``; held live
 events are released either way.
+
+Catch-up from a stored point (``resume``, a :class:`VoxsigResumePoint`): a process that takes a
+connection over from another (listener replicas, ``realtime_sync.contrib.redis_replicas``) knows
+nothing of what was delivered before, so the *first* confirmation starts a catch-up too, from the
+point the previous owner stored: the wall time ``at`` up to which it delivered, and the ids of
+the newest ``message.created`` it delivered.  Messages with a larger id than the smallest of
+those are fetched (Chatwoot's message ids grow with creation), those ids are skipped (never
+delivered twice), and the rest goes first, as after a reconnect.
 """
 
 from __future__ import annotations
@@ -58,6 +66,8 @@ import json
 import logging
 from collections import OrderedDict
 from typing import Any, Callable, Union
+
+import attrs
 
 from .._json import dumps
 from .._redact import redact, register_secret
@@ -78,7 +88,14 @@ from ..models.voxsig import (
 from .actioncable import KIND, ActionCableAdapter, serialize_identifier
 from .base import ConnectRequest, SubState
 
-__all__ = ["EVENT_TYPES", "PRESENCE_INTERVAL", "VoxsigAdapter", "register_pubsub_token", "room_identifier"]
+__all__ = [
+    "EVENT_TYPES",
+    "PRESENCE_INTERVAL",
+    "VoxsigAdapter",
+    "VoxsigResumePoint",
+    "register_pubsub_token",
+    "room_identifier",
+]
 
 log = logging.getLogger("realtime_sync.voxsig")
 
@@ -150,6 +167,47 @@ EVENT_TYPES: dict[str, _Spec] = {
 PRESENCE_INTERVAL = 15.0
 
 PubsubToken = Union[str, Callable[[], str]]
+
+
+@attrs.frozen
+class VoxsigResumePoint:
+    """Where a Voxsig catch-up starts in a process that did not deliver the earlier events.
+
+    ``at``: wall time (Unix seconds) up to which events were delivered (the receipt time of the
+    last live event handed on); conversations updated since ``at - overlap`` are fetched.
+    ``delivered``: ids of the newest ``message.created`` delivered (a bounded set, the largest
+    ids): messages above the smallest of them are fetched, these ones are skipped.  Stored as
+    JSON (:meth:`to_json`, :meth:`from_json`) by :mod:`realtime_sync.contrib.redis_replicas`.
+
+    >>> p = VoxsigResumePoint(1764000000.5, (7, 9))
+    >>> p.to_json(), VoxsigResumePoint.from_json(p.to_json()) == p
+    ('{"voxsig":1,"at":1764000000.5,"delivered":[7,9]}', True)
+    >>> VoxsigResumePoint.from_json("01J8XYZ") is None    # not a Voxsig point (a Jifeline event id)
+    True
+    """
+
+    at: float
+    delivered: tuple[int, ...] = attrs.field(default=(), converter=lambda ids: tuple(sorted(set(ids))))
+
+    def to_json(self) -> str:
+        return json.dumps({"voxsig": 1, "at": self.at, "delivered": list(self.delivered)}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes | None) -> VoxsigResumePoint | None:
+        """The point stored in ``text``; None when ``text`` is not one."""
+        if not text:
+            return None
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return None
+        if not isinstance(doc, dict) or doc.get("voxsig") != 1:
+            return None
+        at = doc.get("at")
+        ids = doc.get("delivered") or []
+        if isinstance(at, bool) or not isinstance(at, (int, float)) or not isinstance(ids, list):
+            return None
+        return cls(float(at), tuple(i for i in ids if isinstance(i, int) and not isinstance(i, bool)))
 
 
 def _rails_json(value: str) -> str:
@@ -278,15 +336,18 @@ class VoxsigAdapter(ActionCableAdapter):
         *,
         presence_interval: float | None = PRESENCE_INTERVAL,
         all_accounts: bool = False,
-        catch_up_hook: Callable[[int, tuple[float, dict[Any, int]]], None] | None = None,
+        catch_up_hook: Callable[[int, tuple[float, dict[Any, int], int | None]], None] | None = None,
         catch_up_timeout: float = 15.0,
+        resume: VoxsigResumePoint | None = None,
         dedupe_window: int = 10_000,
         max_held: int = 10_000,
         **options: Any,
     ) -> None:
         super().__init__(**options)
         #: Called on the I/O thread (must not block) with (generation, (wall time of the
-        #: disconnect, {conversation id: newest message id seen})) after a reconnect.
+        #: disconnect, {conversation id: newest message id seen}, floor)) after a reconnect, and
+        #: after the first connect when started from ``resume``.  ``floor``: fetch the messages
+        #: above this id in conversations without a newest id (``None``: those created since).
         self.catch_up_hook = catch_up_hook
         self.catch_up_timeout = catch_up_timeout
         self.dedupe_window = max(1, dedupe_window)
@@ -301,6 +362,13 @@ class VoxsigAdapter(ActionCableAdapter):
         self._lost_at: float | None = None  # wall time of the disconnect not yet caught up
         self._delivered: OrderedDict[Any, None] = OrderedDict()  # message ids
         self._last_message: OrderedDict[Any, int] = OrderedDict()  # conversation id -> message id
+        self._floor: int | None = None
+        if resume is not None and catch_up_hook is not None:
+            # A takeover: catch up on the first confirmation from what the previous owner stored.
+            self._lost_at = resume.at
+            for mid in resume.delivered[-self.dedupe_window :]:
+                self._delivered[mid] = None
+            self._floor = resume.delivered[0] if resume.delivered else None
         if presence_interval is not None and (
             isinstance(presence_interval, bool)
             or not isinstance(presence_interval, (int, float))
@@ -407,7 +475,7 @@ class VoxsigAdapter(ActionCableAdapter):
         self.recovering = True
         self._cu_deadline = now + self.catch_up_timeout
         try:
-            self.catch_up_hook(self._cu_gen, (self._lost_at, dict(self._last_message)))
+            self.catch_up_hook(self._cu_gen, (self._lost_at, dict(self._last_message), self._floor))
         except Exception as exc:  # the hook must not break the connection
             self._end_catch_up(now, f"catch-up could not start: {exc}")
 
@@ -423,6 +491,7 @@ class VoxsigAdapter(ActionCableAdapter):
             self._emit("error", now, ErrorInfo("catch_up", error.message, error.frame, error.exception))
         else:
             self._lost_at = None
+            self._floor = None  # caught up: later reconnects start from what this process saw
         for name, data in items or ():
             assert self.room is not None
             self._deliver(self.room, name, data, now, raw={"event": name, "data": data}, text="", recovered=True)

@@ -45,6 +45,9 @@ class FakeChatwootRestServer(FakeHttpServer):
     :meth:`add_message` stores a message (as ``message_payload`` makes it) and touches its
     conversation (``updated_at``, ``last_activity_at``), creating it if needed, as a new message
     does in Chatwoot.  ``fail_next`` holds statuses to answer the next requests with.
+
+    ``accounts``: every account the access token's user belongs to (default: ``account_id``'s
+    only); ``add_message(..., account_id=2)`` stores into another one.
     """
 
     def handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -52,21 +55,30 @@ class FakeChatwootRestServer(FakeHttpServer):
 
     thread_name = "realtime_sync-fake-chatwoot"
 
-    def __init__(self, access_token: str = "api-token-1", *, account_id: int = 1, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        access_token: str = "api-token-1",
+        *,
+        account_id: int = 1,
+        accounts: tuple[int, ...] | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         if host not in ("127.0.0.1", "localhost"):
             raise ValueError("fake servers listen on loopback only")
         register_secret(access_token)
         self.access_token = access_token
         self.account_id = account_id
+        self.accounts = frozenset(accounts if accounts is not None else (account_id,))
         self.host = host
         self.port = 0
         self.fail_next: list[int] = []
         #: (method, path with query, headers) of every request.
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self.delay = 0.0  # seconds before answering (a slow API)
-        self._conversations: dict[int, dict[str, Any]] = {}
-        self._updated: dict[int, float] = {}
-        self._messages: dict[int, list[dict[str, Any]]] = {}
+        # Keyed by (account id, conversation display id): display ids repeat across accounts.
+        self._conversations: dict[tuple[int, int], dict[str, Any]] = {}
+        self._updated: dict[tuple[int, int], float] = {}
+        self._messages: dict[tuple[int, int], list[dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._init_http()
 
@@ -77,35 +89,43 @@ class FakeChatwootRestServer(FakeHttpServer):
 
     # -- state -----------------------------------------------------------------------------
 
-    def add_conversation(self, conversation: Mapping[str, Any]) -> None:
+    def add_conversation(self, conversation: Mapping[str, Any], account_id: int | None = None) -> None:
         """Store (or replace) a conversation (``conversation_payload`` shape) and touch it."""
+        account = self.account_id if account_id is None else account_id
+        key = (account, int(conversation["id"]))
         with self._lock:
-            self._conversations[int(conversation["id"])] = {**conversation, "account_id": self.account_id}
-            self._updated[int(conversation["id"])] = time.time()
+            self._conversations[key] = {**conversation, "account_id": account}
+            self._updated[key] = time.time()
 
-    def add_message(self, message: Mapping[str, Any]) -> None:
+    def add_message(self, message: Mapping[str, Any], account_id: int | None = None) -> None:
         """Store a message (``message_payload`` shape); its conversation is created or touched."""
+        account = self.account_id if account_id is None else account_id
         cid = int(message["conversation_id"])
+        key = (account, cid)
         with self._lock:
-            if cid not in self._conversations:
-                self._conversations[cid] = {**conversation_payload(cid), "account_id": self.account_id}
-            self._conversations[cid]["last_activity_at"] = int(time.time())
-            self._conversations[cid]["timestamp"] = int(time.time())
-            self._updated[cid] = time.time()
-            self._messages.setdefault(cid, []).append({**message, "account_id": self.account_id})
+            if key not in self._conversations:
+                self._conversations[key] = {**conversation_payload(cid), "account_id": account}
+            self._conversations[key]["last_activity_at"] = int(time.time())
+            self._conversations[key]["timestamp"] = int(time.time())
+            self._updated[key] = time.time()
+            self._messages.setdefault(key, []).append({**message, "account_id": account})
 
     def message_requests(self) -> list[str]:
         with self._lock:
             return [p for m, p, _ in self.requests if "/messages" in p]
 
     def _answer(self, path: str, query: dict[str, str]) -> tuple[int, Any]:
-        prefix = f"/api/v1/accounts/{self.account_id}/conversations"
-        if not path.startswith(prefix):
+        parts = path.strip("/").split("/")
+        if parts[:3] != ["api", "v1", "accounts"] or len(parts) < 5 or parts[4] != "conversations":
             return 404, {"error": "Resource could not be found"}
-        rest = path[len(prefix) :].strip("/").split("/")
+        if not parts[3].isdigit() or int(parts[3]) not in self.accounts:
+            return 401, {"error": "You are not authorized to access this account"}
+        account = int(parts[3])
+        rest = parts[5:] or [""]
         with self._lock:
             if rest == [""]:
-                order = sorted(self._conversations, key=lambda c: self._updated[c], reverse=True)
+                mine = [c for c in self._conversations if c[0] == account]
+                order = sorted(mine, key=lambda c: self._updated[c], reverse=True)
                 if "updated_within" in query:
                     since = time.time() - int(query["updated_within"])
                     order = [c for c in order if self._updated[c] > since]
@@ -121,7 +141,7 @@ class FakeChatwootRestServer(FakeHttpServer):
                 }
                 return 200, {"data": {"meta": counts, "payload": payload}}
             if len(rest) == 2 and rest[1] == "messages" and rest[0].isdigit():
-                cid = int(rest[0])
+                cid = (account, int(rest[0]))
                 if cid not in self._conversations:
                     return 404, {"error": "Resource could not be found"}
                 messages = sorted(self._messages.get(cid, []), key=lambda m: m["id"])
