@@ -139,7 +139,8 @@ def test_a_voxsig_takeover_after_sigkill_catches_up_from_the_stored_point(voxsig
         killed = time.monotonic()
         poll_until(lambda: _even(cluster, ["r1", "r2"]), 60, "r0's agents taken over, 15/15")
         takeover_s = time.monotonic() - killed
-        poll_until(lambda: len(cluster.emitted) > 30 + 40 * (time.monotonic() - killed), 10, "load going on")
+        after = len(cluster.emitted)
+        poll_until(lambda: len(cluster.emitted) >= after + 40, 30, "live messages after the takeover")
     cluster.emit_round()
     entries = cluster.wait_all_handed_on(60)
 
@@ -151,7 +152,7 @@ def test_a_voxsig_takeover_after_sigkill_catches_up_from_the_stored_point(voxsig
           f"(lease {cluster.lease_ttl:g}s); {len(cluster.emitted)} messages: {len(lost)} lost, {duplicated} "
           f"duplicated, {len(recovered)} fetched from the REST API by the new owners")  # fmt: skip
     assert not lost, cluster.describe(lost)
-    assert duplicated == 0
+    assert duplicated == 0, [i for i, n in collections.Counter(ids).items() if n > 1][:20]
     assert recovered, "the takeover fetched nothing: the load did not reach r0's agents while nobody held them"
     assert {e["tenant"] for e in recovered} <= victims
 
