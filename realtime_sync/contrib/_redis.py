@@ -19,7 +19,7 @@ from typing import Any
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["CLUSTER_SCHEMES", "hash_tag", "is_cluster", "key_prefix", "redis_client", "same_slot"]
+__all__ = ["CLUSTER_SCHEMES", "describe_error", "hash_tag", "is_cluster", "key_prefix", "redis_client", "same_slot"]
 
 CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 
@@ -100,6 +100,20 @@ def same_slot(*keys: str) -> bool:
     from redis.crc import key_slot
 
     return len({key_slot(k.encode()) for k in keys}) <= 1
+
+
+def describe_error(exc: BaseException) -> str:
+    """``Type: message`` of a Redis error, with what to do when a plain client met a cluster.
+
+    >>> describe_error(Exception("MOVED 3999 127.0.0.1:7002"))
+    'Exception: MOVED 3999 127.0.0.1:7002 (this Redis is a cluster node: use a redis+cluster:// URL)'
+    """
+    text = f"{type(exc).__name__}: {exc}"
+    # redis-py turns "MOVED <slot> <node>" into MovedError("<slot> <node>").
+    redirected = any(c.__name__ in ("AskError", "ClusterDownError") for c in type(exc).__mro__)
+    if redirected or str(exc).startswith(("MOVED ", "ASK ", "CLUSTERDOWN")):
+        text += " (this Redis is a cluster node: use a redis+cluster:// URL)"
+    return text
 
 
 # Store a tenant's resume point, in a script that has checked the lease already.

@@ -78,7 +78,7 @@ from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
 from ..hub import Hub
 from ._common import import_string, make_client, normalise_vendor
-from ._redis import STORE_POINT, key_prefix, redis_client
+from ._redis import STORE_POINT, describe_error, key_prefix, redis_client
 
 try:
     import redis as _redis
@@ -762,7 +762,7 @@ class ReplicaListener:
             except _redis.RedisError as exc:
                 with self._lock:
                     self._counts["redis_errors"] += 1
-                    self._last_error = redact(f"{type(exc).__name__}: {exc}")
+                    self._last_error = redact(describe_error(exc))
                 log.warning("%s: Redis: %s", self.replica_id, self._last_error)
             except Exception:  # never let the coordinator die: it is what gives leases up in time
                 log.exception("%s: coordinator tick failed", self.replica_id)

@@ -51,7 +51,7 @@ import attrs
 from .._redact import redact
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
-from ._redis import STORE_POINT, hash_tag, is_cluster, same_slot
+from ._redis import STORE_POINT, describe_error, hash_tag, is_cluster, same_slot
 from ._redis import redis_client as redis_client
 
 __all__ = [
@@ -245,7 +245,7 @@ class BufferedSink:
                 with self._cond:
                     self._retries += 1
                     self._inflight = 0
-                    self._last_error = redact(f"{type(exc).__name__}: {exc}")
+                    self._last_error = redact(describe_error(exc))
                     if self._retries == 1 or self._retries % 50 == 0:
                         log.warning(
                             "%s: broker unreachable (%s); %d event(s) buffered, retrying",
@@ -330,19 +330,38 @@ class BufferedSink:
             )
 
 
-# XADD only while the tenant's lease is ours (or free), and store its resume point with it.
-# KEYS = stream, lease, checkpoint, delivered ids.  ARGV = token, maxlen, checkpoint ('' = none),
-# delivered id ('' = none), ids kept, field, value, ...
+# A batch of XADDs, each only while its tenant's lease is ours (or free), storing the tenant's
+# resume point with it.  One script per batch: one round trip, and it runs on a Redis Cluster
+# (redis-py does not pipeline scripts there; the keys share the replica group's hash tag).
+# KEYS[1] = stream; item i: KEYS[3i-1..3i+1] = lease, checkpoint, delivered ids (the stream
+# again for an unfenced event).  ARGV[1] = maxlen; then per item: token ('' = unfenced),
+# checkpoint ('' = none), delivered id ('' = none), ids kept, field count n, n field/value pairs.
+# Returns 1 (appended) or 0 (fenced) per item.
 # A free lease (expired, nobody took it yet) does not refuse: whoever takes it next reads the
 # resume point after this script ran, so the event is neither lost nor fetched again.
 _FENCED_XADD = (
     STORE_POINT
     + """
-local holder = redis.call('GET', KEYS[2])
-if holder and holder ~= ARGV[1] then return false end
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 6))
-store_point(KEYS[3], KEYS[4], ARGV[3], ARGV[4], ARGV[5], '')
-return id
+local out = {}
+local pos = 2
+local item = 0
+while pos <= #ARGV do
+  item = item + 1
+  local lease, ck, dk = KEYS[3 * item - 1], KEYS[3 * item], KEYS[3 * item + 1]
+  local token, nf = ARGV[pos], tonumber(ARGV[pos + 4])
+  local first, last = pos + 5, pos + 4 + 2 * nf
+  local holder = false
+  if token ~= '' then holder = redis.call('GET', lease) end
+  if holder and holder ~= token then
+    out[item] = 0
+  else
+    redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, first, last))
+    if token ~= '' then store_point(ck, dk, ARGV[pos + 1], ARGV[pos + 2], ARGV[pos + 3], '') end
+    out[item] = 1
+  end
+  pos = last + 1
+end
+return out
 """
 )
 
@@ -405,18 +424,25 @@ class RedisStreamSink(BufferedSink):
         }
 
     def send_batch(self, items: Sequence[_Item]) -> Sequence[bool]:
-        pipe = self.redis.pipeline(transaction=False)
+        if all(item.fence is None for item in items):
+            pipe = self.redis.pipeline(transaction=False)
+            for item in items:
+                pipe.xadd(self.stream, self.fields(item), maxlen=self.maxlen, approximate=True)
+            return [r is not None for r in pipe.execute()]
+        keys: list[str] = [self.stream]
+        args: list[Any] = [self.maxlen]
         for item in items:
             fields = self.fields(item)
-            flat = [v for pair in fields.items() for v in pair]  # only the fenced script needs it flat
             fence = item.fence
             if fence is None:
-                pipe.xadd(self.stream, fields, maxlen=self.maxlen, approximate=True)
+                keys += [self.stream] * 3
+                args += ["", "", "", 0]
             else:
-                keys = [self.stream, fence.lease_key, fence.checkpoint_key, fence.delivered_key or fence.checkpoint_key]
-                args = [fence.token, self.maxlen, *fence.point_args(), *flat]
-                self._script(keys=keys, args=args, client=pipe)
-        return [r is not None and r is not False for r in pipe.execute()]
+                keys += [fence.lease_key, fence.checkpoint_key, fence.delivered_key or fence.checkpoint_key]
+                args += [fence.token, *fence.point_args()]
+            args.append(len(fields))
+            args += [v for pair in fields.items() for v in pair]
+        return [bool(int(r)) for r in self._script(keys=keys, args=args)]
 
 
 class CelerySink(BufferedSink):
