@@ -9,7 +9,9 @@ process, and the replicas as processes of their own (``tests/_replica_worker.py`
 ``ReplicaListener`` with a fenced ``RedisStreamSink``, tenant i = token ``tok-<i>`` subscribed to
 system events ``t<i>.created``, gap recovery on).  While events are emitted to random tenants at
 ``--rate`` per second, one replica is SIGKILLed, then another is SIGSTOPped for 1.5 leases.
-Writes the table to ``results_replicas.md`` (unless ``--no-write``).
+Then the same SIGKILL with Voxsig agents (``--voxsig-tenants``; the fake Voxsig cable and the fake
+Chatwoot REST API, which keeps every message as Chatwoot does): the new owners catch up from the
+resume point stored in Redis.  Writes the table to ``results_replicas.md`` (unless ``--no-write``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from realtime_sync.contrib.sinks import RedisStreamSink, StreamConsumer  # noqa:
 from tests.conftest import poll_until  # noqa: E402
 from tests.servers.harness import RedisServer  # noqa: E402
 from tests.test_redis_replicas import Cluster, _even  # noqa: E402
+from tests.test_redis_replicas_voxsig import Load as VoxsigLoad  # noqa: E402
+from tests.test_redis_replicas_voxsig import VoxsigCluster  # noqa: E402
 
 
 def _proc_status(pid: int, field: str) -> int:
@@ -92,17 +96,52 @@ def sink_rates(url: str, count: int) -> tuple[float, float]:
     return into, out
 
 
+def voxsig_takeover(tmp: Path, tenants: int, replicas: int, lease_ttl: float, rate: float) -> tuple[str, str]:
+    """SIGKILL one replica of Voxsig agents while messages flow; the row of the table."""
+    names = [f"v{i}" for i in range(replicas)]
+    with RedisServer(log_dir=tmp) as redis_srv:
+        cluster = VoxsigCluster(redis_srv, tenants, lease_ttl, tmp)
+        try:
+            for name in names:
+                cluster.spawn(name)
+            poll_until(lambda: _even(cluster, names), 300, "even spread", interval=0.2)
+            cluster.emit_round()  # every agent has a resume point
+            cluster.wait_all_handed_on(120)
+            with VoxsigLoad(cluster, rate):
+                victims = {k for k, v in cluster.owners().items() if v == names[0]}
+                cluster.procs[names[0]].kill()
+                killed = time.monotonic()
+                poll_until(lambda: not victims & {k for k, v in cluster.owners().items() if v in (names[0], None)},
+                           120, "leases taken over", interval=0.05)  # fmt: skip
+                leased = time.monotonic() - killed
+                poll_until(lambda: _even(cluster, names[1:]), 120, "connections taken over", interval=0.1)
+                connected = time.monotonic() - killed
+                time.sleep(3)
+            entries = cluster.wait_all_handed_on(120)
+        finally:
+            cluster.stop()
+    ids = [e["event_id"] for e in entries]
+    lost = len(set(cluster.emitted) - set(ids))
+    dup = len(ids) - len(set(ids))
+    fetched = sum(1 for e in entries if e["recovered"])
+    return (f"Voxsig: SIGKILL one replica ({tenants} agents, lease {lease_ttl:g} s, {rate:g} messages/s)",
+            f"{len(victims)} agents re-leased after {leased:.1f} s, all reconnected after {connected:.1f} s; "
+            f"{len(cluster.emitted)} messages: {lost} lost, {dup} duplicated ({fetched} fetched from the "
+            f"REST API by the new owners' catch-up)")  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=600)
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--lease-ttl", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second during the faults")
+    parser.add_argument("--voxsig-tenants", type=int, default=300)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.tenants, args.replicas, args.lease_ttl = 300, 3, 4.0
+        args.tenants, args.replicas, args.lease_ttl, args.voxsig_tenants = 300, 3, 4.0, 90
     names = [f"r{i}" for i in range(args.replicas)]
     rows: list[tuple[str, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="rts-bench-replicas-"))
@@ -171,6 +210,7 @@ def main() -> int:
                          f"{len(ids) - len(set(ids))} duplicated"))  # fmt: skip
         finally:
             cluster.stop()
+    rows.append(voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate))
     # The rates without the fsync-per-write of the append-only file the fault scenarios use.
     with RedisServer(log_dir=tmp, appendonly=False) as plain:
         into, out = sink_rates(plain.url, 20_000 if args.quick else 50_000)

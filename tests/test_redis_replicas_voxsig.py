@@ -34,6 +34,14 @@ from .servers.harness import redis_server as redis_server  # noqa: E402  (the fi
 from .test_redis_replicas import Cluster, _even  # noqa: E402
 
 
+class _TenantCable(FakeVoxsigServer):
+    """Each agent listens to its own stream only (one account per tenant): a broadcast costs
+    one lookup per connection, however many accounts the fake serves."""
+
+    def streams_for(self, identifier: str, params: dict[str, Any]) -> list[str]:
+        return [str(params.get("pubsub_token"))]
+
+
 class VoxsigCluster(Cluster):
     """Tenant i: agent ``vx-<i>`` (user 1000+i) of account 100+i, three conversations each."""
 
@@ -41,7 +49,7 @@ class VoxsigCluster(Cluster):
         self.tokens = [f"vx-{i}" for i in range(self.count)]
         accounts = tuple(100 + i for i in range(self.count))
         users = {t: 1000 + i for i, t in enumerate(self.tokens)}
-        cable = FakeVoxsigServer(users=users, user_accounts=accounts, ping_interval=1.0).start()
+        cable = _TenantCable(users=users, user_accounts=accounts, ping_interval=1.0).start()
         rest = FakeChatwootRestServer(VOXSIG_API_TOKEN, account_id=accounts[0], accounts=accounts).start()
         self._ids = iter(range(1, 10**9))
         self._emit_lock = threading.Lock()

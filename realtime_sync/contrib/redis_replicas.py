@@ -24,9 +24,9 @@ renewed and released by token-checked Lua scripts, as redis-py's ``Lock`` does).
 Theory of operation (one coordinator thread per replica, ``realtime_sync-replicas-<id>``):
 
 * **Heartbeat.** Every ``renew_interval`` the replica adds itself to the sorted set
-  ``<ns>:replicas`` with an expiry ``heartbeat_ttl`` ahead (Redis' own clock), prunes expired
+  ``{ns}:replicas`` with an expiry ``heartbeat_ttl`` ahead (Redis' own clock), prunes expired
   members and reads the live ones, in one script.
-* **Leases.** ``<ns>:lease:<tenant>`` holds ``<replica id>|<nonce>`` with a ``PX`` expiry of
+* **Leases.** ``{ns}:lease:<tenant>`` holds ``<replica id>|<nonce>`` with a ``PX`` expiry of
   ``lease_ttl``.  It is taken with ``SET NX PX``, renewed by a script that extends it only if it
   still holds our token, and released by one that deletes it only then.  All owned leases are
   renewed in one round trip.
@@ -38,18 +38,30 @@ Theory of operation (one coordinator thread per replica, ``realtime_sync-replica
   through :class:`~realtime_sync.contrib.sinks.RedisStreamSink` are additionally *fenced*: the
   ``XADD`` runs in a script that checks the lease token first, so a replica that wakes up from a
   freeze cannot append for a tenant another replica owns, even for the events it had buffered.
+  A frozen replica's sockets stay open until it wakes (nothing runs to close them); on waking,
+  its dispatchers refuse every event of a lease past its deadline (``stats.fenced_events``)
+  and the coordinator's first act, before any Redis command, is to give those leases up and
+  close their connections.
 * **Balance.** With *N* tenants and *L* live replicas each replica holds at most ``ceil(N/L)``:
   it releases the excess (closing the connection first, then deleting the lease) and takes free
   tenants up to that bound, its rendezvous-hash favourites first, so that the assignment is
   stable and a joining replica takes its share without a reshuffle of everything.
-* **Takeover and gap recovery.** The newest resume point of each tenant (for the Jifeline
-  partner: the ``event_id`` of the last system event handed on) is kept in
-  ``<ns>:checkpoint:<tenant>``, written only while the lease is ours (atomically with the fenced
-  ``XADD`` for the stream sink).  The replica that takes a tenant over builds its client with that
-  resume point (``GapRecovery(after_id=...)``), so the events missed while nobody held the
-  connection are fetched from the vendor's REST API: none lost where the vendor allows it.
-  Vendors without history (Voxsig, Genesys) lose what happened during the takeover; duplicates
-  are possible around a takeover and carry the same ``event.key``: consumers deduplicate by it.
+* **Takeover and gap recovery.** The newest resume point of each tenant is kept in
+  ``{ns}:checkpoint:<tenant>``, written only while the lease is ours (atomically with the fenced
+  ``XADD`` for the stream sink): for the Jifeline partner the ``event_id`` of the last system
+  event handed on; for Voxsig a :class:`~realtime_sync.VoxsigResumePoint` (the receipt time of
+  the last live event), with the newest ``delivered_kept`` ``message.created`` ids handed on in
+  the sorted set ``{ns}:delivered:<tenant>``.  The replica that takes a tenant over builds its
+  client with that resume point (``GapRecovery(after_id=...)``;
+  ``VoxsigCatchUp(resume_from=...)``, which catches up on the first connect and skips the ids
+  handed on), so the events missed while nobody held the connection are fetched from the
+  vendor's REST API: none lost where the vendor allows it.  Genesys (no history) loses what
+  happened during the takeover; duplicates are possible around a takeover and carry the same
+  ``event.key``: consumers deduplicate by it.
+* **Redis Cluster** (``redis+cluster://host:port``): every key of a group carries the namespace as
+  its hash tag (``{realtime_sync}:lease:acme``), so the multi-key scripts run in one slot; a
+  fenced stream must carry the same tag (``{realtime_sync}:events``; refused at construction
+  otherwise).
 
 Takeover time after a crash is at most ``lease_ttl + renew_interval`` plus the time to connect.
 The client-creation step is pluggable (``client_factory(tenant, resume_point)``): today each
