@@ -138,6 +138,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="events per second during the faults")
     parser.add_argument("--voxsig-tenants", type=int, default=300)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--voxsig-only", action="store_true", help="only the Voxsig takeover (printed, not written)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -145,6 +146,10 @@ def main() -> int:
     names = [f"r{i}" for i in range(args.replicas)]
     rows: list[tuple[str, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="rts-bench-replicas-"))
+    if args.voxsig_only:
+        row = voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate)
+        print(f"| scenario | result |\n| --- | --- |\n| {row[0]} | {row[1]} |")
+        return 0
     with RedisServer(log_dir=tmp) as redis_srv:
         cluster = Cluster(redis_srv, args.tenants, args.lease_ttl, tmp)
         try:
