@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -96,6 +97,22 @@ def sink_rates(url: str, count: int) -> tuple[float, float]:
     return into, out
 
 
+def kill_one(cluster: Cluster, names: list[str], load: Any) -> tuple[set[str], float, float, list[dict[str, Any]]]:
+    """SIGKILL ``names[0]`` while ``load`` runs: (its tenants, seconds until their leases were
+    taken, until every connection was back, the stream entries once all events arrived)."""
+    with load:
+        victims = {k for k, v in cluster.owners().items() if v == names[0]}
+        cluster.procs[names[0]].kill()
+        killed = time.monotonic()
+        poll_until(lambda: not victims & {k for k, v in cluster.owners().items() if v in (names[0], None)},
+                   120, "leases taken over", interval=0.05)  # fmt: skip
+        leased = time.monotonic() - killed
+        poll_until(lambda: _even(cluster, names[1:]), 120, "connections taken over", interval=0.1)
+        connected = time.monotonic() - killed
+        time.sleep(3)
+    return victims, leased, connected, cluster.wait_all_handed_on(120)
+
+
 def voxsig_takeover(tmp: Path, tenants: int, replicas: int, lease_ttl: float, rate: float) -> tuple[str, str]:
     """SIGKILL one replica of Voxsig agents while messages flow; the row of the table."""
     names = [f"v{i}" for i in range(replicas)]
@@ -107,17 +124,7 @@ def voxsig_takeover(tmp: Path, tenants: int, replicas: int, lease_ttl: float, ra
             poll_until(lambda: _even(cluster, names), 300, "even spread", interval=0.2)
             cluster.emit_round()  # every agent has a resume point
             cluster.wait_all_handed_on(120)
-            with VoxsigLoad(cluster, rate):
-                victims = {k for k, v in cluster.owners().items() if v == names[0]}
-                cluster.procs[names[0]].kill()
-                killed = time.monotonic()
-                poll_until(lambda: not victims & {k for k, v in cluster.owners().items() if v in (names[0], None)},
-                           120, "leases taken over", interval=0.05)  # fmt: skip
-                leased = time.monotonic() - killed
-                poll_until(lambda: _even(cluster, names[1:]), 120, "connections taken over", interval=0.1)
-                connected = time.monotonic() - killed
-                time.sleep(3)
-            entries = cluster.wait_all_handed_on(120)
+            victims, leased, connected, entries = kill_one(cluster, names, VoxsigLoad(cluster, rate))
         finally:
             cluster.stop()
     ids = [e["event_id"] for e in entries]
@@ -167,17 +174,7 @@ def main() -> int:
             cluster.emit_round()  # every tenant gets a resume point
             cluster.wait_all_handed_on(120)
 
-            with Load(cluster, args.rate):
-                victims = {k for k, v in cluster.owners().items() if v == names[0]}
-                cluster.procs[names[0]].kill()
-                killed = time.monotonic()
-                poll_until(lambda: not victims & {k for k, v in cluster.owners().items() if v in (names[0], None)},
-                           120, "leases taken over", interval=0.05)  # fmt: skip
-                leased = time.monotonic() - killed
-                poll_until(lambda: _even(cluster, names[1:]), 120, "connections taken over", interval=0.1)
-                connected = time.monotonic() - killed
-                time.sleep(3)
-            entries = cluster.wait_all_handed_on(120)
+            victims, leased, connected, entries = kill_one(cluster, names, Load(cluster, args.rate))
             ids = [e["event_id"] for e in entries]
             lost = len(set(cluster.emitted) - set(ids))
             dup = len(ids) - len(set(ids))

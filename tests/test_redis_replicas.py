@@ -160,8 +160,8 @@ class Cluster:
 def cluster_factory(redis_server: RedisServer, tmp_path: Path) -> Iterator[Any]:
     made: list[Cluster] = []
 
-    def make(tenants: int, lease_ttl: float) -> Cluster:
-        c = Cluster(redis_server, tenants, lease_ttl, tmp_path)
+    def make(tenants: int, lease_ttl: float, cls: type[Cluster] = Cluster) -> Cluster:
+        c = cls(redis_server, tenants, lease_ttl, tmp_path)
         made.append(c)
         return c
 

@@ -15,8 +15,6 @@ import collections
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,9 +27,9 @@ from realtime_sync.testing.chatwoot import FakeChatwootRestServer  # noqa: E402
 
 from ._replica_worker import VOXSIG_API_TOKEN  # noqa: E402
 from .conftest import T, poll_until  # noqa: E402
-from .servers.harness import RedisServer  # noqa: E402
 from .servers.harness import redis_server as redis_server  # noqa: E402  (the fixture)
 from .test_redis_replicas import Cluster, _even  # noqa: E402
+from .test_redis_replicas import cluster_factory as cluster_factory  # noqa: E402  (the fixture)
 
 
 class _TenantCable(FakeVoxsigServer):
@@ -118,22 +116,8 @@ class Load:
         self.thread.join()
 
 
-@pytest.fixture
-def voxsig_cluster(redis_server: RedisServer, tmp_path: Path) -> Iterator[Any]:
-    made: list[VoxsigCluster] = []
-
-    def make(tenants: int, lease_ttl: float) -> VoxsigCluster:
-        c = VoxsigCluster(redis_server, tenants, lease_ttl, tmp_path)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.stop()
-
-
-def test_a_voxsig_takeover_after_sigkill_catches_up_from_the_stored_point(voxsig_cluster: Any) -> None:
-    cluster: VoxsigCluster = voxsig_cluster(30, T(3.0))
+def test_a_voxsig_takeover_after_sigkill_catches_up_from_the_stored_point(cluster_factory: Any) -> None:
+    cluster: VoxsigCluster = cluster_factory(30, T(3.0), VoxsigCluster)
     for name in ("r0", "r1", "r2"):
         cluster.spawn(name)
     poll_until(lambda: _even(cluster, ["r0", "r1", "r2"]), 60, "30 agents spread 10/10/10, one connection each")
