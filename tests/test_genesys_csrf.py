@@ -208,6 +208,17 @@ def test_csrf_over_auto_uses_the_websocket_which_needs_no_token() -> None:
             assert gws.csrf_issued == [] and posts(gws) == []
 
 
+def test_csrf_over_auto_sends_the_token_once_the_websocket_is_refused(
+    gws: FakeGenesysServer, hub: rs.Hub | None
+) -> None:
+    with running(gws, hub, transport="auto") as (client, rec):
+        gws.chat_state_change("chat-6", "StatusChange")
+        assert rec.wait("chat.status_change").entity_id == "chat-6"
+        assert client.transport == "long-polling"
+        assert len(gws.csrf_issued) == 1
+        assert all(header(r, "X-CSRF-TOKEN") == gws.csrf_issued[0] for r in posts(gws))
+
+
 def test_a_refused_token_request_is_a_credential_refusal() -> None:
     with FakeGenesysServer(websocket=False, csrf=True, basic_auth=(USER, PASSWORD)) as gws:
         client = rs.GenesysChatClient(
