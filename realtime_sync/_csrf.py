@@ -142,12 +142,15 @@ class CsrfToken:
         log.info("HTTP 403 with the CSRF token: fetching a new one")
         return True
 
-    def accepted(self) -> None:
-        """A request went through: a later refusal gets its renewal again."""
-        if self._renewals <= 0:
+    def accepted(self, sent: Mapping[str, str]) -> None:
+        """A request carrying ``sent`` headers went through: if it carried the current token, a
+        later refusal gets its renewal again.  (A late answer on a connection the renewal
+        replaced carries the old token: it proves nothing about the new one.)"""
+        if self._renewals <= 0 and not self._stale and self._value and sent.get(self._name) == self._value:
             with self._lock:
-                self._renewals = 1
-                self._refused = None
+                if not self._stale and sent.get(self._name) == self._value:
+                    self._renewals = 1
+                    self._refused = None
 
     # -- loading -------------------------------------------------------------------------------
 

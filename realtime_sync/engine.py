@@ -1052,9 +1052,9 @@ class Engine(Generic[A]):
             # Every client of a fleet sees a server-initiated drop at once: spread the first retry.
             delay = b.restart_delay(delay)
         if not announced:
-            # Never reported connected: like a failed open, an error (the adapter reported an
-            # auth refusal already) and no "disconnected".
-            if not auth:
+            # Never reported connected: like a failed open, an error (unless the adapter reported
+            # it already, or it is routine) and no "disconnected".
+            if not auth and not (req is not None and req.reported):
                 self._error("connect", reason)
             self._retry_later(delay)
             return

@@ -321,7 +321,7 @@ class LongPollingBase:
         if status == 200:
             self.established = True
             if self.csrf is not None:
-                self.csrf.accepted()
+                self.csrf.accepted(self._headers)
             try:
                 return body.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -135,6 +135,38 @@ def test_a_rotated_token_is_fetched_again_once_and_the_session_goes_on(
         assert not [e for e in rec.events if e.name == "error"]
 
 
+def test_a_token_that_expired_while_disconnected_is_renewed_quietly(gws: FakeGenesysServer) -> None:
+    with running(gws) as (_client, rec):
+        gws.refuse_http(500)  # the node is down a while ...
+        rec.wait("disconnected")
+        rec.wait("error", where=lambda e: "HTTP 500" in e.data.message, timeout=10)
+        gws.rotate_csrf()  # ... and comes back without the HTTP sessions
+        gws.refuse_http(None)
+        gws.wait_until(lambda: len(gws.csrf_issued) == 2, timeout=T(10))
+        rec.wait("connected", count=2, timeout=10)
+        gws.chat_state_change("chat-7", "StatusChange")
+        assert rec.wait("chat.status_change").entity_id == "chat-7"
+        # The cached token's refusal on the new connection's first request is routine: no error.
+        assert [e.data.kind for e in rec.events if e.name == "error" and "500" not in e.data.message] == []
+
+
+def test_a_late_answer_with_the_old_token_does_not_earn_another_renewal() -> None:
+    # A renewal replaces the connection; an answer still arriving on the old one carries the old
+    # token and must not reset the "once".
+    tokens = iter(["token-one-1234", "token-two-5678", "token-three-9012"])
+    csrf = CsrfToken(lambda: next(tokens), "https://gws.example.com")
+    options = rs.ConnectOptions()
+    old = csrf.fetch({}, options, None)
+    assert csrf.refused(old) is True  # the first refusal: renewed
+    new = csrf.fetch({}, options, None)
+    assert new == {"X-CSRF-TOKEN": "token-two-5678"}
+    csrf.accepted(old)  # late, on the replaced connection
+    assert csrf.refused(new) is False  # the renewed token refused too: it stands
+    newer = csrf.fetch({}, options, None)  # the next attempt (after the auth backoff) fetches again
+    csrf.accepted(newer)  # ... and once it works, a later refusal gets its renewal again
+    assert csrf.refused(newer) is True
+
+
 def test_a_refusal_that_stands_after_one_refetch_is_a_credential_refusal(
     gws: FakeGenesysServer, hub: rs.Hub | None
 ) -> None:

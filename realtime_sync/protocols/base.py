@@ -97,8 +97,9 @@ class CloseRequest:
     (``0`` = at once, ``None`` = the policy decides).  ``auth=True`` marks a credential refusal:
     the policy's hard auth backoff applies.  ``server=True`` marks a disconnect the server
     initiated for every client at once (ActionCable ``server_restart``): the first retry gets the
-    policy's ``restart_jitter``.  ``reported``: the adapter emitted the refusal's ``error``
-    (kind ``auth``) itself, so the transport does not report it a second time.
+    policy's ``restart_jitter``.  ``reported``: nothing more to report (the adapter emitted the
+    refusal's ``error`` itself, or the close is routine, such as a renewed CSRF token's), so the
+    transport adds no ``error`` of its own.
     """
 
     reason: str
@@ -349,7 +350,7 @@ class Adapter:
         policy's delay applies).
         """
         if result.renewed:
-            self._request_close(f"{result}: reconnecting with a renewed token", delay=0.0)
+            self._request_close(f"{result}: reconnecting with a renewed token", delay=0.0, reported=True)
         elif result.auth:
             self._error("auth", f"request refused: {result}", now)
             self._request_close(f"credentials refused: {result}", auth=True)
@@ -505,10 +506,13 @@ class Adapter:
         auth: bool = False,
         code: int = 1000,
         server: bool = False,
+        reported: bool = False,
     ) -> None:
         # The first request wins: it names the real cause.
         if self._close is None:
-            reported = auth and any(e.name == "error" and getattr(e.data, "kind", None) == "auth" for e in self._events)
+            reported = reported or (
+                auth and any(e.name == "error" and getattr(e.data, "kind", None) == "auth" for e in self._events)
+            )
             self._close = CloseRequest(reason, reconnect, delay, auth, code, server, reported)
 
     def _subscribed(self, sub: Subscription, now: float) -> None:
