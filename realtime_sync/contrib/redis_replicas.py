@@ -40,8 +40,8 @@ Theory of operation (one coordinator thread per replica, ``realtime_sync-replica
   freeze cannot append for a tenant another replica owns, even for the events it had buffered.
   A frozen replica's sockets stay open until it wakes (nothing runs to close them); on waking,
   its dispatchers refuse every event of a lease past its deadline (``stats.fenced_events``)
-  and the coordinator's first act, before any Redis command, is to give those leases up and
-  close their connections.
+  and the coordinator's first act, before any further Redis command (the deadlines are checked
+  before each round trip), is to give those leases up and close their connections.
 * **Balance.** With *N* tenants and *L* live replicas each replica holds at most ``ceil(N/L)``:
   it releases the excess (closing the connection first, then deleting the lease) and takes free
   tenants up to that bound, its rendezvous-hash favourites first, so that the assignment is
@@ -782,12 +782,17 @@ class ReplicaListener:
             self._stop.wait(max(0.0, self.renew_interval - (time.monotonic() - started)))
 
     def _tick(self, *, join_only: bool) -> None:
+        # The deadlines are checked before each round trip and after the renewals: a replica
+        # frozen (SIGSTOP, a pause) anywhere in a round gives its overdue leases up (and closes
+        # their connections) as soon as it wakes, before any further Redis command.
         self._give_up_overdue()
         members = self._heartbeat(keys=[self.replicas_key], args=[self.replica_id, int(self.heartbeat_ttl * 1000)])
         live = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         with self._lock:
             self._live = live
+        self._give_up_overdue()
         self._renew_all()
+        self._give_up_overdue()
         self._release_stopped()
         self._refresh_tenants()
         if join_only:
