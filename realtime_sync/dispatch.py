@@ -481,7 +481,10 @@ def same_handler(a: Any, b: Any) -> bool:
         return True
     self_a, self_b = getattr(a, "__self__", None), getattr(b, "__self__", None)
     if self_a is not None or self_b is not None:
-        return self_a is self_b and same_handler(getattr(a, "__func__", None), getattr(b, "__func__", None))
+        func_a, func_b = getattr(a, "__func__", None), getattr(b, "__func__", None)
+        # A builtin method (``list.append`` of one list, ``print`` of the builtins module) has no
+        # ``__func__``: ``a == b`` above was the whole comparison.
+        return self_a is self_b and func_a is not None and func_b is not None and same_handler(func_a, func_b)
     qualname = getattr(a, "__qualname__", None)
     return (
         isinstance(qualname, str)

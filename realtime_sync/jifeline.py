@@ -102,18 +102,25 @@ def partner_token_url(cluster: str | int = "001") -> str:
 
 H = TypeVar("H", bound=Handler)
 
+
 class _ChangesOnly:
     """Wraps a handler so it only sees snapshots that changed (``event.changes`` non-empty).
 
     Events without change detection (``changes is None``: lifecycle events, system events)
     pass through.  It compares equal to the handler it wraps, so ``off(handler=h)`` removes the
-    wrapped registration too.
+    wrapped registration too.  It carries the handler's module, qualified name and (for a bound
+    method) ``__self__``/``__func__``, as ``functools.wraps`` would: registering a redefined
+    function again (a notebook cell run again) replaces the earlier registration, exactly as for
+    a plain handler (``dispatch.same_handler``).
     """
-
-    __slots__ = ("handler",)
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
+        self.__module__ = getattr(handler, "__module__", None)  # type: ignore[assignment]
+        self.__qualname__ = getattr(handler, "__qualname__", None)  # type: ignore[assignment]
+        if getattr(handler, "__self__", None) is not None:  # a bound method
+            self.__self__ = handler.__self__  # type: ignore[attr-defined]
+            self.__func__ = getattr(handler, "__func__", None)
 
     def __call__(self, event: Event) -> Any:
         if event.changes is not None and not event.changes:

@@ -186,6 +186,35 @@ def test_changes_only_reports_real_changes_and_no_spurious_change_after_reconnec
     assert len(changed) == 2
 
 
+def test_a_changes_only_handler_redefined_by_a_re_run_cell_is_registered_once(customer, make):
+    """Issue 12 item 6: a notebook cell run again defines a new function object; ``on()`` replaces
+    the earlier registration of the same name (in its place) with changes_only too, and a cell
+    edited from a plain handler to ``changes_only=True`` leaves only the new one."""
+    client = make(JifelineCustomerClient, customer.url)
+    every = Recorder()
+    client.on("ticket.updated", every)  # first: when it has seen a snapshot, the cell's handler has too
+    calls: list[tuple[int, int]] = []
+    namespace: dict[str, Any] = {"__name__": "__main__", "client": client, "calls": calls}
+    cell = """
+@client.on("ticket.updated"{options})
+def on_change(event, run=RUN):
+    calls.append((run, event.data.state))
+"""
+    for run, options in ((1, ""), (2, ", changes_only=True"), (3, ", changes_only=True")):
+        namespace["RUN"] = run
+        exec(compile(cell.format(options=options), "<cell>", "exec"), namespace)
+    client.subscribe_ticket(1)
+    client.start()
+    every.wait(3)  # the first snapshot (a change) and two identical ones
+    customer.update_ticket(1, state=2)
+    eventually(lambda: any(e.data.state == 2 for e in every.snapshot()), what="state 2 seen")
+    every.wait(len(every) + 2)
+    # One registration, the newest definition (run 3), changes only: not run 1's every snapshot,
+    # not each change twice.
+    assert calls == [(3, 1), (3, 2)], calls
+    assert client.off("ticket.updated", namespace["on_change"]) == 1
+
+
 # -- tokens ---------------------------------------------------------------------------------
 
 
@@ -476,19 +505,26 @@ def test_provider_keeps_a_valid_token_when_renewal_fails(rest):
 
 
 def test_partner_client_renews_an_expired_token_on_reconnect(make, partner):
-    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner, token_ttl=1.0) as rest:
-        provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc", refresh_margin=0.5)
+    # The token's lifetime runs on the provider's clock, which the test moves: a real lifetime of
+    # a second ran out on a loaded machine before the handshake that carried it (a third token).
+    now = [0.0]
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner, token_ttl=60.0) as rest:
+        provider = ClientCredentialsTokenProvider(
+            rest.token_url, "cid-1", "client-secret-abc", refresh_margin=0.5, clock=lambda: now[0]
+        )
         client = make(JifelinePartnerClient, partner.url, token=provider)
         errors = Recorder()
         client.on("error", errors)
         client.start()
-        partner.wait_for_connection(1, timeout=5)
+        partner.wait_for_connection(1, timeout=T(10))
         first = rest.issued[0]
-        eventually(lambda: not partner.token_valid(first), timeout=5, what="first token expired")
+        now[0] += 60.0  # expires_in has run out ...
+        partner.revoke_token(first)  # ... and the server refuses the token from now on
         partner.drop_all()
-        partner.wait_for_connection(2, timeout=5)
+        partner.wait_for_connection(2, timeout=T(10))
         auths = [{k.lower(): v for k, v in h.headers.items()}["authorization"] for h in partner.handshakes]
-        assert auths == [f"Bearer {first}", f"Bearer {rest.issued[1]}"]
+        assert auths == [f"Bearer {first}", f"Bearer {rest.issued[1]}"]  # never the expired one
+        assert [h.status for h in partner.handshakes] == [101, 101]
         assert rest.token_requests() == 2 and errors.snapshot() == []
 
 

@@ -142,6 +142,24 @@ def test_on_is_idempotent_for_the_same_handler_pattern_and_entity(echo_server) -
     assert calls == ["run 3", "run 3"]
 
 
+def test_two_builtin_methods_of_one_object_are_two_handlers(echo_server) -> None:
+    # They share ``__self__`` and have no ``__func__``: they once compared "the same" and the
+    # second replaced the first.
+    client = EchoClient(echo_server.url, reconnect=FAST)
+    got: list[Event] = []
+    try:
+        client.on("ping", got.append)
+        client.on("ping", got.append)  # the same one again: still once
+        client.on("ping", got.count)  # harmless, and a different handler
+        rec = Recorder(client)
+        client.start()
+        echo_server.wait_for_connection(timeout=T(5)).send({"event": "ping", "id": 1})
+        rec.wait("ping")
+    finally:
+        client.close()
+    assert [e.name for e in got] == ["ping"]
+
+
 def test_off_still_removes_a_re_registered_handler(echo_server) -> None:
     client = EchoClient(echo_server.url, reconnect=FAST)
     try:
