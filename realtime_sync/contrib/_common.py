@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import signal
@@ -359,12 +360,15 @@ class ProcessLocalClient:
         self._lock = threading.Lock()
 
     def get(self) -> Client:
-        """The started client of this process."""
+        """The started client of this process.  It is closed when the process exits (a web
+        worker stopped or recycled): the server sees a clean close, not a dropped connection."""
         with self._lock:
             client = self._client
             if client is None or self._pid != os.getpid() or client.closed:
                 client = self._factory()
                 client.start()
+                if self._pid != os.getpid():  # once per process (a fork inherits the parent's)
+                    atexit.register(self.close, 5.0)
                 self._client, self._pid = client, os.getpid()
             return client
 
