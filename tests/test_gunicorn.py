@@ -64,9 +64,7 @@ def server() -> Iterator[FakeVoxsigServer]:
         yield s
 
 
-def test_gunicorn_preload_workers_send_without_the_listeners_handlers(
-    server: FakeVoxsigServer, tmp_path: Path
-) -> None:
+def test_gunicorn_preload_workers_send_without_the_listeners_handlers(server: FakeVoxsigServer, tmp_path: Path) -> None:
     store = tmp_path / "stored.jsonl"
     env = _env(server, store)
     listener = subprocess.Popen(
