@@ -9,7 +9,9 @@ Tenant i (``t<i>``) is a Jifeline partner connection with token ``tok-<i>``, sub
 events of type ``t<i>.created``, with gap recovery from the REST fake.  With ``--vendor voxsig``,
 tenant i is the Voxsig agent ``vx-<i>`` (user ``1000+i``, account ``100+i``) with the catch-up
 from the Chatwoot REST fake (access token ``VOXSIG_API_TOKEN``).  Prints ``READY`` once
-started; on SIGTERM it closes (releasing its leases) and prints its stats as one JSON line.
+started (with ``--wait-go``: once built, and starts at the next line on stdin, so that replicas
+whose interpreters start at different speeds start together); on SIGTERM it closes (releasing its
+leases) and prints its stats as one JSON line.
 """
 
 from __future__ import annotations
@@ -77,6 +79,11 @@ def main() -> int:
     parser.add_argument("--replica-id", required=True)
     parser.add_argument("--namespace", default="rt")
     parser.add_argument("--lease-ttl", type=float, default=4.0)
+    parser.add_argument(
+        "--wait-go",
+        action="store_true",
+        help="print READY once built, then start when a line arrives on stdin (replicas started together)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
@@ -94,8 +101,13 @@ def main() -> int:
         lease_ttl=args.lease_ttl,
         replica_id=args.replica_id,
     )
-    listener.start()
-    print("READY", flush=True)
+    if args.wait_go:
+        print("READY", flush=True)
+        sys.stdin.readline()
+        listener.start()
+    else:
+        listener.start()
+        print("READY", flush=True)
     listener.run_forever()
     sink.close(timeout=10)
     print(json.dumps({"replica": attrs.asdict(listener.stats), "sink": attrs.asdict(sink.stats)}), flush=True)
