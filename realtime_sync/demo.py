@@ -525,12 +525,18 @@ def _voxsig(console: Console) -> None:
         server.send_event("account_1", "conversation.status_changed", conversation_payload(42, "resolved"))
         watch.expect("conversation.status_changed", since=mark)
 
+        # The confirmation recorded presence; the client keeps the agent online from then on.
+        mark = watch.mark()
+        console.step("waits for the client's update_presence (sent every presence_interval = 1 s)")
+        server.wait_for_presence("user-token-1", count=1, timeout=10.0)
+        watch.expect("presence.update", since=mark)
+
         mark = watch.mark()
         console.step("sends a frame that is not JSON")
         server.push("{not json")
         watch.expect("error", lambda e: e.data.kind == "bad_frame", since=mark)
         presence = server.presence_count("user-token-1")
-    _summary(console, client, f"; the server saw {presence} presence updates")
+    _summary(console, client, f"; the server saw {presence} update_presence call(s)")
 
 
 def _genesys(console: Console) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -150,6 +151,9 @@ def test_demo_each_vendor_and_all_exit_0_quickly(procs: list[Proc]) -> None:
                 assert text in out, (vendor, text)
         assert "demo finished in" in out
         assert "Traceback" not in out
+    # The agent is kept online: the demo shows an update_presence reaching the server (it once
+    # ended before the first one and printed "the server saw 0 presence updates").
+    assert re.search(r"the server saw [1-9]\d* update_presence call", runs["voxsig"].text), runs["voxsig"].text
     # Aligned columns: the event name starts at the same offset on every event line.
     rows = [line for line in runs["voxsig"].text.splitlines() if line.startswith("   +") and "=" not in line[20:23]]
     assert rows and all(row[21] in " *>!" and row[22] == " " and row[23] != " " for row in rows), rows
