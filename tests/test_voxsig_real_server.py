@@ -22,9 +22,23 @@ from realtime_sync.voxsig import VoxsigClient
 from .conftest import FAST, T
 from .conftest import poll_until as eventually
 from .servers.harness import ActionCableServer, actioncable_available
-from .test_voxsig_client import Recorder
+from .test_voxsig_client import Recorder as _Recorder
 
 AVAILABLE, WHY = actioncable_available()
+
+
+class Recorder(_Recorder):
+    """Waits whose default deadline suits a Rails server: a Ruby process of its own, which a loaded
+    2-core machine starves far longer than the 5 s that in-process fakes get (a deadline for a
+    hang: the wait returns as soon as the event is there)."""
+
+    def wait(self, pred: Callable[[list[Event]], bool], timeout: float = 30.0) -> None:
+        super().wait(pred, timeout)
+
+    def wait_count(self, name: str, count: int = 1, timeout: float = 30.0) -> list[Event]:
+        return super().wait_count(name, count, timeout)
+
+
 pytestmark = pytest.mark.skipif(not AVAILABLE, reason=f"real ActionCable server not installed: {WHY}")
 
 
