@@ -28,7 +28,7 @@ from realtime_sync.testing.chatwoot import FakeChatwootRestServer  # noqa: E402
 from ._replica_worker import VOXSIG_API_TOKEN  # noqa: E402
 from .conftest import T, poll_until  # noqa: E402
 from .servers.harness import redis_server as redis_server  # noqa: E402  (the fixture)
-from .test_redis_replicas import Cluster, _even  # noqa: E402
+from .test_redis_replicas import LEASE_TTL, Cluster, _even  # noqa: E402
 from .test_redis_replicas import cluster_factory as cluster_factory  # noqa: E402  (the fixture)
 
 
@@ -116,10 +116,12 @@ class Load:
         self.thread.join()
 
 
+@pytest.mark.timeout(600)  # three processes and a takeover: on a loaded machine, past the default 120 s
 def test_a_voxsig_takeover_after_sigkill_catches_up_from_the_stored_point(cluster_factory: Any) -> None:
-    cluster: VoxsigCluster = cluster_factory(30, T(3.0), VoxsigCluster)
-    for name in ("r0", "r1", "r2"):
-        cluster.spawn(name)
+    # The library's default lease, and the three replicas started together: with a 3 s lease, or
+    # one replica started before the others, a loaded machine churns leases before the test begins.
+    cluster: VoxsigCluster = cluster_factory(30, LEASE_TTL, VoxsigCluster)
+    cluster.spawn("r0", "r1", "r2")
     poll_until(lambda: _even(cluster, ["r0", "r1", "r2"]), 60, "30 agents spread 10/10/10, one connection each")
     cluster.emit_round()
     cluster.wait_all_handed_on(30)
