@@ -2,6 +2,7 @@
 
     python benchmarks/replicas.py                  # 600 tenants, 3 replicas, lease 10 s (~3 min)
     python benchmarks/replicas.py --quick          # 300 tenants, 3 replicas, lease 4 s (~1 min)
+    python benchmarks/replicas.py --hub-workers 4  # each replica runs its tenants on one Hub(workers=4)
 
 Needs redis-server (``bash .ci/install-servers.sh``) and the test extra.  Everything runs on
 127.0.0.1: a redis-server started here, the fake Jifeline partner websocket + REST servers in this
@@ -11,12 +12,14 @@ system events ``t<i>.created``, gap recovery on).  While events are emitted to r
 ``--rate`` per second, one replica is SIGKILLed, then another is SIGSTOPped for 1.5 leases.
 Then the same SIGKILL with Voxsig agents (``--voxsig-tenants``; the fake Voxsig cable and the fake
 Chatwoot REST API, which keeps every message as Chatwoot does): the new owners catch up from the
-resume point stored in Redis.  Writes the table to ``results_replicas.md`` (unless ``--no-write``).
+resume point stored in Redis.  Then redis-server itself is restarted under load (the broker of
+the leases and of the stream).  The load average (1 min) is sampled throughout.  Writes the table to ``results_replicas.md`` (unless ``--no-write``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import signal
 import sys
@@ -28,6 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
 
 from realtime_sync import Event  # noqa: E402
 from realtime_sync.contrib.sinks import RedisStreamSink, StreamConsumer  # noqa: E402
@@ -43,6 +48,35 @@ def _proc_status(pid: int, field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+class Sampler:
+    """Samples the 1-minute load average and each live replica's thread count on a thread."""
+
+    def __init__(self, cluster: Any = None) -> None:
+        self.cluster = cluster
+        self.loads: list[float] = []
+        self.threads: dict[str, int] = {}
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(1.0):
+            self.loads.append(os.getloadavg()[0])
+            for name, proc in dict(getattr(self.cluster, "procs", {})).items():
+                if proc.poll() is None:
+                    try:
+                        self.threads[name] = max(self.threads.get(name, 0), _proc_status(proc.pid, "Threads"))
+                    except OSError:
+                        pass
+
+    def close(self) -> str:
+        self.stop_event.set()
+        self.thread.join()
+        if not self.loads:
+            return "n/a"
+        return f"{sum(self.loads) / len(self.loads):.1f} mean, {max(self.loads):.1f} peak"
 
 
 class Load:
@@ -113,11 +147,38 @@ def kill_one(cluster: Cluster, names: list[str], load: Any) -> tuple[set[str], f
     return victims, leased, connected, cluster.wait_all_handed_on(120)
 
 
-def voxsig_takeover(tmp: Path, tenants: int, replicas: int, lease_ttl: float, rate: float) -> tuple[str, str]:
+def broker_restart(cluster: Cluster, rate: float, down: float) -> str:
+    """Stop redis-server (SIGTERM; the append-only file keeps what it accepted) for ``down``
+    seconds while events flow, start it again: the result cell."""
+    before = len(cluster.emitted)
+    with Load(cluster, rate):
+        time.sleep(2)
+        cluster.redis_srv.stop()
+        time.sleep(down)
+        cluster.redis_srv.start()
+        time.sleep(5)
+    deadline = time.monotonic() + 180
+    while True:  # the benchmark's own Redis client reconnects on the next command
+        try:
+            entries = cluster.wait_all_handed_on(max(1.0, deadline - time.monotonic()))
+            break
+        except (AssertionError, redis.RedisError) as exc:
+            if time.monotonic() > deadline:
+                missing = set(cluster.emitted) - {e["event_id"] for e in cluster.entries()}
+                return f"{len(cluster.emitted) - before} events: {len(missing)} lost ({exc})"[:300]
+            time.sleep(1)
+    ids = [e["event_id"] for e in entries]
+    return (f"{len(cluster.emitted) - before} events during the step: {len(set(cluster.emitted) - set(ids))} lost, "
+            f"{len(ids) - len(set(ids))} duplicated")  # fmt: skip
+
+
+def voxsig_takeover(
+    tmp: Path, tenants: int, replicas: int, lease_ttl: float, rate: float, hub_workers: int = 0
+) -> tuple[str, str]:
     """SIGKILL one replica of Voxsig agents while messages flow; the row of the table."""
     names = [f"v{i}" for i in range(replicas)]
     with RedisServer(log_dir=tmp) as redis_srv:
-        cluster = VoxsigCluster(redis_srv, tenants, lease_ttl, tmp)
+        cluster = VoxsigCluster(redis_srv, tenants, lease_ttl, tmp, hub_workers)
         try:
             for name in names:
                 cluster.spawn(name)
@@ -144,6 +205,13 @@ def main() -> int:
     parser.add_argument("--lease-ttl", type=float, default=10.0)
     parser.add_argument("--rate", type=float, default=100.0, help="events per second during the faults")
     parser.add_argument("--voxsig-tenants", type=int, default=300)
+    parser.add_argument(
+        "--hub-workers",
+        type=int,
+        default=0,
+        help="run each replica's tenants on one rs.Hub(workers=N) (default: standalone clients)",
+    )
+    parser.add_argument("--broker-down", type=float, default=3.0, help="seconds redis-server stays stopped")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--voxsig-only", action="store_true", help="only the Voxsig takeover (printed, not written)")
     parser.add_argument("--no-write", action="store_true")
@@ -154,11 +222,12 @@ def main() -> int:
     rows: list[tuple[str, str]] = []
     tmp = Path(tempfile.mkdtemp(prefix="rts-bench-replicas-"))
     if args.voxsig_only:
-        row = voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate)
+        row = voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate, args.hub_workers)
         print(f"| scenario | result |\n| --- | --- |\n| {row[0]} | {row[1]} |")
         return 0
     with RedisServer(log_dir=tmp) as redis_srv:
-        cluster = Cluster(redis_srv, args.tenants, args.lease_ttl, tmp)
+        cluster = Cluster(redis_srv, args.tenants, args.lease_ttl, tmp, args.hub_workers)
+        sampler = Sampler(cluster)
         try:
             t0 = time.monotonic()
             for name in names:
@@ -168,7 +237,8 @@ def main() -> int:
             rss = [_proc_status(cluster.procs[n].pid, "VmRSS") / 1024 for n in names]
             threads = [_proc_status(cluster.procs[n].pid, "Threads") for n in names]
             share = args.tenants // args.replicas
-            rows.append((f"{args.replicas} replicas start, {args.tenants} tenants",
+            mode = f"one Hub(workers={args.hub_workers}) per replica" if args.hub_workers else "standalone clients"
+            rows.append((f"{args.replicas} replicas start, {args.tenants} tenants, {mode}",
                          f"{share} each, one connection per tenant, in {spread:.1f} s; "
                          f"{sum(rss) / len(rss):.0f} MiB and {sum(threads) // len(threads)} threads per replica"))  # fmt: skip
             cluster.emit_round()  # every tenant gets a resume point
@@ -198,21 +268,32 @@ def main() -> int:
                 stale = time.monotonic() - resumed
                 time.sleep(2)
             entries = cluster.wait_all_handed_on(120)
+            awake = [n for n in names[1:] if n != frozen]
+            peak = max((sampler.threads.get(n, 0) for n in awake), default=0)
             # Events emitted once it was frozen: it may have received them (its sockets stay open)
             # but must not hand any on (the others own its tenants by the time it wakes).
             stamp = {i for i, t in load.times.items() if t > stopped}
             by_frozen = sum(1 for e in entries if e["lease"] in frozen_leases and e["event_id"] in stamp)
             ids = [e["event_id"] for e in entries]
+            restart = broker_restart(cluster, args.rate, args.broker_down)
             stats = cluster.stop()
             fenced = stats.get(frozen, {}).get("replica", {}).get("fenced_events", "?")
             rows.append((f"SIGSTOP one replica for {args.lease_ttl * 1.5:g} s",
                          f"{len(owned)} tenants re-leased after {taken:.1f} s; on SIGCONT its stale sockets closed in "
                          f"{stale * 1000:.0f} ms; events emitted while it was frozen that it handed on under its old leases: {by_frozen} "
                          f"({fenced} dropped as fenced); {len(set(cluster.emitted) - set(ids))} lost, "
-                         f"{len(ids) - len(set(ids))} duplicated"))  # fmt: skip
+                         f"{len(ids) - len(set(ids))} duplicated; the replica left awake peaked at "
+                         f"{peak} threads"))  # fmt: skip
+            rows.append((f"redis-server stopped for {args.broker_down:g} s and restarted ({args.rate:g} events/s)",
+                         restart))  # fmt: skip
         finally:
             cluster.stop()
-    rows.append(voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate))
+            load_avg = sampler.close()
+    vx_sampler = Sampler()
+    rows.append(voxsig_takeover(tmp, args.voxsig_tenants, args.replicas, args.lease_ttl, args.rate, args.hub_workers))
+    rows.append(
+        ("load average (1 min) of this 2-CPU machine", f"Jifeline steps: {load_avg}; Voxsig step: {vx_sampler.close()}")
+    )
     # The rates without the fsync-per-write of the append-only file the fault scenarios use.
     with RedisServer(log_dir=tmp, appendonly=False) as plain:
         into, out = sink_rates(plain.url, 20_000 if args.quick else 50_000)
@@ -223,6 +304,7 @@ def main() -> int:
     if not args.no_write:
         (Path(__file__).parent / "results_replicas.md").write_text(
             "# Replicas through Redis\n\n`python benchmarks/replicas.py" + (" --quick" if args.quick else "")
+            + (f" --hub-workers {args.hub_workers}" if args.hub_workers else "")
             + "` on this machine:\n\n" + table
         )  # fmt: skip
     return 0

@@ -1,7 +1,7 @@
 """One listener replica, as a process of its own, for the replica tests and benchmarks.
 
     python -m tests._replica_worker --redis URL --partner WS_URL --rest HTTP_URL --tenants 300 \
-        --stream events --replica-id r0 [--lease-ttl 4]
+        --stream events --replica-id r0 [--lease-ttl 4] [--hub-workers 4]
 
     python -m tests._replica_worker --vendor voxsig --redis URL --partner CABLE_URL --rest CHATWOOT_URL ...
 
@@ -23,7 +23,7 @@ import sys
 
 import attrs
 
-from realtime_sync import GapRecovery, ReconnectPolicy, VoxsigCatchUp
+from realtime_sync import GapRecovery, Hub, ReconnectPolicy, VoxsigCatchUp
 from realtime_sync.contrib.redis_replicas import ReplicaListener, Tenant
 from realtime_sync.contrib.sinks import RedisStreamSink
 
@@ -84,6 +84,7 @@ def main() -> int:
         action="store_true",
         help="print READY once built, then start when a line arrives on stdin (replicas started together)",
     )
+    parser.add_argument("--hub-workers", type=int, default=0, help="run the tenants on one Hub(workers=N)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
@@ -93,6 +94,7 @@ def main() -> int:
     )
     sink = RedisStreamSink(args.redis, args.stream, name=args.replica_id)
     make = voxsig_tenants if args.vendor == "voxsig" else tenants
+    hub = Hub(workers=args.hub_workers, name="replica-hub") if args.hub_workers else None
     listener = ReplicaListener(
         make(args.partner, args.rest, args.tenants),
         args.redis,
@@ -100,6 +102,7 @@ def main() -> int:
         namespace=args.namespace,
         lease_ttl=args.lease_ttl,
         replica_id=args.replica_id,
+        hub=hub,
     )
     if args.wait_go:
         print("READY", flush=True)
@@ -110,6 +113,8 @@ def main() -> int:
         print("READY", flush=True)
     listener.run_forever()
     sink.close(timeout=10)
+    if hub is not None:
+        hub.close()
     print(json.dumps({"replica": attrs.asdict(listener.stats), "sink": attrs.asdict(sink.stats)}), flush=True)
     return 0
 

@@ -52,8 +52,9 @@ def _token(conn: Any) -> str | None:
 class Cluster:
     """The fake vendor servers, the replica processes, and what the stream received."""
 
-    def __init__(self, redis_srv: RedisServer, tenants: int, lease_ttl: float, tmp: Path) -> None:
+    def __init__(self, redis_srv: RedisServer, tenants: int, lease_ttl: float, tmp: Path, hub_workers: int = 0) -> None:
         self.redis_srv = redis_srv
+        self.hub_workers = hub_workers
         self.count = tenants
         self.lease_ttl = lease_ttl
         self.tmp = tmp
@@ -83,7 +84,8 @@ class Cluster:
             cmd = [sys.executable, "-m", "tests._replica_worker", "--redis", self.redis_srv.url,
                    *self.worker_args(), "--tenants", str(self.count),
                    "--stream", "events", "--replica-id", replica, "--namespace", NS,
-                   "--lease-ttl", f"{self.lease_ttl:g}", "--wait-go"]  # fmt: skip
+                   "--lease-ttl", f"{self.lease_ttl:g}", "--wait-go",
+                   "--hub-workers", str(self.hub_workers)]  # fmt: skip
             log = open(self.tmp / f"{replica}.log", "w")
             self.procs[replica] = subprocess.Popen(
                 cmd, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
