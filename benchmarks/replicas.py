@@ -275,14 +275,14 @@ def main() -> int:
             stamp = {i for i, t in load.times.items() if t > stopped}
             by_frozen = sum(1 for e in entries if e["lease"] in frozen_leases and e["event_id"] in stamp)
             ids = [e["event_id"] for e in entries]
+            lost, dup = len(set(cluster.emitted) - set(ids)), len(ids) - len(set(ids))
             restart = broker_restart(cluster, args.rate, args.broker_down)
             stats = cluster.stop()
             fenced = stats.get(frozen, {}).get("replica", {}).get("fenced_events", "?")
             rows.append((f"SIGSTOP one replica for {args.lease_ttl * 1.5:g} s",
                          f"{len(owned)} tenants re-leased after {taken:.1f} s; on SIGCONT its stale sockets closed in "
                          f"{stale * 1000:.0f} ms; events emitted while it was frozen that it handed on under its old leases: {by_frozen} "
-                         f"({fenced} dropped as fenced); {len(set(cluster.emitted) - set(ids))} lost, "
-                         f"{len(ids) - len(set(ids))} duplicated; the replica left awake peaked at "
+                         f"({fenced} dropped as fenced); {lost} lost, {dup} duplicated; the replica left awake peaked at "
                          f"{peak} threads"))  # fmt: skip
             rows.append((f"redis-server stopped for {args.broker_down:g} s and restarted ({args.rate:g} events/s)",
                          restart))  # fmt: skip
