@@ -967,6 +967,12 @@ class Engine(Generic[A]):
         conn = self._conn
         assert conn is not None
         now = time.monotonic()
+        due = self._next_deadline()
+        if due is not None and due > now:
+            # Fired early: the deadline moved on since the timer was armed (see _schedule).
+            # Re-arm and nothing else: an idle connection costs one push per deadline.
+            self._schedule(due)
+            return
         deadline = self.adapter.next_deadline()
         if deadline is not None and deadline <= now:
             self.adapter.handle_timer(now)
