@@ -18,7 +18,11 @@ A slow handler holds one worker and delays only its own lane; the other lanes ke
 the remaining workers (with ``workers`` slow lanes at once, everyone waits: size the pool for it).
 
 Bounds: each lane holds at most ``max_queue`` items, those of the batch being delivered included
-(at least one may always wait), and the whole pool at most ``max_total``.
+(at least one may always wait), and the whole pool at most ``max_total``.  Flow control
+(:meth:`Lane.flow_control`): a lane with ``high`` items or more tells its feeder to pause
+(:meth:`Lane.put_many` then leaves ``lane.drain_wanted`` true) and calls its ``on_drained()``
+once a worker has taken it down to ``low``, so a client's reader stops before the bound drops
+anything.
 When either is full the lane's ``overflow`` policy applies, as for a standalone client:
 ``"drop_oldest"`` discards the lane's own oldest waiting item (a busy client sheds its own
 backlog, never another client's), ``"drop_newest"`` the incoming one.  Drops are counted and
@@ -82,10 +86,14 @@ class Lane:
         "_scheduled",
         "_stopping",
         "deliver",
+        "drain_wanted",
         "dropped",
+        "high",
         "items",
+        "low",
         "max_queue",
         "name",
+        "on_drained",
         "on_drop",
         "overflow",
         "stopped",
@@ -115,6 +123,19 @@ class Lane:
         self._stopping = False
         self.stopped = False
         self._on_stopped: Callable[[], Any] | None = None
+        self.high = 0
+        self.low = 0
+        self.on_drained: Callable[[], Any] | None = None
+        self.drain_wanted = False
+
+    def flow_control(self, high: int, low: int, on_drained: Callable[[], Any] | None) -> None:
+        """Pause the feeder at ``high`` items (``drain_wanted`` set by :meth:`put_many`) and call
+        ``on_drained()`` (on a worker, outside the lock) once ``low`` or fewer wait; 0: off."""
+        with self._pool._cond:
+            self.high = max(0, high)
+            self.low = max(0, min(low, high - 1))
+            self.on_drained = on_drained if high > 0 else None
+            self.drain_wanted = False
 
     def put(self, item: Any) -> int:
         """Queue one item; returns how many items were dropped to respect the bounds."""
@@ -260,6 +281,8 @@ class WorkerPool:
                     dropped += 1
                 q.append(item)
                 self._total += 1
+            if lane.high and len(q) + lane._in_flight >= lane.high:
+                lane.drain_wanted = True
             if q and not lane._scheduled:
                 lane._scheduled = True
                 self._ready.append(lane)
@@ -316,6 +339,15 @@ class WorkerPool:
                 lane._running = True
                 lane._runner = me
                 self._busy += 1
+                drained = None
+                if lane.drain_wanted and len(q) <= lane.low:
+                    lane.drain_wanted = False
+                    drained = lane.on_drained
+            if drained is not None:
+                try:
+                    drained()  # the feeder resumes while this batch is delivered
+                except Exception:  # pragma: no cover - the owner's bug
+                    log.exception("on_drained of %s raised", lane.name)
             try:
                 if batch:
                     lane.deliver(batch)

@@ -62,6 +62,8 @@ class Stats:
     """A snapshot of a client's counters (``client.stats``).
 
     ``last_frame_at`` is the wall-clock time of the last frame received, or None.
+    ``reads_paused`` counts the times flow control stopped reading because the handlers were
+    ``high_water`` events behind (see :class:`~realtime_sync.DispatchOptions`).
     """
 
     frames_received: int
@@ -71,6 +73,7 @@ class Stats:
     queue_depth: int
     dropped: int
     last_frame_at: float | None
+    reads_paused: int = 0
 
 
 _CLOSED = object()
@@ -317,7 +320,14 @@ class Client(Generic[A]):
         """Counters: frames received, events dispatched, handler errors, reconnects, queue depth..."""
         e, d = self._engine, self._dispatcher
         return Stats(
-            e.frames_received, d.dispatched, d.handler_errors, e.reconnects, d.depth(), d.dropped, e.last_frame_at
+            e.frames_received,
+            d.dispatched,
+            d.handler_errors,
+            e.reconnects,
+            d.depth(),
+            d.dropped,
+            e.last_frame_at,
+            e.pauses,
         )
 
     @property

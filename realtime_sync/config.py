@@ -315,14 +315,29 @@ class DispatchOptions:
     Callbacks run on one dispatcher thread (``realtime_sync-dispatch``), in the order the events
     were received, never on the transport thread: a slow handler cannot delay a heartbeat.
 
+    **Flow control** (``flow_control=True``, the default) comes first: once ``high_water``
+    events (256) wait for the handlers, the transport stops reading the connection, and resumes
+    when they are down to a quarter of it.  The data waits in the kernel and TCP makes the server
+    wait (as python-websockets' sync client does); nothing is dropped, the pause does not count
+    as a silent connection (no stale or ping-timeout reconnect), and timers (presence,
+    keep-alives) go on.  Memory stays small and the garbage collector does not traverse
+    thousands of queued events again and again.
+
     ``max_queue`` bounds the events waiting for the dispatcher (those being delivered
-    included), ``max_queue_bytes`` their estimated size (default 64 MiB).  When it is full, ``overflow``
-    decides: ``"drop_oldest"`` (default: the newest state wins, which suits snapshot and status
-    feeds) or ``"drop_newest"``.  Every drop is counted in ``stats.dropped`` and reported by an
-    ``error`` event of kind ``"overflow"`` (at most one per second).
+    included), ``max_queue_bytes`` their estimated size (default 64 MiB).  With flow control
+    these bounds only meet what arrives decoded beyond the mark (the rest of one read, lifecycle
+    events, a long-polling batch, a catch-up); with ``flow_control=False`` the client keeps
+    reading whatever the handlers do, and the bounds decide.  When full, ``overflow``
+    decides: ``"drop_oldest"`` (default: the newest state wins) or ``"drop_newest"``.  Every
+    drop is counted in ``stats.dropped`` and reported by an ``error`` event of kind
+    ``"overflow"`` (at most one per second).  For a snapshot or status feed where only the
+    newest state matters, ``flow_control=False`` with a small ``max_queue`` sheds old states
+    instead of making the server wait.
 
     >>> DispatchOptions(max_queue=1000, overflow="drop_newest").overflow
     'drop_newest'
+    >>> DispatchOptions(flow_control=False).high_water
+    256
     """
 
     max_queue: int = attrs.field(
@@ -333,6 +348,24 @@ class DispatchOptions:
     #: Bound of the waiting events in (estimated) bytes too, so a server sending large frames
     #: cannot grow the queue to ``max_queue`` times its frame size.  Same overflow policy.
     max_queue_bytes: int = attrs.field(default=64 * 1024 * 1024)
+    #: Flow control: when ``high_water`` events wait for the handlers, the transport stops
+    #: reading the connection until they are down to a quarter of it, so TCP makes the server
+    #: wait instead of the queue growing (``False``: keep reading and shed events by ``overflow``).
+    flow_control: bool = attrs.field(default=True)
+    high_water: int = attrs.field(
+        default=256,
+        converter=number_converter(integer=True),  # type: ignore[misc]
+    )
+
+    @flow_control.validator
+    def _check_flow_control(self, _attr: attrs.Attribute[Any], value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"flow_control must be True or False, got {value!r}")
+
+    @high_water.validator
+    def _check_high_water(self, _attr: attrs.Attribute[Any], value: int) -> None:
+        if value < 1:
+            raise ConfigurationError(f"high_water must be >= 1, got {value!r}")
 
     @max_queue_bytes.validator
     def _check_max_queue_bytes(self, _attr: attrs.Attribute[Any], value: int) -> None:

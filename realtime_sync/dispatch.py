@@ -20,6 +20,10 @@ an ``error`` event (``ErrorInfo(kind="handler")``); delivery goes on.  An except
 ``realtime_sync`` logger tree or the root logger, and no ``error`` handler of the user's), the
 traceback is printed to stderr, as ``threading.excepthook`` does for a thread of the user's own.
 
+Flow control: :meth:`Dispatcher.put_many` returns True once ``high_water`` events wait (see
+:meth:`Dispatcher.flow_control`); the engine then stops reading the connection, and the
+dispatcher thread calls it back when the queue is down to a quarter of that.
+
 The queue is bounded (``DispatchOptions.max_queue``); when full, ``overflow="drop_oldest"``
 (default) discards the oldest waiting events, ``"drop_newest"`` the incoming ones.  Drops are
 counted in ``stats.dropped`` and reported as an ``error`` event of kind ``"overflow"``
@@ -230,6 +234,12 @@ class Dispatcher:
         self.handler_errors = 0
         self.dropped = 0
         self._reports = OverflowReports(f"max_queue={options.max_queue}", options.overflow, log)
+        # Flow control (see flow_control()): the feeder is told to pause at _high events, and
+        # _on_drained() is called once they are down to _low.
+        self._high = 0
+        self._low = 0
+        self._on_drained: Callable[[], Any] | None = None
+        self._drain_wanted = False
 
     # -- registration (any thread) ---------------------------------------------------------
 
@@ -299,21 +309,37 @@ class Dispatcher:
 
     # -- feeding (transport thread) ----------------------------------------------------------
 
-    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> None:
+    def flow_control(self, high: int, low: int, on_drained: Callable[[], Any]) -> None:
+        """Ask for back-pressure: :meth:`put_many` returns True once ``high`` events wait (those
+        being delivered included), and then ``on_drained()`` is called (once, on the dispatching
+        thread, outside any lock) when no more than ``low`` wait.  ``high=0`` turns it off."""
+        with self._cond:
+            self._high = max(0, high)
+            self._low = max(0, min(low, high - 1))
+            self._on_drained = on_drained if high > 0 else None
+            self._drain_wanted = False
+
+    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> bool:
         """Queue ``events`` (from the transport thread).  ``wire_size``: the length of the
         frames they were decoded from, when known; their ``max_queue_bytes`` weight is then
-        taken from it (shared among the events that carry a frame) rather than estimated."""
+        taken from it (shared among the events that carry a frame) rather than estimated.
+
+        Returns True when the feeder should pause (see :meth:`flow_control`)."""
         events = list(events)
         if not events:
-            return
+            return False
         weights = _weights(events, wire_size)
         with self._cond:
             if self._stopping:
-                return
+                return False
             dropped = self._enqueue(events, weights)
             self._cond.notify()
+            over = self._high > 0 and len(self._queue) + self._in_flight >= self._high
+            if over:
+                self._drain_wanted = True
         if dropped:
             self._reports.count(dropped)  # outside the lock: a logging handler may be slow
+        return over
 
     def _enqueue(self, events: list[Event], weights: list[int]) -> int:
         """Append ``events`` under both bounds (count, with the events being delivered, and
@@ -385,6 +411,12 @@ class Dispatcher:
                 self._queued_bytes -= sum(w for _, w in batch)
                 self._in_flight = len(batch)
                 caught_up = not q
+                drained = None
+                if self._drain_wanted and len(q) <= self._low:
+                    self._drain_wanted = False
+                    drained = self._on_drained
+            if drained is not None:
+                drained()  # the feeder resumes while this batch is delivered
             deliver = self._deliver
             report = self._reports.take(caught_up=caught_up)
             if report is not None:

@@ -39,6 +39,13 @@ wake-up socketpair.  Everything runs as a callback on the loop thread:
                                                │ commands: Call(method, args) on the adapter
     stop() from any thread ─► goodbye frames, disconnect, CLOSED (also when the server says stop)
 
+Flow control: frames are fed to the adapter in slices, and the events of each slice handed
+to the dispatcher; when it holds ``high_water`` events the engine stops reading the connection
+(its reader is removed: the data waits in the kernel and TCP makes the server wait) and keeps
+the frames already read in a backlog; the dispatcher's drain callback (through
+``call_soon_threadsafe``) feeds the backlog and reads again.  Meanwhile no websocket ping is
+sent and the adapter's liveness checks wait (``Adapter.pause_reading``); other timers go on.
+
 After every step it flushes the adapter's frames to the connection and its events to the
 dispatcher, then republishes the :class:`Snapshot` if something visible changed (state,
 subscriptions, last event id, transport).  User threads read only that snapshot and the
@@ -70,7 +77,7 @@ import selectors
 import socket
 import threading
 import time
-from typing import Any, Callable, Generic, Iterable, TypeVar, Union
+from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar, Union
 
 import attrs
 
@@ -379,6 +386,9 @@ class _Stopped(Exception):
 
 _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "waiting", "done"
 
+#: Frames fed to the adapter between two hand-overs to the dispatcher (see _feed_some).
+_SLICE = 64
+
 
 class Engine(Generic[A]):
     """One client's connection lifecycle (see the module docstring).
@@ -445,6 +455,12 @@ class Engine(Generic[A]):
         self._ping_sent: float | None = None
         self._last_error: ErrorInfo | None = None
         self._debug = False
+        #: Flow control: reading is paused while the handlers are behind (the dispatcher said
+        #: so); frames already read and not yet fed wait in _backlog, in order.
+        self._paused = False
+        self._backlog: list[Any] = []
+        self._reader: Callable[[], None] | None = None
+        self.pauses = 0
         self.frames_received = 0
         self.reconnects = 0
         self.last_frame_at: float | None = None
@@ -508,6 +524,11 @@ class Engine(Generic[A]):
             self._own_loop = True
         self._loop = loop
         loop.add_error_handler(self._loop_failed)
+        opts = getattr(self.dispatcher, "options", None)
+        if opts is not None and opts.flow_control:
+            high = min(opts.high_water, opts.max_queue)
+            resume = self._guarded(self._resume_reading)
+            self.dispatcher.flow_control(high, high // 4, lambda: loop.call_soon_threadsafe(resume))
         self.dispatcher.start()
         # The pending events (e.g. an error recorded before start) go out first.
         events = self.adapter.events_received()
@@ -811,7 +832,10 @@ class Engine(Generic[A]):
         if getattr(conn, "established", True):
             self._announce(conn)
         assert self._loop is not None
-        self._loop.add_reader(conn.fileno(), self._guarded_readable(conn))
+        self._paused = False
+        self._backlog = []
+        self._reader = self._guarded_readable(conn)
+        self._loop.add_reader(conn.fileno(), self._reader)
         adapter.connection_made(time.monotonic())
         self._apply_commands()
         self._after_step()
@@ -850,7 +874,9 @@ class Engine(Generic[A]):
                 now = time.monotonic()
                 self.frames_received += len(items)
                 self.last_frame_at = now + adapter.clock_offset
-                self._feed(items, now)
+                if self._feed_some(items, now) and not conn.closed:
+                    self._pause(conn, now)
+                    break
             if conn.closed:
                 self._ended(conn)
                 return
@@ -858,6 +884,76 @@ class Engine(Generic[A]):
             if not conn.pending():
                 break
         self._after_step()
+
+    # -- flow control ----------------------------------------------------------------------
+    #
+    # The handlers run on another thread; a feed faster than they are would grow the queue
+    # without bound (and every queued event is a few objects that the garbage collector
+    # traverses again and again).  So, as python-websockets' sync client does, the I/O side
+    # stops reading a connection whose dispatcher holds ``high_water`` events and resumes once
+    # they are down to a quarter: the data waits in the kernel and TCP makes the server wait.
+    # Frames are fed in slices of _SLICE with a hand-over after each, so one 256 KiB read
+    # (hundreds of frames) does not overshoot the mark.  While paused, silence proves nothing:
+    # the engine sends no ping and the adapter suspends its liveness checks
+    # (Adapter.pause_reading); other timers (presence, keep-alive) go on.
+
+    def _feed_some(self, items: Sequence[Any], now: float) -> bool:
+        """Feed ``items`` and hand their events over, slice by slice; True if the dispatcher
+        asked to pause (the items not fed yet are then kept in ``_backlog``)."""
+        n = len(items)
+        if n <= _SLICE:
+            self._feed(items, now)
+            return self._hand_over()
+        for i in range(0, n, _SLICE):
+            self._feed(items[i : i + _SLICE], now)
+            if self._hand_over():
+                self._backlog = list(items[i + _SLICE :])
+                return True
+        return False
+
+    def _hand_over(self) -> bool:
+        # A handler reads a snapshot at least as new as the events it gets (see _flush).
+        return self._deliver_events(publish=True)
+
+    def _pause(self, conn: Connection, now: float) -> None:
+        if self._paused:
+            return
+        self._paused = True
+        self.pauses += 1
+        assert self._loop is not None
+        self._loop.remove_reader(conn.fileno())
+        self.adapter.pause_reading(now)
+
+    def _resume_reading(self) -> None:
+        """The handlers caught up (called through the loop): feed the backlog, then read again."""
+        conn = self._conn
+        if not self._paused or conn is None or self._phase != _SERVING:
+            return
+        now = time.monotonic()
+        backlog, self._backlog = self._backlog, []
+        if backlog and self._feed_some(backlog, now):
+            self._after_step()  # still paused: the rest waits for the next drain
+            return
+        self._paused = False
+        self.adapter.resume_reading(now)
+        self._ping_sent = None
+        conn.last_activity = max(conn.last_activity, now)  # no ping is owed for the paused time
+        assert self._loop is not None and self._reader is not None
+        self._loop.add_reader(conn.fileno(), self._reader)
+        if conn.pending():
+            self._on_readable(conn)  # TLS bytes already decrypted: the selector will not say so
+            return
+        self._after_step()
+
+    def _unpause(self) -> None:
+        """The connection ends: the frames already read go to the adapter first, in order
+        (as they would have without the pause)."""
+        backlog, self._backlog = self._backlog, []
+        if backlog:
+            self._feed(backlog, time.monotonic())
+        if self._paused:
+            self._paused = False
+            self.adapter.resume_reading(time.monotonic())
 
     def _feed(self, items: Iterable[Any], now: float) -> None:
         receive = self.adapter.receive_text
@@ -883,13 +979,17 @@ class Engine(Generic[A]):
             else:  # pragma: no cover - a connection bug
                 self._error("internal", f"connection returned {type(item).__name__}")
 
-    def _deliver_events(self) -> None:
+    def _deliver_events(self, *, publish: bool = False) -> bool:
+        """Hand the adapter's events to the dispatcher; True if it asks the feed to pause."""
         events = self.adapter.events_received()
         fed, self._fed_chars = self._fed_chars, 0
         if events:
+            if publish:
+                self._publish()
             # The size of the frames the events came from, for ``max_queue_bytes``: known here,
             # so the dispatcher need not re-encode or walk every event.
-            self.dispatcher.put_many(events, wire_size=fed if fed > 0 else None)
+            return bool(self.dispatcher.put_many(events, wire_size=fed if fed > 0 else None))
+        return False
 
     def _flush(self) -> bool:
         """Write the adapter's frames; False if writing failed (the connection was ended)."""
@@ -925,7 +1025,7 @@ class Engine(Generic[A]):
         deadline = self.adapter.next_deadline()
         conn = self._conn
         interval = None if self.adapter.has_heartbeat else self.options.connect.ping_interval
-        if interval and conn is not None:
+        if interval and conn is not None and not self._paused:
             if self._ping_sent is not None and conn.last_activity > self._ping_sent:
                 self._ping_sent = None
             if self._ping_sent is None:
@@ -977,7 +1077,7 @@ class Engine(Generic[A]):
         if deadline is not None and deadline <= now:
             self.adapter.handle_timer(now)
         interval = None if self.adapter.has_heartbeat else self.options.connect.ping_interval
-        if interval:
+        if interval and not self._paused:
             if self._ping_sent is not None and conn.last_activity > self._ping_sent:
                 self._ping_sent = None
             if self._ping_sent is None:
@@ -1002,6 +1102,7 @@ class Engine(Generic[A]):
         """The connection ended under us.  The server often sends its reason (ActionCable
         ``disconnect``) in the same read as the close: the adapter's request names the real
         cause and says whether to come back."""
+        self._unpause()
         req = self.adapter.close_request()
         failure = getattr(conn, "failure", None)
         if failure is not None:
@@ -1021,6 +1122,7 @@ class Engine(Generic[A]):
         server: bool = False,
     ) -> None:
         """Close the current connection and decide: reconnect (when) or finish."""
+        self._unpause()
         conn = self._conn
         now = time.monotonic()
         if not lost_reported:
@@ -1089,6 +1191,9 @@ class Engine(Generic[A]):
         if self._phase == _DONE:
             return
         conn = self._conn
+        # Frames read but not fed yet (reading was paused) are dropped like unread data.
+        self._backlog = []
+        self._paused = False
         if self._phase == _SERVING and conn is not None:
             now = time.monotonic()
             self._apply_commands()

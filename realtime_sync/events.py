@@ -307,6 +307,17 @@ def _public_str(value: str) -> str:
     return out
 
 
+def public_text(value: str) -> str:
+    """``value`` with every registered secret replaced by ``***`` (cached: for strings that
+    recur in every frame, such as an ActionCable identifier).
+
+    >>> public_text('{"channel":"RoomChannel","pubsub_token":"abc"}')
+    '{"channel":"RoomChannel","pubsub_token":"***"}'
+    """
+    _check_cache()
+    return _public_str(value)
+
+
 def public_subscription(sub: Subscription) -> Subscription:
     """``sub`` as events show it: the same subscription unless its key holds a secret (an
     ActionCable identifier carries the pubsub token), then a copy with the secret replaced by

@@ -188,8 +188,14 @@ class LaneDispatcher(Dispatcher):
 
     # -- feeding (loop thread) -------------------------------------------------------------
 
-    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> None:
-        self._lane.put_many(events)
+    def flow_control(self, high: int, low: int, on_drained: Callable[[], Any]) -> None:
+        self._lane.flow_control(high, low, on_drained)
+
+    def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> bool:
+        lane = self._lane
+        lane.put_many(events)
+        # Set under the pool's lock by that put; cleared (with on_drained called) by a worker.
+        return lane.drain_wanted
 
     def _on_drop(self, n: int) -> None:
         self.dropped += n

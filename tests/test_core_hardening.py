@@ -365,7 +365,8 @@ def test_every_drop_is_named_in_an_overflow_report_that_arrives(echo_server, mak
 
     hub = rs.Hub(workers=1, handshake_workers=1, name="t-overflow") if on_hub else None
     try:
-        client = make_client(echo_server.url, max_queue=3, overflow=overflow, hub=hub)
+        # flow_control=False: the client keeps reading and sheds by the overflow policy.
+        client = make_client(echo_server.url, max_queue=3, overflow=overflow, hub=hub, flow_control=False)
         release, entered = threading.Event(), threading.Event()
         client.on("block", lambda e: (entered.set(), release.wait(T(10))))
         reports: list[str] = []

@@ -208,7 +208,8 @@ def test_handler_exceptions_are_isolated(echo_server, make_client, caplog):
 
 
 def test_overflow_drops_oldest_and_reports(echo_server, make_client):
-    client = make_client(echo_server.url, max_queue=10)
+    # Without flow control the client keeps reading and sheds the oldest events.
+    client = make_client(echo_server.url, max_queue=10, flow_control=False)
     release = threading.Event()
     entered = threading.Event()
     seen = []

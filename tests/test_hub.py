@@ -325,7 +325,7 @@ def test_a_server_restart_storm_is_bounded_and_spread(server: FakeVoxsigServer) 
 
 def test_a_client_queue_on_the_hub_keeps_its_bound_and_overflow_policy(server: FakeVoxsigServer) -> None:
     hub = rs.Hub(workers=1, handshake_workers=1, name="t-bound")
-    client = voxsig(hub, server, 3, max_queue=10, overflow="drop_newest")
+    client = voxsig(hub, server, 3, max_queue=10, overflow="drop_newest", flow_control=False)
     release, blocked = threading.Event(), threading.Event()
     ids: list[int] = []
     overflow: list[rs.ErrorInfo] = []

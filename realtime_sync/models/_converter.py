@@ -218,6 +218,9 @@ def _mapping(v: Any, t: Any) -> Any:
     raise TypeError(f"expected an object, got {_type_name(v)} {v!r:.40}")
 
 
+_mapping.exact_types = frozenset((dict,))  # type: ignore[attr-defined]  # a dict comes back as is
+
+
 def _is_tuple(t: Any) -> bool:
     return typing.get_origin(t) is tuple
 
@@ -349,7 +352,7 @@ def _generate(
             # ``Model | None``: None passes; anything else goes straight to the model's hook.
             t = next(x for x in typing.get_args(t) if x is not type(None))
             hook = converter.get_structure_hook(t)
-            exact = frozenset((type(None),))
+            exact = frozenset((type(None),)) | getattr(hook, "exact_types", frozenset())
         else:
             exact = frozenset()
         ns[f"_h{i}"], ns[f"_t{i}"], ns[f"_e{i}"] = hook, t, exact

@@ -45,9 +45,10 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from .._json import dumps, loads
+from .. import _redact
+from .._json import MAX_DEPTH, dumps, loads
 from .._redact import redact
-from ..events import Subscription
+from ..events import Subscription, public_subscription, public_text
 from ..exceptions import AuthenticationError, ConfigurationError, ProtocolError, RemoteError
 from .base import BAD, Adapter, ConnectRequest, SubState, _SubEntry
 
@@ -185,6 +186,10 @@ class ActionCableAdapter(Adapter):
         self._last_frame: float | None = None
         # Subscribe frames sent on this connection and not answered yet (the guarantee timer).
         self._awaiting: dict[Subscription, _SubEntry] = {}
+        # identifier string -> (subscription, its public copy, the public identifier): every
+        # broadcast names its identifier; valid while the subscriptions and the secrets are.
+        self._routes: dict[str, tuple[Subscription, Subscription, str]] = {}
+        self._routes_for: tuple[int, tuple[str, ...]] = (-1, ())
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -289,8 +294,20 @@ class ActionCableAdapter(Adapter):
     def receive_text(self, text: str, now: float) -> None:
         # Any frame, even one we cannot use, proves the connection is alive.
         self._last_frame = now
-        msg = self._decode(text, now)
+        # The hot path: most frames are broadcasts, valid and shallow.  Anything else (invalid
+        # JSON, a frame that may nest deeper than MAX_DEPTH) takes _decode(), which reports it.
+        msg: Any = BAD
+        if text.count("{") + text.count("[") <= MAX_DEPTH:
+            try:
+                msg = loads(text)
+            except Exception:
+                pass
         if msg is BAD:
+            msg = self._decode(text, now)
+            if msg is BAD:
+                return
+        if type(msg) is dict and "type" not in msg and "message" in msg:
+            self._on_broadcast(msg, text, now)
             return
         if not isinstance(msg, dict):
             self._bad_frame(f"expected a JSON object, got {type(msg).__name__}", text, now, raw=msg)
@@ -365,14 +382,40 @@ class ActionCableAdapter(Adapter):
         self._error("auth" if auth else "server", message, now, frame=text, exc=exc, raw=msg)
         self._request_close(reason, reconnect=False, auth=auth)
 
+    def _route(self, ident: Any) -> tuple[Subscription, Subscription, str] | None:
+        """The subscription a frame's identifier names (cached by the identifier string)."""
+        valid = (self.subscriptions.version, _redact._by_length)
+        if self._routes_for != valid:
+            self._routes.clear()
+            self._routes_for = valid
+        route = self._routes.get(ident) if type(ident) is str else None
+        if route is None and type(ident) is str:
+            sub = Subscription(KIND, ident)
+            if sub in self.subscriptions:
+                route = self._routes[ident] = (sub, public_subscription(sub), public_text(ident))
+        return route
+
     def _on_broadcast(self, msg: dict[str, Any], text: str, now: float) -> None:
-        sub = self._sub_for(msg, text, now)
-        if sub is None:
+        route = self._route(msg.get("identifier"))
+        if route is None:
+            self._sub_for(msg, text, now)  # reports a bad identifier, logs an unknown one
             return
+        sub, public_sub, public_ident = route
+        message = msg["message"]
+        if len(msg) == 2 and type(message) is dict:
+            # The frame is the event's raw: the identifier (it carries the pubsub token) is
+            # replaced by its public copy in place, so no copy of the frame is made for
+            # ``event.raw`` (the frame is ours alone, just decoded).
+            msg["identifier"] = public_ident
+            self._public_raw = msg
+            self._public_sub = (sub, public_sub)
         try:
-            self.decode_broadcast(sub, msg["message"], now, raw=msg, text=text)
+            self.decode_broadcast(sub, message, now, raw=msg, text=text)
         except Exception as exc:  # a decoder bug must not kill the transport thread
             self._bad_frame(f"broadcast could not be decoded: {exc!r}", text, now, raw=msg, exc=exc)
+        finally:
+            self._public_raw = None
+            self._public_sub = (None, None)
 
     def decode_broadcast(self, sub: Subscription, message: Any, now: float, *, raw: Any, text: str) -> None:
         """Turn one broadcast into events (override in vendor subclasses).
@@ -391,8 +434,23 @@ class ActionCableAdapter(Adapter):
 
     # -- timers ----------------------------------------------------------------------------
 
+    def resume_reading(self, now: float) -> None:
+        # Frames were waiting the whole time: the silence clock and the confirmation clocks
+        # restart (a confirmation may have been among the unread frames).
+        paused = self.paused_for(now)
+        super().resume_reading(now)
+        if self._last_frame is not None:
+            self._last_frame = max(self._last_frame, now)
+        for entry in self._awaiting.values():
+            if entry.sent_at is not None:
+                entry.sent_at += paused
+            if entry.first_sent_at is not None:
+                entry.first_sent_at += paused
+
     def next_deadline(self) -> float | None:
         deadline: float | None = None
+        if self.paused_at is not None:
+            return None  # liveness and confirmation checks wait until reading resumes
         if self.connected and self.stale_after is not None and self._last_frame is not None:
             deadline = self._last_frame + self.stale_after
         for entry in self._awaiting.values():
@@ -407,7 +465,7 @@ class ActionCableAdapter(Adapter):
         return min(sent + self.retry_interval, first + self.confirm_timeout)
 
     def handle_timer(self, now: float) -> None:
-        if not self.connected:
+        if not self.connected or self.paused_at is not None:
             return
         if self.stale_after is not None and self._last_frame is not None and now - self._last_frame >= self.stale_after:
             log.warning("no frame for %.1f s: the connection is stale, replacing it", now - self._last_frame)

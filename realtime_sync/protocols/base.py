@@ -16,6 +16,9 @@ ActionCable, Bayeux).  It owns no socket, no thread and no clock.  The transport
     adapter.handle_timer(now)             heartbeats, presence, stale detection, retries
     <user calls client.subscribe(...)>
     adapter.<intent>(..., now)            records desired state, emits frames when connected
+    <the handlers fall behind>
+    adapter.pause_reading(now)            flow control: frames wait unread; silence proves
+    adapter.resume_reading(now)           nothing until reading resumes (liveness suspended)
     <close() requested>
     adapter.start_closing(now)            goodbye frames (e.g. Bayeux /meta/disconnect)
     <socket lost>
@@ -293,6 +296,12 @@ class Adapter:
         #: The subprotocol the server selected: set by the transport before connection_made().
         self.subprotocol: str | None = None
         self.subscriptions = SubscriptionRegistry()
+        #: When the transport stopped reading (flow control: the handlers are behind), else None.
+        self.paused_at: float | None = None
+        # Set by a subclass around the decoding of one frame: that frame (as a dict) is already
+        # redacted, and the public copy of the last subscription seen (see _emit).
+        self._public_raw: Any = None
+        self._public_sub: tuple[Subscription | None, Subscription | None] = (None, None)
         #: The client's one backoff (the engine lends its own; a bare adapter has a default
         #: one): in-session retries count on it, so they and reconnects share their counters.
         self.backoff = SharedBackoff(self.default_backoff_policy())
@@ -319,7 +328,24 @@ class Adapter:
     def connection_lost(self, now: float, reason: str = "") -> None:
         """The websocket is gone (for any reason).  Keep desired state; drop the rest."""
         self.connected = False
+        self.paused_at = None
         self.subscriptions.reset()
+
+    def pause_reading(self, now: float) -> None:
+        """Flow control: the transport stopped reading (the handlers are behind), so frames
+        wait unread in the kernel and a silence proves nothing.  Adapters with liveness checks
+        (stale detection, reply deadlines) suspend them until :meth:`resume_reading`; other
+        timers (presence, keep-alives) go on."""
+        self.paused_at = now
+
+    def resume_reading(self, now: float) -> None:
+        """The transport reads again: liveness clocks restart from ``now`` (override to shift
+        deadlines by :meth:`paused_for`)."""
+        self.paused_at = None
+
+    def paused_for(self, now: float) -> float:
+        """How long reading has been paused (0.0 when it is not)."""
+        return 0.0 if self.paused_at is None else max(0.0, now - self.paused_at)
 
     def receive_text(self, text: str, now: float) -> None:
         """Process one text frame."""
@@ -401,12 +427,13 @@ class Adapter:
         # Events leave the library: they carry redacted copies of the frame and the subscription
         # (an ActionCable identifier holds the pubsub token), never the originals.
         if subscription is not None:
-            subscription = public_subscription(subscription)
+            known, public = self._public_sub
+            subscription = public if subscription is known else public_subscription(subscription)
         event = Event(
             name,
             data,
             entity_id,
-            public_raw(raw),
+            raw if raw is self._public_raw else public_raw(raw),
             now + self.clock_offset,
             subscription,
             changes,

@@ -457,18 +457,28 @@ class BayeuxAdapter(Adapter):
         self._next_connect_at = None
         self._next_handshake_at = None
 
+    def resume_reading(self, now: float) -> None:
+        # A reply may have been among the unread frames: the reply deadlines move on by the
+        # time reading was paused.
+        paused = self.paused_for(now)
+        super().resume_reading(now)
+        for req in self._requests.values():
+            if req.deadline is not None:
+                req.deadline += paused
+
     def next_deadline(self) -> float | None:
         best: float | None = None
         for t in (self._next_connect_at, self._next_handshake_at):
             if t is not None and (best is None or t < best):
                 best = t
-        for req in self._requests.values():
-            if req.deadline is not None and (best is None or req.deadline < best):
-                best = req.deadline
+        if self.paused_at is None:  # reply deadlines wait while reading is paused
+            for req in self._requests.values():
+                if req.deadline is not None and (best is None or req.deadline < best):
+                    best = req.deadline
         return best
 
     def handle_timer(self, now: float) -> None:
-        for rid, req in list(self._requests.items()):
+        for rid, req in list(self._requests.items()) if self.paused_at is None else ():
             if req.deadline is not None and req.deadline <= now:
                 waited = now - req.sent_at
                 self._requests.pop(rid, None)

@@ -83,7 +83,7 @@ from ..models.voxsig import (
     NotificationEvent,
     Presence,
     TypingEvent,
-    decode_payload,
+    payload_decoder,
 )
 from .actioncable import KIND, ActionCableAdapter, serialize_identifier
 from .base import ConnectRequest, SubState
@@ -162,6 +162,9 @@ EVENT_TYPES: dict[str, _Spec] = {
     "account.cache_invalidated": (CacheInvalidated, _account_id),
     "copilot.message.created": (CopilotMessage, _copilot_thread_id),
 }
+
+#: Model class -> its payload decoder (hooks looked up once).
+_decoders: dict[type, Callable[[Any], tuple[Any, str | None]]] = {}
 
 #: The default seconds between ``update_presence`` calls: Chatwoot keeps an agent online 20 s.
 PRESENCE_INTERVAL = 15.0
@@ -549,7 +552,12 @@ class VoxsigAdapter(ActionCableAdapter):
     def _deliver(
         self, sub: Subscription, name: str, data: Any, now: float, *, raw: Any, text: Any, recovered: bool
     ) -> None:
-        account = _read_account(data.get("account_id")) if isinstance(data, dict) else None
+        if type(data) is dict:
+            account = data.get("account_id")
+            if type(account) is not int:
+                account = _read_account(account)
+        else:
+            account = None
         if self.filter_accounts and account is not None and account != self._account:
             # Chatwoot's dashboard drops these too (isAValidEvent): the stream is the user's.
             self.dropped_other_accounts += 1
@@ -562,7 +570,10 @@ class VoxsigAdapter(ActionCableAdapter):
             self._emit_decoded(name, now, data, None, raw=raw, subscription=sub, account_id=account)
             return
         cls, entity = spec
-        model, problem = decode_payload(data, cls)
+        decoder = _decoders.get(cls)
+        if decoder is None:
+            decoder = _decoders[cls] = payload_decoder(cls)
+        model, problem = decoder(data)
         if (
             self.catch_up_hook is not None  # without catch-up, nothing is delivered twice
             and name == "message.created"
@@ -575,6 +586,18 @@ class VoxsigAdapter(ActionCableAdapter):
         entity_id = entity(model) if isinstance(model, cls) else None
         if self.all_accounts and entity_id is not None:
             entity_id = (account, entity_id)
+        if problem is None:  # the usual case, without _emit_decoded's detour
+            self._emit(
+                name,
+                now,
+                model,
+                entity_id=entity_id,
+                raw=raw,
+                subscription=sub,
+                account_id=account,
+                recovered=recovered,
+            )
+            return
         self._emit_decoded(
             name,
             now,

@@ -1,0 +1,217 @@
+"""Flow control: a client whose handlers fall behind stops reading, and TCP makes the server wait.
+
+Over the wire (a raw-socket ActionCable server on 127.0.0.1 writing as fast as its socket takes
+it): while a handler is stuck, the client's dispatcher holds ``high_water`` events, the client
+stops reading, and the server's socket backs up (its sends would block); nothing is lost, the
+silence is not taken for a dead connection (no stale reconnect, although the gap is longer than
+``stale_after``), the other timers go on (presence), and once the handler returns the client
+reads again and every event arrives, in order.  Standalone and on a hub.
+"""
+
+from __future__ import annotations
+
+import json
+import select
+import socket
+import threading
+import time
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.protocols.bayeux import BayeuxAdapter
+from realtime_sync.protocols.voxsig import room_identifier
+
+from ._rawws import RawConnection, RawServer, server_frame
+from .conftest import FAST, T, poll_until
+
+TOKEN = "tok-flow-control"
+N = 1500
+CONTENT = "x" * 16_000  # 16 KB a message: N of them overflow the kernel's buffers on loopback
+
+
+class Blaster:
+    """Writes ``frames`` to the client as fast as the socket takes them, never blocking: it
+    records when a send would block (the client is not reading) and when it finished."""
+
+    def __init__(self, conn: RawConnection, frames: bytes) -> None:
+        self.sock = conn.sock
+        self.data = frames
+        self.sent = 0
+        self.blocked_since: float | None = None  # the socket is full right now, since then
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="realtime_sync-test-blaster", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        view = memoryview(self.data)
+        try:
+            while self.sent < len(view):
+                try:
+                    n = self.sock.send(view[self.sent : self.sent + 65536], socket.MSG_DONTWAIT)
+                except BlockingIOError:
+                    if self.blocked_since is None:
+                        self.blocked_since = time.monotonic()
+                    select.select([], [self.sock], [], 0.05)
+                    continue
+                self.sent += n
+                self.blocked_since = None
+        except OSError:
+            return
+        self.done.set()
+
+
+def _broadcasts(ident: str, start: int, n: int) -> bytes:
+    return b"".join(
+        server_frame(
+            1,
+            json.dumps(
+                {
+                    "identifier": ident,
+                    "message": {
+                        "event": "message.created",
+                        "data": {"id": i, "content": CONTENT, "conversation_id": 5, "account_id": 1},
+                    },
+                }
+            ).encode(),
+        )
+        for i in range(start, start + n)
+    )
+
+
+def _presences(conn: RawConnection) -> int:
+    return sum("update_presence" in t for t in conn.texts())
+
+
+@pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
+def test_a_stuck_handler_pauses_reading_and_the_server_waits_nothing_lost(on_hub: bool) -> None:
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-flow") if on_hub else None
+    gate, entered = threading.Event(), threading.Event()
+    ids: list[int] = []
+    lifecycle: list[str] = []
+
+    def on_message(event: rs.Event) -> None:
+        if not ids:
+            entered.set()
+            gate.wait(T(30))
+        ids.append(event.data.id)
+
+    with RawServer() as server:
+        client = rs.VoxsigClient(
+            server.url,
+            TOKEN,
+            account_id=1,
+            user_id=7,
+            presence_interval=0.3,
+            stale_after=0.6,
+            high_water=8,
+            reconnect=FAST,
+            hub=hub,
+            name=f"flow-{'hub' if on_hub else 'alone'}",
+        )
+        client.on("message.created", on_message)
+        client.on("disconnected", lambda e: lifecycle.append("disconnected"))
+        client.on("reconnecting", lambda e: lifecycle.append("reconnecting"))
+        try:
+            client.start()
+            conn = server.wait_for_connection(timeout=T(5))
+            ident = room_identifier(TOKEN, 1, 7)
+            conn.send_text('{"type":"welcome"}')
+            conn.wait_text('"subscribe"')
+            conn.send_text(json.dumps({"identifier": ident, "type": "confirm_subscription"}))
+            poll_until(lambda: client.stats.events_dispatched >= 1, 5, "subscribed delivered")
+            blaster = Blaster(conn, _broadcasts(ident, 0, N))
+            assert entered.wait(T(10))
+
+            # The handler is stuck: the client stops reading and the server's socket backs up.
+            poll_until(lambda: blaster.blocked_since is not None, 20, "the server's sends blocking")
+            assert client.stats.reads_paused >= 1
+            assert client.stats.queue_depth <= 8 + 64  # high_water, plus at most one slice
+            # Time passes (longer than stale_after) and the timers go on: presence is still sent.
+            before = _presences(conn)
+            poll_until(lambda: _presences(conn) >= before + 3, 10, "presence updates while paused")
+            assert blaster.blocked_since is not None and not blaster.done.is_set()
+            assert client.state is rs.State.CONNECTED and lifecycle == []  # no stale reconnect
+
+            # The handler returns: the client reads again, the server finishes, nothing is lost.
+            gate.set()
+            assert blaster.done.wait(T(60)), f"the server sent {blaster.sent} of {len(blaster.data)} bytes"
+            poll_until(lambda: len(ids) >= N, 60, "every event delivered")
+            assert ids == list(range(N))
+            assert client.stats.dropped == 0 and lifecycle == [] and len(server.connections) == 1
+
+            # And the pause really ended: a later broadcast arrives at once.
+            conn.send_raw(_broadcasts(ident, N, 1))
+            poll_until(lambda: len(ids) == N + 1, 10, "a broadcast after the pause")
+        finally:
+            gate.set()
+            client.close(timeout=T(10))
+            if hub is not None:
+                assert hub.close(T(10))
+
+
+def test_without_flow_control_the_client_keeps_reading_and_sheds_by_the_overflow_policy() -> None:
+    gate, entered = threading.Event(), threading.Event()
+    ids: list[int] = []
+
+    def on_message(event: rs.Event) -> None:
+        if not ids:
+            entered.set()
+            gate.wait(T(30))
+        ids.append(event.data.id)
+
+    with RawServer() as server:
+        client = rs.VoxsigClient(
+            server.url, TOKEN, account_id=1, user_id=7, max_queue=10, flow_control=False, reconnect=FAST
+        )
+        client.on("message.created", on_message)
+        try:
+            client.start()
+            conn = server.wait_for_connection(timeout=T(5))
+            ident = room_identifier(TOKEN, 1, 7)
+            conn.send_text('{"type":"welcome"}')
+            conn.wait_text('"subscribe"')
+            conn.send_text(json.dumps({"identifier": ident, "type": "confirm_subscription"}))
+            blaster = Blaster(conn, _broadcasts(ident, 0, 300))
+            assert entered.wait(T(10))
+            # The server is never made to wait: the client reads everything and drops the oldest.
+            assert blaster.done.wait(T(30))
+            poll_until(lambda: client.stats.frames_received >= 302, 20, "every frame read")
+            gate.set()
+            poll_until(lambda: client.stats.queue_depth == 0 and ids and ids[-1] == 299, 20, "the newest delivered")
+            assert client.stats.dropped > 0 and client.stats.reads_paused == 0
+        finally:
+            gate.set()
+            client.close(timeout=T(10))
+
+
+def test_bayeux_reply_deadlines_wait_while_reading_is_paused() -> None:
+    a = BayeuxAdapter()
+    a.connection_made(0.0)
+    a.data_to_send()
+    deadline = a.next_deadline()
+    assert deadline is not None  # the handshake's reply deadline
+    a.pause_reading(1.0)
+    assert a.next_deadline() is None or a.next_deadline() != deadline
+    a.handle_timer(deadline + 100.0)  # no reply for a long time, but unread frames may hold it
+    assert a.close_request() is None
+    a.resume_reading(51.0)  # paused for 50 s: the deadline moves on by as much
+    assert a.next_deadline() == pytest.approx(deadline + 50.0)
+    a.handle_timer(deadline + 50.0 + 0.001)
+    assert a.close_request() is not None  # and is enforced again afterwards
+
+
+def test_actioncable_stale_detection_waits_while_reading_is_paused() -> None:
+    from realtime_sync.protocols.actioncable import ActionCableAdapter
+
+    a = ActionCableAdapter(stale_after=6.0)
+    a.connection_made(0.0)
+    a.receive_text('{"type":"welcome"}', 0.0)
+    assert a.next_deadline() == 6.0
+    a.pause_reading(1.0)
+    a.handle_timer(60.0)
+    assert a.close_request() is None  # a minute of silence while paused is not staleness
+    a.resume_reading(60.0)
+    assert a.next_deadline() == 66.0  # the silence clock restarts when reading resumes
+    a.handle_timer(66.0)
+    assert a.close_request() is not None
