@@ -40,6 +40,7 @@ from __future__ import annotations
 import collections
 import fnmatch
 import logging
+import operator
 import sys
 import threading
 import time
@@ -142,13 +143,19 @@ def _weight(event: Event) -> int:
     return 64 + _size(raw, 4)
 
 
+_raw_of = operator.attrgetter("raw")
+
+
 def _weights(events: list[Event], wire_size: int | None) -> list[int]:
     """The weights of a batch: from ``wire_size`` when the transport knows it, else estimated."""
     if wire_size:
-        framed = sum(1 for e in events if e.raw is not None)
+        raws = list(map(_raw_of, events))
+        framed = len(raws) - raws.count(None)
         if framed:
             share = 64 + max(1, wire_size // framed)
-            return [64 if e.raw is None else share for e in events]
+            if framed == len(raws):
+                return [share] * framed
+            return [64 if r is None else share for r in raws]
     return [_weight(e) for e in events]
 
 
@@ -220,7 +227,8 @@ class Dispatcher:
         self.log = log
         self.name = name
         self._cond = threading.Condition(threading.Lock())
-        self._queue: collections.deque[tuple[Event, int]] = collections.deque()  # (event, weight)
+        self._queue: collections.deque[Event] = collections.deque()
+        self._weights: collections.deque[int] = collections.deque()  # the queued events' weights
         self._queued_bytes = 0
         self._regs: list[_Registration] = []
         self._by_key: dict[tuple[str, str | None, bool], list[_Registration]] = {}
@@ -345,14 +353,21 @@ class Dispatcher:
         """Append ``events`` under both bounds (count, with the events being delivered, and
         estimated bytes) and the overflow policy; returns how many were dropped.  Called with
         the lock held."""
-        q = self._queue
+        q, wq = self._queue, self._weights
         limit = max(1, self.options.max_queue - self._in_flight)
         max_bytes = self.options.max_queue_bytes
+        total = sum(weights)
+        if len(q) + len(events) <= limit and self._queued_bytes + total <= max_bytes:
+            q.extend(events)  # everything fits: the usual case
+            wq.extend(weights)
+            self._queued_bytes += total
+            return 0
         dropped = 0
         if self.options.overflow == "drop_newest":
             for event, w in zip(events, weights, strict=True):
                 if len(q) < limit and (self._queued_bytes + w <= max_bytes or not q):
-                    q.append((event, w))
+                    q.append(event)
+                    wq.append(w)
                     self._queued_bytes += w
                 else:
                     dropped += 1
@@ -363,11 +378,12 @@ class Dispatcher:
                 dropped += len(events) - limit
                 events = events[len(events) - limit :]
                 weights = weights[len(weights) - limit :]
-            for event, w in zip(events, weights, strict=True):
-                q.append((event, w))
-                self._queued_bytes += w
+            q.extend(events)
+            wq.extend(weights)
+            self._queued_bytes += sum(weights)
             while len(q) > 1 and (len(q) > limit or self._queued_bytes > max_bytes):
-                self._queued_bytes -= q.popleft()[1]
+                q.popleft()
+                self._queued_bytes -= wq.popleft()
                 dropped += 1
         self.dropped += dropped
         return dropped
@@ -406,10 +422,11 @@ class Dispatcher:
                     return
                 # A bounded batch, counted in the bound while delivered: taking the whole queue
                 # let another max_queue events wait behind it (twice the bound).
-                q = self._queue
-                batch = [q.popleft() for _ in range(min(len(q), _BATCH))]
-                self._queued_bytes -= sum(w for _, w in batch)
-                self._in_flight = len(batch)
+                q, wq = self._queue, self._weights
+                k = min(len(q), _BATCH)
+                batch = [q.popleft() for _ in range(k)]
+                self._queued_bytes -= sum([wq.popleft() for _ in range(k)])
+                self._in_flight = k
                 caught_up = not q
                 drained = None
                 if self._drain_wanted and len(q) <= self._low:
@@ -421,7 +438,7 @@ class Dispatcher:
             report = self._reports.take(caught_up=caught_up)
             if report is not None:
                 deliver(report)
-            for event, _w in batch:
+            for event in batch:
                 deliver(event)
                 self._in_flight -= 1
 
@@ -487,6 +504,7 @@ class Dispatcher:
             self._stopping = True
             if not drain:
                 self._queue.clear()
+                self._weights.clear()
                 self._queued_bytes = 0
             self._cond.notify_all()
         t = self._thread
@@ -496,6 +514,7 @@ class Dispatcher:
         if t.is_alive():
             with self._cond:
                 self._queue.clear()
+                self._weights.clear()
                 self._queued_bytes = 0
             return False
         return True

@@ -838,6 +838,12 @@ class Engine(Generic[A]):
         self._loop.add_reader(conn.fileno(), self._reader)
         adapter.connection_made(time.monotonic())
         self._apply_commands()
+        if conn.pending():
+            # TLS: frames that came with the 101 response may already sit decrypted in the TLS
+            # layer, where the selector cannot see them: read them now, not at the next
+            # readable event (a server that says welcome and waits would wait for good).
+            self._on_readable(conn)
+            return
         self._after_step()
 
     def _announce(self, conn: Connection) -> None:
@@ -958,10 +964,10 @@ class Engine(Generic[A]):
     def _feed(self, items: Iterable[Any], now: float) -> None:
         receive = self.adapter.receive_text
         debug = self._debug
+        chars = 0
         for item in items:
             if type(item) is str:
-                if self._fed_chars >= 0:
-                    self._fed_chars += len(item)
+                chars += len(item)
                 if debug:
                     self.log.debug("< %s", truncate(item))
                 try:
@@ -978,6 +984,8 @@ class Engine(Generic[A]):
                 self.adapter.http_result(item, now)
             else:  # pragma: no cover - a connection bug
                 self._error("internal", f"connection returned {type(item).__name__}")
+        if self._fed_chars >= 0:  # -1: an HTTP result was fed, the weights are estimated
+            self._fed_chars += chars
 
     def _deliver_events(self, *, publish: bool = False) -> bool:
         """Hand the adapter's events to the dispatcher; True if it asks the feed to pause."""

@@ -384,10 +384,10 @@ class ActionCableAdapter(Adapter):
 
     def _route(self, ident: Any) -> tuple[Subscription, Subscription, str] | None:
         """The subscription a frame's identifier names (cached by the identifier string)."""
-        valid = (self.subscriptions.version, _redact._by_length)
-        if self._routes_for != valid:
+        version, secrets = self._routes_for
+        if version != self.subscriptions.version or secrets is not _redact._by_length:
             self._routes.clear()
-            self._routes_for = valid
+            self._routes_for = (self.subscriptions.version, _redact._by_length)
         route = self._routes.get(ident) if type(ident) is str else None
         if route is None and type(ident) is str:
             sub = Subscription(KIND, ident)

@@ -415,7 +415,6 @@ class Adapter:
         name: str,
         now: float,
         data: Any = None,
-        *,
         entity_id: Any = None,
         raw: Any = None,
         subscription: Subscription | None = None,

@@ -163,8 +163,9 @@ EVENT_TYPES: dict[str, _Spec] = {
     "copilot.message.created": (CopilotMessage, _copilot_thread_id),
 }
 
-#: Model class -> its payload decoder (hooks looked up once).
-_decoders: dict[type, Callable[[Any], tuple[Any, str | None]]] = {}
+#: Event name -> (model class, entity id getter, payload decoder): EVENT_TYPES with each
+#: class's hooks looked up once, filled as names are seen.
+_specs: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any], tuple[Any, str | None]]]] = {}
 
 #: The default seconds between ``update_presence`` calls: Chatwoot keeps an agent online 20 s.
 PRESENCE_INTERVAL = 15.0
@@ -535,6 +536,11 @@ class VoxsigAdapter(ActionCableAdapter):
     # -- broadcasts ------------------------------------------------------------------------
 
     def decode_broadcast(self, sub: Subscription, message: Any, now: float, *, raw: Any, text: str) -> None:
+        if type(message) is dict and not self.recovering:  # the hot path
+            name = message.get("event")
+            if type(name) is str and name:
+                self._deliver(sub, name, message.get("data"), now, raw=raw, text=text, recovered=False)
+                return
         if not isinstance(message, dict):
             self._bad_frame(f"broadcast message must be an object, got {type(message).__name__}", text, now, raw=raw)
             return
@@ -565,14 +571,14 @@ class VoxsigAdapter(ActionCableAdapter):
             return
         if account is None:
             account = self._account
-        spec = EVENT_TYPES.get(name)
+        spec = _specs.get(name)
         if spec is None:
-            self._emit_decoded(name, now, data, None, raw=raw, subscription=sub, account_id=account)
-            return
-        cls, entity = spec
-        decoder = _decoders.get(cls)
-        if decoder is None:
-            decoder = _decoders[cls] = payload_decoder(cls)
+            known = EVENT_TYPES.get(name)
+            if known is None:
+                self._emit_decoded(name, now, data, None, raw=raw, subscription=sub, account_id=account)
+                return
+            spec = _specs[name] = (*known, payload_decoder(known[0]))
+        cls, entity, decoder = spec
         model, problem = decoder(data)
         if (
             self.catch_up_hook is not None  # without catch-up, nothing is delivered twice
@@ -587,16 +593,7 @@ class VoxsigAdapter(ActionCableAdapter):
         if self.all_accounts and entity_id is not None:
             entity_id = (account, entity_id)
         if problem is None:  # the usual case, without _emit_decoded's detour
-            self._emit(
-                name,
-                now,
-                model,
-                entity_id=entity_id,
-                raw=raw,
-                subscription=sub,
-                account_id=account,
-                recovered=recovered,
-            )
+            self._emit(name, now, model, entity_id, raw, sub, None, None, account, recovered)
             return
         self._emit_decoded(
             name,
