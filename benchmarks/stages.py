@@ -79,8 +79,8 @@ def each(fn: Callable[[Any], Any], items: list[Any]) -> Callable[[], None]:
     return run
 
 
-decode_message = mv.payload_decoder(mv.Message)
-model = decode_message(datas[0])[0]
+message_hook = mv.structure_hook(mv.Message)
+model = message_hook(datas[0], mv.Message)
 client = rs.VoxsigClient("ws://127.0.0.1:1/cable", _server.TOKEN, account_id=1, user_id=7)
 adapter: Any = client._engine.adapter  # type: ignore[attr-defined]
 now = time.monotonic()
@@ -102,7 +102,7 @@ res = {
     "websocket frames -> str, realtime_sync codec": best(codec),
     "websocket frames -> str, python-websockets Protocol": best(pyws_parse),
     f"JSON decode ({_json.CODEC})": best(each(_json.loads, texts)),
-    "Message model (with Contact sender), generated hook": best(each(decode_message, datas)),
+    "Message model (with Contact sender), generated hook": best(each(lambda d: message_hook(d, mv.Message), datas)),
     "Event construction": best(
         each(lambda d: Event("message.created", model, 5, d, 1.0, None, None, None, 1, False), dicts)
     ),

@@ -145,6 +145,7 @@ def test_a_frame_cut_in_the_middle_then_silence_is_detected(echo_server, make_cl
 
 
 def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client):
+    # With flow control on (the default), a read larger than the queue still meets max_queue.
     client = make_client(echo_server.url, max_queue=5)
     release, entered = threading.Event(), threading.Event()
     client.on("block", lambda e: (entered.set(), release.wait(T(10))))
@@ -168,7 +169,8 @@ def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client
 
 
 def test_the_overflow_report_counts_drops_and_respects_max_queue(echo_server, make_client):
-    client = make_client(echo_server.url, max_queue=3, overflow="drop_newest")
+    # flow_control=False: the client keeps reading the ten frames and sheds by the policy.
+    client = make_client(echo_server.url, max_queue=3, overflow="drop_newest", flow_control=False)
     release, entered = threading.Event(), threading.Event()
     client.on("block", lambda e: (entered.set(), release.wait(T(10))))
     errors: list[rs.ErrorInfo] = []

@@ -52,7 +52,7 @@ __all__ = [
     "User",
     "as_datetime",
     "decode_payload",
-    "payload_decoder",
+    "structure_hook",
     "structure_payload",
 ]
 
@@ -458,24 +458,14 @@ def structure_payload(data: Any, cls: type[Any]) -> Any:
     return structure(_converter, {} if data is None else data, cls)
 
 
-def payload_decoder(cls: type[T]) -> Callable[[Any], tuple[T | Any, str | None]]:
-    """:func:`decode_payload` for one class, with the hook looked up once (the hot path).
+def structure_hook(cls: type[T]) -> Callable[[Any, Any], T]:
+    """The structure hook of ``cls``, looked up once (the hot path): ``hook(data, cls)`` raises
+    on a payload that does not fit (then :func:`decode_payload` says what did not).
 
-    >>> decoder = payload_decoder(Message)
-    >>> decoder({"id": 5, "content": "hi"})[0].content
+    >>> structure_hook(Message)({"id": 5, "content": "hi"}, Message).content
     'hi'
     """
-    hook = _converter.get_structure_hook(cls)
-
-    def decode_one(data: Any) -> tuple[Any, str | None]:
-        if type(data) is dict:
-            try:
-                return hook(data, cls), None
-            except Exception:
-                pass  # decode() says what did not fit
-        return decode(_converter, data, cls)
-
-    return decode_one
+    return _converter.get_structure_hook(cls)  # type: ignore[no-any-return]
 
 
 def decode_payload(data: Any, cls: type[Any]) -> tuple[Any, str | None]:

@@ -396,7 +396,12 @@ class ActionCableAdapter(Adapter):
         return route
 
     def _on_broadcast(self, msg: dict[str, Any], text: str, now: float) -> None:
-        route = self._route(msg.get("identifier"))
+        ident = msg.get("identifier")
+        version, secrets = self._routes_for
+        if version == self.subscriptions.version and secrets is _redact._by_length and type(ident) is str:
+            route = self._routes.get(ident) or self._route(ident)
+        else:
+            route = self._route(ident)
         if route is None:
             self._sub_for(msg, text, now)  # reports a bad identifier, logs an unknown one
             return

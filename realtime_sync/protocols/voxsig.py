@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 from collections import OrderedDict
 from typing import Any, Callable, Union
 
@@ -83,7 +84,8 @@ from ..models.voxsig import (
     NotificationEvent,
     Presence,
     TypingEvent,
-    payload_decoder,
+    decode_payload,
+    structure_hook,
 )
 from .actioncable import KIND, ActionCableAdapter, serialize_identifier
 from .base import ConnectRequest, SubState
@@ -102,20 +104,17 @@ log = logging.getLogger("realtime_sync.voxsig")
 _Spec = tuple[type, Callable[[Any], Any]]
 
 
-def _conversation_id(c: Conversation) -> Any:
-    return c.id
+_conversation_id: Callable[[Conversation], Any] = operator.attrgetter("id")
 
 
-def _message_conversation_id(m: Message) -> Any:
-    return m.conversation_id
+_message_conversation_id: Callable[[Message], Any] = operator.attrgetter("conversation_id")
 
 
 def _typing_conversation_id(t: TypingEvent) -> Any:
     return None if t.conversation is None else t.conversation.id
 
 
-def _contact_id(c: Contact) -> Any:
-    return c.id
+_contact_id: Callable[[Contact], Any] = operator.attrgetter("id")
 
 
 def _notification_id(n: NotificationEvent) -> Any:
@@ -165,7 +164,7 @@ EVENT_TYPES: dict[str, _Spec] = {
 
 #: Event name -> (model class, entity id getter, payload decoder): EVENT_TYPES with each
 #: class's hooks looked up once, filled as names are seen.
-_specs: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any], tuple[Any, str | None]]]] = {}
+_specs: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any, Any], Any]]] = {}
 
 #: The default seconds between ``update_presence`` calls: Chatwoot keeps an agent online 20 s.
 PRESENCE_INTERVAL = 15.0
@@ -577,9 +576,16 @@ class VoxsigAdapter(ActionCableAdapter):
             if known is None:
                 self._emit_decoded(name, now, data, None, raw=raw, subscription=sub, account_id=account)
                 return
-            spec = _specs[name] = (*known, payload_decoder(known[0]))
-        cls, entity, decoder = spec
-        model, problem = decoder(data)
+            spec = _specs[name] = (*known, structure_hook(known[0]))
+        cls, entity, hook = spec
+        problem = None
+        if type(data) is dict:
+            try:
+                model = hook(data, cls)
+            except Exception:  # decode_payload() says what did not fit
+                model, problem = decode_payload(data, cls)
+        else:
+            model, problem = decode_payload(data, cls)
         if (
             self.catch_up_hook is not None  # without catch-up, nothing is delivered twice
             and name == "message.created"
