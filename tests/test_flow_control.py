@@ -95,6 +95,21 @@ def _broadcasts(ident: str, start: int, n: int) -> bytes:
     )
 
 
+class StuckHandler:
+    """A ``message.created`` handler stuck on its first event until ``gate`` is set; records
+    the message ids it was given."""
+
+    def __init__(self) -> None:
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.ids: list[int] = []
+
+    def __call__(self, event: rs.Event) -> None:
+        if not self.ids:
+            self.entered.set()
+            self.gate.wait(T(30))
+        self.ids.append(event.data.id)
+
+
 def _presences(conn: RawConnection) -> int:
     return sum("update_presence" in t for t in conn.texts())
 
@@ -102,15 +117,9 @@ def _presences(conn: RawConnection) -> int:
 @pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
 def test_a_stuck_handler_pauses_reading_and_the_server_waits_nothing_lost(on_hub: bool) -> None:
     hub = rs.Hub(workers=1, handshake_workers=1, name="t-flow") if on_hub else None
-    gate, entered = threading.Event(), threading.Event()
-    ids: list[int] = []
+    handler = StuckHandler()
+    gate, entered, ids, on_message = handler.gate, handler.entered, handler.ids, handler
     lifecycle: list[str] = []
-
-    def on_message(event: rs.Event) -> None:
-        if not ids:
-            entered.set()
-            gate.wait(T(30))
-        ids.append(event.data.id)
 
     with RawServer() as server:
         client = rs.VoxsigClient(
@@ -164,14 +173,8 @@ def test_a_stuck_handler_pauses_reading_and_the_server_waits_nothing_lost(on_hub
 
 
 def test_without_flow_control_the_client_keeps_reading_and_sheds_by_the_overflow_policy() -> None:
-    gate, entered = threading.Event(), threading.Event()
-    ids: list[int] = []
-
-    def on_message(event: rs.Event) -> None:
-        if not ids:
-            entered.set()
-            gate.wait(T(30))
-        ids.append(event.data.id)
+    handler = StuckHandler()
+    gate, entered, ids, on_message = handler.gate, handler.entered, handler.ids, handler
 
     with RawServer() as server:
         client = rs.VoxsigClient(
