@@ -27,6 +27,7 @@ Only the transport thread calls into a connection (``open``, ``receive``, ``send
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import ipaddress
 import logging
@@ -34,7 +35,7 @@ import os
 import socket
 import ssl
 import time
-from typing import Union
+from typing import Any, Union
 from urllib.parse import urlsplit
 
 import attrs
@@ -49,7 +50,7 @@ from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConfigurationError, ConnectError, ProtocolError
 from .protocols.base import ConnectRequest, truncate
 
-__all__ = ["FrameError", "WebSocketConnection"]
+__all__ = ["FrameError", "Handshake", "WebSocketConnection"]
 
 log = logging.getLogger("realtime_sync.transport")
 
@@ -166,10 +167,7 @@ def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
             take = len(data)
         else:
             data = sock.recv(16384, socket.MSG_PEEK)
-            take = len(data)
-            end = (buf[start:] + data).find(b"\r\n\r\n")
-            if end >= 0:
-                take = end + start + 4 - len(buf)
+            take = _peek_take(data, buf, start)
             data = sock.recv(take) if take else b""
         if not data:
             raise ConnectionError("the server closed the connection during the handshake")
@@ -179,6 +177,17 @@ def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
             break
         if len(buf) > MAX_HANDSHAKE_HEAD:
             raise _HandshakeFailed(f"response head larger than {MAX_HANDSHAKE_HEAD} bytes")
+    return _parse_head(buf, end)
+
+
+def _peek_take(data: bytes, buf: bytearray, start: int) -> int:
+    """How many of the peeked ``data`` bytes belong to the head (up to its blank line)."""
+    end = (buf[start:] + data).find(b"\r\n\r\n")
+    return len(data) if end < 0 else end + start + 4 - len(buf)
+
+
+def _parse_head(buf: bytearray, end: int) -> _Response:
+    """The status line and headers of a response head ending (blank line) at ``end``."""
     if end > MAX_HANDSHAKE_HEAD:
         raise _HandshakeFailed(f"response head larger than {MAX_HANDSHAKE_HEAD} bytes")
     lines = bytes(buf[:end]).decode("latin-1").split("\r\n")
@@ -261,6 +270,64 @@ def _refuse_https_proxy(proxy: dict[str, object], host: str, secure: bool, optio
     )
 
 
+def _connect_error(exc: BaseException, url: str, timeout: float | None) -> ConnectError:
+    """The :class:`ConnectError` an opening handshake that raised ``exc`` reports (secrets
+    redacted); anything unexpected is re-raised."""
+    url = redact(url)
+    if isinstance(exc, _Refused):
+        return exc.error
+    if isinstance(exc, _HandshakeFailed):
+        return ConnectError(f"handshake with {url} failed: {exc}")
+    if isinstance(exc, TimeoutError):
+        return ConnectError(f"cannot connect to {url}: handshake timed out (connect_timeout={timeout}s)")
+    if isinstance(exc, (OSError, websocket.WebSocketException, ValueError)):
+        return ConnectError(f"cannot connect to {url}: {redact(f'{type(exc).__name__}: {exc}')}")
+    raise exc
+
+
+@attrs.frozen
+class _Target:
+    host: str
+    port: int
+    secure: bool
+    resource: str
+
+
+def _target(url: str) -> _Target:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss") or not parts.hostname:
+        raise _Refused(ConnectError(f"not a websocket URL: {redact(url)} (use ws:// or wss://)"))
+    secure = scheme == "wss"
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return _Target(parts.hostname, parts.port or (443 if secure else 80), secure, resource)
+
+
+def _upgrade_request(request: ConnectRequest, target: _Target) -> tuple[str, bytes]:
+    """The key and the bytes of the HTTP upgrade request (RFC 6455 4.1)."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    host = target.host
+    hostport = f"[{host}]" if ":" in host else host
+    if target.port != (443 if target.secure else 80):
+        hostport += f":{target.port}"
+    lines = [
+        f"GET {target.resource} HTTP/1.1",
+        f"Host: {hostport}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+    ]
+    if request.origin:
+        lines.append(f"Origin: {request.origin}")
+    if request.subprotocols:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(request.subprotocols)}")
+    lines += [f"{k}: {v}" for k, v in request.headers.items()]
+    if request.cookies:
+        lines.append(f"Cookie: {request.cookies}")
+    return key, ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
 class WebSocketConnection:
     """One websocket connection attempt (see the module docstring).
 
@@ -302,23 +369,20 @@ class WebSocketConnection:
         """
         timeout = options.connect_timeout or None
         deadline = None if timeout is None else time.monotonic() + timeout
-        url = redact(request.url)
         error: ConnectError | None = None
         try:
             self._open(request, options, deadline)
-        except _Refused as exc:
-            error = exc.error
-        except _HandshakeFailed as exc:
-            error = ConnectError(f"handshake with {url} failed: {exc}")
-        except TimeoutError:
-            error = ConnectError(f"cannot connect to {url}: handshake timed out (connect_timeout={timeout}s)")
-        except (OSError, websocket.WebSocketException, ValueError) as exc:
-            error = ConnectError(f"cannot connect to {url}: {redact(f'{type(exc).__name__}: {exc}')}")
+        except Exception as exc:
+            error = _connect_error(exc, request.url, timeout)
         if error is not None:
             # Raised here, outside the except blocks: the ConnectError has no __context__ holding
             # websocket-client's exception (which may carry the response headers).
             self._drop_socket()
             raise error
+        self._ready(options)
+
+    def _ready(self, options: ConnectOptions) -> None:
+        """The handshake succeeded: set the socket up for the I/O loop."""
         sock = self._sock
         assert sock is not None
         # Reads happen only when select() (or pending()) says data is there; the timeout bounds
@@ -333,15 +397,9 @@ class WebSocketConnection:
 
     def _open(self, request: ConnectRequest, options: ConnectOptions, deadline: float | None) -> None:
         url = request.url
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("ws", "wss") or not parts.hostname:
-            raise _Refused(ConnectError(f"not a websocket URL: {redact(url)} (use ws:// or wss://)"))
-        host = parts.hostname
-        port = parts.port or (443 if scheme == "wss" else 80)
-        resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        target = _target(url)
         proxy = _proxy_kwargs(options, url)
-        _refuse_https_proxy(proxy, host, scheme == "wss", options)
+        _refuse_https_proxy(proxy, target.host, target.secure, options)
         # websocket-client's socket layer: DNS, TCP, HTTP CONNECT or SOCKS, TLS.  Each blocking
         # step there is bounded by the time left (CPython bounds a whole TLS handshake by the
         # socket timeout); from the upgrade on, every read gets only what remains.
@@ -349,32 +407,30 @@ class WebSocketConnection:
         sock_opt.timeout = _remaining(deadline)
         sock, _ = ws_http.connect(url, sock_opt, ws_http.proxy_info(**proxy), None)
         self._sock = sock  # visible to abort() from now on
-        key = base64.b64encode(os.urandom(16)).decode()
-        hostport = f"[{host}]" if ":" in host else host
-        if port != (443 if scheme == "wss" else 80):
-            hostport += f":{port}"
-        lines = [
-            f"GET {resource} HTTP/1.1",
-            f"Host: {hostport}",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            f"Sec-WebSocket-Key: {key}",
-            "Sec-WebSocket-Version: 13",
-        ]
-        if request.origin:
-            lines.append(f"Origin: {request.origin}")
-        if request.subprotocols:
-            lines.append(f"Sec-WebSocket-Protocol: {', '.join(request.subprotocols)}")
-        lines += [f"{k}: {v}" for k, v in request.headers.items()]
-        if request.cookies:
-            lines.append(f"Cookie: {request.cookies}")
+        key, head = _upgrade_request(request, target)
         sock.settimeout(_remaining(deadline))
-        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        sock.sendall(head)
         response = _read_head(sock, deadline)
         self.set_cookies = response.set_cookies
         if response.status != 101:
             _drain_body(sock, response.headers, deadline)
         self.subprotocol = self._check_response(response, request, key)
+
+    def begin_open(self, request: ConnectRequest, options: ConnectOptions) -> Handshake | None:
+        """The opening handshake as a non-blocking :class:`Handshake` for an I/O loop to drive
+        (a hub opens thousands of connections this way without a thread each), or None when it
+        needs the blocking :meth:`open` (``wss://``: TLS; a proxy in the way; a bad URL)."""
+        try:
+            target = _target(request.url)
+            if target.secure:
+                return None
+            proxy = ws_http.proxy_info(**_proxy_kwargs(options, request.url))
+            via = get_proxy_info(target.host, False, proxy.proxy_host, proxy.proxy_port, proxy.auth, proxy.no_proxy)
+        except Exception:
+            return None  # open() reports it
+        if via[0] is not None:
+            return None
+        return Handshake(self, request, options, target)
 
     def _check_response(self, response: _Response, request: ConnectRequest, key: str) -> str | None:
         url = redact(request.url)
@@ -573,6 +629,158 @@ class WebSocketConnection:
         if not self.closed:
             self.closed = True
             self.close_reason = reason
+
+
+class Handshake:
+    """One opening handshake (RFC 6455 4.1) on a non-blocking socket, for an I/O loop to drive.
+
+    The same request, response checks and errors as :meth:`WebSocketConnection.open`, without
+    a thread: the loop calls :meth:`start`, then :meth:`step` each time :meth:`fileno` is ready
+    for :attr:`want_write` (writable) or reading, until ``step()`` returns True (the connection is
+    open) or raises :class:`ConnectError`; at :attr:`deadline` it calls :meth:`timed_out`.  A
+    hostname is resolved first by :meth:`resolve` (``needs_resolve``), which blocks: the loop runs
+    it on a worker thread.  Only ``ws://`` without a proxy (see :meth:`WebSocketConnection.
+    begin_open`).
+
+    >>> conn = WebSocketConnection()
+    >>> hs = conn.begin_open(ConnectRequest("ws://127.0.0.1:9/cable"), ConnectOptions())
+    >>> hs.needs_resolve, hs.want_write
+    (False, True)
+    """
+
+    def __init__(self, conn: WebSocketConnection, request: ConnectRequest, options: ConnectOptions, target: _Target):
+        self.conn = conn
+        self._request = request
+        self._options = options
+        self._target = target
+        self._timeout = options.connect_timeout or None
+        self._key, self._out = _upgrade_request(request, target)
+        self._buf = bytearray()
+        self._connecting = True
+        self._addr: tuple[int, Any] | None = None
+        try:
+            ip = ipaddress.ip_address(target.host)
+            family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+            self._addr = (family, (target.host, target.port))
+        except ValueError:
+            pass
+        #: True until the data for :meth:`step` is to be read (the socket is connecting or the
+        #: request is not all written).
+        self.want_write = True
+        #: The monotonic time after which the handshake has failed (None: no connect_timeout).
+        self.deadline: float | None = None
+
+    @property
+    def needs_resolve(self) -> bool:
+        return self._addr is None
+
+    def resolve(self) -> None:
+        """Look the host name up (blocks: DNS)."""
+        try:
+            infos = socket.getaddrinfo(self._target.host, self._target.port, 0, socket.SOCK_STREAM)
+        except Exception as exc:
+            raise self._error(exc) from None
+        family, _type, _proto, _name, addr = infos[0]
+        self._addr = (family, addr)
+
+    def start(self) -> None:
+        """Create the socket and begin connecting (never blocks)."""
+        assert self._addr is not None
+        timeout = self._timeout
+        self.deadline = None if timeout is None else time.monotonic() + timeout
+        family, addr = self._addr
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            raise self._error(exc) from None
+        sock.setblocking(False)
+        self.conn._sock = sock  # visible to abort() from now on
+        err = sock.connect_ex(addr)
+        if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
+            raise self._error(OSError(err, os.strerror(err)))
+
+    def fileno(self) -> int:
+        sock = self.conn._sock
+        return sock.fileno() if sock is not None else -1
+
+    def step(self) -> bool:
+        """Advance on readiness; True once the connection is open (then it is the caller's)."""
+        try:
+            return self._step()
+        except Exception as exc:
+            error = self._error(exc)
+        raise error
+
+    def _step(self) -> bool:
+        sock = self.conn._sock
+        if sock is None:
+            raise ConnectionAbortedError("the handshake was aborted")
+        if self._connecting:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            self._connecting = False
+        if self._out:
+            try:
+                sent = sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                return False
+            self._out = self._out[sent:]
+            self.want_write = bool(self._out)
+            return False  # the answer comes later: wait for readable
+        buf = self._buf
+        while True:
+            start = max(0, len(buf) - 3)
+            try:
+                data = sock.recv(16384, socket.MSG_PEEK)  # only the head: frames behind it stay queued
+            except (BlockingIOError, InterruptedError):
+                return False
+            if not data:
+                raise ConnectionError("the server closed the connection during the handshake")
+            take = _peek_take(data, buf, start)
+            buf += sock.recv(take)
+            end = buf.find(b"\r\n\r\n", start)
+            if end >= 0:
+                break
+            if len(buf) > MAX_HANDSHAKE_HEAD:
+                raise _HandshakeFailed(f"response head larger than {MAX_HANDSHAKE_HEAD} bytes")
+        response = _parse_head(buf, end)
+        conn = self.conn
+        conn.set_cookies = response.set_cookies
+        if response.status != 101:
+            _skip_available(sock, response.headers)
+        conn.subprotocol = conn._check_response(response, self._request, self._key)
+        conn._ready(self._options)
+        return True
+
+    def timed_out(self) -> ConnectError:
+        """The error of a handshake past its deadline (the caller then calls :meth:`close`)."""
+        return self._error(TimeoutError("handshake deadline passed"))
+
+    def close(self) -> None:
+        """Give up: close the socket (after a failure, a timeout or an abort)."""
+        self.conn._drop_socket()
+
+    def _error(self, exc: BaseException) -> ConnectError:
+        return _connect_error(exc, self._request.url, self._timeout)
+
+
+def _skip_available(sock: socket.socket, headers: dict[str, str]) -> None:
+    """A refused handshake's body, read up to :data:`MAX_REFUSED_BODY` as far as it is already
+    here (never waiting: the loop must not block), then discarded (see :func:`_drain_body`)."""
+    try:
+        left = int(headers.get("content-length", ""))
+    except ValueError:
+        left = MAX_REFUSED_BODY
+    left = min(max(left, 0), MAX_REFUSED_BODY)
+    try:
+        while left > 0:
+            data = sock.recv(min(left, 16384))
+            if not data:
+                return
+            left -= len(data)
+    except OSError:
+        pass
 
 
 def _as_frame_error(item: object) -> FrameError:

@@ -249,6 +249,20 @@ class Loop:
 
         self._executor.submit(fn).add_done_callback(finished)
 
+    def open_connection(
+        self,
+        conn: Any,
+        request: ConnectRequest,
+        options: ConnectOptions,
+        open_it: Callable[[], Any],
+        done: Callable[[Any, BaseException | None], Any],
+    ) -> None:
+        """Open ``conn`` for ``request`` (``open_it()`` does it, blocking), then ``done``.
+
+        Here: ``run_blocking(open_it, done)``; a hub's loop opens plain websockets without
+        blocking instead, on its selector."""
+        self.run_blocking(open_it, done)
+
     def _drain_wake(self) -> None:
         try:
             while self._wake_r.recv(4096):
@@ -748,7 +762,7 @@ class Engine(Generic[A]):
             return conn
 
         assert self._loop is not None
-        self._loop.run_blocking(open_it, self._guarded_opened(conn))
+        self._loop.open_connection(conn, request, self.options.connect, open_it, self._guarded_opened(conn))
 
     def _guarded_opened(self, conn: Connection) -> Callable[[Any, BaseException | None], None]:
         def done(_result: Any, exc: BaseException | None) -> None:

@@ -19,7 +19,7 @@ Theory of operation
     user threads ──on()/subscribe()/close()──► Engine ──commands──► hub loop thread (one)
                                                  │                   selector (epoll) + ONE timer heap
                                                  │                   every client's sockets and timers
-                                                 │                   handshakes ─► HandshakeLimiter ─► handshake threads (few)
+                                                 │                   handshakes ─► HandshakeLimiter ─► on the selector (ws:), or handshake threads (few)
                                                  ▼
                                  per-client Lane (bounded, ordered) ─► worker pool (``workers`` threads)
 
@@ -32,11 +32,14 @@ Theory of operation
   run concurrently and arrive in order; different clients run in parallel on the workers; a slow
   handler holds one worker and delays only its own client.  Each lane keeps the client's
   ``max_queue`` and ``overflow`` policy; the hub bounds all lanes together (``max_queued``).
-* **Connect storms.**  Opening handshakes block (websocket-client's), so they run on
-  ``handshake_workers`` threads; a :class:`~realtime_sync._limiter.HandshakeLimiter` in front of
-  them lets at most that many be in flight and spreads a burst (a server restart drops every
-  client at once) over ``handshake_jitter`` seconds, so neither the server nor the process is
-  flooded.  The engines' own restart jitter adds to it.
+* **Connect storms.**  A :class:`~realtime_sync._limiter.HandshakeLimiter` in front of every
+  opening handshake lets at most ``max_handshakes`` be in flight and spreads a burst (a server
+  restart drops every client at once) over ``handshake_jitter`` seconds, so neither the server nor
+  the process is flooded.  The engines' own restart jitter adds to it.  A plain ``ws://``
+  handshake without a proxy runs on the loop itself (non-blocking connect, upgrade request and
+  response head on the selector: :class:`~realtime_sync._wsconn.Handshake`); the ones that block
+  (TLS through websocket-client, a proxy's CONNECT, a host name's DNS lookup, long-polling's
+  first requests) run on ``handshake_workers`` threads.
 * **Long-polling without threads.**  A Bayeux client on a hub (``transport="long-polling"``, or
   ``"auto"`` falling back) uses :class:`~realtime_sync._hub_longpoll.HubLongPollingConnection`:
   non-blocking HTTP/1.1 (h11, the ``hub`` extra) on the same loop, not two threads per session.
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import selectors
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -58,11 +62,13 @@ from ._http11 import require_h11
 from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
 from ._workers import Lane, WorkerPool
-from .config import DispatchOptions
+from ._wsconn import Handshake, WebSocketConnection
+from .config import ConnectOptions, DispatchOptions
 from .dispatch import Dispatcher, OverflowReports
-from .engine import Loop
+from .engine import Loop, Timer
 from .events import Event
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, ConnectError
+from .protocols.base import ConnectRequest
 from .transport_longpoll import AutoConnection, LongPollingConnection
 
 if TYPE_CHECKING:
@@ -102,42 +108,111 @@ class HubStats:
     threads: int
 
 
-class _HubLoop(Loop):
-    """The engines' loop, with the handshake limiter in front of ``run_blocking``."""
+_Done = Callable[[Any, BaseException | None], Any]
+_Start = Callable[[_Done], None]
 
-    def __init__(self, name: str, *, handshake_workers: int, jitter: float) -> None:
+
+class _HubLoop(Loop):
+    """The engines' loop: every opening handshake waits for a slot of the handshake limiter;
+    plain websocket handshakes then run on the selector (non-blocking), the others (TLS, a
+    proxy, long-polling, blocking work) on the handshake threads."""
+
+    def __init__(self, name: str, *, handshake_workers: int, max_handshakes: int, jitter: float) -> None:
         super().__init__(name, handshake_workers=handshake_workers)
-        self.limiter = HandshakeLimiter(max_concurrent=handshake_workers, jitter=jitter)
-        self._waiting: dict[int, tuple[Callable[[], Any], Callable[[Any, BaseException | None], Any]]] = {}
+        self.limiter = HandshakeLimiter(max_concurrent=max_handshakes, jitter=jitter)
+        self._waiting: dict[int, tuple[_Start, _Done]] = {}
         self._keys = iter(range(1 << 62))
         self._poll_timer: Any = None
 
-    def run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
+    def run_blocking(self, fn: Callable[[], Any], done: _Done) -> None:
+        self._when_granted(lambda finished: Loop.run_blocking(self, fn, finished), done)
+
+    def open_connection(
+        self,
+        conn: Any,
+        request: ConnectRequest,
+        options: ConnectOptions,
+        open_it: Callable[[], Any],
+        done: _Done,
+    ) -> None:
+        begin = getattr(conn, "begin_open", None) if type(conn) is WebSocketConnection else None
+        handshake = begin(request, options) if begin is not None else None
+        if handshake is None:
+            self.run_blocking(open_it, done)
+        else:
+            self._when_granted(lambda finished: self._handshake(handshake, finished), done)
+
+    # -- the limiter in front of every handshake ------------------------------------------------
+
+    def _when_granted(self, start: _Start, done: _Done) -> None:
         key = next(self._keys)
         if self.limiter.want(key, time.monotonic()):
-            self._go(key, fn, done)
+            self._go(key, start, done)
         else:
-            self._waiting[key] = (fn, done)
+            self._waiting[key] = (start, done)
             self._arm()
 
-    def _go(self, key: int, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
+    def _go(self, key: int, start: _Start, done: _Done) -> None:
         def finished(result: Any, exc: BaseException | None) -> None:
             self.limiter.done(key)
             self._grant()
             done(result, exc)
 
-        super().run_blocking(fn, finished)
+        start(finished)
 
     def _grant(self) -> None:
         for key in self.limiter.poll(time.monotonic()):
-            fn, done = self._waiting.pop(key)  # type: ignore[call-overload]
-            self._go(key, fn, done)  # type: ignore[arg-type]
+            start, done = self._waiting.pop(key)  # type: ignore[call-overload]
+            self._go(key, start, done)  # type: ignore[arg-type]
         self._arm()
 
     def _arm(self) -> None:
         when = self.limiter.next_deadline()
         self.cancel(self._poll_timer)
         self._poll_timer = None if when is None else self.call_at(when, self._grant)
+
+    # -- a non-blocking websocket handshake on the selector ---------------------------------------
+
+    def _handshake(self, hs: Handshake, finished: _Done) -> None:
+        if hs.needs_resolve:  # DNS blocks: on a handshake thread, the rest here
+            Loop.run_blocking(
+                self, hs.resolve, lambda _r, exc: finished(None, exc) if exc else self._handshake(hs, finished)
+            )
+            return
+        try:
+            hs.start()
+        except ConnectError as exc:
+            hs.close()
+            finished(None, exc)
+            return
+        fd = hs.fileno()
+        sel = self._sel
+        timer: Timer | None = None
+        writing = True
+
+        def end(exc: ConnectError | None) -> None:
+            self.cancel(timer)
+            self.remove_reader(fd)  # unregisters, whatever the events
+            if exc is not None:
+                hs.close()
+            finished(None if exc else hs.conn, exc)
+
+        def ready() -> None:
+            nonlocal writing
+            try:
+                if hs.step():
+                    end(None)
+                    return
+            except ConnectError as exc:
+                end(exc)
+                return
+            if hs.want_write != writing:
+                writing = hs.want_write
+                sel.modify(fd, selectors.EVENT_WRITE if writing else selectors.EVENT_READ, ready)
+
+        sel.register(fd, selectors.EVENT_WRITE, ready)
+        if hs.deadline is not None:
+            timer = self.call_at(hs.deadline, lambda: end(hs.timed_out()))
 
     def timers(self) -> int:
         return max(0, len(self._heap) - self._cancelled)
@@ -248,8 +323,10 @@ class Hub:
     Args:
         workers: dispatcher threads running the clients' callbacks (one client's callbacks
             never run concurrently; different clients' do).
-        handshake_workers: threads for opening handshakes (they block), which is also the most
-            handshakes in flight at once.
+        handshake_workers: threads for the handshakes that block (``wss://``, through a proxy,
+            long-polling) and other blocking work; plain ``ws://`` handshakes run on the loop.
+        max_handshakes: the most opening handshakes in flight at once (the others wait their
+            turn), so a connect storm never floods the server.
         handshake_jitter: seconds over which a burst of handshakes (startup, a server restart) is
             spread; a lone reconnect is not delayed.
         max_queued: the bound on events waiting in all the clients' queues together (each client
@@ -274,11 +351,16 @@ class Hub:
         workers: int = 4,
         *,
         handshake_workers: int = 2,
+        max_handshakes: int = 64,
         handshake_jitter: float = 1.0,
         max_queued: int = 1_000_000,
         name: str = "hub",
     ) -> None:
-        for label, value, low in (("workers", workers, 1), ("handshake_workers", handshake_workers, 1)):
+        for label, value, low in (
+            ("workers", workers, 1),
+            ("handshake_workers", handshake_workers, 1),
+            ("max_handshakes", max_handshakes, 1),
+        ):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigurationError(f"{label} must be a positive integer, got {value!r}")
         if 1 + workers + handshake_workers > MAX_THREADS:
@@ -294,7 +376,9 @@ class Hub:
         self._clients: dict[int, Client[Any]] = {}
         self._closed = False
         self._pool = WorkerPool(workers, name=name, max_total=max_queued)
-        self._loop = _HubLoop(name, handshake_workers=handshake_workers, jitter=float(handshake_jitter))
+        self._loop = _HubLoop(
+            name, handshake_workers=handshake_workers, max_handshakes=max_handshakes, jitter=float(handshake_jitter)
+        )
         self._pool.start()
         self._loop.start(f"realtime_sync-{name}-loop")
 

@@ -262,7 +262,10 @@ def test_check_never_prints_credentials_from_the_url() -> None:
     """Issue 10: the settings check printed a URL with ``user:password@``."""
     from django.core.management.base import SystemCheckError
 
-    for url in ("alice:pa55w0rd-django@gws.example/api", "https://alice:pa55w0rd-django@gws.example/api/v2/notifications"):
+    for url in (
+        "alice:pa55w0rd-django@gws.example/api",
+        "https://alice:pa55w0rd-django@gws.example/api/v2/notifications",
+    ):
         conf = {"VENDOR": "genesys", "URL": url, "OPTIONS": {"tpyo": 1}}
         with override_settings(REALTIME_SYNC=conf), pytest.raises(SystemCheckError) as excinfo:
             call_command("check", stdout=io.StringIO(), stderr=io.StringIO())

@@ -298,7 +298,7 @@ def test_gap_recovery_on_the_hub_runs_on_the_hubs_threads() -> None:
 
 def test_a_server_restart_storm_is_bounded_and_spread(server: FakeVoxsigServer) -> None:
     n = 150
-    hub = rs.Hub(workers=2, handshake_workers=2, handshake_jitter=1.0, name="t-storm")
+    hub = rs.Hub(workers=2, handshake_workers=2, max_handshakes=2, handshake_jitter=1.0, name="t-storm")
     clients = [voxsig(hub, server, i) for i in range(n)]
     try:
         start_all(clients)

@@ -1,7 +1,10 @@
 """The opening handshake against hostile servers (issue 10): redirects are never followed,
 ``connect_timeout`` bounds the whole handshake, a refused handshake's body is read only up to a
 bound, the response head is bounded, https:// proxies are refused, and errors keep no library exception
-(with response headers) in their context."""
+(with response headers) in their context.
+
+Each hostile-server test runs twice (``on_hub``): a standalone client opens with the blocking
+handshake, a client on a hub with the non-blocking one on the hub's selector (``Handshake``)."""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import pytest
 import realtime_sync as rs
 
 from ._rawws import RawServer, accept_key, server_frame
-from .conftest import FAST, Recorder, T
+from .conftest import FAST, Recorder, T, poll_until
 
 
 def _key(request: bytes) -> bytes:
@@ -24,10 +27,24 @@ def _key(request: bytes) -> bytes:
     raise AssertionError("no Sec-WebSocket-Key")
 
 
-def _client(url: str, **kw):
+_HUBS: list[rs.Hub] = []
+
+
+@pytest.fixture(params=[False, True], ids=["standalone", "hub"])
+def on_hub(request):
+    yield request.param
+    while _HUBS:
+        assert _HUBS.pop().close(T(10))
+
+
+def _client(url: str, on_hub: bool = False, **kw):
     from ._echo import EchoClient
 
     kw.setdefault("reconnect", FAST)
+    if on_hub:
+        hub = rs.Hub(workers=1, handshake_workers=1, name="t-hostile")
+        _HUBS.append(hub)
+        kw["hub"] = hub
     return EchoClient(url, **kw)
 
 
@@ -38,7 +55,7 @@ def _first_error(client, timeout: float = 5.0):
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
-def test_redirect_is_never_followed_and_credentials_stay_home(status):
+def test_redirect_is_never_followed_and_credentials_stay_home(status, on_hub):
     with RawServer() as target:
         location = f"{target.url.replace('ws://', 'ws://user:pw@')}/next?access_token=LEAK"
 
@@ -46,7 +63,9 @@ def test_redirect_is_never_followed_and_credentials_stay_home(status):
             sock.sendall(f"HTTP/1.1 {status} Moved\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n".encode())
 
         with RawServer(handshake=redirect) as server:
-            client = _client(server.url, headers={"Authorization": "Bearer SECRET-TOKEN"}, cookies={"sid": "COOKIE"})
+            client = _client(
+                server.url, on_hub, headers={"Authorization": "Bearer SECRET-TOKEN"}, cookies={"sid": "COOKIE"}
+            )
             try:
                 err = _first_error(client)
             finally:
@@ -59,7 +78,7 @@ def test_redirect_is_never_followed_and_credentials_stay_home(status):
         assert b"SECRET-TOKEN" in server.requests[0]
 
 
-def test_connect_timeout_bounds_a_trickling_handshake():
+def test_connect_timeout_bounds_a_trickling_handshake(on_hub):
     stop = threading.Event()
 
     def trickle(sock: socket.socket, request: bytes) -> None:
@@ -68,7 +87,7 @@ def test_connect_timeout_bounds_a_trickling_handshake():
             sock.sendall(b"X")
 
     with RawServer(handshake=trickle) as server:
-        client = _client(server.url, connect_timeout=0.5)
+        client = _client(server.url, on_hub, connect_timeout=0.5)
         try:
             t0 = time.monotonic()
             err = _first_error(client)
@@ -80,7 +99,7 @@ def test_connect_timeout_bounds_a_trickling_handshake():
     assert elapsed < 0.5 + T(5), elapsed  # without the bound the trickle keeps it connecting forever
 
 
-def test_refused_handshake_body_is_read_only_up_to_a_bound():
+def test_refused_handshake_body_is_read_only_up_to_a_bound(on_hub):
     sent = []
 
     def refuse(sock: socket.socket, request: bytes) -> None:
@@ -93,7 +112,7 @@ def test_refused_handshake_body_is_read_only_up_to_a_bound():
             pass
 
     with RawServer(handshake=refuse) as server:
-        client = _client(server.url)
+        client = _client(server.url, on_hub)
         try:
             t0 = time.monotonic()
             err = _first_error(client)
@@ -105,7 +124,7 @@ def test_refused_handshake_body_is_read_only_up_to_a_bound():
     assert err.exception.__context__ is None and err.exception.__cause__ is None
 
 
-def test_response_head_is_bounded():
+def test_response_head_is_bounded(on_hub):
     def endless_headers(sock: socket.socket, request: bytes) -> None:
         sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")
         try:
@@ -115,7 +134,7 @@ def test_response_head_is_bounded():
             pass
 
     with RawServer(handshake=endless_headers) as server:
-        client = _client(server.url)
+        client = _client(server.url, on_hub)
         try:
             err = _first_error(client)
         finally:
@@ -126,12 +145,12 @@ def test_response_head_is_bounded():
 @pytest.mark.parametrize(
     "status, exc", [(401, rs.AuthenticationError), (403, rs.AuthenticationError), (404, rs.ConnectError)]
 )
-def test_refusals_keep_no_library_exception_in_their_context(status, exc):
+def test_refusals_keep_no_library_exception_in_their_context(status, exc, on_hub):
     def refuse(sock: socket.socket, request: bytes) -> None:
         sock.sendall(f"HTTP/1.1 {status} No\r\nWWW-Authenticate: Bearer realm=SECRET-REALM\r\n\r\n".encode())
 
     with RawServer(handshake=refuse) as server:
-        client = _client(server.url)
+        client = _client(server.url, on_hub)
         try:
             err = _first_error(client)
         finally:
@@ -150,7 +169,7 @@ def test_refusals_keep_no_library_exception_in_their_context(status, exc):
         ({"Sec-WebSocket-Protocol": "not-offered"}, "subprotocol"),
     ],
 )
-def test_invalid_101_answers_fail_the_handshake(headers, problem):
+def test_invalid_101_answers_fail_the_handshake(headers, problem, on_hub):
     def answer(sock: socket.socket, request: bytes) -> None:
         base = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Accept": accept_key(_key(request))}
         base.update(headers)
@@ -158,7 +177,7 @@ def test_invalid_101_answers_fail_the_handshake(headers, problem):
         sock.sendall(f"HTTP/1.1 101 Switching Protocols\r\n{head}\r\n".encode())
 
     with RawServer(handshake=answer) as server:
-        client = _client(server.url)
+        client = _client(server.url, on_hub)
         try:
             err = _first_error(client)
         finally:
@@ -166,7 +185,7 @@ def test_invalid_101_answers_fail_the_handshake(headers, problem):
     assert err.kind == "connect" and problem in err.message and "RFC 6455 4.1" in err.message
 
 
-def test_frames_sent_with_the_101_answer_are_delivered():
+def test_frames_sent_with_the_101_answer_are_delivered(on_hub):
     def answer(sock: socket.socket, request: bytes) -> None:
         sock.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n"
@@ -178,7 +197,7 @@ def test_frames_sent_with_the_101_answer_are_delivered():
         threading.Event().wait(T(5))
 
     with RawServer(handshake=answer) as server:
-        client = _client(server.url)
+        client = _client(server.url, on_hub)
         try:
             rec = Recorder(client)
             client.start()
@@ -227,3 +246,29 @@ def test_set_cookie_of_the_upgrade_response_is_kept():
             assert conn.set_cookies == ["a=1; Path=/", "b=2, c"]
         finally:
             conn.close()
+
+
+def test_close_ends_handshakes_waiting_on_a_silent_server_at_once(on_hub):
+    """A server that accepts TCP and never answers: close() ends the pending handshakes at once,
+    not after connect_timeout.  On a hub, 20 of them are in flight on the selector, with no
+    handshake thread."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)  # never accept()ed: the kernel completes TCP
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/ws"
+    try:
+        first = _client(url, on_hub, connect_timeout=60)
+        clients = [first]
+        if on_hub:
+            hub = first._hub
+            clients += [_client(url, connect_timeout=60, hub=hub) for _ in range(19)]
+        for c in clients:
+            c.start()
+        if on_hub:
+            poll_until(lambda: hub.stats.handshakes_in_flight == 20, 10, "20 handshakes in flight")
+            assert hub.stats.threads == 2  # the loop and one worker: ws:// handshakes need no thread
+        t0 = time.monotonic()
+        for c in clients:
+            c.close(timeout=T(10))
+        assert time.monotonic() - t0 < T(5)
+        assert all(c.closed for c in clients)
+    finally:
+        listener.close()
