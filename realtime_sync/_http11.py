@@ -16,7 +16,7 @@ Theory of operation
 -------------------
 ::
 
-    request(body, now) --> IDLE: connect?  CONNECTING --writable--> TLS --want-read/write--> SENDING
+    request(body, now) --> IDLE: connect?  CONNECTING --writable--> [TUNNEL] --> TLS --want-read/write--> SENDING
                            (kept-alive socket: straight to SENDING)   --writable--> RECEIVING
     RECEIVING --readable--> h11 events: Response, Data..., EndOfMessage --> an HttpResponse
                                         (kept alive, back to IDLE; or closed when the server says so)
@@ -39,8 +39,11 @@ call returns ``None`` (nothing finished yet) or the request's one result.
   response byte) is retried once on a fresh connection, as urllib3 does.
 * Host names are resolved with a blocking ``getaddrinfo`` (cached per connection): an IP literal
   or ``localhost`` costs nothing; a slow resolver delays the loop once per new socket.
-* Proxies: not on the hub yet (the standalone transport speaks to HTTP proxies): refused with a
-  :class:`~realtime_sync.ConnectError` that says so; loopback never uses one.
+* Proxies (``proxy=``, or ``http_proxy``/``https_proxy`` with ``trust_env``; loopback never
+  uses one), as the standalone transport: an ``http://`` URL goes to the proxy in absolute form
+  (``POST http://host/path``, with ``Proxy-Authorization`` when the proxy URL has credentials);
+  an ``https://`` URL is tunnelled: ``CONNECT host:port`` (state TUNNEL: the request, then the
+  proxy's answer head, bounded), then TLS with the server through the tunnel.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ from ._cookies import CookieJar
 from ._redact import redact
 from .config import ConnectOptions
 from .exceptions import ConnectError
-from .transport_longpoll import _proxy_for, _ssl_context
+from .transport_longpoll import _proxy_for, _ssl_context, proxy_authorization
 
 try:
     import h11
@@ -75,7 +78,15 @@ _WRITE = selectors.EVENT_WRITE
 _RECV_SIZE = 65536
 _MAX_HEADERS = 64 * 1024
 
-IDLE, CONNECTING, TLS, SENDING, RECEIVING, CLOSED = "idle", "connecting", "tls", "sending", "receiving", "closed"
+IDLE, CONNECTING, TUNNEL, TLS, SENDING, RECEIVING, CLOSED = (
+    "idle",
+    "connecting",
+    "tunnel",
+    "tls",
+    "sending",
+    "receiving",
+    "closed",
+)
 
 
 @attrs.frozen
@@ -156,12 +167,14 @@ class HttpConnection:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConnectError(f"not an http(s) URL: {redact(url)}")
-        if _proxy_for(parts, options) is not None:
-            raise ConnectError("long-polling on a hub does not go through a proxy yet; use a standalone client")
+        proxy = _proxy_for(parts, options)
         self.url = redact(url)
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
+        #: Where the socket goes: the server, or the proxy.
+        self.peer = (self.host, self.port) if proxy is None else (proxy.hostname or "", proxy.port or 8080)
+        self._tunnel = b""  # the CONNECT request, for https:// through a proxy
         default_port = self.port == (443 if self.https else 80)
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
         if ":" in self.host and not default_port:
@@ -171,6 +184,16 @@ class HttpConnection:
         self.cookies = cookies if cookies is not None else CookieJar()
         self.max_body = max_body
         self.headers = dict(headers or {})
+        if proxy is not None:
+            auth = proxy_authorization(proxy)
+            if self.https:
+                authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+                lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+                lines += [f"{k}: {v}" for k, v in auth.items()]
+                self._tunnel = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            else:  # a plain-HTTP proxy takes the absolute URI in the request line
+                self.target = urllib.parse.urlunsplit(parts)
+                self.headers.update(auth)
         self.read_timeout = read_timeout
         self.state = IDLE
         #: Absolute monotonic time when :meth:`check` fails the request (None: no request).
@@ -193,6 +216,7 @@ class HttpConnection:
         self._resp_headers: tuple[tuple[str, str], ...] = ()
         self._chunks: list[bytes] = []
         self._size = 0
+        self._head = b""
 
     # -- the owner's side ------------------------------------------------------------------
 
@@ -224,6 +248,8 @@ class HttpConnection:
         try:
             if self.state == CONNECTING:
                 return self._connected(now)
+            if self.state == TUNNEL:
+                return self._tunnelling(now)
             if self.state == TLS:
                 return self._handshake(now)
             if self.state == SENDING:
@@ -254,8 +280,20 @@ class HttpConnection:
         timeout = self.options.connect_timeout or None
         self.sockets_opened += 1
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=timeout)
+            sock = socket.create_connection(self.peer, timeout=timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._tunnel:
+                sock.sendall(self._tunnel)
+                head = b""
+                while not _tunnel_answered(head):
+                    data = sock.recv(4096)
+                    if not data:
+                        raise ConnectionError("the proxy closed the connection")
+                    head += data
+                refused = _tunnel_refused(head)
+                if refused:
+                    sock.close()
+                    raise ConnectError(f"cannot connect to {self.url}: {refused}")
             if self.https:
                 sock = _ssl_context(self.options).wrap_socket(sock, server_hostname=self.host)
         except (OSError, ssl.SSLError) as exc:
@@ -286,7 +324,7 @@ class HttpConnection:
         self.sockets_opened += 1
         try:
             if self._addr is None:
-                info = socket.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)[0]
+                info = socket.getaddrinfo(*self.peer, type=socket.SOCK_STREAM)[0]
                 self._family, self._addr = info[0], info[4]
             sock = socket.socket(self._family, socket.SOCK_STREAM)
         except OSError as exc:
@@ -312,7 +350,42 @@ class HttpConnection:
         err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             return self._fail("connect", f"cannot connect to {self.url}: {errno.errorcode.get(err, err)}")
+        if self._tunnel:
+            self.state = TUNNEL
+            self._out = bytearray(self._tunnel)
+            self._head = b""
+            return self._tunnelling(now)
+        return self._start_tls(now)
+
+    def _tunnelling(self, now: float) -> HttpResult | None:
+        """``CONNECT`` through the proxy: write the request, then read the proxy's answer head
+        (it sends nothing more until our TLS hello, so no byte of the server's is read here)."""
+        sock = self._sock
+        assert sock is not None
+        while self._out:
+            try:
+                n = sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                self._want = _WRITE
+                return None
+            del self._out[:n]
+        while not _tunnel_answered(self._head):
+            try:
+                data = sock.recv(4096)
+            except (BlockingIOError, InterruptedError):
+                self._want = _READ
+                return None
+            if not data:
+                return self._fail("connect", f"cannot connect to {self.url}: the proxy closed the connection")
+            self._head += data
+        refused = _tunnel_refused(self._head)
+        if refused:
+            return self._fail("connect", f"cannot connect to {self.url}: {refused}")
+        return self._start_tls(now)
+
+    def _start_tls(self, now: float) -> HttpResult | None:
         if self.https:
+            assert self._sock is not None
             ctx = _ssl_context(self.options)
             self._sock = ctx.wrap_socket(self._sock, server_hostname=self.host, do_handshake_on_connect=False)
             self.state = TLS
@@ -459,3 +532,18 @@ class HttpConnection:
 
     def __repr__(self) -> str:
         return f"<HttpConnection {self.url} {self.state}>"
+
+
+def _tunnel_answered(head: bytes) -> bool:
+    if len(head) > _MAX_HEADERS:
+        raise ConnectionError(f"the proxy's answer head is larger than {_MAX_HEADERS} bytes")
+    return b"\r\n\r\n" in head
+
+
+def _tunnel_refused(head: bytes) -> str | None:
+    """None when the proxy opened the tunnel (a 2xx answer to CONNECT), else why not."""
+    line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = line.split(" ", 2)
+    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit() and parts[1].startswith("2"):
+        return None
+    return f"the proxy refused the tunnel: {redact(line)[:80]!r}"

@@ -158,6 +158,17 @@ def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urll
     return found
 
 
+def proxy_authorization(proxy: urllib.parse.SplitResult) -> dict[str, str]:
+    """``Proxy-Authorization`` (Basic) for a proxy URL with credentials, else nothing; the token
+    is registered as a secret (never logged)."""
+    if not proxy.username:
+        return {}
+    cred = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
+    token = base64.b64encode(cred.encode()).decode()
+    register_secret(token)
+    return {"Proxy-Authorization": f"Basic {token}"}
+
+
 class _Http:
     """One keep-alive HTTP connection, as used by one worker thread."""
 
@@ -186,12 +197,7 @@ class _Http:
             if https:
                 return http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(o))
             return http.client.HTTPConnection(host, port, timeout=timeout)
-        auth = {}
-        if proxy.username:
-            cred = f"{urllib.parse.unquote(proxy.username)}:{urllib.parse.unquote(proxy.password or '')}"
-            token = base64.b64encode(cred.encode()).decode()
-            register_secret(token)
-            auth = {"Proxy-Authorization": f"Basic {token}"}
+        auth = proxy_authorization(proxy)
         phost, pport = proxy.hostname or "", proxy.port or 8080
         conn: http.client.HTTPConnection
         if https:

@@ -61,13 +61,18 @@ def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-@pytest.fixture
-def make() -> Iterator[Any]:
+@pytest.fixture(params=["standalone", "hub"])
+def make(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Long-polling clients, standalone (blocking HTTP on two threads) or on a hub (h11 on the
+    hub's loop): the same TLS and proxy behaviour from both."""
     clients: list[GenesysChatClient] = []
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-lp-options") if request.param == "hub" else None
 
     def make(url: str, **kw: Any) -> GenesysChatClient:
         kw.setdefault("reconnect", QUICK)
         kw.setdefault("transport", "long-polling")
+        if hub is not None:
+            kw["hub"] = hub
         c = GenesysChatClient(url, **kw)
         clients.append(c)
         return c
@@ -75,6 +80,8 @@ def make() -> Iterator[Any]:
     yield make
     for c in clients:
         c.close(timeout=5)
+    if hub is not None:
+        assert hub.close(T(10))
 
 
 def _first_error(client: GenesysChatClient, kind: str) -> rs.ErrorInfo:
@@ -362,3 +369,38 @@ def test_a_socks_proxy_is_refused_clearly_by_long_polling(make: Any, no_env_prox
         client = make(gws.http_url, proxy="socks5://127.0.0.1:9", reconnect=ONCE)
         assert "HTTP proxies only" in _first_error(client, "connect").message
         assert gws.http_requests == []
+
+
+def test_a_proxy_refusing_the_tunnel_is_a_connect_error(
+    tls_files: tuple[str, str], make: Any, no_env_proxy: pytest.MonkeyPatch
+) -> None:
+    stop = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def refuse() -> None:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.settimeout(5)
+                    try:
+                        conn.recv(4096)
+                        conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=refuse, name="test-proxy-407", daemon=True)
+        t.start()
+        try:
+            with _tls_gws(tls_files) as gws:
+                client = make(gws.http_url, proxy=f"http://agent:proxy-pw@127.0.0.1:{port}", reconnect=ONCE)
+                message = _first_error(client, "connect").message
+                assert "407" in message and "proxy-pw" not in message
+                assert gws.http_requests == []
+        finally:
+            stop.set()
+            t.join(5)
