@@ -93,6 +93,7 @@ class Counter:
         self.seen: set[int] = set()
         self.errors = 0
         self.refused = 0
+        self.drops = 0  # disconnected events (a stale connection replaced, a server drop)
         self.messages = 0
         self.messages_lock = threading.Lock()
 
@@ -115,7 +116,7 @@ class Counter:
 class RsContender:
     """realtime_sync clients, standalone or on a hub."""
 
-    def __init__(self, scenario: str, url: str, n: int, counter: Counter, hub: bool, workers: int) -> None:
+    def __init__(self, scenario: str, url: str, n: int, counter: Counter, kind: str, workers: int) -> None:
         import realtime_sync as rs
 
         self.rs = rs
@@ -123,7 +124,15 @@ class RsContender:
         self.url = url
         self.n = n
         self.counter = counter
-        self.hub = rs.Hub(workers=workers) if hub else None  # type: ignore[attr-defined]
+        self.hub = None
+        if kind == "hub":
+            self.hub = rs.Hub(workers=workers)
+        elif kind == "hub-threads":
+            # The hub's connect path before non-blocking handshakes: every handshake blocks on
+            # one of the two handshake threads, at most two in flight (the before of an A/B).
+            hub = self.hub = rs.Hub(workers=workers, max_handshakes=2)
+            loop: Any = hub.loop
+            loop.open_connection = lambda conn, request, options, open_it, done: loop.run_blocking(open_it, done)
         self.clients: list[Any] = []
 
     def make(self, i: int) -> Any:
@@ -153,8 +162,12 @@ class RsContender:
             if event.data.content:  # read one field, as a handler would
                 self.counter.message()
 
+        def on_disconnected(event: Any) -> None:
+            self.counter.drops += 1
+
         c.on("subscribed", on_subscribed)
         c.on("error", on_error)
+        c.on("disconnected", on_disconnected)
         if self.scenario == "actioncable":
             c.on("message.created", on_message)
         return c
@@ -336,13 +349,21 @@ def child(args: argparse.Namespace) -> None:
         contender = None
     time.sleep(0.5)
     rss0, threads0 = proc_status("VmRSS"), proc_status("Threads")
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), cpu_seconds()
     if contender is None:
-        contender = RsContender(args.scenario, args.url, args.n, counter, args.child == "hub", args.workers)
+        contender = RsContender(args.scenario, args.url, args.n, counter, args.child, args.workers)
     contender.start()
     ok = wait_all(counter, t0 + args.connect_deadline)
     t_connect = time.monotonic() - t0
-    out("CONNECTED", seconds=round(t_connect, 2), subscribed=counter.count(), ok=ok, errors=counter.errors)
+    out(
+        "CONNECTED",
+        seconds=round(t_connect, 2),
+        cpu_seconds=round(cpu_seconds() - cpu0, 2),
+        subscribed=counter.count(),
+        ok=ok,
+        errors=counter.errors,
+        load=os.getloadavg()[0],
+    )
     time.sleep(args.settle)
     threads = proc_status("Threads")
     c0, w0 = cpu_seconds(), time.monotonic()
@@ -359,12 +380,14 @@ def child(args: argparse.Namespace) -> None:
         cpu_pct=round(cpu_pct, 2),
         cpu_pct_per_1000=round(cpu_pct * 1000 / args.n, 2),
         still_subscribed=counter.count(),
+        load=os.getloadavg()[0],
     )
     line = sys.stdin.readline().strip()
     if line.startswith("throughput"):
         total = args.n * int(line.split()[1])
         with counter.messages_lock:
             counter.messages = 0
+        errors0, drops0 = counter.errors, counter.drops
         out("ARMED")
         t_go = float(sys.stdin.readline().strip())
         c0 = cpu_seconds()
@@ -379,6 +402,9 @@ def child(args: argparse.Namespace) -> None:
             seconds=round(elapsed, 2),
             rate=round(counter.messages / elapsed),
             cpu_us_per_message=round((cpu_seconds() - c0) * 1e6 / max(1, counter.messages), 1),
+            errors=counter.errors - errors0,
+            drops=counter.drops - drops0,
+            load=os.getloadavg()[0],
         )
         line = sys.stdin.readline().strip()
     if line.startswith("restart"):
@@ -519,37 +545,54 @@ def run_one(args: argparse.Namespace, contender: str, n: int) -> dict[str, Any]:
 
 
 def fmt(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    tp = any("throughput" in r for r in rows)
     head = (
-        "| contender | N | connect+subscribe (s) | threads | RSS/conn (KiB) | idle CPU (% core) | idle CPU per 1,000 |"
-        " recovery after restart (s) | close (s) / threads left |"
+        "| contender | N | connect+subscribe (s) | client CPU to connect (s) | threads | RSS/conn (KiB) |"
+        " idle CPU (% core) | idle CPU per 1,000 |"
+        + (" throughput msgs/s (CPU µs/msg) |" if tp else "")
+        + " recovery after restart (s) | close (s) / threads left | load avg (connect, idle) |"
     )
-    lines = [head, "|" + "---|" * 9]
-    if any("throughput" in r for r in rows):
-        head = head.replace(" recovery", " throughput msgs/s (CPU µs/msg) | recovery")
-        lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * head.count(" |")]
     for r in rows:
-        tp = r.get("throughput")
-        tp_s = (
-            ""
-            if not any("throughput" in x for x in rows)
-            else (
-                " — |"
-                if tp is None
-                else f" {tp['rate']:,}{'' if tp['ok'] else ' (incomplete)'} ({tp['cpu_us_per_message']}) |"
-            )
-        )
         c, i, rec, cl = r.get("connect", {}), r.get("idle", {}), r.get("recovery"), r.get("close", {})
+        tp_s = ""
+        if tp:
+            t = r.get("throughput")
+            tp_s = (
+                " — |"
+                if t is None
+                else f" {t['rate']:,}{'' if t['ok'] else ' (incomplete)'} ({t['cpu_us_per_message']})"
+                + (f", {t['drops']} drops" if t.get("drops") else "")
+                + " |"
+            )
         rec_s = (
             "—" if rec is None else (f"{rec['seconds']}" + ("" if rec["ok"] else f" ({rec['subscribed']}/{r['n']})"))
         )
         conn_s = "—" if not c else (f"{c['seconds']}" + ("" if c["ok"] else f" ({c['subscribed']}/{r['n']})"))
+        load = f"{c.get('load', 0):.1f}, {i.get('load', 0):.1f}" if c else "—"
         lines.append(
-            f"| {r['contender']} | {r['n']:,} | {conn_s} | {i.get('threads', '—')} | {i.get('rss_kib_per_conn', '—')} |"
-            f" {i.get('cpu_pct', '—')} | {i.get('cpu_pct_per_1000', '—')} |{tp_s} {rec_s} |"
-            f" {cl.get('seconds', '—')} / {cl.get('threads_left', '—')} |"
+            f"| {r['contender']} | {r['n']:,} | {conn_s} | {c.get('cpu_seconds', '—')} | {i.get('threads', '—')} |"
+            f" {i.get('rss_kib_per_conn', '—')} | {i.get('cpu_pct', '—')} | {i.get('cpu_pct_per_1000', '—')} |{tp_s}"
+            f" {rec_s} | {cl.get('seconds', '—')} / {cl.get('threads_left', '—')} | {load} |"
             + (f" FAILED: {r['failed']}" if "failed" in r else "")
         )
     return "\n".join(lines)
+
+
+def fmt_rounds(rows: list[dict[str, Any]]) -> str:
+    """Throughput per round, and the hub's rate over the standalone clients' in the same round."""
+    out = ["| round | " + " | ".join(sorted({r["contender"] for r in rows})) + " | hub / standalone |"]
+    out.append("|" + "---|" * (out[0].count(" |")))
+    for k in sorted({r["round"] for r in rows}):
+        got = {r["contender"]: r.get("throughput") for r in rows if r["round"] == k}
+        cells = []
+        for name in sorted(got):
+            t = got[name]
+            cells.append("failed" if t is None else f"{t['rate']:,} msgs/s, {t['cpu_us_per_message']} µs/msg")
+        h, sa = got.get("hub"), got.get("standalone")
+        ratio = f"{h['rate'] / sa['rate']:.2f}" if h and sa and h["ok"] and sa["ok"] else "—"
+        out.append(f"| {k} | " + " | ".join(cells) + f" | {ratio} |")
+    return "\n".join(out)
 
 
 def main() -> None:
@@ -572,6 +615,9 @@ def main() -> None:
         help="actioncable: after the idle window, the server sends this many message.created to every"
         " connection; the rate at which the handlers see them all (use with --n 100)",
     )
+    p.add_argument(
+        "--rounds", type=int, default=1, help="run the contenders this many times, alternating (for throughput)"
+    )
     p.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -583,25 +629,30 @@ def main() -> None:
         args.idle, args.settle = 5.0, 1.0
     raise_nofile()
     rows = []
-    for contender in args.contenders.split(","):
-        n = min(args.n, args.standalone_max) if contender == "standalone" else args.n
-        if contender == "hub":
-            sys.path.insert(0, str(ROOT))
-            import realtime_sync as rs
+    for k in range(1, args.rounds + 1):
+        for contender in args.contenders.split(","):
+            n = min(args.n, args.standalone_max) if contender == "standalone" else args.n
+            if contender.startswith("hub"):
+                sys.path.insert(0, str(ROOT))
+                import realtime_sync as rs
 
-            if not hasattr(rs, "Hub"):
-                print("(no rs.Hub in this realtime_sync: hub skipped)", file=sys.stderr)
-                continue
-        print(f"-- {args.scenario}: {contender}, N={n}", file=sys.stderr)
-        row = run_one(args, contender, n)
-        print(json.dumps(row), file=sys.stderr)
-        rows.append(row)
+                if not hasattr(rs, "Hub"):
+                    print("(no rs.Hub in this realtime_sync: hub skipped)", file=sys.stderr)
+                    continue
+            print(f"-- {args.scenario}: {contender}, N={n}, round {k}", file=sys.stderr)
+            row = run_one(args, contender, n)
+            row["round"] = k
+            print(json.dumps(row), file=sys.stderr)
+            rows.append(row)
     load = os.getloadavg()[0]
     print(
         f"\n{args.scenario}: idle window {args.idle:g} s; {os.cpu_count()} CPUs, load average {load:.1f} at the end;"
         f" CPython {platform.python_version()}\n"
     )
     print(fmt(rows, args))
+    if args.rounds > 1 and args.throughput:
+        print()
+        print(fmt_rounds(rows))
 
 
 if __name__ == "__main__":
