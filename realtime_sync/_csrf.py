@@ -31,7 +31,7 @@ import http.client
 import logging
 import threading
 import urllib.parse
-from typing import Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Union
 
 from ._redact import redact, redact_url, redirect_target, register_secret
 from .config import ConnectOptions
@@ -113,15 +113,23 @@ class CsrfToken:
 
     # -- the connections' side ----------------------------------------------------------------
 
-    def fetch(self, headers: Mapping[str, str], options: ConnectOptions, cookies: object) -> dict[str, str]:
+    def fetch(
+        self,
+        headers: Mapping[str, str],
+        options: ConnectOptions,
+        cookies: object,
+        watch: Callable[[Any], None] | None = None,
+    ) -> dict[str, str]:
         """The header to send (``{name: token}``; ``{}`` when the server sends none), fetched now
         (blocking) when none is cached or the last one was refused.  ``headers`` are the
         connection's (credentials included); ``cookies`` its :class:`CookieJar`, which keeps
-        the session cookie the GET sets.  Raises :class:`AuthenticationError` (401/403),
+        the session cookie the GET sets; ``watch`` is handed the GET's HTTP connection before
+        it is used, so that the opening connection's ``abort()`` (``close()`` from another
+        thread) can interrupt it.  Raises :class:`AuthenticationError` (401/403),
         :class:`ConnectError` or :class:`TokenError` (a callable failed)."""
         with self._lock:
             if self._stale:
-                self._name, self._value = self._load(headers, options, cookies)
+                self._name, self._value = self._load(headers, options, cookies, watch)
                 self._stale = False
             name, value = self._name, self._value
         return {name: value} if value else {}
@@ -154,7 +162,9 @@ class CsrfToken:
 
     # -- loading -------------------------------------------------------------------------------
 
-    def _load(self, headers: Mapping[str, str], options: ConnectOptions, cookies: object) -> tuple[str, str | None]:
+    def _load(
+        self, headers: Mapping[str, str], options: ConnectOptions, cookies: object, watch: Callable[[Any], None] | None
+    ) -> tuple[str, str | None]:
         if self._provider is not None:
             try:
                 got = self._provider()
@@ -170,9 +180,11 @@ class CsrfToken:
                 )
             register_secret(value)
             return name, value
-        return self._get(headers, options, cookies)
+        return self._get(headers, options, cookies, watch)
 
-    def _get(self, headers: Mapping[str, str], options: ConnectOptions, cookies: object) -> tuple[str, str | None]:
+    def _get(
+        self, headers: Mapping[str, str], options: ConnectOptions, cookies: object, watch: Callable[[Any], None] | None
+    ) -> tuple[str, str | None]:
         from .transport_longpoll import _Http  # the transport's HTTP: same TLS, proxy and timeouts
 
         url = self._url
@@ -183,6 +195,8 @@ class CsrfToken:
             send["Cookie"] = cookie
         h = _Http(url, options, options.connect_timeout or _READ_TIMEOUT)
         try:
+            if watch is not None:
+                watch(h)  # may abort it at once: the connection is closing
             status, reason, msg, _body = h.post(b"", send, _MAX_BODY, method="GET")
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             raise ConnectError(f"CSRF token: GET {shown} failed: {redact(f'{type(exc).__name__}: {exc}')}") from None

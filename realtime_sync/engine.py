@@ -614,7 +614,7 @@ class Engine(Generic[A]):
 
     def _abort_opening(self) -> None:
         conn = self._opening
-        abort = getattr(conn, "abort", None)  # optional: the long-polling connection has none
+        abort = getattr(conn, "abort", None)  # optional: a connection may have none
         if abort is not None:
             try:
                 abort()
@@ -1212,6 +1212,9 @@ class Engine(Generic[A]):
         """close(): goodbye frames, then disconnect and finish."""
         if self._phase == _DONE:
             return
+        if self._phase == _OPENING:
+            # On a hub the opening blocks a handshake thread, which hub.close() joins.
+            self._abort_opening()
         conn = self._conn
         # Frames read but not fed yet (reading was paused) are dropped like unread data.
         self._backlog = []

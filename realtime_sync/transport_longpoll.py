@@ -211,6 +211,8 @@ class _Http:
         return conn
 
     def connect(self) -> None:
+        if self.aborted:  # abort() came before the connection existed: it must not start one
+            raise ConnectionAbortedError("aborted: the connection is closing")
         conn = self.conn or self._new()
         self.conn = conn
         conn.connect()
@@ -304,6 +306,8 @@ class LongPollingBase:
         self.established = False
         self._url = ""
         self._headers: dict[str, str] = {}
+        self._aborted = False
+        self._opening: _Http | None = None  # the CSRF GET or the control connect under way
 
     def pending(self) -> bool:
         return False
@@ -311,13 +315,30 @@ class LongPollingBase:
     def ping(self) -> None:
         """Nothing to ping: the held ``/meta/connect`` is the heartbeat."""
 
+    def abort(self) -> None:
+        """Interrupt an ``open()`` blocked in the CSRF token's ``GET`` (or, here, the control
+        connection's connect); called from another thread by ``close()``.  Sticky: an ``open()``
+        that has not reached its request yet fails at once instead of starting it."""
+        self._aborted = True
+        h = self._opening
+        if h is not None:
+            h.abort()
+
+    def _watch(self, h: _Http) -> None:
+        self._opening = h
+        if self._aborted:
+            h.abort()
+
     def _open_session(self, request: ConnectRequest, options: ConnectOptions) -> str:
         """The session's HTTP URL; sets the cookie jar, the (redacted) URL shown in reasons and
         the headers of every request, the CSRF token among them (fetched now when needed)."""
         url, self.cookies, headers = session_request(request, self.cookies)
         self._url = redact(url)
         if self.csrf is not None:
-            headers.update(self.csrf.fetch(headers, options, self.cookies))
+            try:
+                headers.update(self.csrf.fetch(headers, options, self.cookies, self._watch))
+            finally:
+                self._opening = None
         self._headers = headers
         return url
 
@@ -376,10 +397,13 @@ class LongPollingConnection(LongPollingBase):
         self._max = options.max_frame_size or 0
         control = _Http(url, options, _CONTROL_READ_TIMEOUT)
         try:
+            self._watch(control)
             control.connect()  # fail fast (and let the transport's policy apply) if unreachable
         except (OSError, http.client.HTTPException, ValueError) as exc:
             control.abort()
             raise ConnectError(f"cannot connect to {self._url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+        finally:
+            self._opening = None
         # The connect worker's read has no timeout of its own: the server holds the request up to
         # advice.timeout, and the adapter's deadline (timeout + network allowance) closes us.
         self._https = {"send": control, "connect": _Http(url, options, None)}
@@ -583,10 +607,21 @@ class AutoConnection:
         self._csrf = csrf
         self._on_fallback = on_fallback
         self._inner: Any = None
+        self._trying: Any = None  # the connection being opened, for abort()
         self.kind = "websocket"
+
+    def abort(self) -> None:
+        """Interrupt an ``open()`` in progress (the websocket's handshake or the fallback's)."""
+        self._aborted = True
+        trying = self._trying
+        if trying is not None:
+            trying.abort()
+
+    _aborted = False
 
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
         ws = CookieWebSocketConnection(self._cookies)
+        self._trying = ws
         try:
             ws.open(request, options)
             inner: Any = ws
@@ -597,10 +632,14 @@ class AutoConnection:
                 raise
             log.info("websocket refused (%s): falling back to long-polling", exc)
             lp = self.long_polling(self._cookies, self._name, csrf=self._csrf)
+            self._trying = lp
+            if self._aborted:
+                lp.abort()
             lp.open(request, options)
             inner = lp
             self._on_fallback(str(exc))
         self._inner = inner
+        self._trying = None
         self.kind = inner.kind
         self.subprotocol = inner.subprotocol
         # Bind the hot methods directly: no indirection per call.

@@ -8,6 +8,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import socket
+import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +21,7 @@ import realtime_sync as rs
 from realtime_sync._csrf import CsrfToken
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
-from .conftest import FAST, Recorder, T
+from .conftest import FAST, Recorder, T, poll_until
 
 USER, PASSWORD = "agent1", "agent1-password"
 
@@ -310,3 +313,51 @@ def test_the_token_url_follows_the_client_url() -> None:
     assert "https://gws.example.com:8443/api/v2/me" in repr(token)
     assert "gws.example.com/sso" in repr(CsrfToken("https://alice:pw@gws.example.com/sso", "https://x"))
     assert "pw" not in repr(CsrfToken("https://alice:pw-secret@gws.example.com/sso", "https://x"))
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[tuple[str, list[Any]]]:
+    """A TCP server that accepts and never answers (a hung GWS node): its URL and its sockets."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    accepted: list[Any] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(srv.accept()[0])
+            except OSError:
+                return
+
+    t = threading.Thread(target=accept, name="test-silent-server", daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}/api/v2/notifications", accepted
+    finally:
+        srv.close()
+        for s in accepted:
+            s.close()
+        t.join(T(5))
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "auto"])
+def test_close_during_the_token_fetch_returns_promptly(hub: rs.Hub | None, transport: str) -> None:
+    # The GET hangs (connect_timeout is long): close() must interrupt it, as it interrupts a
+    # websocket handshake, not wait the fetch out; no thread of ours is left behind.
+    with silent_server() as (url, accepted):
+        client = rs.GenesysChatClient(
+            url,
+            username=USER,
+            password=PASSWORD,
+            csrf=True,
+            transport=transport,
+            connect_timeout=T(60),
+            **({"hub": hub} if hub is not None else {}),
+        )
+        client.start()
+        poll_until(lambda: accepted, timeout=10, what="the token request")
+        started = time.monotonic()
+        client.close(timeout=T(30))
+        if hub is not None:
+            assert hub.close(timeout=T(30))
+        assert time.monotonic() - started < T(5)
+        assert not [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync")]
