@@ -29,6 +29,7 @@ from __future__ import annotations
 import urllib.parse
 from typing import Any, Iterable
 
+from ._csrf import CsrfSource
 from ._validate import websocket_url
 from .cometd import CometDClient
 from .models.genesys import _EVENT_NAMES, NOTIFICATION_EVENT, decode_notification
@@ -91,11 +92,18 @@ class GenesysChatClient(CometDClient):
     #: The chat notifications, and "notification" for the other topics' messages.
     known_events = frozenset({*_EVENT_NAMES.values(), NOTIFICATION_EVENT})
 
-    def __init__(self, url: str, topics: Iterable[str] = ("/v2/me/chats",), **options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        topics: Iterable[str] = ("/v2/me/chats",),
+        *,
+        csrf: CsrfSource | None = None,  # typed here: a callable's return type is checked
+        **options: Any,
+    ) -> None:
         if isinstance(topics, str):
             topics = (topics,)
         options.setdefault("decoder", decode_notification)
-        super().__init__(_normalise_url(url), **options)
+        super().__init__(_normalise_url(url), csrf=csrf, **options)
         self.topics = tuple(topics)
         for topic in self.topics:
             self.subscribe(topic)

@@ -72,3 +72,9 @@ def test_mypy_strict_fails_on_a_typo_in_event_data(user_env: Path, tmp_path: Pat
     assert result.returncode == 1, result.stdout + result.stderr
     assert '"Message" has no attribute "contnet"; maybe "content"?' in result.stdout
     assert "Cannot find implementation" not in result.stdout
+
+
+def test_mypy_strict_checks_a_genesys_csrf_callable(user_env: Path, tmp_path: Path) -> None:
+    result = _mypy(user_env, "user_csrf_bad.py", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'Argument "csrf" to "GenesysChatClient" has incompatible type' in result.stdout

@@ -37,3 +37,12 @@ update: rs.Event[MessageLogUpdate] = rs.Event("chat.new_messages", MessageLogUpd
 print(update.data.chat_id)
 received = rs.Event.from_dict({"name": "x"})
 print(received.to_dict()["key"])
+
+
+def gws_csrf_token() -> tuple[str, str]:  # from the application's own REST session
+    return "X-CSRF-TOKEN", "token"
+
+
+gws = rs.GenesysChatClient(
+    "https://gws.example.com/api/v2/notifications", cookies={"JSESSIONID": "s"}, csrf=gws_csrf_token
+)
