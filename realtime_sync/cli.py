@@ -347,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     fake.add_argument(
         "--token", default=None, help="Jifeline: require this bearer token (a fake one: this is a test server)"
     )
+    fake.add_argument(
+        "--csrf",
+        action="store_true",
+        help="Genesys: CSRF protection on, as a GWS node with enableCsrfProtection (listen with --csrf)",
+    )
     fake.add_argument("-v", "--verbose", action="store_true", help="print every frame the server receives")
     fake.set_defaults(func=_cmd_fake_server)
     return parser
@@ -907,6 +912,8 @@ def _cmd_fake_server(args: argparse.Namespace, out: TextIO | None = None) -> int
     cls = _printing_server(base, write, args.verbose)
     if vendor.startswith("jifeline"):
         kwargs.update(interval=args.interval, token=args.token)
+    if vendor == "genesys" and args.csrf:
+        kwargs.update(csrf=True)
     try:
         server = cls(port=args.port, **kwargs)
         server.start()
@@ -954,6 +961,8 @@ def _fake_hints(vendor: str, url: str, args: argparse.Namespace) -> list[str]:
             "users: pubsub token user-token-1 (account 1, user 7), user-token-2 (user 8); contact: contact-token-1",
             f"try: VOXSIG_PUBSUB_TOKEN=user-token-1 realtime-sync listen voxsig --url {url} --account-id 1 --user-id 7",
         ]
+    if args.csrf:  # the token is for long-polling POSTs; a websocket needs none
+        return [f"try: realtime-sync listen genesys --url {url} --csrf --transport long-polling"]
     return [f"try: realtime-sync listen genesys --url {url}"]
 
 

@@ -287,6 +287,28 @@ def test_fake_server_jifeline_with_a_token(procs: list[Proc]) -> None:
     assert proc.finish() == 0
 
 
+def test_fake_server_genesys_with_csrf_and_listen_with_csrf(procs: list[Proc]) -> None:
+    # The README's pair for trying GWS CSRF protection locally: the fake server refuses a POST
+    # without the token, and its hint is the listen command that brings it.
+    server = Proc("fake-server", "genesys", "--port", "0", "--every", "0.2", "--csrf")
+    procs.append(server)
+    url = server.wait_line(lambda line: "listening on" in line, stream="out").split()[-1]
+    hint = server.wait_line(lambda line: "try:" in line, stream="out")
+    assert "--csrf" in hint and "--transport long-polling" in hint
+    bare = rs.GenesysChatClient(url, transport="long-polling")  # no token: refused
+    try:
+        err = bare.wait_for("error", timeout=T(10)).data
+        assert "403" in err.message
+    finally:
+        bare.close()
+    listen = Proc("listen", "genesys", *hint.split("listen genesys", 1)[1].split(), "--count", "1")
+    procs.append(listen)
+    assert listen.finish() == 0, listen.errors
+    assert "chat.new_messages" in listen.text and "403" not in listen.errors
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.finish() == 0
+
+
 # -- help -------------------------------------------------------------------------------------
 
 
