@@ -216,6 +216,9 @@ class _Http:
         conn = self.conn or self._new()
         self.conn = conn
         conn.connect()
+        if self.aborted:  # abort() ran while the socket did not exist yet: it could not shut it
+            conn.close()
+            raise ConnectionAbortedError("aborted: the connection is closing")
         if conn.sock is not None:
             conn.sock.settimeout(self.read_timeout)
             try:
