@@ -275,11 +275,12 @@ def test_refused_credentials_are_auth_errors(make: Any, transport: str) -> None:
 def test_close_sends_disconnect_and_joins_every_thread(gws: FakeGenesysServer, make: Any, transport: str) -> None:
     before = set(threading.enumerate())
     client = make(GenesysChatClient, gws.http_url, transport=transport)
-    client.wait_for("subscribed", timeout=T(5))  # starts the client
+    # Deadlines for a hang (5 s failed once on a loaded machine); the waits end on the event.
+    client.wait_for("subscribed", timeout=T(30))  # starts the client
     if transport == "long-polling":
         assert any(t.name.startswith("realtime_sync-longpoll-GenesysChatClient-") for t in threading.enumerate())
-    client.close(timeout=T(5))
-    disconnect = gws.wait_for_meta("/meta/disconnect", timeout=T(5))
+    client.close(timeout=T(30))
+    disconnect = gws.wait_for_meta("/meta/disconnect", timeout=T(30))
     assert disconnect["clientId"]
     alive = [
         t.name
