@@ -31,7 +31,7 @@ from websockets.protocol import Protocol, Side, State  # noqa: E402
 import realtime_sync as rs  # noqa: E402
 from realtime_sync import _json  # noqa: E402
 from realtime_sync._frames import ClientCodec  # noqa: E402
-from realtime_sync.events import Event  # noqa: E402
+from realtime_sync.events import Event, build_event  # noqa: E402
 from realtime_sync.models import voxsig as mv  # noqa: E402
 
 N = 2000
@@ -103,8 +103,11 @@ res = {
     "websocket frames -> str, python-websockets Protocol": best(pyws_parse),
     f"JSON decode ({_json.CODEC})": best(each(_json.loads, texts)),
     "Message model (with Contact sender), generated hook": best(each(lambda d: message_hook(d, mv.Message), datas)),
-    "Event construction": best(
+    "Event construction, `Event(...)`": best(
         each(lambda d: Event("message.created", model, 5, d, 1.0, None, None, None, 1, False), dicts)
+    ),
+    "Event construction, `build_event` (the adapter's)": best(
+        each(lambda d: build_event("message.created", model, 5, d, 1.0, None, None, None, 1, False), dicts)
     ),
     "VoxsigAdapter.receive_text, whole (JSON + model + Event, redacted raw)": best(adapt),
 }

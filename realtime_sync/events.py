@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Hashable, Mapping
 import attrs
 
 from . import _redact
+from ._build import builder
 from ._redact import redact
 
 #: The type of ``event.data``: ``Event[Message]`` in a handler's annotation.  Its default (PEP
@@ -219,6 +220,13 @@ class Event(Generic[DataT]):
             d.get("account_id"),
             bool(d.get("recovered", False)),
         )
+
+
+#: ``build_event(name, data, entity_id, raw, received_at, subscription, changes, decode_error,
+#: account_id, recovered)``: the same :class:`Event` as ``Event(...)`` with every field given,
+#: without attrs' per-field ``object.__setattr__`` (see :mod:`realtime_sync._build`).  Every
+#: event of a feed is built here (``Adapter._emit``).
+build_event = builder(Event)
 
 
 @attrs.frozen(repr=False)

@@ -62,6 +62,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
+from .._build import twin
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -302,7 +303,10 @@ def _fast_structure_fn(
                 if v0 is _M: v0 = _d0
                 elif _type(v0) not in _e0: v0 = _h0(v0, _t0)     # _e0 = {int, NoneType}
                 ...
-                return _cls(v0, ...)
+                m = _new(_twin)                    # see realtime_sync._build: the same
+                m.id = v0 ...                      # instance _cls(v0, ...) builds, without
+                m.__class__ = _cls                 # attrs' object.__setattr__ per field
+                return m
             except Exception:
                 return _detailed(o, t)
 
@@ -333,9 +337,12 @@ def _generate(
     converter: cattrs.Converter, cls: type, renames: Mapping[str, str], detailed: Callable[[Any, Any], Any]
 ) -> Callable[[Any, Any], Any]:
     hints = typing.get_type_hints(cls)
+    made = twin(cls)
     ns: dict[str, Any] = {"_cls": cls, "_detailed": detailed, "_M": _MISSING, "_type": type}
+    ns.update(_new=object.__new__, _twin=made)
     body = []
     args = []
+    stores = []
     for i, a in enumerate(attrs.fields(cls)):
         if not a.init:
             continue
@@ -373,6 +380,11 @@ def _generate(
         elif exact is not None:
             body.append(f"        else: v{i} = _h{i}(v{i}, _t{i})")
         args.append(f"{a.alias}=v{i}" if a.kw_only else f"v{i}")
+        stores.append(f"        m.{a.name} = v{i}")
+    if made is None:  # an __init__ that does more than store (see realtime_sync._build)
+        build = [f"        return _cls({', '.join(args)})"]
+    else:  # the same instance as _cls(...) builds, without attrs' per-field object.__setattr__
+        build = ["        m = _new(_twin)", *stores, "        m.__class__ = _cls", "        return m"]
     src = "\n".join(
         [
             "def structure(o, t):",
@@ -380,7 +392,7 @@ def _generate(
             "        if _type(o) is not dict: return _detailed(o, t)",
             "        get = o.get",
             *body,
-            f"        return _cls({', '.join(args)})",
+            *build,
             "    except Exception:",
             "        return _detailed(o, t)",
         ]

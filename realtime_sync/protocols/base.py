@@ -52,7 +52,7 @@ from .._json import decode, dumps
 from .._redact import redact
 from .._redact import truncate as _truncate
 from ..config import ReconnectPolicy, SharedBackoff
-from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, public_raw, public_subscription
+from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, build_event, public_raw, public_subscription
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -428,7 +428,7 @@ class Adapter:
         if subscription is not None:
             known, public = self._public_sub
             subscription = public if subscription is known else public_subscription(subscription)
-        event = Event(
+        event = build_event(
             name,
             data,
             entity_id,
