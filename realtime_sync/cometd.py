@@ -169,8 +169,21 @@ class CometDClient(Client[BayeuxAdapter]):
         self._call(BayeuxAdapter.unsubscribe, channel)
 
     def publish(self, channel: str, data: Any) -> None:
-        """Publish ``data`` (JSON-serialisable) to ``channel``.  Held until a session exists; a
-        refusal by the server is reported as an ``error`` event (kind ``"server"``)."""
+        """Publish ``data`` (JSON-serialisable) to ``channel``.  Held until a session exists.
+
+        A publish that may not have arrived is reported, never re-sent (CometD's own clients
+        fail it too: cometd.js calls the publish callback with ``successful: false``): one
+        ``error`` event of kind ``"publish"``, ``entity_id`` the channel, ``raw`` the publish
+        ``{"id", "channel", "data"}``, when the server refused it, when the request carrying
+        it failed (an HTTP error status, a dropped connection, no reply in time), or when it was
+        still waiting for a session as the client closed or the server said stop.  Send it
+        again if it must arrive (it may have arrived: a reply can be lost with its connection).
+
+            @client.on("error")
+            def resend(event):
+                if event.data.kind == "publish":
+                    client.publish(event.raw["channel"], event.raw["data"])
+        """
         validate_channel(channel, subscribe=False)
         self._call(BayeuxAdapter.publish, channel, data)
 

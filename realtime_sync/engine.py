@@ -1237,6 +1237,12 @@ class Engine(Generic[A]):
             self._detach(conn, 1000)
             if self._announced:
                 self._emit("disconnected", DisconnectInfo("closed by the client", False))
+        else:
+            # Not connected: the last commands (a publish just before close()) still reach the
+            # adapter, which reports what it can no longer send.
+            self._apply_commands()
+            self.adapter.start_closing(time.monotonic())
+            self.adapter.data_to_send()
         self._phase = _DONE
         self._end(by_server=False)
 

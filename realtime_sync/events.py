@@ -238,7 +238,9 @@ class ErrorInfo:
     ``event.decode_error``), ``"handler"`` (a callback raised), ``"connect"`` (the connection failed), ``"auth"``
     (credentials refused), ``"server"`` (the server reported an error or told us not to come
     back), ``"subscription"`` (a subscription failed or was never confirmed), ``"overflow"``
-    (the event queue was full), ``"token"`` (a token provider failed).  ``frame`` is the
+    (the event queue was full), ``"token"`` (a token provider failed), ``"publish"`` (a
+    Bayeux publish may not have arrived: ``event.raw`` is the publish, see
+    :meth:`~realtime_sync.CometDClient.publish`).  ``frame`` is the
     offending frame, redacted and truncated to 500 characters.
     """
 

@@ -521,6 +521,89 @@ def test_publish_is_held_until_a_session_exists_and_failures_are_reported() -> N
     assert a.events_received() == []
 
 
+def publish_errors(a: BayeuxAdapter) -> list[ErrorInfo]:
+    return [e.data for e in a.events_received() if e.name == "error" and e.data.kind == "publish"]
+
+
+@pytest.mark.parametrize("kind", ["websocket", "long-polling"])
+def test_a_publish_in_flight_when_the_connection_is_lost_is_reported_once_and_not_resent(kind: str) -> None:
+    # CometD's clients fail the messages of a failed request (cometd.js _handleFailure ->
+    # _failMessage: the publish callback gets successful: false); they do not re-send them.
+    a, _connect = connected(kind)
+    a.publish("/chat/demo", {"text": "lost?"}, 1.0)
+    (pub,) = frames(a)[0]
+    a.connection_lost(1.5, "HTTP 500 Server Error")
+    events = a.events_received()
+    (err,) = [e for e in events if e.name == "error"]
+    assert err.data.kind == "publish"
+    assert "'/chat/demo'" in err.data.message and f"id {pub['id']}" in err.data.message
+    assert "HTTP 500" in err.data.message
+    assert err.entity_id == "/chat/demo"
+    assert err.raw == {"id": pub["id"], "channel": "/chat/demo", "data": {"text": "lost?"}}
+    # The session resumes on the next connection: the publish is not sent again.
+    a.connection_made(2.0)
+    (resume,) = frames(a)[0]
+    feed(a, 2.1, {"id": resume["id"], "channel": "/meta/connect", "successful": True})
+    assert [m["channel"] for f in frames(a) for m in f] == []
+    assert publish_errors(a) == []
+
+
+def test_a_publish_unanswered_in_time_is_reported_with_the_dead_connection() -> None:
+    a, _ = connected()
+    a.publish("/chat/demo", 1, 1.0)
+    frames(a)
+    a.handle_timer(1.0 + a.max_network_delay + 0.1)
+    assert isinstance(a.close_request(), CloseRequest)
+    (err,) = publish_errors(a)
+    assert "no reply" in err.message and "'/chat/demo'" in err.message
+    a.connection_lost(12.0, "presumed dead")
+    assert publish_errors(a) == []  # once
+
+
+def test_a_publish_refused_because_the_session_expired_is_reported() -> None:
+    # The refusal carries advice "handshake": the session ends at once, but the publish's own
+    # reply must still be matched and reported (it was dropped as unmatched before).
+    a, _ = connected()
+    a.publish("/chat/demo", 1, 1.0)
+    (pub,) = frames(a)[0]
+    a.events_received()
+    refusal = {
+        "id": pub["id"],
+        "channel": "/chat/demo",
+        "successful": False,
+        "error": "402::Unknown client",
+        "advice": {"reconnect": "handshake", "interval": 0},
+    }
+    feed(a, 1.1, refusal)
+    errors = [e.data for e in a.events_received() if e.name == "error"]
+    assert any("/chat/demo" in e.message and "402::Unknown client" in e.message for e in errors), errors
+
+
+def test_closing_reports_queued_publishes_and_a_stopped_client_reports_new_ones() -> None:
+    a = BayeuxAdapter()
+    a.publish("/chat/demo", {"n": 1}, 0.0)  # no session yet: queued
+    a.start_closing(0.5)
+    (err,) = publish_errors(a)
+    assert "'/chat/demo'" in err.message and "not sent" in err.message
+    # A publish in flight at a normal close is not failed: cometd.js waits for its reply
+    # (disconnect() keeps the transport); ours is unconfirmed, logged, not an error.
+    b, _ = connected()
+    b.publish("/chat/demo", 2, 1.0)
+    frames(b)
+    b.start_closing(1.1)
+    b.connection_lost(1.2, "closed by the client")
+    assert publish_errors(b) == []
+    # advice "none": the client stops for good; a publish is refused with an error, not dropped.
+    c, connect = connected()
+    feed(
+        c, 1.0, {"id": connect["id"], "channel": "/meta/connect", "successful": False, "advice": {"reconnect": "none"}}
+    )
+    c.events_received()
+    c.publish("/chat/demo", 3, 1.1)
+    (err,) = publish_errors(c)
+    assert "'/chat/demo'" in err.message
+
+
 def test_unsubscribe_sends_and_forgets() -> None:
     a, _ = connected(subs=(CHATS,))
     a.unsubscribe(CHATS, 1.0)

@@ -359,7 +359,8 @@ class Adapter:
         """Fire whatever timers are due at ``now``."""
 
     def start_closing(self, now: float) -> None:
-        """The user closes the client: queue goodbye frames, if the protocol has any."""
+        """The user closes the client: queue goodbye frames, if the protocol has any.  Called
+        when no connection is up too (the frames are then dropped), after the last commands."""
 
     @property
     def ready(self) -> bool:

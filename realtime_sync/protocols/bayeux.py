@@ -49,11 +49,30 @@ Rules taken from the reference client (cometd-javascript ``CometD.js``) and chec
   connect returns: a connect always travels alone in its frame (which also lets the long-polling
   transport put it on its own HTTP request).
 
+Publishes that fail are reported, never re-sent, as CometD's own clients do: cometd.js fails
+every message of a failed request (``_handleFailure`` -> ``_failMessage``, which calls the
+publish callback with ``successful: false`` and notifies ``/meta/unsuccessful``), the Java
+``BayeuxClient`` likewise (``messagesFailure`` -> ``failMessage``), and a queued message is failed
+when the client disconnects (cometd.js ``_disconnect``).  Re-sending is not safe: a request that
+failed may have reached the server (a reply lost with its connection), and Bayeux publishes
+carry no de-duplication.  So a publish that may not have arrived is one ``error`` event of kind
+``"publish"``, whose ``entity_id`` is the channel and whose ``raw`` is the publish
+(``{"id", "channel", "data"}``) for the caller to send again:
+
+* refused by the server (``successful: false``, with its error);
+* in flight when its connection was lost (an HTTP error status on a long-polling request, the
+  connection dropped, a reply overdue);
+* held for a session that never came: the client closed first, or the server said stop (advice
+  ``none``).
+
+A publish in flight at a normal ``close()`` is not failed (cometd.js waits for its reply, and it
+most likely arrived); it is logged at INFO as unconfirmed.
+
 Outputs: ``message`` events (or what the ``decoder`` makes of a data message), ``subscribed`` /
 ``subscription_rejected`` with the server's error, ``handshake`` when a new session starts
 (``SessionInfo``; number 2 and up means a previous session was lost and its messages with it),
 ``error`` events (``server``: the server refused something; ``auth``: a handshake refused with
-401/403; ``bad_frame``).
+401/403; ``publish``: a publish failed, see above; ``bad_frame``).
 """
 
 from __future__ import annotations
@@ -67,7 +86,7 @@ import attrs
 from .._json import dumps
 from .._redact import redact, register_secrets_in
 from ..config import ReconnectPolicy
-from ..events import Subscription
+from ..events import ErrorInfo, Subscription
 from ..exceptions import ConfigurationError, ProtocolError
 from .base import BAD, Adapter, HeldFrame, truncate
 
@@ -294,6 +313,7 @@ class _Request:
     sent_at: float
     deadline: float | None
     subscription: Subscription | None = None
+    data: Any = None  # a publish's data, to report it if it fails
 
 
 #: The largest advice value (ms) acted on; a larger one is reported and ignored.  Valid JSON
@@ -398,9 +418,10 @@ class BayeuxAdapter(Adapter):
 
     def publish(self, channel: str, data: Any, now: float) -> None:
         if self.state is BayeuxState.STOPPED:
+            self._fail_publish(None, channel, data, "not sent: the server told the client to stop", now)
             return
         if self._session_ready:
-            self._send_messages([self._message(channel, now, data=data)], now)
+            self._send_messages([self._publish_message(channel, data, now)], now)
             return
         # Held until a session exists, like the reference client's internal batch.
         self._publishes.append((channel, data))
@@ -437,9 +458,13 @@ class BayeuxAdapter(Adapter):
 
     def connection_lost(self, now: float, reason: str = "") -> None:
         self.connected = False
-        lost = [r.channel for r in self._requests.values() if r.channel not in ("/meta/connect", "/meta/handshake")]
-        if lost:
-            log.debug("connection lost with %d unanswered request(s): %s", len(lost), lost[:5])
+        if self.state is BayeuxState.DISCONNECTING:
+            unconfirmed = [r.channel for r in self._requests.values() if not r.channel.startswith(_META)]
+            if unconfirmed:
+                # cometd.js' disconnect() waits for these replies; ours are most likely sent.
+                log.info("closed with %d publish(es) unconfirmed: %s", len(unconfirmed), unconfirmed[:5])
+        else:
+            self._fail_publishes(f"its request failed ({reason or 'connection lost'})", now)
         self._requests.clear()
         self._connect_id = None
         self._next_connect_at = None
@@ -453,6 +478,7 @@ class BayeuxAdapter(Adapter):
     def start_closing(self, now: float) -> None:
         if self.connected and self.client_id is not None and self.state is BayeuxState.CONNECTED:
             self._send_messages([self._message("/meta/disconnect", now)], now)
+        self._fail_queued_publishes("not sent: the client closed before a session existed", now)
         self.state = BayeuxState.DISCONNECTING
         self._next_connect_at = None
         self._next_handshake_at = None
@@ -485,6 +511,8 @@ class BayeuxAdapter(Adapter):
                 if req.channel == "/meta/disconnect":
                     self._request_close("no reply to /meta/disconnect", reconnect=False)
                     continue
+                if not req.channel.startswith(_META):
+                    self._fail_publish(rid, req.channel, req.data, f"no reply within {waited:.1f}s", now)
                 log.warning("no reply to %s within %.1fs: the connection is presumed dead", req.channel, waited)
                 self._request_close(
                     f"no reply to {req.channel} within {waited:.1f}s: connection presumed dead", delay=None, code=1001
@@ -588,7 +616,9 @@ class BayeuxAdapter(Adapter):
             if req is not None and req.channel == channel:
                 del self._requests[rid]  # type: ignore[arg-type]
                 if not successful:
-                    self._server_error(f"publish to {channel!r} failed", message, now)
+                    error = message.get("error")
+                    refusal = f"refused by the server: {error}" if error is not None else "refused by the server"
+                    self._fail_publish(rid, channel, req.data, refusal, now)  # type: ignore[arg-type]
                 if "data" not in message:
                     return
         if "data" in message:
@@ -799,7 +829,7 @@ class BayeuxAdapter(Adapter):
             self._send_subscribes(pending, now)
         if self._publishes:
             queued, self._publishes = self._publishes, []
-            self._send_messages([self._message(ch, now, data=data) for ch, data in queued], now)
+            self._send_messages([self._publish_message(ch, data, now) for ch, data in queued], now)
 
     def _in_flight(self, sub: Subscription) -> bool:
         return any(r.subscription == sub for r in self._requests.values())
@@ -818,7 +848,9 @@ class BayeuxAdapter(Adapter):
         self._session_ready = False
         self._connect_id = None
         for rid, req in list(self._requests.items()):
-            if req.channel != "/meta/handshake":
+            # A publish in flight keeps its request: its reply (often the refusal that ended the
+            # session) is still to come, and is reported.
+            if req.channel.startswith(_META) and req.channel != "/meta/handshake":
                 del self._requests[rid]
         self.subscriptions.reset()
         self.backoff.succeeded()
@@ -829,6 +861,8 @@ class BayeuxAdapter(Adapter):
 
     def _stop(self, reason: str, message: dict[str, Any], now: float, kind: str = "server") -> None:
         self._error(kind, reason, now, raw=message)
+        self._fail_publishes(f"not confirmed: {reason}", now)
+        self._fail_queued_publishes(f"not sent: {reason}", now)
         self.state = BayeuxState.STOPPED
         self._session_ready = False
         self._next_connect_at = None
@@ -851,7 +885,35 @@ class BayeuxAdapter(Adapter):
         ttl = (adv.timeout + adv.interval + (adv.max_interval or 10_000.0)) / 1000.0
         return now - self._last_contact <= ttl
 
+    # -- failed publishes ---------------------------------------------------------------
+
+    def _fail_publish(self, rid: str | None, channel: str, data: Any, why: str, now: float) -> None:
+        """One ``error`` event of kind ``publish`` (see the module docstring); the data is in
+        ``raw`` only (events are redacted), never in a log line."""
+        what = f"publish to {channel!r}" + (f" (id {rid})" if rid is not None else "")
+        text = f"{what} failed: {why}; not re-sent (as CometD's clients do): publish it again if it must arrive"
+        log.warning("%s", redact(f"{what} failed: {why}"))
+        info = ErrorInfo("publish", redact(text))
+        self._emit("error", now, info, entity_id=channel, raw={"id": rid, "channel": channel, "data": data})
+
+    def _fail_publishes(self, why: str, now: float) -> None:
+        """Report every publish still waiting for its reply, and forget it."""
+        for rid, req in list(self._requests.items()):
+            if not req.channel.startswith(_META):
+                del self._requests[rid]
+                self._fail_publish(rid, req.channel, req.data, why, now)
+
+    def _fail_queued_publishes(self, why: str, now: float) -> None:
+        queued, self._publishes = self._publishes, []
+        for channel, data in queued:
+            self._fail_publish(None, channel, data, why, now)
+
     # -- sending --------------------------------------------------------------------------
+
+    def _publish_message(self, channel: str, data: Any, now: float) -> dict[str, Any]:
+        msg = self._message(channel, now, data=data)
+        self._requests[msg["id"]].data = data
+        return msg
 
     def _message(self, channel: str, now: float, _sub: Subscription | None = None, **fields: Any) -> dict[str, Any]:
         msg: dict[str, Any] = {"channel": channel, **fields, "clientId": self.client_id}

@@ -16,6 +16,9 @@ Scriptable faults:
 * :meth:`~FakeBayeuxServer.hold_connects` - connects are never answered (a dead server with the
   TCP connection still up);
 * :meth:`~FakeBayeuxServer.publish` - a message to every session subscribed to a matching channel;
+* :meth:`~FakeBayeuxServer.fail_post` - the next long-polling POST(s) carrying a message on a
+  channel are not processed: answered with an HTTP error status (500, 403...) or dropped (the TCP
+  connection closed without an answer);
 * ``forbidden`` - channel patterns whose subscription is refused with ``403::Forbidden``;
 * ``check_request`` (override, or ``basic_auth=``/``required_cookie=``) - HTTP 401 on both the
   upgrade and the POSTs.
@@ -156,6 +159,9 @@ class FakeBayeuxServer(FakeServer):
         self._stopping = False
         self._http_socks: set[socket.socket] = set()
         self._http_ids = itertools.count(1)
+        self._fail_plan: tuple[int | str, str | None, int] | None = None
+        #: Bodies of the POSTs failed by :meth:`fail_post` (not processed by the server).
+        self.failed_posts: list[str] = []
         #: TLS mode: connections whose TLS handshake failed (or that sent nothing).
         self.tls_failures = 0
 
@@ -265,6 +271,40 @@ class FakeBayeuxServer(FakeServer):
             for s in targets:
                 self._deliver(s, {"channel": channel, "data": data, "id": str(next(self._ids))})
         return len(targets)
+
+    def fail_post(self, outcome: int | str | None, *, channel: str | None = None, count: int = 1) -> None:
+        """Fail the next ``count`` long-polling POSTs carrying a message on ``channel`` (any POST
+        when None) without processing them: ``outcome`` is an HTTP status to answer (``500``,
+        ``403``...) or ``"drop"`` (the TCP connection is closed with no answer, as a server or a
+        proxy that dies mid-request); ``None`` cancels what is left of the plan.  Their bodies are
+        kept in :attr:`failed_posts`.
+
+        >>> server.fail_post(500, channel="/chat/room")            # doctest: +SKIP
+        >>> client.publish("/chat/room", {"n": 1})                  # doctest: +SKIP   -> HTTP 500
+        """
+        if outcome is not None and outcome != "drop" and not (isinstance(outcome, int) and 100 <= outcome <= 599):
+            raise ValueError(f"outcome must be an HTTP status, 'drop' or None, got {outcome!r}")
+        with self._lock:
+            self._fail_plan = None if outcome is None or count <= 0 else (outcome, channel, count)
+
+    def _planned_failure(self, body: str) -> int | str | None:
+        """The outcome :meth:`fail_post` planned for this POST body, if any (and count it)."""
+        with self._lock:
+            plan = self._fail_plan
+            if plan is None:
+                return None
+            outcome, channel, count = plan
+            if channel is not None:
+                try:
+                    decoded = json.loads(body)
+                except ValueError:
+                    return None
+                messages = decoded if isinstance(decoded, list) else [decoded]
+                if not any(isinstance(m, dict) and m.get("channel") == channel for m in messages):
+                    return None
+            self._fail_plan = (outcome, channel, count - 1) if count > 1 else None
+            self.failed_posts.append(body)
+            return outcome
 
     def expire_sessions(self) -> int:
         """Forget every session (the next connect gets ``402::Unknown client``)."""
@@ -583,6 +623,11 @@ class FakeBayeuxServer(FakeServer):
             extra["Set-Cookie"] = self.set_cookie + "; Path=/; HttpOnly"
         if path.split("?", 1)[0].rstrip("/") != self.path.rstrip("/"):
             return 404, extra, "not found\n"
+        failure = self._planned_failure(body)
+        if failure == "drop":
+            return 0, {}, ""  # the handler closes the connection without an answer
+        if isinstance(failure, int):
+            return failure, extra, f"failed on purpose (HTTP {failure})\n"
         refusal = self._refuse_http or self.check_request_http(path, headers)
         if refusal is not None:
             if self._refuse_http is not None:
@@ -772,6 +817,13 @@ class _LongPollHandler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
         headers = dict(self.headers.items())
         status, extra, text = self.fake._handle_post(self.path, headers, body)
+        if status == 0:  # fail_post("drop"): no answer at all
+            self.close_connection = True
+            try:
+                self.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
         self._answer(status, extra, text)
 
     def _answer(self, status: int, extra: dict[str, str], text: str) -> None:
