@@ -8,6 +8,7 @@ module is the facade that ties them to the core :class:`~realtime_sync.Client`.
 from __future__ import annotations
 
 import base64
+import urllib.parse
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
@@ -24,6 +25,30 @@ from .protocols.bayeux import AckExtension, AuthExtension, BayeuxAdapter, Decode
 from .transport_longpoll import TRANSPORTS, make_connection_factory
 
 __all__ = ["CometDClient"]
+
+
+def split_userinfo(url: Any) -> tuple[Any, str | None, str | None]:
+    """``(url without its userinfo, user, password)``, both percent-decoded (``None``, ``None``
+    when the URL has none; a user without a password has the empty one, as curl and requests
+    read it).  The password is registered as a secret at once.
+
+    >>> split_userinfo("https://agent1:p%40ss@gws.example.com/api/v2/notifications")
+    ('https://gws.example.com/api/v2/notifications', 'agent1', 'p@ss')
+    """
+    if not isinstance(url, str) or "://" not in url:
+        return url, None, None
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+    except ValueError:
+        return url, None, None  # the URL's validation says what is wrong with it
+    if "@" not in parts.netloc:
+        return url, None, None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, quoted = userinfo.partition(":")
+    password = urllib.parse.unquote(quoted)
+    for secret in {password, quoted} - {""}:
+        register_secret(secret)
+    return urllib.parse.urlunsplit(parts._replace(netloc=host)), urllib.parse.unquote(user), password
 
 
 class CometDClient(Client[BayeuxAdapter]):
@@ -44,6 +69,9 @@ class CometDClient(Client[BayeuxAdapter]):
         url: the CometD endpoint, e.g. ``https://host/cometd``.
         transport: ``"auto"`` | ``"websocket"`` | ``"long-polling"``.
         username, password: HTTP Basic credentials sent on every request (both transports).
+            Credentials in the URL (``https://user:password@host/...``, percent-encoded) are
+            taken as these, as curl and requests do; giving both is refused.  Prefer the
+            options: URLs end up in logs and shell histories.
         token: sent as ``Authorization: Bearer`` (a callable is called again on each attempt).
         ext: fields added to the handshake's ``ext`` (e.g. ``{"auth": token}``); a mapping or a
             callable returning one (called at each handshake).
@@ -103,6 +131,15 @@ class CometDClient(Client[BayeuxAdapter]):
         csrf: CsrfSource | None = None,
         **options: Any,
     ) -> None:
+        url, url_user, url_password = split_userinfo(url)
+        if url_user is not None:
+            if username is not None or password is not None:
+                raise ConfigurationError(
+                    "credentials given twice: in the URL (user:password@host) and as username=/password=; "
+                    "keep one: username=/password= with a URL without them (better: URLs end up in logs), "
+                    "or the URL's alone"
+                )
+            username, password = url_user, url_password
         if transport not in TRANSPORTS:
             raise ConfigurationError(f"transport must be one of {TRANSPORTS}, got {transport!r}")
         token_source = None

@@ -58,7 +58,8 @@ class GenesysChatClient(CometDClient):
             or a ``ws(s)://`` URL; each transport derives its own from it.
         topics: CometD topics to subscribe to; ``/v2/me/chats`` by default, siblings such as
             ``/v2/me/calls`` allowed (their messages arrive as ``notification`` events).
-        username, password: HTTP Basic credentials (the agent's GWS login).
+        username, password: HTTP Basic credentials (the agent's GWS login); also read from the
+            URL (``https://agent1:PASSWORD@HOST/...``, percent-encoded), as curl does.
         cookies: e.g. ``{"JSESSIONID": session.cookies["JSESSIONID"]}`` from a REST session;
             cookies the server sets later are kept and sent by both transports.
         transport: ``"auto"`` (websocket, else long-polling), ``"websocket"``, ``"long-polling"``.
