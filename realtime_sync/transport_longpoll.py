@@ -360,7 +360,10 @@ class LongPollingBase:
         if 300 <= status < 400:
             detail = f"a redirect to {redirect_target(self._url, location)}, not followed"
         renewed = status == 403 and self.csrf is not None and self.csrf.refused(self._headers)
-        return HttpResult(status, reason, held=held, detail=detail, renewed=renewed)
+        result = HttpResult(status, reason, held=held, detail=detail, renewed=renewed)
+        if not renewed:  # a renewed CSRF token is routine (logged at INFO by the token)
+            log.warning("long-polling request refused: %s", result)
+        return result
 
 
 class LongPollingConnection(LongPollingBase):
@@ -564,7 +567,6 @@ class LongPollingConnection(LongPollingBase):
         self._push(result)
         if not isinstance(result, HttpResult):
             return
-        log.warning("long-polling request refused: %s", result)
         self._end(f"{result} from {self._url}")
 
 

@@ -138,6 +138,31 @@ def test_a_rotated_token_is_fetched_again_once_and_the_session_goes_on(
         assert not [e for e in rec.events if e.name == "error"]
 
 
+def test_a_routine_renewal_logs_no_warning_and_a_failed_one_does(
+    gws: FakeGenesysServer, hub: rs.Hub | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+
+    def warnings() -> list[str]:
+        return [
+            f"{r.name}: {r.getMessage()}"
+            for r in caplog.records
+            if r.levelno >= logging.WARNING and not r.name.startswith("realtime_sync.testing")
+        ]
+
+    with running(gws, hub, reconnect=rs.ReconnectPolicy(stop_on_auth_failure=True)) as (_client, rec):
+        gws.rotate_csrf()  # a routine expiry: one refetch, the session goes on
+        gws.wait_until(lambda: len(gws.csrf_issued) == 2, timeout=T(10))
+        rec.wait("connected", count=2, timeout=10)
+        gws.chat_state_change("chat-4", "StatusChange")
+        rec.wait("chat.status_change")
+        assert warnings() == []
+        assert any("CSRF" in r.getMessage() and r.levelno == logging.INFO for r in caplog.records)
+        gws.refuse_csrf()  # a renewal that cannot help: a warning and an error event
+        assert rec.wait("error", timeout=10).data.kind == "auth"
+        poll_until(warnings, 10, "a warning for the refusal that stands")
+
+
 def test_a_token_that_expired_while_disconnected_is_renewed_quietly(gws: FakeGenesysServer) -> None:
     with running(gws) as (_client, rec):
         gws.refuse_http(500)  # the node is down a while ...
