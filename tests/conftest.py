@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from realtime_sync import ReconnectPolicy
+from realtime_sync import Hub, ReconnectPolicy
 from realtime_sync.config import timing_scale
 
 from ._echo import EchoClient, EchoServer
@@ -53,6 +53,26 @@ def make_client() -> Iterator:
     yield make
     for c in clients:
         c.close(timeout=5)
+
+
+@pytest.fixture(params=["standalone", "hub"])
+def hub(request: pytest.FixtureRequest) -> Iterator[Hub | None]:
+    """Runs a test twice: ``None`` (standalone clients), then a one-worker :class:`Hub`, closed
+    with every thread after the test (pass it as ``hub=`` where not ``None``)."""
+    if request.param == "standalone":
+        yield None
+        return
+    pytest.importorskip("h11")  # long-polling on a hub
+    h = Hub(workers=1, name="t-" + request.function.__name__[5:25])
+    try:
+        yield h
+    finally:
+        assert h.close(T(10))
+
+
+def on(hub: Hub | None) -> dict[str, Hub]:
+    """The client option for ``hub`` (the :func:`hub` fixture's value): ``{"hub": hub}`` or ``{}``."""
+    return {} if hub is None else {"hub": hub}
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,6 @@ connection mid-stream).
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,7 @@ import pytest
 import realtime_sync as rs
 from realtime_sync.cometd import CometDClient
 
-from .conftest import FAST, Recorder, T
+from .conftest import FAST, Recorder, T, on
 from .conftest import poll_until as eventually
 from .servers.harness import CometDNodeServer, FayeServer, cometd_available, faye_available
 from .test_longpoll_http import subscribed_client
@@ -72,23 +71,10 @@ def all_accounted(rec: Recorder, sent: range, timeout: float, spy: Confirmations
         raise AssertionError(f"lost in silence: {lost}; events: {rec.names()[-30:]}") from None
 
 
-@pytest.fixture(params=[False, True], ids=["standalone", "hub"])
-def hub_option(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    if not request.param:
-        yield {}
-        return
-    pytest.importorskip("h11")
-    hub = rs.Hub(workers=1, name="t-publish")
-    try:
-        yield {"hub": hub}
-    finally:
-        assert hub.close(T(10))
-
-
 @pytest.mark.parametrize("outcome", [500, 403, "drop"])
-def test_a_publish_whose_request_fails_is_reported_not_lost(outcome: int | str, hub_option: dict[str, Any]) -> None:
+def test_a_publish_whose_request_fails_is_reported_not_lost(outcome: int | str, hub: rs.Hub | None) -> None:
     spy = Confirmations()
-    options = {"password": "pw-not-in-events", "username": "agent", "extensions": [spy], **hub_option}
+    options = {"password": "pw-not-in-events", "username": "agent", "extensions": [spy], **on(hub)}
     with subscribed_client(2.0, **options) as (
         server,
         client,
@@ -118,8 +104,8 @@ def test_a_publish_whose_request_fails_is_reported_not_lost(outcome: int | str, 
             assert [m["data"] for m in server.bayeux_messages(ROOM)[seen_before:]] == [{"n": 99}]
 
 
-def test_publishes_queued_without_a_session_are_reported_when_the_client_closes(hub_option: dict[str, Any]) -> None:
-    with subscribed_client(2.0, **hub_option) as (server, client, rec):
+def test_publishes_queued_without_a_session_are_reported_when_the_client_closes(hub: rs.Hub | None) -> None:
+    with subscribed_client(2.0, **on(hub)) as (server, client, rec):
         server.refuse_http(500)  # from now on no session can be had
         rec.wait("disconnected", timeout=10)
         client.publish(ROOM, {"n": 7})  # held until a session exists: it never will
@@ -128,8 +114,8 @@ def test_publishes_queued_without_a_session_are_reported_when_the_client_closes(
         assert err.raw["data"] == {"n": 7} and "not sent" in err.data.message
 
 
-def test_no_publish_error_on_the_happy_path_with_a_normal_close(hub_option: dict[str, Any]) -> None:
-    with subscribed_client(2.0, **hub_option) as (_server, client, rec):
+def test_no_publish_error_on_the_happy_path_with_a_normal_close(hub: rs.Hub | None) -> None:
+    with subscribed_client(2.0, **on(hub)) as (_server, client, rec):
         for n in range(N):
             client.publish(ROOM, {"n": n})
         eventually(lambda: delivered(rec) >= set(range(N)), 10, "all delivered")

@@ -32,19 +32,6 @@ def gws() -> Iterator[FakeGenesysServer]:
         yield server
 
 
-@pytest.fixture(params=["standalone", "hub"])
-def hub(request: pytest.FixtureRequest) -> Iterator[rs.Hub | None]:
-    if request.param == "standalone":
-        yield None
-        return
-    pytest.importorskip("h11")
-    h = rs.Hub(workers=1, name="t-csrf")
-    try:
-        yield h
-    finally:
-        assert h.close(T(10))
-
-
 def client_for(gws: FakeGenesysServer, hub: rs.Hub | None = None, **options: Any) -> rs.GenesysChatClient:
     options.setdefault("reconnect", FAST)
     options.setdefault("transport", "long-polling")

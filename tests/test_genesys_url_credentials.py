@@ -7,8 +7,6 @@ repr, an exception or an event."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -17,7 +15,7 @@ from realtime_sync.cometd import CometDClient
 from realtime_sync.genesys import GenesysChatClient
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
-from .conftest import FAST, Recorder, T
+from .conftest import FAST, Recorder, T, on
 
 USER, PASSWORD = "agent1", "p@ss:w/rd-42"
 QUOTED = "p%40ss%3Aw%2Frd-42"  # percent-encoded in the URL, as RFC 3986 asks
@@ -28,27 +26,14 @@ def with_userinfo(url: str, userinfo: str = f"{USER}:{QUOTED}") -> str:
     return f"{scheme}://{userinfo}@{rest}"
 
 
-@pytest.fixture(params=["standalone", "hub"])
-def hub_option(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    if request.param == "standalone":
-        yield {}
-        return
-    pytest.importorskip("h11")
-    hub = rs.Hub(workers=1, name="t-url-credentials")
-    try:
-        yield {"hub": hub}
-    finally:
-        assert hub.close(T(10))
-
-
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
 def test_url_credentials_are_sent_as_basic_auth(
-    transport: str, hub_option: dict[str, Any], caplog: pytest.LogCaptureFixture
+    transport: str, hub: rs.Hub | None, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     # The fake server answers 401 to an upgrade or a POST without these credentials.
     with FakeGenesysServer(timeout=1.0, basic_auth=(USER, PASSWORD)) as gws:
-        client = GenesysChatClient(with_userinfo(gws.http_url), transport=transport, reconnect=FAST, **hub_option)
+        client = GenesysChatClient(with_userinfo(gws.http_url), transport=transport, reconnect=FAST, **on(hub))
         rec = Recorder(client)
         try:
             client.start()
