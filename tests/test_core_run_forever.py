@@ -15,21 +15,49 @@ from .conftest import T
 
 ROOT = Path(__file__).resolve().parent.parent
 
-SCRIPT = textwrap.dedent(
+
+def script(body: str) -> str:
+    """A child process running ``body`` (with ``EchoClient`` imported, ``sys.argv[1]`` the echo
+    server's URL) under terminal-like signal handling; it prints ``CLOSED <state> <threads left>``
+    once ``client.run_forever()`` in ``body`` has returned."""
+    return (
+        textwrap.dedent(
+            """
+        import faulthandler, os, signal, sys, threading
+        from tests._echo import EchoClient
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
+        # As in a terminal: a test runner started in the background (nohup, `cmd &`) passes SIGINT on
+        # as ignored, and a process that ignores Ctrl-C keeps ignoring it.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        """
+        )
+        + textwrap.dedent(body)
+        + textwrap.dedent(
+            """
+        alive = [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-")]
+        print("CLOSED", client.state.value, alive, flush=True)
+        """
+        )
+    )
+
+
+def child(code: str, *args: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run ``code`` with ``args`` from the repository root."""
+    return [sys.executable, "-c", code, *args], dict(os.environ, PYTHONPATH=str(ROOT))
+
+
+def assert_closed_cleanly(returncode: int, out: str, err: str) -> None:
+    assert returncode == 0, err
+    assert "CLOSED closed []" in out
+    assert "Traceback" not in err
+
+
+SCRIPT = script(
     """
-    import faulthandler, signal, sys, threading
-    from tests._echo import EchoClient
-
-    faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks for stacks on a hang
-    # As in a terminal: a test runner started in the background (nohup, `cmd &`) passes SIGINT on
-    # as ignored, and a process that ignores Ctrl-C keeps ignoring it.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-
     client = EchoClient(sys.argv[1])
     client.on("connected", lambda e: print("READY", flush=True))
     client.run_forever()
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-")]
-    print("CLOSED", client.state.value, alive, flush=True)
     """
 )
 
@@ -37,15 +65,8 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_and_sigterm_close_cleanly(echo_server, sig):
     # SIGTERM is what docker and systemd send: it used to kill the process without closing.
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, echo_server.url],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
+    cmd, env = child(SCRIPT, echo_server.url)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().strip() == "READY"
@@ -61,19 +82,12 @@ def test_ctrl_c_and_sigterm_close_cleanly(echo_server, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, err
-    assert "CLOSED closed []" in out
-    assert "Traceback" not in err
+    assert_closed_cleanly(proc.returncode, out, err)
     assert conn.closed.wait(T(5)), "the server did not see the connection close"
 
 
-EARLY_SCRIPT = textwrap.dedent(
+EARLY_SCRIPT = script(
     """
-    import os, signal, sys, threading
-    from tests._echo import EchoClient
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal (see SCRIPT)
-
     class Early(EchoClient):
         def start(self, *args, **kwargs):
             # The signal lands while start() runs (a process manager that stops a service at once).
@@ -82,8 +96,6 @@ EARLY_SCRIPT = textwrap.dedent(
 
     client = Early(sys.argv[1])
     client.run_forever()
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-")]
-    print("CLOSED", client.state.value, alive, flush=True)
     """
 )
 
@@ -92,15 +104,6 @@ EARLY_SCRIPT = textwrap.dedent(
 def test_a_signal_during_start_is_held_until_start_is_done_then_closes(echo_server, sig):
     # An exception raised between two steps of start() could leave threads nobody stops: the
     # signal is held until start() is done, and then closes the client like any other.
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.run(
-        [sys.executable, "-c", EARLY_SCRIPT, echo_server.url, str(int(sig))],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=T(60),
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "CLOSED closed []" in proc.stdout
-    assert "Traceback" not in proc.stderr
+    cmd, env = child(EARLY_SCRIPT, echo_server.url, str(int(sig)))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=T(60))
+    assert_closed_cleanly(proc.returncode, proc.stdout, proc.stderr)
