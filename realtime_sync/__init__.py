@@ -47,6 +47,7 @@ from .exceptions import (
     RealtimeSyncError,
     RemoteError,
     TokenError,
+    TokenRefusedError,
     WaitTimeout,
 )
 from .genesys import GenesysChatClient
@@ -90,6 +91,7 @@ __all__ = [
     "Subscription",
     "SubscriptionInfo",
     "TokenError",
+    "TokenRefusedError",
     "VoxsigCatchUp",
     "VoxsigClient",
     "VoxsigResumePoint",

@@ -48,9 +48,12 @@ __all__ = [
     "RedactingFilter",
     "get_logger",
     "is_secret_header",
+    "is_secret_name",
+    "may_hold_secret_members",
     "protect_loggers",
     "redact",
     "redact_headers",
+    "redact_members",
     "redirect_target",
     "register_secret",
     "register_server_secret",
@@ -102,7 +105,17 @@ _MAX_NAME = 64  # a name is extended left over at most this many characters
 _OBJECT_KEYS = frozenset({"authentication", "credentials", "auth"})
 # Header names (lowercase) always secret, besides X-... names containing an auth-ish word.
 _HEADER_NAMES = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key", "apikey"}
+    # api_access_token: Chatwoot's API header (what a Voxsig REST catch-up sends).
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "x-api-key",
+        "api-key",
+        "apikey",
+        "api_access_token",
+    }
 )
 _AUTHISH = ("auth", "token", "secret", "key", "cookie", "session", "password", "passwd", "credential")
 
@@ -265,7 +278,10 @@ def _query_param(s: str, start: int, j: int) -> tuple[int, int] | None:
         return None
     m = _QUERY_VALUE.match(s, j + 1)
     assert m is not None
-    return j + 1, m.end()
+    end = m.end()
+    if end > j + 1 and s[end - 1] == ":" and (end == len(s) or s[end] in _WS):
+        end -= 1  # "... ?access_token=abc: ConnectionRefusedError": the colon is the message's
+    return j + 1, end
 
 
 def _header(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
@@ -362,6 +378,10 @@ def redact(text: Any) -> str:
     'Authorization: ***'
     >>> redact("https://alice:pa55@example.com/x")
     'https://alice:***@example.com/x'
+    >>> redact("cannot connect to ws://h/?access_token=abc: ConnectionRefusedError")
+    'cannot connect to ws://h/?access_token=***: ConnectionRefusedError'
+    >>> redact("api_access_token: abc123")
+    'api_access_token: ***'
     """
     return _redact(text if isinstance(text, str) else str(text), False)
 
@@ -431,6 +451,105 @@ def redact_headers(headers: Any) -> dict[str, str]:
     for k, v in dict(headers or {}).items():
         out[k] = REDACTED if is_secret_header(str(k)) else redact(v)
     return out
+
+
+# -- decoded JSON: members named as secrets ---------------------------------------------------
+#
+# Servers put other people's secrets in payloads: Chatwoot's ``conversation.created`` carries
+# ``contact_inbox`` as the whole database row, ``pubsub_token`` included (Conversation#
+# push_event_data), and a contact's ``pubsub_token`` can ride along in ``meta.sender``.  Those are
+# not the client's registered secrets, so the literal registry cannot know them: the member's
+# *name* says what it is, as in the shape rules above.  ``event.raw`` and ``Event.to_dict()`` go
+# through :func:`redact_members`; the frame text is asked first (:func:`may_hold_secret_members`)
+# so the usual frame, with no such name, costs one lowercase copy and a few substring tests.
+
+_MEMBER_WORDS = (
+    "token",
+    "secret",
+    "passw",
+    "auth",
+    "cookie",
+    "credential",
+    "api_key",
+    "apikey",
+    "api-key",
+    "sessionid",
+)
+_secret_names: dict[str, bool] = {}
+_MAX_NAMES = 4096
+
+
+def is_secret_name(name: str) -> bool:
+    """True when a JSON member, parameter or header of this name holds a secret: its lowercase
+    name ends with a secret word (``pubsub_token``, ``accessToken``, ``X-Auth-Token``,
+    ``password``), as the redactor's shape rules decide (``token_type`` is not one).
+
+    >>> is_secret_name("pubsub_token"), is_secret_name("accessToken"), is_secret_name("token_type")
+    (True, True, False)
+    """
+    known = _secret_names.get(name)
+    if known is None:
+        low = _lower(name)
+        known = low.endswith(_KEYWORDS) or (low.startswith("x-") and is_secret_header(low))
+        if len(_secret_names) >= _MAX_NAMES:
+            _secret_names.clear()
+        _secret_names[name] = known
+    return known
+
+
+def may_hold_secret_members(text: str, known: str = "") -> bool:
+    """A cheap first test for :func:`redact_members`: False only when the JSON ``text`` can hold
+    no member named as a secret beyond those in ``known`` (a part of ``text`` already made
+    public, such as an ActionCable identifier, which names ``pubsub_token`` in every frame).
+
+    >>> may_hold_secret_members('{"id":1,"content":"hi"}')
+    False
+    >>> may_hold_secret_members('{"contact_inbox":{"pubsub_token":"x"}}')
+    True
+    """
+    low = _lower(text)
+    if not known:
+        return any(w in low for w in _MEMBER_WORDS)
+    kn = _lower(known)
+    return any(w in low and low.count(w) > kn.count(w) for w in _MEMBER_WORDS)
+
+
+def redact_members(value: Any, _depth: int = 0) -> Any:
+    """``value`` (decoded JSON) with the value of every member named as a secret replaced by
+    ``***`` at any depth (strings, numbers, and whole objects or arrays; ``null`` and booleans
+    are kept).  Copy on write: what holds no such member is returned as it is, never mutated.
+
+    >>> redact_members({"id": 5, "contact_inbox": {"source_id": "a", "pubsub_token": "XyZ"}})
+    {'id': 5, 'contact_inbox': {'source_id': 'a', 'pubsub_token': '***'}}
+    """
+    if _depth > 64:
+        return value
+    kind = type(value)
+    if kind is dict:
+        out = None
+        for k, v in value.items():
+            if type(k) is str and v is not None and type(v) is not bool and is_secret_name(k):
+                new: Any = REDACTED
+            elif type(v) is dict or type(v) is list:
+                new = redact_members(v, _depth + 1)
+            else:
+                continue
+            if new is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = new
+        return value if out is None else out
+    if kind is list:
+        items = None
+        for i, v in enumerate(value):
+            if type(v) is dict or type(v) is list:
+                new = redact_members(v, _depth + 1)
+                if new is not v:
+                    if items is None:
+                        items = list(value)
+                    items[i] = new
+        return value if items is None else items
+    return value
 
 
 # -- the logging boundary ----------------------------------------------------------------------

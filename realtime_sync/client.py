@@ -465,7 +465,10 @@ class Client(Generic[A]):
         elif s.rejected:
             error = RemoteError(f"subscription rejected by the server: {', '.join(map(repr, s.rejected))}")
         elif s.last_error is not None and s.last_error.kind == "auth" and s.last_error is not before:
-            error = AuthenticationError(s.last_error.message)
+            cause = s.last_error.exception
+            # The refusal's own class (TokenRefusedError when the token endpoint refused).
+            kind = type(cause) if isinstance(cause, AuthenticationError) else AuthenticationError
+            error = kind(s.last_error.message)
         else:
             last = s.last_error
             detail = f": {last.kind}: {last.message}" if last is not None else ""

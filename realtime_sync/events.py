@@ -12,7 +12,7 @@ import attrs
 
 from . import _redact
 from ._build import builder
-from ._redact import redact
+from ._redact import REDACTED, redact
 
 #: The type of ``event.data``: ``Event[Message]`` in a handler's annotation.  Its default (PEP
 #: 696) keeps a bare ``Event`` meaning ``Event[Any]``, also under ``mypy --strict``; Python
@@ -362,14 +362,15 @@ def _holds_secret(value: str) -> bool:
 
 
 def public_raw(raw: Any) -> Any:
-    """``raw`` as events carry it: a shallow copy with every top-level string that holds a secret
-    redacted (the identifier of an ActionCable frame), else ``raw`` itself.
+    """``raw`` as events carry it: every top-level string that holds a secret redacted (the
+    identifier of an ActionCable frame) and every member named as a secret hidden at any depth
+    (copy on write: ``raw`` itself when nothing needed hiding).
 
     >>> public_raw({"identifier": '{"channel":"RoomChannel","pubsub_token":"abc"}', "message": {}})
     {'identifier': '{"channel":"RoomChannel","pubsub_token":"***"}', 'message': {}}
     """
     if type(raw) is not dict:
-        return raw
+        return _redact.redact_members(raw) if type(raw) is list else raw
     out = None
     for k, v in raw.items():
         if type(v) is str and _holds_secret(v):
@@ -379,7 +380,8 @@ def public_raw(raw: Any) -> Any:
                 if out is None:
                     out = dict(raw)
                 out[k] = public
-    return raw if out is None else out
+    # Members named as secrets, at any depth (another user's pubsub_token in a payload).
+    return _redact.redact_members(raw if out is None else out)
 
 
 # -- to_dict / from_dict ------------------------------------------------------------------------
@@ -474,11 +476,17 @@ def _subscription_from_json(sub: Any) -> Subscription | None:
 
 
 def _scrub(value: Any) -> Any:
-    """Replace registered secrets in every string of a JSON value."""
+    """Replace registered secrets in every string of a JSON value, and hide the value of every
+    member named as a secret (``pubsub_token``, ``password``...)."""
     if isinstance(value, str):
         return redact(value) if _holds_secret(value) else value
     if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
+        return {
+            k: REDACTED
+            if isinstance(k, str) and v is not None and not isinstance(v, bool) and _redact.is_secret_name(k)
+            else _scrub(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_scrub(v) for v in value]
     return value

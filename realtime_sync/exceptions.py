@@ -12,6 +12,8 @@ The tree::
         │   └── AuthenticationError   the server refused our credentials (HTTP 401/403, ...)
         ├── ProtocolError             a frame broke the protocol's rules
         └── TokenError                a token provider could not produce a token
+            └── TokenRefusedError     the token endpoint refused the client's credentials
+                                      (also an AuthenticationError: same backoff, same stop)
 
 Local errors (``ConfigurationError``) are raised to the caller at once.  Remote errors
 happen on the transport thread; they are reported as ``error`` events (``event.data`` is an
@@ -34,6 +36,7 @@ __all__ = [
     "RealtimeSyncError",
     "RemoteError",
     "TokenError",
+    "TokenRefusedError",
     "WaitTimeout",
 ]
 
@@ -100,3 +103,13 @@ class ProtocolError(RemoteError):
 
 class TokenError(RemoteError):
     """A token provider failed to produce a token (e.g. the OAuth2 endpoint refused the secret)."""
+
+
+class TokenRefusedError(TokenError, AuthenticationError):
+    """The token endpoint refused the client's credentials (OAuth ``invalid_client``, HTTP 401).
+
+    It is an :class:`AuthenticationError` too: a client treats it as refused credentials (an
+    ``error`` event of kind ``"auth"``, the slow ``auth_failure_delay`` backoff, a stop with
+    ``stop_on_auth_failure``, and :meth:`~realtime_sync.Client.wait_connected` raises it at
+    once) rather than retrying the token endpoint every few seconds with a secret that cannot work.
+    """

@@ -27,7 +27,7 @@ from ._http import HTTPFailure
 from ._http import request as http_request
 from ._json import decode
 from ._redact import get_logger, redact, register_secret
-from .exceptions import ConfigurationError, TokenError
+from .exceptions import ConfigurationError, TokenError, TokenRefusedError
 
 __all__ = ["ClientCredentialsTokenProvider"]
 
@@ -57,7 +57,10 @@ class ClientCredentialsTokenProvider:
     request at a time: concurrent callers wait for it).  If renewal fails while the cached token
     has not expired yet, the cached token is returned and a warning logged; otherwise
     :class:`~realtime_sync.TokenError` is raised, whose message names the endpoint and the
-    OAuth error (``invalid_client``...) but never a secret.
+    OAuth error (``invalid_client``...) but never a secret.  A refusal of the credentials
+    (HTTP 401/403, or 400 ``invalid_client``/``unauthorized_client``) raises its subclass
+    :class:`~realtime_sync.TokenRefusedError`, also an :class:`~realtime_sync.AuthenticationError`,
+    so a client backs off as for any refused credentials instead of asking again every few seconds.
 
     >>> provider = ClientCredentialsTokenProvider(
     ...     "https://partner-api-001.prd.jifeline.cloud/oauth2/token", CLIENT_ID, CLIENT_SECRET)  # doctest: +SKIP
@@ -182,7 +185,8 @@ class ClientCredentialsTokenProvider:
             )
         except HTTPFailure as exc:
             if exc.kind == "status" and exc.status is not None:
-                raise TokenError(self._refusal(where, exc.status, exc.body)) from None
+                refused, message = self._refusal(where, exc.status, exc.body)
+                raise (TokenRefusedError if refused else TokenError)(message) from None
             if exc.kind == "connect":
                 raise TokenError(redact(f"cannot reach the token endpoint {where}: {exc}")) from None
             raise TokenError(f"the token endpoint {where}: {exc}") from None
@@ -199,7 +203,8 @@ class ClientCredentialsTokenProvider:
             log.warning("token endpoint returned token_type %r, expected Bearer", token_type)
         return token, _expires_in(data.get("expires_in"))
 
-    def _refusal(self, where: str, code: int, body: bytes) -> str:
+    def _refusal(self, where: str, code: int, body: bytes) -> tuple[bool, str]:
+        """(the client's credentials were refused, a message without secrets)"""
         detail = ""
         try:
             payload: Any = decode(body or b"null")
@@ -210,11 +215,14 @@ class ClientCredentialsTokenProvider:
                 str(payload[k]) for k in ("error", "error_description", "message") if isinstance(payload.get(k), str)
             ]
             detail = ": " + ", ".join(parts) if parts else ""
-        if code in (400, 401, 403) and ("invalid_client" in detail or "unauthorized_client" in detail or code != 400):
+        refused = code in (400, 401, 403) and (
+            "invalid_client" in detail or "unauthorized_client" in detail or code != 400
+        )
+        if refused:
             msg = f"the token endpoint {where} refused the client credentials (HTTP {code}{detail}); check client_id and client_secret"
         else:
             msg = f"the token endpoint {where} answered HTTP {code}{detail}"
-        return redact(msg)
+        return refused, redact(msg)
 
 
 def _expires_in(value: Any) -> float | None:

@@ -50,6 +50,41 @@ def test_token_in_header_query_and_frames_stays_out_of_logs(echo_server, make_cl
     assert "***" in text
 
 
+def test_secrets_the_server_sends_under_secret_names_are_hidden_in_raw_and_to_dict(echo_server, make_client):
+    # Not the client's own (nothing registered them): the member's name says it is a secret.
+    import json
+
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send(
+        {
+            "event": "x",
+            "data": {
+                "id": 1,
+                "contact_inbox": {"source_id": "s1", "pubsub_token": "SRV-PUBSUB-1"},
+                "people": [{"name": "a", "Password": "SRV-PW-2"}, {"auth": {"user": "u", "key": "SRV-OBJ-3"}}],
+                "refresh_token": 12345678901,
+                "token_type": "bearer",
+                "hmac_verified": False,
+                "access_token": None,
+            },
+        }
+    )
+    event = rec.wait("x")
+    assert event.data["contact_inbox"]["pubsub_token"] == "SRV-PUBSUB-1"  # the app's own payload
+    raw = event.raw
+    assert raw["data"]["contact_inbox"] == {"source_id": "s1", "pubsub_token": "***"}
+    assert raw["data"]["people"] == [{"name": "a", "Password": "***"}, {"auth": "***"}]
+    assert raw["data"]["refresh_token"] == "***" and raw["data"]["token_type"] == "bearer"
+    assert raw["data"]["hmac_verified"] is False and raw["data"]["access_token"] is None
+    for text in (json.dumps(event.raw), json.dumps(event.to_dict()), repr(event.raw)):
+        for secret in ("SRV-PUBSUB-1", "SRV-PW-2", "SRV-OBJ-3", "12345678901"):
+            assert secret not in text, (secret, text)
+    client.close()
+
+
 def test_refused_handshake_error_has_no_secret(echo_server, make_client, caplog):
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     echo_server.refuse(401)

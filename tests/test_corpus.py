@@ -5,6 +5,7 @@ behaviour on the real server."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,10 @@ def _expect_corpus(events: list[rs.Event]) -> None:
     for e in got:
         assert e.decode_error is None, (e.name, e.decode_error)
         assert e.account_id == 1
+        # Conversations carry contact_inbox with its own pubsub_token: never forwarded in clear.
+        forwarded = json.dumps(e.raw) + json.dumps(e.to_dict())
+        assert "contact-inbox-token-not-ours" not in forwarded, e.name
+    assert any("contact_inbox" in json.dumps(e.raw) for e in got)  # the corpus does carry it
     assert [e for e in events if e.name == "error"] == []
 
 

@@ -676,6 +676,35 @@ def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partn
         assert rest.token_requests() == 2
 
 
+def test_a_refused_client_secret_backs_off_as_refused_credentials(make, partner):
+    # The token endpoint answers 401 invalid_client: the secret cannot work, so the client must
+    # not ask again every few seconds (it did: kind "token", 3 instant retries, then every 5 s).
+    with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
+        provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "wrong-secret-xyz")
+        client = make(JifelinePartnerClient, partner.url, token=provider)
+        errors, retries = Recorder(), Recorder()
+        client.on("error", errors)
+        client.on("reconnecting", retries)
+        with pytest.raises(rs.TokenRefusedError) as info:
+            client.start(wait=True, timeout=T(30))  # at once, not after the timeout
+        assert isinstance(info.value, rs.AuthenticationError) and isinstance(info.value, rs.TokenError)
+        assert "refused the client credentials" in str(info.value) and "wrong-secret-xyz" not in str(info.value)
+        (error,) = errors.snapshot()
+        assert error.data.kind == "auth"
+        assert rest.token_requests() == 1 and partner.handshakes == []
+
+        # Without wait=True the client stays up and waits auth_failure_delay (60 s by default).
+        client2 = make(JifelinePartnerClient, partner.url, token=provider, reconnect=rs.ReconnectPolicy())
+        errors2, retries2 = Recorder(), Recorder()
+        client2.on("error", errors2)
+        client2.on("reconnecting", retries2)
+        client2.start()
+        (retry,) = retries2.wait(1, timeout=10)
+        assert retry.data.delay >= 60.0 * 0.5  # the auth delay (jitter aside), not the 0-5 s retries
+        assert [e.data.kind for e in errors2.snapshot()] == ["auth"]
+        assert rest.token_requests() == 2
+
+
 # -- review: resume point, unsubscribe while disconnected, concurrency, query redaction -----
 
 

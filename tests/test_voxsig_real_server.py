@@ -312,3 +312,39 @@ def test_a_token_that_json_escapes_is_redacted_against_rails(
         str(error.data.exception),
     ):
         assert "Rq" not in text, text
+
+
+def test_other_users_pubsub_tokens_in_a_payload_never_reach_raw_or_to_dict(
+    cable: ActionCableServer, clients: Any
+) -> None:
+    # Chatwoot's conversation.created carries contact_inbox as the whole row (Conversation#
+    # push_event_data), its pubsub_token included: another user's secret, not one the client
+    # registered.  Rails relays it as is; the event's raw and to_dict() must not.
+    import json
+
+    token = "user-7-own-token"
+    client = clients(cable.url, token, account_id=1, user_id=7)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    data = {
+        "id": 9,
+        "account_id": 1,
+        "contact_inbox": {"contact_id": 5, "inbox_id": 1, "source_id": "src-1", "pubsub_token": "CONTACTPUBSUBS3CRET"},
+        "meta": {"sender": {"id": 5, "name": "Jane", "pubsub_token": "SENDERS3CRET", "accessToken": "CAMELS3CRET"}},
+        "messages": [{"id": 1, "content": "hi", "conversation_id": 9, "account_id": 1, "api_key": "KEYS3CRET"}],
+    }
+    cable.broadcast(token, {"event": "conversation.created", "data": data})
+    cable.broadcast(token, {"event": "custom.unknown", "data": {"account_id": 1, "password": "PWS3CRET"}})
+    (conv,) = rec.wait_count("conversation.created")
+    (custom,) = rec.wait_count("custom.unknown")
+    # The decoded data is the user's, as the server sent it; the forwardable copies hide secrets.
+    assert conv.data.contact_inbox.source_id == "src-1" and conv.data.meta.sender.name == "Jane"
+    assert conv.raw["message"]["data"]["contact_inbox"]["pubsub_token"] == "***"
+    assert conv.raw["message"]["data"]["contact_inbox"]["source_id"] == "src-1"
+    assert custom.data["password"] == "PWS3CRET"  # data is the user's own decoded payload
+    for event in (conv, custom):
+        for text in (json.dumps(event.raw), json.dumps(event.to_dict()), repr(event.raw)):
+            for secret in ("CONTACTPUBSUBS3CRET", "SENDERS3CRET", "CAMELS3CRET", "KEYS3CRET", "PWS3CRET", token):
+                assert secret not in text, (secret, text)
+    assert rec.named("error") == []

@@ -412,6 +412,10 @@ class ActionCableAdapter(Adapter):
             # replaced by its public copy in place, so no copy of the frame is made for
             # ``event.raw`` (the frame is ours alone, just decoded).
             msg["identifier"] = public_ident
+            if _redact.may_hold_secret_members(text, public_ident):
+                # Another user's secret in the payload (Chatwoot's contact_inbox row carries
+                # its pubsub_token): hidden in raw; the decoder still gets the message as sent.
+                msg["message"] = _redact.redact_members(message)
             self._public_raw = msg
             self._public_sub = (sub, public_sub)
         try:

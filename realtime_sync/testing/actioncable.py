@@ -519,7 +519,16 @@ def conversation_payload(conversation_id: int = 42, status: str = "open", **extr
         "additional_attributes": {},
         "can_reply": True,
         "channel": "Channel::WebWidget",
-        "contact_inbox": {"id": 9, "contact_id": 101, "inbox_id": 1, "source_id": "src-1", "hmac_verified": False},
+        # The whole ContactInbox row, as Chatwoot sends it: its pubsub_token (the contact's own
+        # secret) included.
+        "contact_inbox": {
+            "id": 9,
+            "contact_id": 101,
+            "inbox_id": 1,
+            "source_id": "src-1",
+            "hmac_verified": False,
+            "pubsub_token": f"contact-pubsub-{conversation_id}",
+        },
         "id": conversation_id,
         "inbox_id": 1,
         "messages": [],
