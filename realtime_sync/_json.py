@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any, Callable
 
-__all__ = ["CODEC", "MAX_DEPTH", "decode", "dumps", "loads"]
+__all__ = ["CODEC", "MAX_DEPTH", "decode", "dumps", "loads", "may_nest_deeper"]
 
 #: The deepest nesting :func:`decode` accepts.  Real frames nest a handful of levels; a
 #: thousand-level one would raise ``RecursionError`` out of ``json``, ``repr()`` or cattrs.
@@ -43,8 +43,24 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
+def may_nest_deeper(text: str, max_depth: int = MAX_DEPTH) -> bool:
+    """False when ``text`` cannot nest deeper than ``max_depth`` (it has no more opening
+    brackets than that); True when it might, and :func:`decode` must look closer.
+
+    The hot path's guard: one counting pass over the frame (the ``[`` count only when there
+    is a ``[`` at all, a ``memchr``; many frames hold objects only).
+
+    >>> may_nest_deeper('{"a": {"b": [1]}}', 3), may_nest_deeper('{"a": {"b": [1]}}', 2)
+    (False, True)
+    """
+    opening = text.count("{")
+    if "[" in text:
+        opening += text.count("[")
+    return opening > max_depth
+
+
 def _deeper_than(text: str, max_depth: int) -> bool:
-    if text.count("[") + text.count("{") <= max_depth:
+    if not may_nest_deeper(text, max_depth):
         return False  # cannot be that deep: the usual frame stops here
     brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
     for _ in range(max_depth):  # each pass peels the innermost level, in C

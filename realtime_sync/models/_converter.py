@@ -373,12 +373,20 @@ def _generate(
         else:
             ns[f"_d{i}"] = a.default
             missing = f"v{i} = _d{i}"
-        body.append(f"        v{i} = get({renames.get(a.name, a.name)!r}, _M)")
-        body.append(f"        if v{i} is _M: {missing}")
-        if exact:
-            body.append(f"        elif _type(v{i}) not in _e{i}: v{i} = _h{i}(v{i}, _t{i})")
-        elif exact is not None:
-            body.append(f"        else: v{i} = _h{i}(v{i}, _t{i})")
+        key = renames.get(a.name, a.name)
+        if a.default is None and (exact is None or type(None) in exact):
+            # Missing reads as null, which the field passes through unchanged to its default
+            # None: one lookup and one type test (most fields of a real payload are like this).
+            body.append(f"        v{i} = get({key!r})")
+            if exact:
+                body.append(f"        if _type(v{i}) not in _e{i}: v{i} = _h{i}(v{i}, _t{i})")
+        else:
+            body.append(f"        v{i} = get({key!r}, _M)")
+            body.append(f"        if v{i} is _M: {missing}")
+            if exact:
+                body.append(f"        elif _type(v{i}) not in _e{i}: v{i} = _h{i}(v{i}, _t{i})")
+            elif exact is not None:
+                body.append(f"        else: v{i} = _h{i}(v{i}, _t{i})")
         args.append(f"{a.alias}=v{i}" if a.kw_only else f"v{i}")
         stores.append(f"        m.{a.name} = v{i}")
     if made is None:  # an __init__ that does more than store (see realtime_sync._build)

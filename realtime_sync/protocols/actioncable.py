@@ -46,7 +46,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from .. import _redact
-from .._json import MAX_DEPTH, dumps, loads
+from .._json import dumps, loads, may_nest_deeper
 from .._redact import redact
 from ..events import Subscription, public_subscription, public_text
 from ..exceptions import AuthenticationError, ConfigurationError, ProtocolError, RemoteError
@@ -297,7 +297,7 @@ class ActionCableAdapter(Adapter):
         # The hot path: most frames are broadcasts, valid and shallow.  Anything else (invalid
         # JSON, a frame that may nest deeper than MAX_DEPTH) takes _decode(), which reports it.
         msg: Any = BAD
-        if text.count("{") + text.count("[") <= MAX_DEPTH:
+        if not may_nest_deeper(text):
             try:
                 msg = loads(text)
             except Exception:
