@@ -514,6 +514,11 @@ def may_hold_secret_members(text: str, known: str = "") -> bool:
     return any(w in low and low.count(w) > kn.count(w) for w in _MEMBER_WORDS)
 
 
+#: Member names seen and found not secret (bounded like _secret_names): a dict whose every name is
+#: in here is checked with one C-level ``issuperset`` instead of a lookup per member.
+_plain_names: set[str] = set()
+
+
 def redact_members(value: Any, _depth: int = 0) -> Any:
     """``value`` (decoded JSON) with the value of every member named as a secret replaced by
     ``***`` at any depth (strings, numbers, and whole objects or arrays; ``null`` and booleans
@@ -527,17 +532,35 @@ def redact_members(value: Any, _depth: int = 0) -> Any:
     kind = type(value)
     if kind is dict:
         out = None
+        if _plain_names.issuperset(value):
+            # No member here is named as a secret (the usual case, every broadcast comes
+            # through here): only a nested object or array can hold one.
+            for k, v in value.items():
+                if v and (type(v) is dict or type(v) is list):
+                    new: Any = redact_members(v, _depth + 1)
+                    if new is not v:
+                        if out is None:
+                            out = dict(value)
+                        out[k] = new
+            return value if out is None else out
         for k, v in value.items():
-            if type(k) is str and v is not None and type(v) is not bool and is_secret_name(k):
-                new: Any = REDACTED
-            elif type(v) is dict or type(v) is list:
+            if type(k) is str:
+                if not is_secret_name(k):
+                    if len(_plain_names) >= _MAX_NAMES:
+                        _plain_names.clear()
+                    _plain_names.add(k)
+                elif v is not None and type(v) is not bool:
+                    new = REDACTED
+                    if out is None:
+                        out = dict(value)
+                    out[k] = new
+                    continue
+            if type(v) is dict or type(v) is list:
                 new = redact_members(v, _depth + 1)
-            else:
-                continue
-            if new is not v:
-                if out is None:
-                    out = dict(value)
-                out[k] = new
+                if new is not v:
+                    if out is None:
+                        out = dict(value)
+                    out[k] = new
         return value if out is None else out
     if kind is list:
         items = None

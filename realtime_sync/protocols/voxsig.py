@@ -538,7 +538,7 @@ class VoxsigAdapter(ActionCableAdapter):
         if type(message) is dict and not self.recovering:  # the hot path
             name = message.get("event")
             if type(name) is str and name:
-                self._deliver(sub, name, message.get("data"), now, raw=raw, text=text, recovered=False)
+                self._deliver(sub, name, message.get("data"), now, raw, text, False)
                 return
         if not isinstance(message, dict):
             self._bad_frame(f"broadcast message must be an object, got {type(message).__name__}", text, now, raw=raw)
@@ -555,7 +555,7 @@ class VoxsigAdapter(ActionCableAdapter):
         self._deliver(sub, name, message.get("data"), now, raw=raw, text=text, recovered=False)
 
     def _deliver(
-        self, sub: Subscription, name: str, data: Any, now: float, *, raw: Any, text: Any, recovered: bool
+        self, sub: Subscription, name: str, data: Any, now: float, raw: Any, text: Any, recovered: bool
     ) -> None:
         if type(data) is dict:
             account = data.get("account_id")
