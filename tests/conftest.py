@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from realtime_sync import Hub, ReconnectPolicy
 from realtime_sync.config import timing_scale
+from realtime_sync.testing import FakeVoxsigServer
 
 from ._echo import EchoClient, EchoServer
 
@@ -41,18 +43,33 @@ def echo_server() -> Iterator[EchoServer]:
 
 
 @pytest.fixture
-def make_client() -> Iterator:
-    clients: list[EchoClient] = []
+def voxsig_server() -> Iterator[FakeVoxsigServer]:
+    """The fake Voxsig (Chatwoot ActionCable) server, pinging every 0.3 s."""
+    with FakeVoxsigServer(ping_interval=0.3) as server:
+        yield server
 
-    def make(url: str, **kw) -> EchoClient:
+
+@pytest.fixture
+def clients() -> Iterator[Callable[..., Any]]:
+    """``clients(cls, *args, **kw)``: a client of any class, with fast reconnects unless
+    ``reconnect=`` is given; every client made is closed after the test."""
+    made: list[Any] = []
+
+    def make(cls: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         kw.setdefault("reconnect", FAST)
-        c = EchoClient(url, **kw)
-        clients.append(c)
-        return c
+        client = cls(*args, **kw)
+        made.append(client)
+        return client
 
     yield make
-    for c in clients:
-        c.close(timeout=5)
+    for client in made:
+        client.close(timeout=5)
+
+
+@pytest.fixture
+def make_client(clients: Callable[..., Any]) -> Callable[..., EchoClient]:
+    """``make_client(url, **kw)``: an :class:`EchoClient` (see :func:`clients`)."""
+    return lambda url, **kw: clients(EchoClient, url, **kw)
 
 
 @pytest.fixture(params=["standalone", "hub"])

@@ -8,7 +8,7 @@ import socket
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from realtime_sync.models.jifeline import SystemEvent, Ticket
 from realtime_sync.oauth import ClientCredentialsTokenProvider
 from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer, FakeJifelineRestServer
 
-from .conftest import FAST, T
+from .conftest import T
 from .conftest import poll_until as eventually
 
 UUID = "97a0e81d-d0ac-42ae-9195-a11732ad322a"
@@ -50,21 +50,6 @@ class Recorder:
 
 
 @pytest.fixture
-def make() -> Iterator[Callable[..., Any]]:
-    made: list[rs.Client] = []
-
-    def factory(cls: type, *args: Any, **kw: Any) -> Any:
-        kw.setdefault("reconnect", FAST)
-        client = cls(*args, **kw)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close(timeout=5)
-
-
-@pytest.fixture
 def customer() -> Iterator[FakeJifelineCustomerServer]:
     with FakeJifelineCustomerServer(interval=0.1) as server:
         yield server
@@ -83,8 +68,8 @@ def sent(server, conn=None) -> list[dict]:
 # -- customer: subscriptions ----------------------------------------------------------------
 
 
-def test_customer_subscribe_and_unsubscribe_send_exact_frames_and_pushes_stop(customer, make):
-    client = make(JifelineCustomerClient, customer.url)
+def test_customer_subscribe_and_unsubscribe_send_exact_frames_and_pushes_stop(customer, clients):
+    client = clients(JifelineCustomerClient, customer.url)
     tickets = Recorder()
     client.on("ticket.updated", tickets)
     client.subscribe_ticket(1)  # before start: sent on connect
@@ -117,8 +102,8 @@ def test_customer_subscribe_and_unsubscribe_send_exact_frames_and_pushes_stop(cu
     assert all(e.entity_id == 2 for e in all_events[second_of_2:])
 
 
-def test_subscriptions_restored_after_reconnect_and_unsubscribed_not_restored(customer, make):
-    client = make(JifelineCustomerClient, customer.url)
+def test_subscriptions_restored_after_reconnect_and_unsubscribed_not_restored(customer, clients):
+    client = clients(JifelineCustomerClient, customer.url)
     client.subscribe_ticket(1)
     client.subscribe_connection(UUID)
     client.subscribe_connector(7)
@@ -141,8 +126,8 @@ def test_subscriptions_restored_after_reconnect_and_unsubscribed_not_restored(cu
     client.wait_for("ticket.updated", timeout=T(5))
 
 
-def test_invalid_ids_are_refused_at_the_call(make):
-    client = make(JifelineCustomerClient, "ws://127.0.0.1:9/")
+def test_invalid_ids_are_refused_at_the_call(clients):
+    client = clients(JifelineCustomerClient, "ws://127.0.0.1:9/")
     with pytest.raises(rs.ConfigurationError):
         client.subscribe_ticket("not-a-number")
     with pytest.raises(rs.ConfigurationError):
@@ -152,8 +137,8 @@ def test_invalid_ids_are_refused_at_the_call(make):
 # -- change detection -----------------------------------------------------------------------
 
 
-def test_changes_only_reports_real_changes_and_no_spurious_change_after_reconnect(customer, make):
-    client = make(JifelineCustomerClient, customer.url)
+def test_changes_only_reports_real_changes_and_no_spurious_change_after_reconnect(customer, clients):
+    client = clients(JifelineCustomerClient, customer.url)
     every, changed = Recorder(), Recorder()
     client.on("ticket.updated", every)
 
@@ -187,11 +172,11 @@ def test_changes_only_reports_real_changes_and_no_spurious_change_after_reconnec
     assert len(changed) == 2
 
 
-def test_a_changes_only_handler_redefined_by_a_re_run_cell_is_registered_once(customer, make):
+def test_a_changes_only_handler_redefined_by_a_re_run_cell_is_registered_once(customer, clients):
     """Issue 12 item 6: a notebook cell run again defines a new function object; ``on()`` replaces
     the earlier registration of the same name (in its place) with changes_only too, and a cell
     edited from a plain handler to ``changes_only=True`` leaves only the new one."""
-    client = make(JifelineCustomerClient, customer.url)
+    client = clients(JifelineCustomerClient, customer.url)
     every = Recorder()
     client.on("ticket.updated", every)  # first: when it has seen a snapshot, the cell's handler has too
     calls: list[tuple[int, int]] = []
@@ -223,11 +208,11 @@ def client_log_text(caplog) -> str:
     return "\n".join(r.getMessage() for r in caplog.records if not r.name.startswith("realtime_sync.testing"))
 
 
-def test_token_sent_as_bearer_header_and_never_logged(make, caplog):
+def test_token_sent_as_bearer_header_and_never_logged(clients, caplog):
     token = "hdr-secret-token-123"
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     with FakeJifelineCustomerServer(interval=0.1, token=token) as server:
-        client = make(JifelineCustomerClient, server.url, token=token)
+        client = clients(JifelineCustomerClient, server.url, token=token)
         client.subscribe_ticket(1)
         client.start()
         client.wait_for("ticket.updated", timeout=T(5))
@@ -240,11 +225,11 @@ def test_token_sent_as_bearer_header_and_never_logged(make, caplog):
     assert token not in text and token not in repr(client)
 
 
-def test_token_in_query_on_request_and_redacted_everywhere(make, caplog):
+def test_token_in_query_on_request_and_redacted_everywhere(clients, caplog):
     token = "qry-secret-token-456"
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     with FakeJifelinePartnerServer(interval=0.1, token=token) as server:
-        client = make(JifelinePartnerClient, server.url, token=token, token_in_query=True)
+        client = clients(JifelinePartnerClient, server.url, token=token, token_in_query=True)
         connected: list[rs.Event] = []
         client.on("connected", connected.append)
         client.subscribe_connector(CONNECTOR)
@@ -258,7 +243,7 @@ def test_token_in_query_on_request_and_redacted_everywhere(make, caplog):
     assert token not in text and token not in repr(client) and token not in connected[0].data.url
 
 
-def test_token_callable_is_called_on_every_connect(make):
+def test_token_callable_is_called_on_every_connect(clients):
     calls: list[str] = []
     with FakeJifelinePartnerServer(interval=0.1) as server:
 
@@ -268,7 +253,7 @@ def test_token_callable_is_called_on_every_connect(make):
             calls.append(token)
             return token
 
-        client = make(JifelinePartnerClient, server.url, token=rotating_token)
+        client = clients(JifelinePartnerClient, server.url, token=rotating_token)
         client.start()
         server.wait_for_connection(1, timeout=5)
         server.drop_all()
@@ -280,9 +265,9 @@ def test_token_callable_is_called_on_every_connect(make):
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token-789"])
-def test_missing_or_wrong_token_is_refused_with_an_auth_error(make, token):
+def test_missing_or_wrong_token_is_refused_with_an_auth_error(clients, token):
     with FakeJifelinePartnerServer(token="the-right-token") as server:
-        client = make(JifelinePartnerClient, server.url, token=token)
+        client = clients(JifelinePartnerClient, server.url, token=token)
         # wait_for registers first, then starts the client: the first (and only) error is seen.
         error = client.wait_for("error", timeout=T(5), where=lambda e: e.data.kind == "auth")
         assert "401" in error.data.message
@@ -294,8 +279,8 @@ def test_missing_or_wrong_token_is_refused_with_an_auth_error(make, token):
 # -- faults ---------------------------------------------------------------------------------
 
 
-def test_gateway_error_and_malformed_frames_become_error_events_and_the_stream_goes_on(customer, make):
-    client = make(JifelineCustomerClient, customer.url)
+def test_gateway_error_and_malformed_frames_become_error_events_and_the_stream_goes_on(customer, clients):
+    client = clients(JifelineCustomerClient, customer.url)
     errors = Recorder()
     client.on("error", errors)
     client.subscribe_ticket(1)
@@ -321,7 +306,7 @@ def _delays(client) -> Recorder:
     return delays
 
 
-def test_reconnect_cadence_follows_seed_001_scaled(partner, make):
+def test_reconnect_cadence_follows_seed_001_scaled(partner, clients):
     """Instant retries a handful of times after a drop, then no faster than the interval.
 
     The vendor's 5 s is scaled to 2 s here; the next test measures the real default once.  The
@@ -331,7 +316,7 @@ def test_reconnect_cadence_follows_seed_001_scaled(partner, make):
     from one interval.  How late a loaded machine makes an attempt is no property of the client.
     """
     policy = rs.ReconnectPolicy(instant_retries=3, interval=2.0, max_interval=2.0, jitter=0.25, stable_after=60)
-    client = make(JifelinePartnerClient, partner.url, reconnect=policy)
+    client = clients(JifelinePartnerClient, partner.url, reconnect=policy)
     delays = _delays(client)
     client.start()
     partner.wait_for_connection(1, timeout=T(15))
@@ -350,10 +335,10 @@ def test_reconnect_cadence_follows_seed_001_scaled(partner, make):
     assert statistics.median(gaps[2:]) < 2.0 * 1.25 + 2.0, gaps  # and not a growing backoff
 
 
-def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(partner, make):
+def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(partner, clients):
     default = JifelinePartnerClient.default_reconnect
     assert (default.instant_retries, default.interval, default.max_interval) == (3, 5.0, 5.0)
-    client = make(JifelinePartnerClient, partner.url, reconnect=default)
+    client = clients(JifelinePartnerClient, partner.url, reconnect=default)
     delays = _delays(client)
     partner.refuse(503)
     client.start()
@@ -366,9 +351,9 @@ def test_reconnect_cadence_default_policy_waits_5s_after_the_instant_retries(par
     assert gaps[3] >= 4.99, gaps  # never sooner than the interval
 
 
-def test_forced_disconnects_are_survived_with_subscriptions_resent(make):
+def test_forced_disconnects_are_survived_with_subscriptions_resent(clients):
     with FakeJifelineCustomerServer(interval=0.1, max_connection_age=0.4) as server:
-        client = make(JifelineCustomerClient, server.url)
+        client = clients(JifelineCustomerClient, server.url)
         client.subscribe_ticket(1)
         client.start()
         conn3 = server.wait_for_connection(3, timeout=10)
@@ -378,9 +363,9 @@ def test_forced_disconnects_are_survived_with_subscriptions_resent(make):
         assert conn3.id == 3
 
 
-def test_keepalive_keeps_an_idle_gateway_connection_open(make):
+def test_keepalive_keeps_an_idle_gateway_connection_open(clients):
     with FakeJifelineCustomerServer(interval=0.1, idle_timeout=0.6) as server:
-        client = make(JifelineCustomerClient, server.url, keepalive_interval=0.15)
+        client = clients(JifelineCustomerClient, server.url, keepalive_interval=0.15)
         client.subscribe_ticket(1)
         client.start()
         conn = server.wait_for_connection(1, timeout=5)
@@ -389,9 +374,9 @@ def test_keepalive_keeps_an_idle_gateway_connection_open(make):
         assert all(m == {"action": "subscribeToTicket", "ticket_id": 1} for m in sent(server, conn))
 
 
-def test_without_keepalive_the_idle_gateway_closes_and_the_client_comes_back(make):
+def test_without_keepalive_the_idle_gateway_closes_and_the_client_comes_back(clients):
     with FakeJifelineCustomerServer(interval=0.1, idle_timeout=0.3) as server:
-        client = make(JifelineCustomerClient, server.url, keepalive_interval=None)
+        client = clients(JifelineCustomerClient, server.url, keepalive_interval=None)
         client.subscribe_ticket(1)
         client.start()
         server.wait_for_connection(2, timeout=5)
@@ -401,20 +386,20 @@ def test_without_keepalive_the_idle_gateway_closes_and_the_client_comes_back(mak
 # -- partner --------------------------------------------------------------------------------
 
 
-def test_partner_defaults_and_configuration(make):
-    assert make(JifelinePartnerClient, token="x-token").url == "wss://partner-api-ws-001.prd.jifeline.cloud/wssprd"
-    assert make(JifelinePartnerClient, token="x-token", cluster="002").url == partner_url("002")
+def test_partner_defaults_and_configuration(clients):
+    assert clients(JifelinePartnerClient, token="x-token").url == "wss://partner-api-ws-001.prd.jifeline.cloud/wssprd"
+    assert clients(JifelinePartnerClient, token="x-token", cluster="002").url == partner_url("002")
     with pytest.raises(rs.ConfigurationError):
         JifelinePartnerClient("ws://127.0.0.1:9/", cluster="002")
     with pytest.raises(rs.ConfigurationError):
         JifelinePartnerClient("ws://127.0.0.1:9/", gap_recovery=True)  # where is the REST API?
     with pytest.raises(rs.ConfigurationError):
-        make(JifelinePartnerClient, token="x-token").subscribe_event("connected")
+        clients(JifelinePartnerClient, token="x-token").subscribe_event("connected")
 
 
-def test_partner_camel_case_server_and_typed_events(make):
+def test_partner_camel_case_server_and_typed_events(clients):
     with FakeJifelinePartnerServer(interval=0.1, camel_case=True) as server:
-        client = make(JifelinePartnerClient, server.url)
+        client = clients(JifelinePartnerClient, server.url)
         client.subscribe_connector(CONNECTOR)
         client.subscribe_event(CREATED)
         client.start()
@@ -523,7 +508,7 @@ def test_provider_keeps_a_valid_token_when_renewal_fails(rest):
         provider()
 
 
-def test_partner_client_renews_an_expired_token_on_reconnect(make, partner):
+def test_partner_client_renews_an_expired_token_on_reconnect(clients, partner):
     # The token's lifetime runs on the provider's clock, which the test moves: a real lifetime of
     # a second ran out on a loaded machine before the handshake that carried it (a third token).
     now = [0.0]
@@ -531,7 +516,7 @@ def test_partner_client_renews_an_expired_token_on_reconnect(make, partner):
         provider = ClientCredentialsTokenProvider(
             rest.token_url, "cid-1", "client-secret-abc", refresh_margin=0.5, clock=lambda: now[0]
         )
-        client = make(JifelinePartnerClient, partner.url, token=provider)
+        client = clients(JifelinePartnerClient, partner.url, token=provider)
         errors = Recorder()
         client.on("error", errors)
         client.start()
@@ -550,10 +535,10 @@ def test_partner_client_renews_an_expired_token_on_reconnect(make, partner):
 # -- gap recovery ---------------------------------------------------------------------------
 
 
-def gap_client(make, partner, rest, **gap: Any) -> tuple[JifelinePartnerClient, Recorder]:
+def gap_client(clients, partner, rest, **gap: Any) -> tuple[JifelinePartnerClient, Recorder]:
     provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
     options = {"rest_url": rest.url, "http_timeout": 2.0, "hold_timeout": 5.0, **gap}
-    client = make(JifelinePartnerClient, partner.url, token=provider, gap_recovery=GapRecovery(**options))
+    client = clients(JifelinePartnerClient, partner.url, token=provider, gap_recovery=GapRecovery(**options))
     events = Recorder()
     client.on("tickets.*", events)
     client.subscribe_event(CREATED)
@@ -561,9 +546,9 @@ def gap_client(make, partner, rest, **gap: Any) -> tuple[JifelinePartnerClient, 
     return client, events
 
 
-def test_gap_recovery_delivers_missed_events_first_and_never_twice(make, partner):
+def test_gap_recovery_delivers_missed_events_first_and_never_twice(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
-        _client, events = gap_client(make, partner, rest)
+        _client, events = gap_client(clients, partner, rest)
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         e1 = partner.emit_event(CREATED)
         events.wait(1)
@@ -594,12 +579,12 @@ def test_gap_recovery_delivers_missed_events_first_and_never_twice(make, partner
         ] == ["Bearer fake-at"]
 
 
-def test_gap_recovery_sends_the_api_key_and_keeps_occurred_at(make, partner, caplog):
+def test_gap_recovery_sends_the_api_key_and_keeps_occurred_at(clients, partner, caplog):
     # The API reference's beta revision lists OAuth2 *and* x-api-key for /v2/system/events, and
     # its events carry occurred_at (the live push does not).
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner, events_api_key="jfl-key-0042") as rest:
-        _client, events = gap_client(make, partner, rest, api_key="jfl-key-0042")
+        _client, events = gap_client(clients, partner, rest, api_key="jfl-key-0042")
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         partner.emit_event(CREATED)
         events.wait(1)
@@ -618,9 +603,9 @@ def test_gap_recovery_sends_the_api_key_and_keeps_occurred_at(make, partner, cap
     assert "jfl-key-0042" not in repr(GapRecovery(api_key="jfl-key-0042"))
 
 
-def test_gap_recovery_failure_is_reported_and_live_events_flow(make, partner):
+def test_gap_recovery_failure_is_reported_and_live_events_flow(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
-        client, events = gap_client(make, partner, rest, retries=1)
+        client, events = gap_client(clients, partner, rest, retries=1)
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         partner.emit_event(CREATED)
         events.wait(1)
@@ -639,9 +624,9 @@ def test_gap_recovery_failure_is_reported_and_live_events_flow(make, partner):
         assert events.wait(2)[1].data.event_id == live["event_id"]
 
 
-def test_a_failed_gap_fetch_is_retried_and_a_fetch_waits_for_the_subscribe_to_settle(make, partner):
+def test_a_failed_gap_fetch_is_retried_and_a_fetch_waits_for_the_subscribe_to_settle(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
-        _client, events = gap_client(make, partner, rest)
+        _client, events = gap_client(clients, partner, rest)
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         partner.emit_event(CREATED)
         events.wait(1)
@@ -659,11 +644,11 @@ def test_a_failed_gap_fetch_is_retried_and_a_fetch_waits_for_the_subscribe_to_se
         assert len(rest.event_requests()) == 2
 
 
-def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partner):
+def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
         provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "client-secret-abc")
         policy = rs.ReconnectPolicy(instant_retries=3, interval=0.1, max_interval=0.1, auth_failure_delay=0.1)
-        client = make(JifelinePartnerClient, partner.url, token=provider, reconnect=policy)
+        client = clients(JifelinePartnerClient, partner.url, token=provider, reconnect=policy)
         errors = Recorder()
         client.on("error", errors)
         client.start()
@@ -676,12 +661,12 @@ def test_a_refused_cached_token_is_invalidated_and_a_new_one_fetched(make, partn
         assert rest.token_requests() == 2
 
 
-def test_a_refused_client_secret_backs_off_as_refused_credentials(make, partner):
+def test_a_refused_client_secret_backs_off_as_refused_credentials(clients, partner):
     # The token endpoint answers 401 invalid_client: the secret cannot work, so the client must
     # not ask again every few seconds (it did: kind "token", 3 instant retries, then every 5 s).
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
         provider = ClientCredentialsTokenProvider(rest.token_url, "cid-1", "wrong-secret-xyz")
-        client = make(JifelinePartnerClient, partner.url, token=provider)
+        client = clients(JifelinePartnerClient, partner.url, token=provider)
         errors, retries = Recorder(), Recorder()
         client.on("error", errors)
         client.on("reconnecting", retries)
@@ -694,7 +679,7 @@ def test_a_refused_client_secret_backs_off_as_refused_credentials(make, partner)
         assert rest.token_requests() == 1 and partner.handshakes == []
 
         # Without wait=True the client stays up and waits auth_failure_delay (60 s by default).
-        client2 = make(JifelinePartnerClient, partner.url, token=provider, reconnect=rs.ReconnectPolicy())
+        client2 = clients(JifelinePartnerClient, partner.url, token=provider, reconnect=rs.ReconnectPolicy())
         errors2, retries2 = Recorder(), Recorder()
         client2.on("error", errors2)
         client2.on("reconnecting", retries2)
@@ -713,13 +698,13 @@ def applied(client: rs.Client, subscriptions: list) -> None:
     eventually(lambda: client.subscriptions == subscriptions, what="the commands applied")
 
 
-def test_resume_point_fetches_missed_events_on_the_first_connection(make, partner):
+def test_resume_point_fetches_missed_events_on_the_first_connection(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
         # What happened while the process was down: e1 was processed and persisted, the rest not.
         e1 = partner.emit_event(CREATED)
         missed = [partner.emit_event(CREATED), partner.emit_event("tickets.ticket.closed"), partner.emit_event(CREATED)]
         rest.events_delay = 0.3  # slow fetch: a live event arrives meanwhile and is held
-        client, events = gap_client(make, partner, rest, after_id=e1["event_id"])
+        client, events = gap_client(clients, partner, rest, after_id=e1["event_id"])
         assert client.last_event_id == e1["event_id"]
         conn = partner.wait_for_connection(1, timeout=5)
         eventually(lambda: ("event", CREATED) in partner.subscriptions(conn), what="subscription")
@@ -737,10 +722,10 @@ def test_resume_point_fetches_missed_events_on_the_first_connection(make, partne
         assert client.last_event_id == live_after["event_id"]  # `live` came twice, delivered once (above)
 
 
-def test_no_fetch_on_the_first_connection_without_a_resume_point(make, partner):
+def test_no_fetch_on_the_first_connection_without_a_resume_point(clients, partner):
     with FakeJifelineRestServer("cid-1", "client-secret-abc", partner=partner) as rest:
         partner.emit_event(CREATED)  # before the client existed: not fetched
-        client, events = gap_client(make, partner, rest)
+        client, events = gap_client(clients, partner, rest)
         assert client.last_event_id is None
         eventually(lambda: ("event", CREATED) in partner.subscriptions(), what="subscription")
         live = partner.emit_event(CREATED)
@@ -751,8 +736,8 @@ def test_no_fetch_on_the_first_connection_without_a_resume_point(make, partner):
         GapRecovery(after_id="  ")
 
 
-def test_unsubscribe_while_disconnected_is_not_restored(customer, make):
-    client = make(JifelineCustomerClient, customer.url)
+def test_unsubscribe_while_disconnected_is_not_restored(customer, clients):
+    client = clients(JifelineCustomerClient, customer.url)
     client.subscribe_ticket(1)
     client.subscribe_ticket(2)
     client.start()
@@ -808,11 +793,11 @@ def test_provider_many_threads_at_once_fetch_once_and_renew_once(rest):
     assert len(second) == 1 and second != first and rest.token_requests() == 2
 
 
-def test_token_in_query_with_url_special_characters_is_redacted(make, caplog):
+def test_token_in_query_with_url_special_characters_is_redacted(clients, caplog):
     token = "qry+secret/token=with==padding"
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     with FakeJifelinePartnerServer(interval=0.1, token=token) as server:
-        client = make(JifelinePartnerClient, server.url, token=token, token_in_query=True)
+        client = clients(JifelinePartnerClient, server.url, token=token, token_in_query=True)
         connected: list[rs.Event] = []
         client.on("connected", connected.append)
         client.start()

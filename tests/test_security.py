@@ -22,7 +22,7 @@ from realtime_sync.testing.bayeux import FakeBayeuxServer
 from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer
 from realtime_sync.voxsig import VoxsigClient
 
-from .conftest import FAST, Recorder, T, poll_until
+from .conftest import Recorder, T, poll_until
 
 SECRET = "hostile-echo-s3cret-T0KEN"
 
@@ -170,21 +170,6 @@ def bayeux() -> Iterator[FakeBayeuxServer]:
         yield server
 
 
-@pytest.fixture
-def make() -> Iterator[Callable[..., Any]]:
-    made: list[rs.Client] = []
-
-    def factory(cls: type, *args: Any, **kw: Any) -> Any:
-        kw.setdefault("reconnect", FAST)
-        client = cls(*args, **kw)
-        made.append(client)
-        return client
-
-    yield factory
-    for client in made:
-        client.close(timeout=5)
-
-
 def _no_adapter_failure(caplog: pytest.LogCaptureFixture, rec: Recorder) -> None:
     """The transport survives an exception out of an adapter (and logs it at ERROR): the
     promise is stronger, no server input makes an adapter raise."""
@@ -206,13 +191,13 @@ class _InfiniteAdvice(FakeBayeuxServer):
 
 
 def test_an_infinite_bayeux_advice_is_range_checked(
-    make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    clients: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``1e999`` is valid JSON for infinity: int() or select() of it killed the transport thread."""
     _use_stdlib_json(monkeypatch)
     with _InfiniteAdvice(timeout=0.5) as bayeux:
         bayeux.hostile = True  # the handshake and first connect replies carry the advice
-        client = make(CometDClient, bayeux.http_url, transport="websocket")
+        client = clients(CometDClient, bayeux.http_url, transport="websocket")
         client.subscribe("/chat/a")
         rec = Recorder(client)
         client.start()
@@ -230,9 +215,9 @@ def test_an_infinite_bayeux_advice_is_range_checked(
 
 
 def test_a_frame_of_thousands_of_bad_messages_is_one_summary(
-    bayeux: FakeBayeuxServer, make: Callable[..., Any]
+    bayeux: FakeBayeuxServer, clients: Callable[..., Any]
 ) -> None:
-    client = make(CometDClient, bayeux.http_url, transport="websocket")
+    client = clients(CometDClient, bayeux.http_url, transport="websocket")
     client.subscribe("/chat/a")
     rec = Recorder(client)
     client.start()
@@ -252,26 +237,26 @@ DEEP = ["[" * 1000 + "]" * 1000, "[" * 100_000 + "]" * 100_000, '{"a":' * 1000 +
 
 
 def _vendors() -> list[Any]:
-    def jifeline_customer(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+    def jifeline_customer(clients: Any) -> tuple[Any, Any, Callable[[], None]]:
         server = FakeJifelineCustomerServer(interval=0.1).start()
-        client = make(JifelineCustomerClient, server.url)
+        client = clients(JifelineCustomerClient, server.url)
         client.subscribe_ticket(1)
         return server, client, lambda: None
 
-    def jifeline_partner(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+    def jifeline_partner(clients: Any) -> tuple[Any, Any, Callable[[], None]]:
         server = FakeJifelinePartnerServer(interval=0.1).start()
-        client = make(JifelinePartnerClient, server.url, token="partner-token")
+        client = clients(JifelinePartnerClient, server.url, token="partner-token")
         client.subscribe_connector("1d7fc3f0-8b6f-4b8e-9f55-2a2a2a2a2a2a")
         return server, client, lambda: None
 
-    def voxsig(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+    def voxsig(clients: Any) -> tuple[Any, Any, Callable[[], None]]:
         server = FakeVoxsigServer(ping_interval=0.3).start()
-        client = make(VoxsigClient, server.url, "user-token-1", account_id=1, user_id=7, presence_interval=None)
+        client = clients(VoxsigClient, server.url, "user-token-1", account_id=1, user_id=7, presence_interval=None)
         return server, client, lambda: None
 
-    def bayeux(make: Any) -> tuple[Any, Any, Callable[[], None]]:
+    def bayeux(clients: Any) -> tuple[Any, Any, Callable[[], None]]:
         server = FakeBayeuxServer(timeout=1.0).start()
-        client = make(CometDClient, server.http_url, transport="websocket")
+        client = clients(CometDClient, server.http_url, transport="websocket")
         client.subscribe("/chat/a")
         return server, client, lambda: server.publish("/chat/a", {"n": 1})
 
@@ -281,11 +266,15 @@ def _vendors() -> list[Any]:
 @pytest.mark.parametrize("codec", ["json", "default"])
 @pytest.mark.parametrize("vendor", _vendors(), ids=lambda f: f.__name__)
 def test_deeply_nested_json_is_a_decode_error_on_every_adapter(
-    vendor: Any, codec: str, make: Callable[..., Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    vendor: Any,
+    codec: str,
+    clients: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     if codec == "json":
         _use_stdlib_json(monkeypatch)
-    server, client, _ = vendor(make)
+    server, client, _ = vendor(clients)
     try:
         rec = Recorder(client)
         client.start()
@@ -409,9 +398,9 @@ def test_the_oauth_basic_value_is_registered_as_a_secret() -> None:
 CREATED = "tickets.ticket.created"
 
 
-def _gap_client(make: Callable[..., Any], partner: Any, rest_url: str, **gap: Any) -> tuple[Any, Recorder]:
+def _gap_client(clients: Callable[..., Any], partner: Any, rest_url: str, **gap: Any) -> tuple[Any, Recorder]:
     options = {"rest_url": rest_url, "http_timeout": T(5), "hold_timeout": T(5), "after_id": "evt-1", **gap}
-    client = make(
+    client = clients(
         JifelinePartnerClient, partner.url, token="gap-bearer-never-elsewhere", gap_recovery=rs.GapRecovery(**options)
     )
     client.subscribe_event(CREATED)
@@ -420,20 +409,20 @@ def _gap_client(make: Callable[..., Any], partner: Any, rest_url: str, **gap: An
     return client, rec
 
 
-def test_gap_recovery_follows_no_redirect(make: Callable[..., Any]) -> None:
+def test_gap_recovery_follows_no_redirect(clients: Callable[..., Any]) -> None:
     with FakeJifelinePartnerServer(interval=0.1) as partner, _HostileHTTP() as elsewhere, _HostileHTTP() as hostile:
         hostile.routes["/v2/system/events"] = (302, {"Location": elsewhere.url + "/v2/system/events"}, b"")
-        _client, rec = _gap_client(make, partner, hostile.url)
+        _client, rec = _gap_client(clients, partner, hostile.url)
         err = rec.wait("error", timeout=T(10)).data
         assert "redirect" in err.message and "never-elsewhere" not in repr(err)
         assert hostile.requests and elsewhere.requests == []
 
 
-def test_gap_recovery_reads_a_bounded_body(make: Callable[..., Any]) -> None:
+def test_gap_recovery_reads_a_bounded_body(clients: Callable[..., Any]) -> None:
     huge = b'{"data":[' + b'{"event_id":"x"},' * 400_000 + b'{"event_id":"y"}]}'  # about 7 MB
     with FakeJifelinePartnerServer(interval=0.1) as partner, _HostileHTTP() as hostile:
         hostile.routes["/v2/system/events"] = (200, {"Content-Type": "application/json"}, huge)
-        _client, rec = _gap_client(make, partner, hostile.url, max_body=1024 * 1024)
+        _client, rec = _gap_client(clients, partner, hostile.url, max_body=1024 * 1024)
         err = rec.wait("error", timeout=T(10)).data
         assert "larger than 1048576 bytes" in err.message
 
@@ -445,9 +434,11 @@ def test_gap_recovery_reads_a_bounded_body(make: Callable[..., Any]) -> None:
     "set_cookie",
     ["EVIL=planted-value-1; Domain=evil.example", "SEC=secure-on-plain-http; Secure", "OLD=gone-1; Max-Age=0"],
 )
-def test_cookies_for_another_domain_or_secure_over_http_are_not_kept(make: Callable[..., Any], set_cookie: str) -> None:
+def test_cookies_for_another_domain_or_secure_over_http_are_not_kept(
+    clients: Callable[..., Any], set_cookie: str
+) -> None:
     with FakeBayeuxServer(timeout=0.3, websocket=False, set_cookie=set_cookie) as server:
-        client = make(CometDClient, server.http_url, transport="long-polling")
+        client = clients(CometDClient, server.http_url, transport="long-polling")
         client.start()
         client.wait_for("connected", timeout=T(5))
         n = len(server.http_requests)
@@ -491,7 +482,9 @@ def test_a_custom_auth_header_is_hidden_everywhere(
     assert value not in _formatted(caplog) and value not in rs.redact(f"got {value}")
 
 
-def test_genesys_errors_never_show_url_credentials(make: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+def test_genesys_errors_never_show_url_credentials(
+    clients: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
     import socket
 
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
@@ -501,7 +494,7 @@ def test_genesys_errors_never_show_url_credentials(make: Callable[..., Any], cap
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = make(rs.GenesysChatClient, f"http://alice:pa55w0rd-genesys@127.0.0.1:{port}/api/v2/notifications")
+    client = clients(rs.GenesysChatClient, f"http://alice:pa55w0rd-genesys@127.0.0.1:{port}/api/v2/notifications")
     rec = Recorder(client)
     client.start()
     err = rec.wait("error", timeout=T(10)).data
@@ -526,11 +519,11 @@ def test_the_event_queue_is_bounded_in_bytes(echo_server: Any, make_client: Any)
 
 
 def test_nested_cometd_ext_credentials_never_reach_debug_logs(
-    bayeux: FakeBayeuxServer, make: Callable[..., Any], caplog: pytest.LogCaptureFixture
+    bayeux: FakeBayeuxServer, clients: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     ext = {"authentication": {"credentials": {"user": "agent-7", "token": "nested-cred-0042", "pin": "4711"}}}
-    client = make(CometDClient, bayeux.http_url, transport="websocket", ext=ext)
+    client = clients(CometDClient, bayeux.http_url, transport="websocket", ext=ext)
     client.subscribe("/chat/a")
     client.start()
     bayeux.wait_for_subscription("/chat/a", timeout=T(5))

@@ -19,32 +19,9 @@ API_TOKEN = "chatwoot-api-token-9f3"
 
 
 @pytest.fixture
-def voxsig_server() -> Iterator[FakeVoxsigServer]:
-    with FakeVoxsigServer(ping_interval=0.3) as server:
-        yield server
-
-
-@pytest.fixture
 def rest() -> Iterator[FakeChatwootRestServer]:
     with FakeChatwootRestServer(API_TOKEN, account_id=1) as server:
         yield server
-
-
-@pytest.fixture
-def clients() -> Iterator[Any]:
-    from .test_voxsig_client import FAST
-
-    made: list[rs.Client] = []
-
-    def make(cls: type, *args: Any, **kw: Any) -> Any:
-        kw.setdefault("reconnect", FAST)
-        client = cls(*args, **kw)
-        made.append(client)
-        return client
-
-    yield make
-    for c in made:
-        c.close(timeout=5)
 
 
 def _publish(server: FakeVoxsigServer, rest: FakeChatwootRestServer, message: dict[str, Any], *, live: bool) -> None:

@@ -27,7 +27,7 @@ from realtime_sync.testing.actioncable import (
 )
 from realtime_sync.voxsig import VoxsigClient
 
-from .conftest import FAST, T
+from .conftest import T
 from .conftest import poll_until as eventually
 
 USER_TOKEN = "user-token-1"
@@ -65,30 +65,9 @@ class Recorder:
 
 
 @pytest.fixture
-def voxsig_server() -> Iterator[FakeVoxsigServer]:
-    with FakeVoxsigServer(ping_interval=0.3) as server:
-        yield server
-
-
-@pytest.fixture
 def cable_server() -> Iterator[FakeActionCableServer]:
     with FakeActionCableServer(ping_interval=0.3) as server:
         yield server
-
-
-@pytest.fixture
-def clients() -> Iterator[Callable[..., Any]]:
-    made: list[rs.Client] = []
-
-    def make(cls: type, *args: Any, **kw: Any) -> Any:
-        kw.setdefault("reconnect", FAST)
-        client = cls(*args, **kw)
-        made.append(client)
-        return client
-
-    yield make
-    for c in made:
-        c.close(timeout=5)
 
 
 def agent(clients: Callable[..., Any], server: FakeActionCableServer, **kw: Any) -> VoxsigClient:
