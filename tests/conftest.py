@@ -119,6 +119,17 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition", *, inte
         threading.Event().wait(interval)
 
 
+def hold_dispatcher(client: Any, conn: Any) -> threading.Event:
+    """Hold ``client``'s dispatcher: ``conn`` (the echo server's side of a started client's
+    connection) sends a ``block`` event whose handler waits (10 s at most) until the returned
+    event is set, so what arrives meanwhile waits in the client's queue."""
+    release, entered = threading.Event(), threading.Event()
+    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
+    conn.send({"event": "block"})
+    assert entered.wait(T(5)), "the blocking handler did not run"
+    return release
+
+
 class Recorder:
     """Records every event of a client from before start(), so that a test can wait for an
     event that may already have arrived (``client.wait_for`` only sees later events)."""

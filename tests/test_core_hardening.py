@@ -16,7 +16,7 @@ import realtime_sync as rs
 from realtime_sync import _redact
 
 from ._echo import EchoClient
-from .conftest import FAST, Recorder, T, poll_until
+from .conftest import FAST, Recorder, T, hold_dispatcher, poll_until
 
 
 def _text_frame(text: str) -> bytes:
@@ -147,14 +147,11 @@ def test_a_frame_cut_in_the_middle_then_silence_is_detected(echo_server, make_cl
 def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client):
     # With flow control on (the default), a read larger than the queue still meets max_queue.
     client = make_client(echo_server.url, max_queue=5)
-    release, entered = threading.Event(), threading.Event()
-    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
     seen: list[int] = []
     client.on("n", lambda e: seen.append(e.entity_id))
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
-    conn.send({"event": "block"})
-    assert entered.wait(T(5))
+    release = hold_dispatcher(client, conn)
     # 40 frames in one TCP write: one read, one batch, larger than the whole queue.
     assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(40)))
     poll_until(lambda: client.stats.frames_received >= 41)
@@ -171,14 +168,11 @@ def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client
 def test_the_overflow_report_counts_drops_and_respects_max_queue(echo_server, make_client):
     # flow_control=False: the client keeps reading the ten frames and sheds by the policy.
     client = make_client(echo_server.url, max_queue=3, overflow="drop_newest", flow_control=False)
-    release, entered = threading.Event(), threading.Event()
-    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
     errors: list[rs.ErrorInfo] = []
     client.on("error", lambda e: errors.append(e.data))
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
-    conn.send({"event": "block"})
-    assert entered.wait(T(5))
+    release = hold_dispatcher(client, conn)
     for i in range(10):
         conn.send({"event": "n", "id": i})
     poll_until(lambda: client.stats.frames_received >= 11)
@@ -232,10 +226,7 @@ def test_events_iterator_sees_the_final_events_when_the_server_stops_the_client(
     conn = echo_server.wait_for_connection(timeout=T(5))
     events = client.events(timeout=T(5))
     # Hold the dispatcher so that the final events are still queued when the transport stops.
-    release, entered = threading.Event(), threading.Event()
-    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
-    conn.send({"event": "block"})
-    assert entered.wait(T(5))
+    release = hold_dispatcher(client, conn)
     conn.send({"close": "go away", "reconnect": False})
     poll_until(lambda: client.state is rs.State.CLOSED)  # stopped while the final events wait
     release.set()
@@ -369,14 +360,11 @@ def test_every_drop_is_named_in_an_overflow_report_that_arrives(echo_server, mak
     try:
         # flow_control=False: the client keeps reading and sheds by the overflow policy.
         client = make_client(echo_server.url, max_queue=3, overflow=overflow, hub=hub, flow_control=False)
-        release, entered = threading.Event(), threading.Event()
-        client.on("block", lambda e: (entered.set(), release.wait(T(10))))
         reports: list[str] = []
         client.on("error", lambda e: reports.append(e.data.message) if e.data.kind == "overflow" else None)
         client.start()
         conn = echo_server.wait_for_connection(timeout=T(5))
-        conn.send({"event": "block"})
-        assert entered.wait(T(5))
+        release = hold_dispatcher(client, conn)
         # Three bursts, each its own read: three overflows within the same second.
         for burst in range(3):
             assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
@@ -396,12 +384,9 @@ def test_a_lane_counts_the_batch_being_delivered_in_max_queue(echo_server, make_
     hub = rs.Hub(workers=1, handshake_workers=1, name="t-lanebound")
     try:
         client = make_client(echo_server.url, max_queue=3, hub=hub)
-        release, entered = threading.Event(), threading.Event()
-        client.on("block", lambda e: (entered.set(), release.wait(T(10))))
         client.start()
         conn = echo_server.wait_for_connection(timeout=T(5))
-        conn.send({"event": "block"})
-        assert entered.wait(T(5))
+        release = hold_dispatcher(client, conn)
         assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
         poll_until(lambda: client.stats.frames_received >= 11)
         depth = client.stats.queue_depth

@@ -7,7 +7,7 @@ import threading
 
 import realtime_sync as rs
 
-from .conftest import Recorder, T, poll_until
+from .conftest import Recorder, T, hold_dispatcher, poll_until
 
 
 def test_reconnect_and_resubscribe_after_a_drop(echo_server, make_client):
@@ -210,17 +210,13 @@ def test_handler_exceptions_are_isolated(echo_server, make_client, caplog):
 def test_overflow_drops_oldest_and_reports(echo_server, make_client):
     # Without flow control the client keeps reading and sheds the oldest events.
     client = make_client(echo_server.url, max_queue=10, flow_control=False)
-    release = threading.Event()
-    entered = threading.Event()
     seen = []
     last = threading.Event()
-    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
     client.on("n", lambda e: seen.append(e.entity_id))
     client.on("last", lambda e: last.set())
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
-    conn.send({"event": "block"})
-    assert entered.wait(T(5))
+    release = hold_dispatcher(client, conn)
     for i in range(50):
         conn.send({"event": "n", "id": i})
     conn.send({"event": "last"})

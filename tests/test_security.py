@@ -22,7 +22,7 @@ from realtime_sync.testing.bayeux import FakeBayeuxServer
 from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer
 from realtime_sync.voxsig import VoxsigClient
 
-from .conftest import Recorder, T, poll_until
+from .conftest import Recorder, T, hold_dispatcher, poll_until
 
 SECRET = "hostile-echo-s3cret-T0KEN"
 
@@ -503,12 +503,9 @@ def test_genesys_errors_never_show_url_credentials(
 
 def test_the_event_queue_is_bounded_in_bytes(echo_server: Any, make_client: Any) -> None:
     client = make_client(echo_server.url, max_queue_bytes=256 * 1024)
-    release, entered = threading.Event(), threading.Event()
-    client.on("block", lambda e: (entered.set(), release.wait(T(10))))
     client.start()
     conn = echo_server.wait_for_connection(timeout=T(5))
-    conn.send({"event": "block"})
-    assert entered.wait(T(5))
+    release = hold_dispatcher(client, conn)
     for i in range(20):  # 20 x 64 KiB: five times the byte bound, far under max_queue
         conn.send({"event": "big", "id": i, "data": {"text": "x" * 65536}})
     poll_until(lambda: client.stats.frames_received >= 21)
