@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -40,6 +42,22 @@ def T(seconds: float) -> float:
 def echo_server() -> Iterator[EchoServer]:
     with EchoServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate and its key (PEM paths) for 127.0.0.1 and ``gws.test`` (a name
+    only the tests' proxy resolves), made once per run with the openssl command."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl command not found")
+    d = tmp_path_factory.mktemp("tls")
+    cert, key = d / "cert.pem", d / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:gws.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return str(cert), str(key)
 
 
 @pytest.fixture

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 
 import pytest
@@ -48,37 +46,6 @@ def test_no_origin_header_when_not_asked(echo_server, make_client):
     client.start()
     rec.wait("connected")
     assert "Origin" not in echo_server.handshakes[-1].headers
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    if not shutil.which("openssl"):
-        pytest.skip("openssl command not found")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
 
 
 def _tls_server(tls_files) -> EchoServer:

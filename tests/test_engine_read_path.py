@@ -10,10 +10,9 @@ import threading
 from ._echo import EchoClient
 from ._rawws import accept_key, server_frame
 from .conftest import FAST, Recorder, T
-from .test_core_connect_options import tls_files  # noqa: F401 - the fixture
 
 
-def test_a_frame_sent_with_the_101_over_tls_is_read_at_once(tls_files, make_client):  # noqa: F811
+def test_a_frame_sent_with_the_101_over_tls_is_read_at_once(tls_files, make_client):
     # The server writes the 101 response and a first frame in one TLS record, then waits: the
     # frame sits decrypted inside the client's TLS layer, invisible to the selector.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

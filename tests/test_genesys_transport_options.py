@@ -9,10 +9,8 @@ environment (``http_proxy`` / ``https_proxy``), and ignored with ``trust_env=Fal
 from __future__ import annotations
 
 import select
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -28,37 +26,6 @@ from .conftest import T
 CHATS = "/v2/me/chats"
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, max_interval=0.2, jitter=0.0, stable_after=5.0)
 ONCE = rs.ReconnectPolicy(max_attempts=0)
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl command not found")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-            "-days",
-            "2",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1,DNS:gws.test",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
 
 
 @pytest.fixture(params=["standalone", "hub"])

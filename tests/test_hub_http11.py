@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import selectors
-import shutil
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from typing import Any, Callable
@@ -117,20 +115,6 @@ def test_a_held_connect_does_not_block_a_control_request_on_the_same_loop(bayeux
     assert json.loads(results[0].body)[-1]["channel"] == "/meta/connect"  # type: ignore[union-attr]
     for c in (setup, held, control):
         c.close()
-
-
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory: Any) -> tuple[str, str]:
-    if not shutil.which("openssl"):
-        pytest.skip("openssl command not found")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return str(cert), str(key)
 
 
 def test_tls_non_blocking_handshake_and_verification(tls_files: tuple[str, str]) -> None:
