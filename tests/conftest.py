@@ -150,10 +150,12 @@ def hold_dispatcher(client: Any, conn: Any) -> threading.Event:
 
 class Recorder:
     """Records every event of a client from before start(), so that a test can wait for an
-    event that may already have arrived (``client.wait_for`` only sees later events)."""
+    event that may already have arrived (``client.wait_for`` only sees later events).
+    ``timeout`` is the default deadline of :meth:`wait` (scaled by REALTIME_SYNC_TIMING_SCALE)."""
 
-    def __init__(self, client, pattern: str = "*") -> None:
+    def __init__(self, client, pattern: str = "*", *, timeout: float = 5.0) -> None:
         self.events: list = []
+        self.timeout = timeout
         self._cond = threading.Condition()
         client.on(pattern, self._record)
 
@@ -166,15 +168,22 @@ class Recorder:
         with self._cond:
             return [e.name for e in self.events]
 
-    def wait(self, name: str, where=None, timeout: float = 5.0, count: int = 1):
-        """Wait until ``count`` events named ``name`` (matching ``where``) were recorded; return the last."""
+    def named(self, name: str) -> list:
+        """The events named ``name`` recorded so far."""
+        with self._cond:
+            return [e for e in self.events if e.name == name]
+
+    def wait(self, name: str, where=None, timeout: float | None = None, count: int = 1):
+        """Wait until ``count`` events named ``name`` (matching ``where``) were recorded; return
+        the ``count``-th."""
+        deadline = T(self.timeout if timeout is None else timeout)
 
         def found():
             return [e for e in self.events if e.name == name and (where is None or where(e))]
 
         with self._cond:
-            if not self._cond.wait_for(lambda: len(found()) >= count, T(timeout)):
+            if not self._cond.wait_for(lambda: len(found()) >= count, deadline):
                 raise AssertionError(
-                    f"no {count}x {name!r} within {T(timeout)}s; recorded: {[e.name for e in self.events][-20:]}"
+                    f"no {count}x {name!r} within {deadline}s; recorded: {[e.name for e in self.events][-20:]}"
                 )
             return found()[count - 1]

@@ -20,7 +20,7 @@ from realtime_sync.protocols.bayeux import SessionInfo
 from realtime_sync.testing.bayeux import FakeBayeuxServer, FakeGenesysServer
 from realtime_sync.transport_longpoll import CookieWebSocketConnection, LongPollingConnection
 
-from .conftest import T
+from .conftest import Recorder, T
 
 CHATS = "/v2/me/chats"
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, max_interval=0.2, jitter=0.0, stable_after=5.0)
@@ -52,31 +52,6 @@ def collect(client: CometDClient, pattern: str = "*") -> list[rs.Event]:
     got: list[rs.Event] = []
     client.on(pattern, got.append)
     return got
-
-
-class Recorder:
-    """Every event of a client from before start(), so no wait can miss one."""
-
-    def __init__(self, client: CometDClient) -> None:
-        self.events: list[rs.Event] = []
-        self._cond = threading.Condition()
-        client.on("*", self._add)
-
-    def _add(self, event: rs.Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def wait(self, name: str, timeout: float = 5.0, where: Any = None, count: int = 1) -> rs.Event:
-        """The ``count``-th event named ``name`` (matching ``where``), waiting for it if needed."""
-
-        def found() -> list[rs.Event]:
-            return [e for e in self.events if e.name == name and (where is None or where(e))]
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(found()) >= count, T(timeout)):
-                raise TimeoutError(f"no {name!r} #{count} within {timeout}s; got {[e.name for e in self.events]}")
-            return found()[count - 1]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

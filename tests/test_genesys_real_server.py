@@ -16,7 +16,7 @@ import realtime_sync as rs
 from realtime_sync.genesys import GenesysChatClient
 from realtime_sync.models.genesys import ChatStateChange, MessageLogUpdate
 
-from .conftest import T
+from .conftest import Recorder, T
 from .servers.harness import (
     FAYE_BASIC_PASSWORD,
     FAYE_BASIC_USER,
@@ -33,33 +33,6 @@ CHATS = "/v2/me/chats"
 TRANSPORTS = ["websocket", "long-polling"]
 HOLD = 1.0  # faye's connect hold time (advice.timeout); a silent client is expired after ~2x
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, step=0.2, max_interval=1.0, jitter=0.0, stable_after=5.0)
-
-
-class Recorder:
-    """Every event of a client from before start(), so no wait can miss one."""
-
-    def __init__(self, client: GenesysChatClient) -> None:
-        self.events: list[rs.Event] = []
-        self._cond = threading.Condition()
-        client.on("*", self._add)
-
-    def _add(self, event: rs.Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def named(self, name: str) -> list[rs.Event]:
-        with self._cond:
-            return [e for e in self.events if e.name == name]
-
-    def wait(self, name: str, timeout: float = 10.0, where: Any = None, count: int = 1) -> rs.Event:
-        def found() -> list[rs.Event]:
-            return [e for e in self.events if e.name == name and (where is None or where(e))]
-
-        with self._cond:
-            if not self._cond.wait_for(lambda: len(found()) >= count, T(timeout)):
-                raise TimeoutError(f"no {name!r} #{count} within {timeout}s; got {[e.name for e in self.events][-20:]}")
-            return found()[count - 1]
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +65,7 @@ def make() -> Iterator[Any]:
         kw.setdefault("reconnect", QUICK)
         client = GenesysChatClient(url, **kw)
         clients.append(client)
-        return client, Recorder(client)
+        return client, Recorder(client, timeout=10.0)
 
     yield make
     for c in clients:
