@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import threading
@@ -135,6 +136,29 @@ def poll_until(predicate, timeout: float = 5.0, what: str = "condition", *, inte
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not met within {T(timeout)}s")
         threading.Event().wait(interval)
+
+
+def run_in_fork(child: Callable[[], list[bool]]) -> str:
+    """Run ``child()`` in a forked process (the fork-safety tests) and return its checks as
+    ``"1"``/``"0"`` characters, read through a pipe.  The child never returns into pytest: it
+    ends with ``os._exit`` (code 3 if ``child`` raised, which fails the test here)."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            os.write(w, "".join("1" if c else "0" for c in child()).encode())
+        except BaseException:
+            code = 3
+        finally:
+            os._exit(code)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    result = os.read(r, 100).decode()
+    os.close(r)
+    assert os.WEXITSTATUS(status) == 0, f"the forked child failed (exit code {os.WEXITSTATUS(status)})"
+    return result
 
 
 def hold_dispatcher(client: Any, conn: Any) -> threading.Event:

@@ -9,7 +9,7 @@ import pytest
 
 import realtime_sync as rs
 
-from .conftest import Recorder
+from .conftest import Recorder, run_in_fork
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
@@ -18,40 +18,30 @@ def test_forked_child_sees_a_dead_client_and_the_parent_keeps_running(echo_serve
     rec = Recorder(client)
     client.start()
     echo_server.wait_for_connection(timeout=5)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the exit code, never return into pytest
-        code = 0
+
+    def child() -> list[bool]:
+        checks = []
+        checks.append(client.state is rs.State.FORKED)
         try:
-            os.close(r)
-            checks = []
-            checks.append(client.state is rs.State.FORKED)
-            try:
-                client.start()
-                checks.append(False)
-            except rs.ClientForkedError as exc:
-                checks.append("fork" in str(exc) and "new client" in str(exc))
-            try:
-                client.wait_for("x", timeout=0.1)
-                checks.append(False)
-            except rs.ClientForkedError:
-                checks.append(True)
-            try:
-                client.send({"from": "child"})
-                checks.append(False)
-            except rs.ClientForkedError:
-                checks.append(True)
-            client.close()  # a no-op in the child: must not touch the parent's connection
-            os.write(w, "".join("1" if c else "0" for c in checks).encode())
-        except BaseException:
-            code = 3
-        finally:
-            os._exit(code)
-    os.close(w)
-    _, status = os.waitpid(pid, 0)
-    result = os.read(r, 100).decode()
-    os.close(r)
-    assert os.WEXITSTATUS(status) == 0 and result == "1111", result
+            client.start()
+            checks.append(False)
+        except rs.ClientForkedError as exc:
+            checks.append("fork" in str(exc) and "new client" in str(exc))
+        try:
+            client.wait_for("x", timeout=0.1)
+            checks.append(False)
+        except rs.ClientForkedError:
+            checks.append(True)
+        try:
+            client.send({"from": "child"})
+            checks.append(False)
+        except rs.ClientForkedError:
+            checks.append(True)
+        client.close()  # a no-op in the child: must not touch the parent's connection
+        return checks
+
+    result = run_in_fork(child)
+    assert result == "1111", result
     # The parent's client is untouched: the connection is still there and works.
     conn = echo_server.wait_for_connection(timeout=5)
     assert len(echo_server.connections) == 1

@@ -29,7 +29,7 @@ from django.test import override_settings
 import realtime_sync as rs
 from realtime_sync.testing.actioncable import FakeVoxsigServer, conversation_payload, message_payload
 
-from .conftest import T
+from .conftest import T, run_in_fork
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,38 +191,28 @@ def test_gunicorn_preload_fork_story(server: FakeVoxsigServer) -> None:
             in_parent = get_client()
             assert get_client() is in_parent  # one per process
             server.wait_for_subscription("user-token-1", timeout=10, count=2)
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:  # the "worker": report through the pipe, never return into pytest
-                code = 0
-                try:
-                    os.close(r)
-                    checks = [master_client.state is rs.State.FORKED]
-                    try:
-                        master_client.wait_for("message.created", timeout=0.1)
-                        checks.append(False)
-                    except rs.ClientForkedError as exc:
-                        checks.append("fork" in str(exc))
-                    worker_client = get_client()  # a new client, started in this process
-                    checks.append(worker_client is not in_parent)
-                    # presence.update answers come every 0.2 s: proof the new client is live here.
-                    event = worker_client.wait_for("presence.update", timeout=10 * float(os.environ.get(
-                        "REALTIME_SYNC_TIMING_SCALE", "1")))  # fmt: skip
-                    checks.append(event.entity_id == 1)
-                    from realtime_sync.contrib.django import close_clients
 
-                    close_clients(timeout=5)
-                    master_client.close()  # a no-op in the child
-                    os.write(w, "".join("1" if c else "0" for c in checks).encode())
-                except BaseException:
-                    code = 3
-                finally:
-                    os._exit(code)
-            os.close(w)
-            _, status = os.waitpid(pid, 0)
-            result = os.read(r, 100).decode()
-            os.close(r)
-            assert os.WEXITSTATUS(status) == 0 and result == "1111", result
+            def child() -> list[bool]:
+                checks = [master_client.state is rs.State.FORKED]
+                try:
+                    master_client.wait_for("message.created", timeout=0.1)
+                    checks.append(False)
+                except rs.ClientForkedError as exc:
+                    checks.append("fork" in str(exc))
+                worker_client = get_client()  # a new client, started in this process
+                checks.append(worker_client is not in_parent)
+                # presence.update answers come every 0.2 s: proof the new client is live here.
+                event = worker_client.wait_for("presence.update", timeout=10 * float(os.environ.get(
+                    "REALTIME_SYNC_TIMING_SCALE", "1")))  # fmt: skip
+                checks.append(event.entity_id == 1)
+                from realtime_sync.contrib.django import close_clients
+
+                close_clients(timeout=5)
+                master_client.close()  # a no-op in the child
+                return checks
+
+            result = run_in_fork(child)
+            assert result == "1111", result
             # The worker connected on its own connection: master + parent get_client + worker.
             assert len(server.connections) >= 3
             assert master_client.state is rs.State.CONNECTED  # the parent's clients are untouched

@@ -14,7 +14,7 @@ import realtime_sync as rs  # noqa: E402
 from realtime_sync.contrib.flask import RealtimeSync  # noqa: E402
 from realtime_sync.testing.actioncable import FakeVoxsigServer, conversation_payload, message_payload  # noqa: E402
 
-from .conftest import T  # noqa: E402
+from .conftest import T, run_in_fork  # noqa: E402
 
 
 @pytest.fixture
@@ -110,33 +110,23 @@ def test_get_client_is_per_process_and_survives_a_fork(server: FakeVoxsigServer)
     try:
         assert realtime.get_client(app) is parent
         server.wait_for_subscription("user-token-1", timeout=10)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            code = 0
+
+        def child() -> list[bool]:
+            checks = [parent.state is rs.State.FORKED]
             try:
-                os.close(r)
-                checks = [parent.state is rs.State.FORKED]
-                try:
-                    parent.send({"x": 1})
-                    checks.append(False)
-                except rs.ClientForkedError:
-                    checks.append(True)
-                child = realtime.get_client(app)
-                checks.append(child is not parent)
-                scale = float(os.environ.get("REALTIME_SYNC_TIMING_SCALE", "1"))
-                checks.append(child.wait_for("presence.update", timeout=10 * scale).entity_id == 1)
-                realtime.close(timeout=5)
-                os.write(w, "".join("1" if c else "0" for c in checks).encode())
-            except BaseException:
-                code = 3
-            finally:
-                os._exit(code)
-        os.close(w)
-        _, status = os.waitpid(pid, 0)
-        result = os.read(r, 100).decode()
-        os.close(r)
-        assert os.WEXITSTATUS(status) == 0 and result == "1111", result
+                parent.send({"x": 1})
+                checks.append(False)
+            except rs.ClientForkedError:
+                checks.append(True)
+            child = realtime.get_client(app)
+            checks.append(child is not parent)
+            scale = float(os.environ.get("REALTIME_SYNC_TIMING_SCALE", "1"))
+            checks.append(child.wait_for("presence.update", timeout=10 * scale).entity_id == 1)
+            realtime.close(timeout=5)
+            return checks
+
+        result = run_in_fork(child)
+        assert result == "1111", result
         assert parent.state is rs.State.CONNECTED
     finally:
         realtime.close(timeout=5)
