@@ -11,6 +11,7 @@ connection mid-stream).
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -149,13 +150,18 @@ def _happy_path(url: str, transport: str) -> None:
     assert [e.data for e in rec.events if e.name == "error"] == []
 
 
-@pytest.mark.skipif(not FAYE_OK, reason=f"faye not available: {FAYE_WHY}")
+@pytest.fixture
+def faye(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FayeServer]:
+    """A real faye server of this test's own (one test drops its connections)."""
+    if not FAYE_OK:
+        pytest.skip(f"faye not available: {FAYE_WHY}")
+    with FayeServer(log_dir=tmp_path_factory.mktemp("faye-pub"), timeout=1.0) as server:
+        yield server
+
+
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
-def test_real_faye_happy_path_reports_no_publish_error(
-    tmp_path_factory: pytest.TempPathFactory, transport: str
-) -> None:
-    with FayeServer(log_dir=tmp_path_factory.mktemp("faye-pub"), timeout=1.0) as faye:
-        _happy_path(faye.url, transport)
+def test_real_faye_happy_path_reports_no_publish_error(faye: FayeServer, transport: str) -> None:
+    _happy_path(faye.url, transport)
 
 
 @pytest.mark.skipif(not COMETD_OK, reason=f"cometd-nodejs-server not installed: {COMETD_WHY}")
@@ -167,42 +173,38 @@ def test_real_cometd_nodejs_server_happy_path_reports_no_publish_error(
         _happy_path(server.url, "long-polling")
 
 
-@pytest.mark.skipif(not FAYE_OK, reason=f"faye not available: {FAYE_WHY}")
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])
-def test_real_faye_dropping_every_connection_loses_no_publish_in_silence(
-    tmp_path_factory: pytest.TempPathFactory, transport: str
-) -> None:
-    with FayeServer(log_dir=tmp_path_factory.mktemp("faye-drop"), timeout=1.0) as faye:
-        spy = Confirmations()
-        client = CometDClient(faye.url, transport=transport, reconnect=FAST, extensions=[spy])
-        rec = Recorder(client)
-        stop = threading.Event()
-        sent: list[int] = []
+def test_real_faye_dropping_every_connection_loses_no_publish_in_silence(faye: FayeServer, transport: str) -> None:
+    spy = Confirmations()
+    client = CometDClient(faye.url, transport=transport, reconnect=FAST, extensions=[spy])
+    rec = Recorder(client)
+    stop = threading.Event()
+    sent: list[int] = []
 
-        def publisher() -> None:
-            n = 0
-            while not stop.is_set() and n < 200:
-                client.publish(ROOM, {"n": n})
-                sent.append(n)
-                n += 1
-                stop.wait(0.01)
+    def publisher() -> None:
+        n = 0
+        while not stop.is_set() and n < 200:
+            client.publish(ROOM, {"n": n})
+            sent.append(n)
+            n += 1
+            stop.wait(0.01)
 
+    try:
+        client.subscribe(ROOM)
+        client.start()
+        rec.wait("subscribed", timeout=10)
+        pub = threading.Thread(target=publisher, name="test-publisher")
+        pub.start()
         try:
-            client.subscribe(ROOM)
-            client.start()
-            rec.wait("subscribed", timeout=10)
-            pub = threading.Thread(target=publisher, name="test-publisher")
-            pub.start()
-            try:
-                eventually(lambda: len(sent) >= 20, 10, "20 publishes made")
-                faye.drop_connections()
-                # (A long-polling request on a dropped keep-alive connection is retried once on a
-                # fresh one, so the drop need not end the connection: keep publishing a while.)
-                after = len(sent)
-                eventually(lambda: len(sent) >= after + 20 or stop.is_set(), 10, "20 more publishes")
-            finally:
-                stop.set()
-                pub.join(T(5))
-            all_accounted(rec, range(len(sent)), 15, spy)
+            eventually(lambda: len(sent) >= 20, 10, "20 publishes made")
+            faye.drop_connections()
+            # (A long-polling request on a dropped keep-alive connection is retried once on a
+            # fresh one, so the drop need not end the connection: keep publishing a while.)
+            after = len(sent)
+            eventually(lambda: len(sent) >= after + 20 or stop.is_set(), 10, "20 more publishes")
         finally:
-            client.close(timeout=T(5))
+            stop.set()
+            pub.join(T(5))
+        all_accounted(rec, range(len(sent)), 15, spy)
+    finally:
+        client.close(timeout=T(5))
