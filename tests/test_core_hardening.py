@@ -32,6 +32,21 @@ def _text_frame(text: str) -> bytes:
     return header + payload
 
 
+def _one_read(conn, count: int) -> None:
+    """Events ``n`` with ids 0 .. count-1 in one TCP write: the client reads them in one go."""
+    assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(count)))
+
+
+def _depth_while_held(client, release: threading.Event, frames: int) -> int:
+    """The queue depth once ``frames`` frames were read while the dispatcher is held (see
+    ``hold_dispatcher``); then the hold is released and the queue drains."""
+    poll_until(lambda: client.stats.frames_received >= frames)
+    depth = client.stats.queue_depth
+    release.set()
+    poll_until(lambda: client.stats.queue_depth == 0)
+    return depth
+
+
 @pytest.fixture
 def mute_server() -> Iterator[tuple[str, threading.Event]]:
     """Accepts TCP connections and never answers the HTTP handshake."""
@@ -153,11 +168,8 @@ def test_many_frames_in_one_read_never_exceed_max_queue(echo_server, make_client
     conn = echo_server.wait_for_connection(timeout=T(5))
     release = hold_dispatcher(client, conn)
     # 40 frames in one TCP write: one read, one batch, larger than the whole queue.
-    assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(40)))
-    poll_until(lambda: client.stats.frames_received >= 41)
-    depth = client.stats.queue_depth
-    release.set()
-    poll_until(lambda: client.stats.queue_depth == 0)
+    _one_read(conn, 40)
+    depth = _depth_while_held(client, release, 41)
     # the blocked "block" event is in flight and counts in the bound: at most max_queue events
     # in all, the overflow report included
     assert depth <= 5, depth
@@ -367,7 +379,7 @@ def test_every_drop_is_named_in_an_overflow_report_that_arrives(echo_server, mak
         release = hold_dispatcher(client, conn)
         # Three bursts, each its own read: three overflows within the same second.
         for burst in range(3):
-            assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
+            _one_read(conn, 10)
             poll_until(lambda burst=burst: client.stats.frames_received >= 1 + 10 * (burst + 1))
         release.set()
         poll_until(lambda: client.stats.queue_depth == 0 and reports, 10, "an overflow report delivered")
@@ -387,11 +399,8 @@ def test_a_lane_counts_the_batch_being_delivered_in_max_queue(echo_server, make_
         client.start()
         conn = echo_server.wait_for_connection(timeout=T(5))
         release = hold_dispatcher(client, conn)
-        assert conn.send_raw(b"".join(_text_frame(json.dumps({"event": "n", "id": i})) for i in range(10)))
-        poll_until(lambda: client.stats.frames_received >= 11)
-        depth = client.stats.queue_depth
-        release.set()
-        poll_until(lambda: client.stats.queue_depth == 0)
+        _one_read(conn, 10)
+        depth = _depth_while_held(client, release, 11)
         assert depth <= 3, depth
     finally:
         assert hub.close(T(10))
