@@ -461,7 +461,7 @@ def test_unsupported_protocol_stops_the_client():
         client.on("error", lambda e: errors.append(e.data))
         t = threading.Thread(target=client.run_forever)
         t.start()
-        t.join(10)
+        t.join(T(30))  # a deadline for a hang: run_forever returns as soon as the refusal is handled
         assert not t.is_alive()
         assert errors and "actioncable-unsupported" in errors[0].message
         assert len(server.connections) == 1
