@@ -21,7 +21,13 @@ For each contender (in its own process, against a fresh server in another proces
   started again on the same port; seconds from the stop until every client is subscribed again;
   and whether the server saw more connections refused than zero (it never refuses here, but the
   kernel's accept backlog can overflow: counted from the clients' connect errors);
-* **close**: seconds for closing all clients, and the threads left afterwards.
+* **close**: seconds for closing all clients, and the threads left afterwards;
+* **throughput** (``--throughput M``, with ``--rounds`` alternating the contenders): the server
+  writes M ``message.created`` broadcasts to every connection at once; messages per second until
+  the handlers saw them all, CPU per message, and per kind of thread (hub loop, hub workers,
+  standalone transports, dispatchers) the share of a core it used and the share of the run it
+  spent runnable but waiting for a CPU (``/proc/self/task/*/schedstat``): where the time went.
+  ``--cpu-hogs K`` runs K busy-looping processes meanwhile (CPU contention, reproducibly).
 
 Contenders: ``hub`` (``rs.Hub``, when the library has it), ``standalone`` (one realtime_sync
 client per connection, as today: two threads each, four for long-polling; run up to
@@ -74,6 +80,24 @@ def proc_status(field: str) -> int:
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def thread_cpu(field: int = 0) -> dict[str, float]:
+    """CPU seconds (user + system) of this process's threads, summed by role (``realtime_sync-hub-loop``,
+    ``realtime_sync-hub-worker``, ``realtime_sync-transport``, ``realtime_sync-dispatch``...)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:  # schedstat: nanoseconds on a CPU (stat's clock ticks are too coarse per thread)
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[field])
+        except (OSError, ValueError, IndexError):
+            continue
+        name = names.get(int(tid), "other")
+        parts = name.split("-")  # realtime_sync-hub-worker-2, realtime_sync-transport-voxsig-7
+        role = "-".join(parts[:3] if parts[1:2] == ["hub"] else parts[:2]).rstrip("0123456789-")
+        out[role] = out.get(role, 0.0) + ns / 1e9
+    return out
 
 
 def cpu_seconds() -> float:
@@ -390,13 +414,20 @@ def child(args: argparse.Namespace) -> None:
         errors0, drops0 = counter.errors, counter.drops
         out("ARMED")
         t_go = float(sys.stdin.readline().strip())
-        c0 = cpu_seconds()
+        c0, th0, rq0 = cpu_seconds(), thread_cpu(), thread_cpu(1)
         deadline = t_go + 300
         while counter.messages < total and time.monotonic() < deadline:
             time.sleep(0.01)
         elapsed = time.monotonic() - t_go
+        th1, rq1 = thread_cpu(), thread_cpu(1)
         out(
             "THROUGHPUT",
+            # Share of one core each kind of thread used over the run (where the time goes).
+            threads_core={k: round((v - th0.get(k, 0.0)) / elapsed, 2) for k, v in th1.items() if v > th0.get(k, 0.0)},
+            # Share of the run each kind spent runnable but waiting for a CPU (the scheduler's delay).
+            threads_waiting={
+                k: round((v - rq0.get(k, 0.0)) / elapsed, 2) for k, v in rq1.items() if v > rq0.get(k, 0.0)
+            },
             messages=counter.messages,
             ok=counter.messages >= total,
             seconds=round(elapsed, 2),
@@ -588,7 +619,15 @@ def fmt_rounds(rows: list[dict[str, Any]]) -> str:
         cells = []
         for name in sorted(got):
             t = got[name]
-            cells.append("failed" if t is None else f"{t['rate']:,} msgs/s, {t['cpu_us_per_message']} µs/msg")
+            if t is None:
+                cells.append("failed")
+                continue
+            cores = sum(t.get("threads_core", {}).values())
+            waiting = sum(t.get("threads_waiting", {}).values())
+            cells.append(
+                f"{t['rate']:,} msgs/s, {t['cpu_us_per_message']} µs/msg, {cores:.2f} cores"
+                f" (+{waiting:.2f} runnable, waiting for a CPU), load {t['load']:.1f}"
+            )
         h, sa = got.get("hub"), got.get("standalone")
         ratio = f"{h['rate'] / sa['rate']:.2f}" if h and sa and h["ok"] and sa["ok"] else "—"
         out.append(f"| {k} | " + " | ".join(cells) + f" | {ratio} |")
@@ -618,6 +657,13 @@ def main() -> None:
     p.add_argument(
         "--rounds", type=int, default=1, help="run the contenders this many times, alternating (for throughput)"
     )
+    p.add_argument(
+        "--cpu-hogs",
+        type=int,
+        default=0,
+        help="run this many busy-looping processes (each in a session of its own) for the whole run:"
+        " CPU contention from other work, reproducibly",
+    )
     p.add_argument("--quick", action="store_true", help="short windows (smoke run)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -629,6 +675,30 @@ def main() -> None:
         args.idle, args.settle = 5.0, 1.0
     raise_nofile()
     rows = []
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+        for _ in range(args.cpu_hogs)
+    ]
+    try:
+        run_rounds(args, rows)
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+    load = os.getloadavg()[0]
+    print(
+        f"\n{args.scenario}: idle window {args.idle:g} s; {os.cpu_count()} CPUs, load average {load:.1f} at the end;"
+        f" CPython {platform.python_version()}"
+        + (f"; {args.cpu_hogs} CPU hogs running" if args.cpu_hogs else "")
+        + "\n"
+    )
+    print(fmt(rows, args))
+    if args.rounds > 1 and args.throughput:
+        print()
+        print(fmt_rounds(rows))
+
+
+def run_rounds(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     for k in range(1, args.rounds + 1):
         for contender in args.contenders.split(","):
             n = min(args.n, args.standalone_max) if contender == "standalone" else args.n
@@ -644,15 +714,6 @@ def main() -> None:
             row["round"] = k
             print(json.dumps(row), file=sys.stderr)
             rows.append(row)
-    load = os.getloadavg()[0]
-    print(
-        f"\n{args.scenario}: idle window {args.idle:g} s; {os.cpu_count()} CPUs, load average {load:.1f} at the end;"
-        f" CPython {platform.python_version()}\n"
-    )
-    print(fmt(rows, args))
-    if args.rounds > 1 and args.throughput:
-        print()
-        print(fmt_rounds(rows))
 
 
 if __name__ == "__main__":
