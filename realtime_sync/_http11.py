@@ -153,6 +153,43 @@ class HttpConnection:
         print(result.status, result.body)
     """
 
+    # A hub holds two per long-polling session: no per-instance __dict__.
+    __slots__ = (
+        "_addr",
+        "_body",
+        "_chunks",
+        "_extra",
+        "_family",
+        "_got_bytes",
+        "_h11",
+        "_head",
+        "_out",
+        "_reason",
+        "_resp_headers",
+        "_reused",
+        "_size",
+        "_sock",
+        "_status",
+        "_tunnel",
+        "_want",
+        "completed",
+        "cookies",
+        "deadline",
+        "headers",
+        "host",
+        "host_header",
+        "https",
+        "max_body",
+        "options",
+        "peer",
+        "port",
+        "read_timeout",
+        "sockets_opened",
+        "state",
+        "target",
+        "url",
+    )
+
     def __init__(
         self,
         url: str,
@@ -491,6 +528,8 @@ class HttpConnection:
         assert conn is not None
         result = HttpResponse(self._status, self._reason, self._resp_headers, b"".join(self._chunks))
         self._chunks = []
+        self._resp_headers = ()  # the response has them: not held while the session idles
+        self._body = b""
         self.completed += 1
         self.deadline = None
         if conn.our_state is h11.DONE and conn.their_state is h11.DONE:

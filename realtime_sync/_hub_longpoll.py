@@ -24,7 +24,6 @@ Cookies (GWS' JSESSIONID, CometD's BAYEUX_BROWSER) come from and go to the clien
 
 from __future__ import annotations
 
-import collections
 import os
 import selectors
 import time
@@ -55,7 +54,8 @@ class HubLongPollingConnection(LongPollingBase):
         super().__init__(cookies, name, csrf)
         self._sel: selectors.BaseSelector | None = None
         self._conns: dict[str, HttpConnection] = {}
-        self._queues: dict[str, collections.deque[bytes]] = {_CONTROL: collections.deque(), _HELD: collections.deque()}
+        # Lists, not deques: a role rarely holds more than one request (a deque is 600 bytes).
+        self._queues: dict[str, list[bytes]] = {_CONTROL: [], _HELD: []}
         self._registered: dict[str, tuple[int, int, int]] = {}
         self._inbox: Received = []
         self._ended = False
@@ -158,7 +158,7 @@ class HubLongPollingConnection(LongPollingBase):
         conn = self._conns.get(role)
         q = self._queues[role]
         while conn is not None and q and not conn.busy and not self._ended:
-            outcome = conn.request(q.popleft(), now)
+            outcome = conn.request(q.pop(0), now)
             if outcome is not None:
                 self._outcome(role, outcome, now, pump=False)
         self._sync(role)
@@ -207,6 +207,10 @@ class HubLongPollingConnection(LongPollingBase):
         want = (conn.fileno(), conn.interest, conn.sockets_opened) if conn.interest and conn.fileno() >= 0 else None
         have = self._registered.get(role)
         if have == want:
+            return
+        if have is not None and want is not None and have[0] == want[0] and have[2] == want[2]:
+            sel.modify(want[0], want[1], role)  # the same socket, now waiting for the other way
+            self._registered[role] = want
             return
         if have is not None:
             try:
