@@ -499,6 +499,9 @@ class HttpConnection:
                     self._got_bytes = True
                 elif not self._got_bytes and self._reused:
                     return self._retry_fresh(now, "EOF")
+                elif not self._got_bytes:
+                    # Said plainly (h11 would call it "can't handle event type ConnectionClosed").
+                    return self._fail("io", f"{self.url} closed the connection without answering")
                 conn.receive_data(data)
                 if isinstance(sock, ssl.SSLSocket) and sock.pending():
                     conn.receive_data(sock.recv(sock.pending()))

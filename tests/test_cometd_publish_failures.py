@@ -98,6 +98,8 @@ def test_a_publish_whose_request_fails_is_reported_not_lost(outcome: int | str, 
         assert f"'{ROOM}'" in first.data.message and f"id {first.raw['id']}" in first.data.message
         assert set(first.raw) == {"id", "channel", "data"}
         assert "pw-not-in-events" not in repr(first.raw) + first.data.message
+        for error in (e for e in list(rec.events) if e.name == "error"):  # plain words, no h11 internals
+            assert "can't handle event" not in error.data.message and "ConnectionClosed" not in error.data.message
         failed = [n for n in range(N) if n not in delivered(rec)]
         assert failed, "the failed POST was not processed: its publish cannot have been delivered"
         if outcome != 403:  # 403 is a credential refusal: the auth backoff applies
