@@ -200,6 +200,7 @@ class Client(Generic[A]):
         for secret in self._secrets:
             register_secret(secret)
         self.name = name or type(self).__name__
+        self._explicit_name = name is not None
         self.log = get_logger(f"realtime_sync.{self.name}")
         self._lock = threading.RLock()
         self._started = False
@@ -229,6 +230,11 @@ class Client(Generic[A]):
             hub._attach(self)
 
     # -- for subclasses ---------------------------------------------------------------------
+
+    def _identity(self) -> tuple[Any, ...]:
+        """What tells this client's connection from another's (for the same-name warning): the
+        class, URL and credentials; vendor clients add theirs (ids, tokens sent in frames)."""
+        return (type(self), self.url, self._secrets, None if isinstance(self._token, str) else self._token)
 
     def _resolve_token(self) -> str | None:
         token = self._token
@@ -517,6 +523,12 @@ class Client(Generic[A]):
         ``stop_on_auth_failure``...).  SIGTERM is handled only in the main thread and only while
         no handler of your own is installed for it; the previous handler is restored.
         """
+        if self._dispatcher.is_dispatch_thread():
+            raise ConfigurationError(
+                "run_forever() cannot be called from inside a handler: it would block the thread that "
+                "delivers events until close(). Call it once from the main thread (the client keeps "
+                "running after a handler returns)."
+            )
         # The handlers are in place before start(): a signal may come as soon as the client runs.
         # They never raise inside start() (an exception there, between two steps, would leave
         # threads nobody stops): a signal that comes early is held until the wait below.
@@ -730,12 +742,16 @@ class _StopSignals:
 
 
 def _warn_same_name(client: Client) -> None:
-    """Warn when another live client of this process has ``client``'s name: usually a notebook
-    cell run twice (the first client is still connected), else two clients whose thread names
-    and logs cannot be told apart."""
+    """Warn when another live client of this process has ``client``'s name and either both were
+    given that ``name=`` or they are configured alike (:meth:`Client._identity`): a notebook cell
+    run twice (the first client is still connected).  Two clients of the default name for two
+    agents (other credentials or ids) are legitimate and do not warn."""
     for other in list(_clients):
         if other is not client and other.name == client.name and other._started and not other.closed:
             if other._forked() or other._hub is not None:
+                continue
+            explicit = client._explicit_name and other._explicit_name
+            if not explicit and client._identity() != other._identity():
                 continue
             message = (
                 f"another client named {client.name!r} is already running in this process "

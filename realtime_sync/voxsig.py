@@ -278,12 +278,16 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         # Read-only: ``identifier`` is one str attribute the transport thread replaces when a
         # callable token changes (an atomic read); nothing else of the adapter is touched here.
         self._room_adapter = adapter
+        self._pubsub_token = pubsub_token
         self.account_id = account_id
         self.user_id = user_id
         self.catch_up = catch_up
         self._catch_up = fetcher
         if fetcher is not None:
             fetcher.submit = self._submit
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (*super()._identity(), self._pubsub_token, self.account_id, self.user_id)
 
     @property
     def identifier(self) -> str | None:

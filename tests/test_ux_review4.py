@@ -1,0 +1,70 @@
+"""A new user's review (session 4): each test failed before the fix it names, through the
+public API against the fake servers of realtime_sync.testing."""
+
+from __future__ import annotations
+
+import threading
+import warnings
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.testing.actioncable import FakeVoxsigServer
+
+from .conftest import FAST, T, poll_until
+
+
+@pytest.fixture
+def voxsig() -> FakeVoxsigServer:
+    with FakeVoxsigServer() as server:
+        yield server
+
+
+# -- item 1: run_forever() inside a handler is refused, as wait_for() is ------------------------
+
+
+def test_run_forever_inside_a_handler_raises(voxsig: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
+    raised: list[BaseException] = []
+
+    @client.on("subscribed")
+    def inside(event: rs.Event) -> None:
+        try:
+            client.run_forever()
+        except Exception as exc:
+            raised.append(exc)
+
+    try:
+        client.start()
+        poll_until(lambda: raised, 10, "run_forever() in a handler raised")
+    finally:
+        client.close(timeout=T(5))
+    assert isinstance(raised[0], rs.ConfigurationError)
+    assert "inside a handler" in str(raised[0]) and "main thread" in str(raised[0])
+
+
+# -- item 8: two agents' clients with the default name do not warn --------------------------------
+
+
+def test_two_agents_with_the_default_name_do_not_warn_but_a_rerun_and_an_explicit_name_do(
+    voxsig: FakeVoxsigServer,
+) -> None:
+    def agent(token: str, user: int, **kw: object) -> rs.VoxsigClient:
+        return rs.VoxsigClient(voxsig.url, pubsub_token=token, account_id=1, user_id=user, reconnect=FAST, **kw)
+
+    clients = [agent("user-token-1", 7), agent("user-token-2", 8)]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for c in clients:
+                c.start()  # two agents, two connections: legitimate
+        clients.append(agent("user-token-1", 7))  # the same cell run again: the first still runs
+        with pytest.warns(RuntimeWarning, match="another client named 'VoxsigClient' is already running"):
+            clients[-1].start()
+        clients += [agent("user-token-1", 7, name="feed"), agent("user-token-2", 8, name="feed")]
+        clients[-2].start()
+        with pytest.warns(RuntimeWarning, match="another client named 'feed' is already running"):
+            clients[-1].start()  # the same name= given twice
+    finally:
+        for c in clients:
+            c.close(timeout=T(5))
