@@ -86,6 +86,7 @@ class ActionCableClient(Client[AC]):
         super().__init__(url, adapter=adapter, **options)
         # Public subscriptions (secrets redacted, as events show them) -> identifiers.
         self._identifiers: dict[Subscription, str] = {}
+        self._unsubscribed: set[str] = set()  # identifiers given to unsubscribe(), not subscribed since
 
     # -- public API -------------------------------------------------------------------------
 
@@ -99,6 +100,7 @@ class ActionCableClient(Client[AC]):
         identifier is one subscription.  Watch ``subscribed`` / ``subscription_rejected``.
         """
         identifier = serialize_identifier(channel_or_identifier, **params)
+        self._unsubscribed.discard(identifier)
         self._call(ActionCableAdapter.subscribe, identifier)
         return self._public(identifier)
 
@@ -115,15 +117,30 @@ class ActionCableClient(Client[AC]):
 
     def unsubscribe(self, subscription: Subscription | str) -> None:
         """Stop a subscription (sends ``unsubscribe`` when connected; never re-sent)."""
-        self._call(ActionCableAdapter.unsubscribe, self._wire(subscription))
+        identifier = self._wire(subscription)
+        self._unsubscribed.add(identifier)
+        self._call(ActionCableAdapter.unsubscribe, identifier)
 
     def perform(self, subscription: Subscription | str, action: str, /, **data: Any) -> None:
         """Call the channel's ``action`` method with ``data`` (``{"action": action, **data}``).
 
         Sent when connected; dropped otherwise (a channel action is an instantaneous call, not
-        state to restore), like the reference client.
+        state to restore), like the reference client.  ``subscription`` is what
+        :meth:`subscribe` returned (or its identifier JSON string): a bare channel name, or a
+        subscription given to :meth:`unsubscribe` since, raises :class:`ConfigurationError`.
         """
+        if isinstance(subscription, str) and not subscription.lstrip().startswith("{"):
+            raise ConfigurationError(
+                f"perform() takes the Subscription that subscribe() returned (or its identifier JSON "
+                f"string), not a channel name: sub = client.subscribe({subscription!r}, ...); "
+                f"client.perform(sub, {action!r}, ...)"
+            )
         key = self._wire(subscription)
+        if key in self._unsubscribed:
+            raise ConfigurationError(
+                f"perform({action!r}) on a subscription that was unsubscribed: the server would ignore it; "
+                "subscribe() again first"
+            )
         if not isinstance(action, str) or not action:
             raise ConfigurationError("action must be a non-empty string naming the channel method")
         try:

@@ -68,3 +68,32 @@ def test_two_agents_with_the_default_name_do_not_warn_but_a_rerun_and_an_explici
     finally:
         for c in clients:
             c.close(timeout=T(5))
+
+
+# -- item 9: perform() with a channel name, or after unsubscribe(), raises -------------------------
+
+
+def test_perform_refuses_a_channel_name_and_an_unsubscribed_subscription() -> None:
+    from realtime_sync.testing.actioncable import FakeActionCableServer
+
+    with FakeActionCableServer() as server:
+        client = rs.ActionCableClient(server.url, reconnect=FAST)
+        confirmed: list[rs.Event] = []
+        client.on("subscribed", confirmed.append)
+        try:
+            chat = client.subscribe("ChatChannel", room="lobby")
+            client.start(wait=True, timeout=T(10))
+            with pytest.raises(rs.ConfigurationError, match=r"subscribe\(\) returned"):
+                client.perform("ChatChannel", "speak", text="hi")  # a channel name, not the subscription
+            client.perform(chat, "speak", text="sent")
+            server.wait_until(lambda: len(server.performed) == 1, timeout=T(5))
+            client.unsubscribe(chat)
+            with pytest.raises(rs.ConfigurationError, match="unsubscribed"):
+                client.perform(chat, "speak", text="after unsubscribe")
+            client.subscribe("ChatChannel", room="lobby")  # wanted again: perform works again
+            poll_until(lambda: len(confirmed) == 2, 10, "confirmed again")
+            client.perform(chat, "speak", text="again")
+            server.wait_until(lambda: len(server.performed) == 2, timeout=T(5))
+            assert [p.data.get("text") for p in server.performed] == ["sent", "again"]
+        finally:
+            client.close(timeout=T(5))
