@@ -464,8 +464,8 @@ class Client(Generic[A]):
         if not ok:
             last = s.last_error if s.last_error is not before else None
             detail = f" (last error: {last.kind}: {last.message})" if last is not None else ""
-            what = "connected" if not (s.state is State.CONNECTED and s.ready) else "subscriptions confirmed"
-            error = WaitTimeout(f"not {what} within {timeout}s{detail}")
+            what = "not connected" if not (s.state is State.CONNECTED and s.ready) else "subscriptions not confirmed"
+            error = WaitTimeout(f"{what} within {timeout}s{detail}")
         elif s.state is State.CONNECTED and s.ready and not (confirms and s.pending) and not s.rejected:
             return self
         elif s.rejected:

@@ -1148,6 +1148,12 @@ class Engine(Generic[A]):
         reason = req.reason if req is not None else (conn.close_reason or "connection closed")
         self._end_connection(reason, req, server=req is None and failure is None)
 
+    def _refusal(self, reason: str) -> str:
+        """A credential refusal's message, naming the URL once (adapters may have named it)."""
+        if "credentials refused" in reason:
+            return reason
+        return f"{self._request_url} refused the credentials: {reason}"
+
     def _end_connection(
         self,
         reason: str,
@@ -1180,12 +1186,12 @@ class Engine(Generic[A]):
             return
         auth = req is not None and req.auth
         if auth:
-            self._last_error = ErrorInfo("auth", redact(f"credentials refused: {reason}"))
+            self._last_error = ErrorInfo("auth", redact(self._refusal(reason)))
         self.backoff.fail(reason, auth=auth)
         b = self.backoff.current
         if auth and b.stop_on_auth:
             if req is None or not req.reported:  # once: as for a refused websocket upgrade
-                self._error("auth", f"credentials refused: {req.reason if req else reason}")
+                self._error("auth", self._refusal(req.reason if req else reason))
             self._finish("credentials refused")
             return
         if req is not None and req.delay is not None and not auth:

@@ -360,7 +360,7 @@ class LongPollingBase:
         if 300 <= status < 400:
             detail = f"a redirect to {redirect_target(self._url, location)}, not followed"
         renewed = status == 403 and self.csrf is not None and self.csrf.refused(self._headers)
-        result = HttpResult(status, reason, held=held, detail=detail, renewed=renewed)
+        result = HttpResult(status, reason, held=held, detail=detail, renewed=renewed, url=self._url)
         if not renewed:  # a renewed CSRF token is routine (logged at INFO by the token)
             log.warning("long-polling request refused: %s", result)
         return result

@@ -97,3 +97,34 @@ def test_perform_refuses_a_channel_name_and_an_unsubscribed_subscription() -> No
             assert [p.data.get("text") for p in server.performed] == ["sent", "again"]
         finally:
             client.close(timeout=T(5))
+
+
+# -- item 7: the wording of a wait timeout and of a long-polling credential refusal ----------------
+
+
+def test_a_wait_for_unconfirmed_subscriptions_says_so_in_english(voxsig: FakeVoxsigServer) -> None:
+    # "explode" is a token the fake (as Chatwoot) never answers: connected, never confirmed.
+    client = rs.VoxsigClient(voxsig.url, pubsub_token="explode", account_id=1, user_id=7, reconnect=FAST)
+    with pytest.raises(rs.WaitTimeout, match=r"^subscriptions not confirmed within 1s"):
+        client.start(wait=True, timeout=1)
+
+
+@pytest.mark.parametrize("transport", ["long-polling", "websocket"])
+def test_refused_credentials_name_the_url_once(transport: str) -> None:
+    from realtime_sync.testing.bayeux import FakeGenesysServer
+
+    with FakeGenesysServer(basic_auth=("agent1", "right")) as server:
+        client = rs.GenesysChatClient(
+            server.url, username="agent1", password="wrong-password", transport=transport, reconnect=FAST
+        )
+        errors: list[str] = []
+        client.on("error", lambda e: errors.append(e.data.message))
+        with pytest.raises(rs.AuthenticationError) as caught:
+            client.start(wait=True, timeout=T(10))
+    message = str(caught.value)
+    url = server.url if transport == "websocket" else server.url.replace("ws://", "http://")
+    assert f"with {url} refused: HTTP 401" in message or f"to {url} refused: HTTP 401" in message, message
+    assert message.endswith("(credentials refused)"), message
+    assert message.count("refused") == 2, message  # "... refused: HTTP 401 ... (credentials refused)"
+    assert "wrong-password" not in message
+    assert errors and errors[0] == message, errors

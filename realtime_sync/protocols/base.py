@@ -146,6 +146,7 @@ class HttpResult:
     held: bool = False
     detail: str = ""
     renewed: bool = False
+    url: str = ""  # the request's URL, redacted
 
     @property
     def auth(self) -> bool:
@@ -379,8 +380,10 @@ class Adapter:
         if result.renewed:
             self._request_close(f"{result}: reconnecting with a renewed token", delay=0.0, reported=True)
         elif result.auth:
-            self._error("auth", f"request refused: {result}", now)
-            self._request_close(f"credentials refused: {result}", auth=True)
+            where = f"request to {result.url}" if result.url else "request"
+            message = f"{where} refused: {result} (credentials refused)"
+            self._error("auth", message, now)
+            self._request_close(message, auth=True)
         else:
             self._request_close(str(result))
 
