@@ -3,7 +3,6 @@ public API against the fake servers of realtime_sync.testing."""
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import pytest
