@@ -61,6 +61,7 @@ import attrs
 from ._http11 import require_h11
 from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
+from ._validate import number
 from ._workers import Lane, WorkerPool
 from ._wsconn import Handshake, WebSocketConnection
 from .config import ConnectOptions, DispatchOptions
@@ -359,20 +360,22 @@ class Hub:
         max_queued: int = 1_000_000,
         name: str = "hub",
     ) -> None:
-        for label, value, low in (
-            ("workers", workers, 1),
-            ("handshake_workers", handshake_workers, 1),
-            ("max_handshakes", max_handshakes, 1),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigurationError(f"{label} must be a positive integer, got {value!r}")
+        # Numbers from settings may be strings ("4"), as everywhere in the configuration.
+        workers, handshake_workers, max_handshakes, max_queued = (
+            number(value, label, integer=True, minimum=1)
+            for label, value in (
+                ("workers", workers),
+                ("handshake_workers", handshake_workers),
+                ("max_handshakes", max_handshakes),
+                ("max_queued", max_queued),
+            )
+        )
+        handshake_jitter = number(handshake_jitter, "handshake_jitter", minimum=0, unit="seconds")
         if 1 + workers + handshake_workers > MAX_THREADS:
             raise ConfigurationError(
                 f"a hub runs at most {MAX_THREADS} threads: 1 loop + workers ({workers}) + handshake_workers "
                 f"({handshake_workers}) is {1 + workers + handshake_workers}; lower one of them"
             )
-        if not isinstance(handshake_jitter, (int, float)) or handshake_jitter < 0:
-            raise ConfigurationError(f"handshake_jitter must be a number >= 0, got {handshake_jitter!r}")
         self.name = name
         self.workers = workers
         self._lock = threading.Lock()

@@ -250,6 +250,10 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         retry_interval: float = 0.5,
         **options: Any,
     ) -> None:
+        # Chatwoot's ids are integers; settings give strings: "1" is sent as 1, "one" refused now
+        # (the server would never answer a subscription with it).
+        account_id = number(account_id, "account_id", integer=True, optional=True)
+        user_id = number(user_id, "user_id", integer=True, optional=True)
         check_account(account_id, user_id)
         if callable(pubsub_token):
             room_identifier("-", account_id, user_id)  # validates the ids

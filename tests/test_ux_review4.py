@@ -127,3 +127,33 @@ def test_refused_credentials_name_the_url_once(transport: str) -> None:
     assert message.count("refused") == 2, message  # "... refused: HTTP 401 ... (credentials refused)"
     assert "wrong-password" not in message
     assert errors and errors[0] == message, errors
+
+
+# -- item 6: ids and hub sizes from settings (strings) ---------------------------------------------
+
+
+@pytest.mark.parametrize(("account_id", "user_id"), [("one", 7), (1, "x"), (1.5, 7), ("1", "7.5")])
+def test_voxsig_refuses_ids_that_are_not_integers_at_construction(account_id: object, user_id: object) -> None:
+    with pytest.raises(rs.ConfigurationError, match=r"(account_id|user_id) must be a whole number"):
+        rs.VoxsigClient("ws://127.0.0.1:1/cable", pubsub_token="t", account_id=account_id, user_id=user_id)
+
+
+def test_voxsig_sends_ids_given_as_decimal_strings_as_integers(voxsig: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=" 1", user_id="7", reconnect=FAST)
+    try:
+        client.start(wait=True, timeout=T(10))
+    finally:
+        client.close(timeout=T(5))
+    assert (client.account_id, client.user_id) == (1, 7)
+    [(_, identifier)] = voxsig.subscribe_commands
+    assert '"account_id":1,"user_id":7' in identifier, identifier
+
+
+def test_hub_sizes_accept_numeric_strings() -> None:
+    hub = rs.Hub(workers="2", handshake_workers="1", max_handshakes="8", handshake_jitter="0.5")
+    try:
+        assert hub.workers == 2
+    finally:
+        hub.close(timeout=T(5))
+    with pytest.raises(rs.ConfigurationError, match="workers must be"):
+        rs.Hub(workers="four")
