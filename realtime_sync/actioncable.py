@@ -6,7 +6,7 @@ the thread-safe facade.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, TypeVar
+from typing import Any, Mapping, TypeVar, cast, overload
 
 from ._json import dumps
 from ._validate import number
@@ -68,6 +68,34 @@ class ActionCableClient(Client[AC]):
     url_example = "wss://host/cable"
     known_events: frozenset[str] | None = None  # "message", or whatever a decoder names
 
+    # Without adapter= the client is an ActionCableClient[ActionCableAdapter]: an unannotated
+    # ``client = ActionCableClient(url)`` type-checks under ``mypy --strict``.
+    @overload
+    def __init__(
+        self: ActionCableClient[ActionCableAdapter],
+        url: str,
+        *,
+        stale_after: float | None = 6.0,
+        confirm_timeout: float = 10.0,
+        retry_interval: float = 0.5,
+        decoder: BroadcastDecoder | None = None,
+        adapter: None = None,
+        **options: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        url: str,
+        *,
+        stale_after: float | None = 6.0,
+        confirm_timeout: float = 10.0,
+        retry_interval: float = 0.5,
+        decoder: BroadcastDecoder | None = None,
+        adapter: AC,
+        **options: Any,
+    ) -> None: ...
+
     def __init__(
         self,
         url: str,
@@ -79,9 +107,9 @@ class ActionCableClient(Client[AC]):
         adapter: AC | None = None,
         **options: Any,
     ) -> None:
-        if adapter is None:
-            adapter = ActionCableAdapter(  # type: ignore[assignment]
-                decoder=decoder, **_cable_timing(stale_after, confirm_timeout, retry_interval)
+        if adapter is None:  # (then the client is an ActionCableClient[ActionCableAdapter])
+            adapter = cast(
+                AC, ActionCableAdapter(decoder=decoder, **_cable_timing(stale_after, confirm_timeout, retry_interval))
             )
         super().__init__(url, adapter=adapter, **options)
         # Public subscriptions (secrets redacted, as events show them) -> identifiers.

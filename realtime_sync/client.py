@@ -143,6 +143,40 @@ class Client(Generic[A]):
 
     _engine: Engine[A]
 
+    # An unannotated ``client = Client(url, ...)`` type-checks under ``mypy --strict``: the
+    # adapter's type is the client's; without one (a ConfigurationError at run time) Client[Adapter].
+    @overload
+    def __init__(
+        self,
+        url: str,
+        *,
+        adapter: A,
+        connection_factory: Callable[[], Connection] | None = None,
+        token: str | Callable[[], str] | None = None,
+        connect: ConnectOptions | None = None,
+        reconnect: ReconnectPolicy | bool | None = None,
+        dispatch: DispatchOptions | None = None,
+        name: str | None = None,
+        hub: Hub | None = None,
+        **options: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Client[Adapter],
+        url: str,
+        *,
+        adapter: None = None,
+        connection_factory: Callable[[], Connection] | None = None,
+        token: str | Callable[[], str] | None = None,
+        connect: ConnectOptions | None = None,
+        reconnect: ReconnectPolicy | bool | None = None,
+        dispatch: DispatchOptions | None = None,
+        name: str | None = None,
+        hub: Hub | None = None,
+        **options: Any,
+    ) -> None: ...
+
     def __init__(
         self,
         url: str,

@@ -46,3 +46,9 @@ def gws_csrf_token() -> tuple[str, str]:  # from the application's own REST sess
 gws = rs.GenesysChatClient(
     "https://gws.example.com/api/v2/notifications", cookies={"JSESSIONID": "s"}, csrf=gws_csrf_token
 )
+
+# The README's generic ActionCable example, unannotated (was: Need type annotation for "cable").
+cable = rs.ActionCableClient("wss://example.com/cable", cookies={"_session": "s"})
+chat = cable.subscribe("ChatChannel", room="lobby")
+cable.perform(chat, "speak", text="hello")
+cable.on("message", lambda event: print(event.data))
