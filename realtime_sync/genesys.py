@@ -32,7 +32,7 @@ from typing import Any, Iterable
 from ._csrf import CsrfSource
 from ._validate import websocket_url
 from .cometd import CometDClient
-from .models.genesys import _EVENT_NAMES, NOTIFICATION_EVENT, decode_notification
+from .models.genesys import _EVENT_NAMES, CALL_EVENTS, DEVICE_EVENTS, NOTIFICATION_EVENT, _topic, decode_notification
 
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
@@ -57,7 +57,8 @@ class GenesysChatClient(CometDClient):
         url: ``https://HOST/api/v2/notifications`` (GWS form; ``https://HOST`` alone works too)
             or a ``ws(s)://`` URL; each transport derives its own from it.
         topics: CometD topics to subscribe to; ``/v2/me/chats`` by default, siblings such as
-            ``/v2/me/calls`` allowed (their messages arrive as ``notification`` events).
+            ``/v2/me/calls`` (``call.*`` events) and ``/v2/me/devices`` (``device.state_change``)
+            allowed; other topics' messages arrive as ``notification`` events.
         username, password: HTTP Basic credentials (the agent's GWS login); also read from the
             URL (``https://agent1:PASSWORD@HOST/...``, percent-encoded), as curl does.
         cookies: e.g. ``{"JSESSIONID": session.cookies["JSESSIONID"]}`` from a REST session;
@@ -106,5 +107,8 @@ class GenesysChatClient(CometDClient):
         options.setdefault("decoder", decode_notification)
         super().__init__(_normalise_url(url), csrf=csrf, **options)
         self.topics = tuple(topics)
+        # on()'s typo warning knows the names of the subscribed topics' events too.
+        extra = {"calls": CALL_EVENTS, "devices": DEVICE_EVENTS}
+        self.known_events = self.known_events.union(*(extra.get(_topic(t), ()) for t in self.topics))
         for topic in self.topics:
             self.subscribe(topic)

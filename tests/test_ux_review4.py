@@ -157,3 +157,21 @@ def test_hub_sizes_accept_numeric_strings() -> None:
         hub.close(timeout=T(5))
     with pytest.raises(rs.ConfigurationError, match="workers must be"):
         rs.Hub(workers="four")
+
+
+# -- item 2: Genesys on() knows the event names of the subscribed topics ---------------------------
+
+
+def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscribed() -> None:
+    client = rs.GenesysChatClient("https://gws.example.com", topics=("/v2/me/calls", "/v2/me/devices"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        client.on("call.status_change", print)
+        client.on("call.participants_updated", print)
+        client.on("device.state_change", print)
+        client.on("call.*", print)
+    with pytest.warns(UserWarning, match="did you mean 'call.status_change'"):
+        client.on("call.status_chnage", print)
+    chats = rs.GenesysChatClient("https://gws.example.com")  # /v2/me/chats only: no call events come
+    with pytest.warns(UserWarning, match="call.status_change"):
+        chats.on("call.status_change", print)
