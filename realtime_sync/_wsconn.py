@@ -270,6 +270,28 @@ def _refuse_https_proxy(proxy: dict[str, object], host: str, secure: bool, optio
     )
 
 
+def _proxy_error(exc: BaseException, via: Any, target: _Target, url: str) -> _Refused | None:
+    """A refused (or unresolved) connection to the proxy in the way, as an error naming the
+    proxy (its credentials as ``***``), not the target; None when no proxy was in the way."""
+    host, port, auth = get_proxy_info(
+        target.host, target.secure, via.proxy_host, via.proxy_port, via.auth, via.no_proxy
+    )
+    if host is None:
+        return None
+    proxy = proxy_label(via.proxy_protocol, host, port, bool(auth))
+    message = f"cannot connect to {proxy} (for {redact(url)}): {redact(f'{type(exc).__name__}: {exc}')}"
+    return _Refused(ConnectError(message))
+
+
+def proxy_label(scheme: str | None, host: str, port: int | None, credentials: bool) -> str:
+    """How an error names a proxy: ``the proxy http://***@host:port`` (credentials hidden).
+
+    >>> proxy_label("http", "10.0.0.1", 3128, True)
+    'the proxy http://***@10.0.0.1:3128'
+    """
+    return f"the proxy {scheme or 'http'}://{'***@' if credentials else ''}{host}:{port or 8080}"
+
+
 def _connect_error(exc: BaseException, url: str, timeout: float | None) -> ConnectError:
     """The :class:`ConnectError` an opening handshake that raised ``exc`` reports (secrets
     redacted); anything unexpected is re-raised."""
@@ -405,7 +427,11 @@ class WebSocketConnection:
         # socket timeout); from the upgrade on, every read gets only what remains.
         sock_opt = ws_socket.sock_opt(None, _sslopt(options))
         sock_opt.timeout = _remaining(deadline)
-        sock, _ = ws_http.connect(url, sock_opt, ws_http.proxy_info(**proxy), None)
+        via = ws_http.proxy_info(**proxy)
+        try:
+            sock, _ = ws_http.connect(url, sock_opt, via, None)
+        except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
+            raise _proxy_error(exc, via, target, url) or exc
         self._sock = sock  # visible to abort() from now on
         key, head = _upgrade_request(request, target)
         sock.settimeout(_remaining(deadline))

@@ -64,7 +64,7 @@ import attrs
 from ._cookies import CookieJar
 from ._csrf import CsrfToken
 from ._redact import redact, redirect_target, register_secret
-from ._wsconn import FrameError, WebSocketConnection, is_loopback
+from ._wsconn import FrameError, WebSocketConnection, is_loopback, proxy_label
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
 from .protocols.base import ConnectRequest, HttpResult
@@ -407,7 +407,14 @@ class LongPollingConnection(LongPollingBase):
             control.connect()  # fail fast (and let the transport's policy apply) if unreachable
         except (OSError, http.client.HTTPException, ValueError) as exc:
             control.abort()
-            raise ConnectError(f"cannot connect to {self._url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+            where = self._url
+            if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):  # TCP or DNS: the first hop's
+                proxy = _proxy_for(urllib.parse.urlsplit(url), options)
+                if proxy is not None and proxy.hostname:
+                    where = (
+                        f"{proxy_label(proxy.scheme, proxy.hostname, proxy.port, bool(proxy.username))} (for {where})"
+                    )
+            raise ConnectError(f"cannot connect to {where}: {redact(f'{type(exc).__name__}: {exc}')}") from None
         finally:
             self._opening = None
         # The connect worker's read has no timeout of its own: the server holds the request up to

@@ -175,3 +175,39 @@ def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscri
     chats = rs.GenesysChatClient("https://gws.example.com")  # /v2/me/chats only: no call events come
     with pytest.warns(UserWarning, match="call.status_change"):
         chats.on("call.status_change", print)
+
+
+# -- item 5: a dead proxy is named as what refused, not the target ---------------------------------
+
+
+@pytest.mark.parametrize("vendor", ["voxsig", "genesys-long-polling"])
+def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
+    voxsig: FakeVoxsigServer, vendor: str
+) -> None:
+    import socket
+
+    from realtime_sync.testing.bayeux import FakeGenesysServer
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    proxy = f"http://bob:pr0xy-pa55@127.0.0.1:{dead}"
+    if vendor == "voxsig":
+        client: rs.Client = rs.VoxsigClient(
+            voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, proxy=proxy, reconnect=False
+        )
+    else:
+        gws = FakeGenesysServer().start()
+        client = rs.GenesysChatClient(gws.url, transport="long-polling", proxy=proxy, reconnect=False)
+    errors: list[str] = []
+    client.on("error", lambda e: errors.append(e.data.message))
+    try:
+        with pytest.raises(rs.ClientClosedError) as caught:
+            client.start(wait=True, timeout=T(10))
+    finally:
+        if vendor != "voxsig":
+            gws.stop()
+    message = str(caught.value)
+    assert f"cannot connect to the proxy http://***@127.0.0.1:{dead} (for " in message, message
+    assert "ConnectionRefusedError" in message and "pr0xy-pa55" not in message and "bob" not in message
+    assert errors and f"127.0.0.1:{dead}" in errors[0], errors
