@@ -473,6 +473,7 @@ class Engine(Generic[A]):
         self._timer: Timer | None = None
         self._timer_at: float | None = None
         self._attempt = 0
+        self._tries = 0  # connection attempts since the last one that connected (ConnectionInfo.attempt)
         self._connected_at = 0.0
         self._announced = False  # "connected" was reported for the current connection
         self._request_url = ""
@@ -753,6 +754,7 @@ class Engine(Generic[A]):
         self.adapter.data_to_send()
         self._set_state(State.CONNECTING if self._attempt == 0 else State.RECONNECTING)
         self._attempt += 1
+        self._tries += 1
         self._phase = _OPENING
         try:
             conn = self._factory()
@@ -873,7 +875,8 @@ class Engine(Generic[A]):
     def _announce(self, conn: Connection) -> None:
         self._announced = True
         self._set_state(State.CONNECTED)
-        self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._attempt))
+        self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._tries))
+        self._tries = 0
         self.log.info("connected to %s", self._request_url)
 
     def _guarded_readable(self, conn: Connection) -> Callable[[], None]:

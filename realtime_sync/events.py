@@ -194,7 +194,9 @@ class Event(Generic[DataT]):
         """Rebuild an event from :meth:`to_dict`'s output (after a trip through JSON).
 
         ``data`` becomes its model again when ``data_type`` names one (a payload that no longer
-        fits stays the dict); ``raw`` and the subscription are the redacted copies.
+        fits follows the decoding policy, as live decoding does: the model with every field that
+        fits, and ``decode_error`` says what did not); ``raw`` and the subscription are the
+        redacted copies.
 
         >>> e = Event.from_dict({"name": "message.created", "data": {"id": 1, "content": "hi"},
         ...                      "data_type": "voxsig.Message", "entity_id": 3})
@@ -208,15 +210,16 @@ class Event(Generic[DataT]):
         entity_id = d.get("entity_id")
         if isinstance(entity_id, list):
             entity_id = tuple(entity_id)  # (account_id, id) of a Voxsig all_accounts client
+        data, problem = _data_from_json(d.get("data_type"), d.get("data"))
         return cls(
             d["name"],
-            _data_from_json(d.get("data_type"), d.get("data")),
+            data,
             entity_id,
             d.get("raw"),
             float(d.get("received_at") or 0.0),
             subscription,
             None if changes is None else frozenset(changes),
-            d.get("decode_error"),
+            d.get("decode_error") or problem,
             d.get("account_id"),
             bool(d.get("recovered", False)),
         )
@@ -258,7 +261,8 @@ class ErrorInfo:
 
 @attrs.frozen
 class ConnectionInfo:
-    """Payload of ``connected``: the (redacted) URL, the subprotocol chosen, the attempt number."""
+    """Payload of ``connected``: the (redacted) URL, the subprotocol chosen, the attempt number
+    within the outage (1: the first try after the connection was lost, or the first ever)."""
 
     url: str = attrs.field(converter=redact)
     subprotocol: str | None = None
@@ -276,7 +280,8 @@ class DisconnectInfo:
 
 @attrs.frozen
 class ReconnectInfo:
-    """Payload of ``reconnecting``: the consecutive attempt number and the delay before it."""
+    """Payload of ``reconnecting``: the consecutive attempt number (failures in a row, reset once
+    a connection stayed up ``stable_after`` seconds) and the delay before it."""
 
     attempt: int
     delay: float
@@ -430,9 +435,10 @@ def _data_to_json(data: Any) -> tuple[str | None, Any]:
     return None, _jsonable(data)
 
 
-def _data_from_json(data_type: Any, data: Any) -> Any:
+def _data_from_json(data_type: Any, data: Any) -> tuple[Any, str | None]:
+    """``data`` rebuilt as the model ``data_type`` names, and what did not fit (or None)."""
     if not isinstance(data_type, str) or not isinstance(data, dict):
-        return data
+        return data, None
     info = _LIFECYCLE_INFOS.get(data_type)
     if info is not None:
         kwargs = dict(data)
@@ -441,26 +447,28 @@ def _data_from_json(data_type: Any, data: Any) -> Any:
         if info is ErrorInfo:
             kwargs["exception"] = None
         try:
-            return info(**kwargs)
+            return info(**kwargs), None
         except TypeError:
-            return data
+            return data, None
     module, _, name = data_type.partition(".")
     if not (module.isidentifier() and name.isidentifier()):
-        return data
+        return data, None
     try:
         mod = importlib.import_module(f"realtime_sync.models.{module}")
     except ImportError:
-        return data
+        return data, None
     cls = getattr(mod, name, None)
     if not isinstance(cls, type) or not attrs.has(cls):
-        return data
+        return data, None
     from .exceptions import ProtocolError
-    from .models._converter import restructure
+    from .models._converter import _MODELS, decode, restructure
 
     try:
-        return restructure(data, cls)
-    except ProtocolError:
-        return data  # the payload no longer fits its model: delivered as the dict, like the wire
+        return restructure(data, cls), None
+    except ProtocolError as exc:
+        # The decoding policy, as live decoding applies it: the model with what fits, and why.
+        entry = _MODELS.get(cls)
+        return decode(entry[0], data, cls) if entry is not None else (data, str(exc))
 
 
 def _subscription_from_json(sub: Any) -> Subscription | None:

@@ -211,3 +211,26 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
     assert f"cannot connect to the proxy http://***@127.0.0.1:{dead} (for " in message, message
     assert "ConnectionRefusedError" in message and "pr0xy-pa55" not in message and "bob" not in message
     assert errors and f"127.0.0.1:{dead}" in errors[0], errors
+
+
+# -- item 10: ConnectionInfo.attempt counts within the outage, as ReconnectInfo.attempt ------------
+
+
+def test_connected_attempt_restarts_after_each_outage(voxsig: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
+    connected: list[int] = []
+    reconnecting: list[int] = []
+    client.on("connected", lambda e: connected.append(e.data.attempt))
+    client.on("reconnecting", lambda e: reconnecting.append(e.data.attempt))
+    try:
+        client.start(wait=True, timeout=T(10))
+        for n in (2, 3):
+            voxsig.drop_all()
+            poll_until(lambda n=n: len(connected) == n, 10, f"connection {n}")  # type: ignore[misc]
+    finally:
+        client.close(timeout=T(5))
+    assert connected == [1, 1, 1], (connected, reconnecting)
+    assert reconnecting[0] == 1, reconnecting
+
+
+# Event.from_dict() and the decoding policy: tests/test_events_transfer.py.
