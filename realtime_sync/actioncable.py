@@ -58,7 +58,7 @@ class ActionCableClient(Client[AC]):
                 print(event.data)
 
         with client:
-            client.wait_for("subscribed", timeout=10)
+            client.wait_connected(timeout=10)       # connected, subscriptions confirmed
             client.perform(chat, "speak", text="hello")
             client.run_forever()
     """

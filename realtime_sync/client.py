@@ -127,7 +127,7 @@ class Client(Generic[A]):
             print(event.entity_id, event.data)
 
         with client:                       # start(), and close() on the way out
-            client.wait_for("connected", timeout=10)
+            client.wait_connected(timeout=10)
             client.run_forever()           # until close() or Ctrl-C
     """
 

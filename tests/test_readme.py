@@ -421,3 +421,15 @@ def test_genesys_first_example_runs() -> None:
             gws.wait_for_subscription("/v2/me/chats", timeout=T(10))
             gws.new_messages("chat-7", ["hello", "world"], start_index=3)
             assert printed.wait(2) == [("chat-7", 3, "Agent1", "hello"), ("chat-7", 4, "Agent1", "world")]
+
+
+def test_no_snippet_waits_for_a_lifecycle_event_that_may_have_passed() -> None:
+    # wait_for() sees only events after the call: after start() (or `with client:`), "connected"
+    # or "subscribed" may already be over, and the wait times out on a healthy client.  The
+    # README and the docstrings use start(wait=True) / wait_connected() instead.
+    racy = re.compile(r"""wait_for\(\s*["'](connected|subscribed|handshake)["']""")
+    sources = {"README.md": README}
+    for path in sorted((ROOT / "realtime_sync").rglob("*.py")):
+        sources[str(path.relative_to(ROOT))] = path.read_text()
+    found = [f"{where}: {m.group(0)}" for where, text in sources.items() for m in racy.finditer(text)]
+    assert not found, found

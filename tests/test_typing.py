@@ -1,6 +1,7 @@
 """Typing reaches user code (issue 12 item 7): ``mypy --strict`` on a typed user script passes,
-the same script with ``event.data.contnet`` fails, and the README's editable install lets mypy
-find the package (the default editable install's import hook hides it from mypy)."""
+the same script with ``event.data.contnet`` fails, and the install line of the README's
+type-checking section lets mypy find the package (the default editable install's import hook
+hides it from mypy)."""
 
 from __future__ import annotations
 
@@ -23,11 +24,20 @@ pytest.importorskip("mypy")
 
 
 def _readme_install_options() -> list[str]:
-    """The options of the README's ``pip install ... -e '.[test]'`` line (the test command)."""
+    """The options of the install line the README's type-checking section gives (and the test
+    command's, which must agree)."""
     readme = (ROOT / "README.md").read_text()
-    line = next(x for x in readme.splitlines() if "pip install" in x and "[test]" in x and "pytest" in x)
-    words = line.split("&&")[0].split()
-    return [w for w in words[words.index("install") + 1 :] if w not in ("-e", "'.[test]'", ".[test]")]
+    typing_section = readme[readme.index("### Type checking your handlers") :]
+    typing_section = typing_section[: typing_section.index("\n### ")]
+    lines = [x for x in typing_section.splitlines() if x.startswith("    pip install") and " -e " in x]
+    assert len(lines) == 1, "the type-checking section shows one editable install line"
+    test_line = next(x for x in readme.splitlines() if "pip install" in x and "[test]" in x and "pytest" in x)
+    options = []
+    for line, extra in ((lines[0], "demo"), (test_line.split("&&")[0], "test")):
+        words = line.split()
+        options.append([w for w in words[words.index("install") + 1 :] if w not in ("-e", f"'.[{extra}]'")])
+    assert options[0] == options[1], options
+    return options[0]
 
 
 @pytest.fixture(scope="module")
