@@ -180,7 +180,7 @@ def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscri
 # -- item 5: a dead proxy is named as what refused, not the target ---------------------------------
 
 
-@pytest.mark.parametrize("vendor", ["voxsig", "genesys-long-polling"])
+@pytest.mark.parametrize("vendor", ["voxsig", "genesys-long-polling", "genesys-long-polling-on-a-hub"])
 def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
     voxsig: FakeVoxsigServer, vendor: str
 ) -> None:
@@ -198,7 +198,8 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
         )
     else:
         gws = FakeGenesysServer().start()
-        client = rs.GenesysChatClient(gws.url, transport="long-polling", proxy=proxy, reconnect=False)
+        hub = rs.Hub(workers=1) if vendor.endswith("hub") else None
+        client = rs.GenesysChatClient(gws.url, transport="long-polling", proxy=proxy, reconnect=False, hub=hub)
     errors: list[str] = []
     client.on("error", lambda e: errors.append(e.data.message))
     try:
@@ -207,6 +208,8 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
     finally:
         if vendor != "voxsig":
             gws.stop()
+            if hub is not None:
+                hub.close(timeout=T(5))
     message = str(caught.value)
     assert f"cannot connect to the proxy http://***@127.0.0.1:{dead} (for " in message, message
     assert "ConnectionRefusedError" in message and "pr0xy-pa55" not in message and "bob" not in message
