@@ -36,6 +36,8 @@ from .models.genesys import _EVENT_NAMES, CALL_EVENTS, DEVICE_EVENTS, NOTIFICATI
 
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
+_TOPIC_EVENTS = {"calls": frozenset(CALL_EVENTS), "devices": frozenset(DEVICE_EVENTS)}
+
 GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
 
 
@@ -107,8 +109,12 @@ class GenesysChatClient(CometDClient):
         options.setdefault("decoder", decode_notification)
         super().__init__(_normalise_url(url), csrf=csrf, **options)
         self.topics = tuple(topics)
-        # on()'s typo warning knows the names of the subscribed topics' events too.
-        extra = {"calls": CALL_EVENTS, "devices": DEVICE_EVENTS}
-        self.known_events = self.known_events.union(*(extra.get(_topic(t), ()) for t in self.topics))
         for topic in self.topics:
             self.subscribe(topic)
+
+    def subscribe(self, channel: str) -> None:
+        """Subscribe to another GWS topic (see :meth:`CometDClient.subscribe`), e.g.
+        ``/v2/me/calls``: its events (``call.status_change``...) are then known to ``on()``."""
+        super().subscribe(channel)
+        # on()'s typo warning knows the names of the subscribed topics' events too.
+        self.known_events = self.known_events | _TOPIC_EVENTS.get(_topic(channel), frozenset())

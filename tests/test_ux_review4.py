@@ -175,6 +175,10 @@ def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscri
     chats = rs.GenesysChatClient("https://gws.example.com")  # /v2/me/chats only: no call events come
     with pytest.warns(UserWarning, match="call.status_change"):
         chats.on("call.status_change", print)
+    chats.subscribe("/v2/me/calls")  # a topic added later counts too
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        chats.on("call.status_change", print)
 
 
 # -- item 5: a dead proxy is named as what refused, not the target ---------------------------------
