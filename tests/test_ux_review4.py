@@ -12,18 +12,11 @@ from realtime_sync.testing.actioncable import FakeVoxsigServer
 
 from .conftest import FAST, T, poll_until
 
-
-@pytest.fixture
-def voxsig() -> FakeVoxsigServer:
-    with FakeVoxsigServer() as server:
-        yield server
-
-
 # -- item 1: run_forever() inside a handler is refused, as wait_for() is ------------------------
 
 
-def test_run_forever_inside_a_handler_raises(voxsig: FakeVoxsigServer) -> None:
-    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
+def test_run_forever_inside_a_handler_raises(voxsig_server: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(voxsig_server.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
     raised: list[BaseException] = []
 
     @client.on("subscribed")
@@ -46,10 +39,10 @@ def test_run_forever_inside_a_handler_raises(voxsig: FakeVoxsigServer) -> None:
 
 
 def test_two_agents_with_the_default_name_do_not_warn_but_a_rerun_and_an_explicit_name_do(
-    voxsig: FakeVoxsigServer,
+    voxsig_server: FakeVoxsigServer,
 ) -> None:
     def agent(token: str, user: int, **kw: object) -> rs.VoxsigClient:
-        return rs.VoxsigClient(voxsig.url, pubsub_token=token, account_id=1, user_id=user, reconnect=FAST, **kw)
+        return rs.VoxsigClient(voxsig_server.url, pubsub_token=token, account_id=1, user_id=user, reconnect=FAST, **kw)
 
     clients = [agent("user-token-1", 7), agent("user-token-2", 8)]
     try:
@@ -101,9 +94,9 @@ def test_perform_refuses_a_channel_name_and_an_unsubscribed_subscription() -> No
 # -- item 7: the wording of a wait timeout and of a long-polling credential refusal ----------------
 
 
-def test_a_wait_for_unconfirmed_subscriptions_says_so_in_english(voxsig: FakeVoxsigServer) -> None:
+def test_a_wait_for_unconfirmed_subscriptions_says_so_in_english(voxsig_server: FakeVoxsigServer) -> None:
     # "explode" is a token the fake (as Chatwoot) never answers: connected, never confirmed.
-    client = rs.VoxsigClient(voxsig.url, pubsub_token="explode", account_id=1, user_id=7, reconnect=FAST)
+    client = rs.VoxsigClient(voxsig_server.url, pubsub_token="explode", account_id=1, user_id=7, reconnect=FAST)
     with pytest.raises(rs.WaitTimeout, match=r"^subscriptions not confirmed within 1s"):
         client.start(wait=True, timeout=1)
 
@@ -138,14 +131,16 @@ def test_voxsig_refuses_ids_that_are_not_integers_at_construction(account_id: ob
         rs.VoxsigClient("ws://127.0.0.1:1/cable", pubsub_token="t", account_id=account_id, user_id=user_id)
 
 
-def test_voxsig_sends_ids_given_as_decimal_strings_as_integers(voxsig: FakeVoxsigServer) -> None:
-    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=" 1", user_id="7", reconnect=FAST)
+def test_voxsig_sends_ids_given_as_decimal_strings_as_integers(voxsig_server: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(
+        voxsig_server.url, pubsub_token="user-token-1", account_id=" 1", user_id="7", reconnect=FAST
+    )
     try:
         client.start(wait=True, timeout=T(10))
     finally:
         client.close(timeout=T(5))
     assert (client.account_id, client.user_id) == (1, 7)
-    [(_, identifier)] = voxsig.subscribe_commands
+    [(_, identifier)] = voxsig_server.subscribe_commands
     assert '"account_id":1,"user_id":7' in identifier, identifier
 
 
@@ -186,7 +181,7 @@ def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscri
 
 @pytest.mark.parametrize("vendor", ["voxsig", "genesys-long-polling", "genesys-long-polling-on-a-hub"])
 def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
-    voxsig: FakeVoxsigServer, vendor: str
+    voxsig_server: FakeVoxsigServer, vendor: str
 ) -> None:
     import socket
 
@@ -198,7 +193,7 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
     proxy = f"http://bob:pr0xy-pa55@127.0.0.1:{dead}"
     if vendor == "voxsig":
         client: rs.Client = rs.VoxsigClient(
-            voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, proxy=proxy, reconnect=False
+            voxsig_server.url, pubsub_token="user-token-1", account_id=1, user_id=7, proxy=proxy, reconnect=False
         )
     else:
         gws = FakeGenesysServer().start()
@@ -223,8 +218,8 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
 # -- item 10: ConnectionInfo.attempt counts within the outage, as ReconnectInfo.attempt ------------
 
 
-def test_connected_attempt_restarts_after_each_outage(voxsig: FakeVoxsigServer) -> None:
-    client = rs.VoxsigClient(voxsig.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
+def test_connected_attempt_restarts_after_each_outage(voxsig_server: FakeVoxsigServer) -> None:
+    client = rs.VoxsigClient(voxsig_server.url, pubsub_token="user-token-1", account_id=1, user_id=7, reconnect=FAST)
     connected: list[int] = []
     reconnecting: list[int] = []
     client.on("connected", lambda e: connected.append(e.data.attempt))
@@ -232,7 +227,7 @@ def test_connected_attempt_restarts_after_each_outage(voxsig: FakeVoxsigServer) 
     try:
         client.start(wait=True, timeout=T(10))
         for n in (2, 3):
-            voxsig.drop_all()
+            voxsig_server.drop_all()
             poll_until(lambda n=n: len(connected) == n, 10, f"connection {n}")  # type: ignore[misc]
     finally:
         client.close(timeout=T(5))
