@@ -212,11 +212,6 @@ class HttpConnection:
         self.port = parts.port or (443 if self.https else 80)
         #: Where the socket goes: the server, or the proxy.
         self.peer = (self.host, self.port) if proxy is None else (proxy.hostname or "", proxy.port or 8080)
-        #: What a failure to reach the peer names: the URL, or the proxy (credentials hidden).
-        self.peer_label = self.url
-        if proxy is not None:
-            label = proxy_label(proxy.scheme, self.peer[0], self.peer[1], bool(proxy.username))
-            self.peer_label = f"{label} (for {self.url})"
         self._tunnel = b""  # the CONNECT request, for https:// through a proxy
         default_port = self.port == (443 if self.https else 80)
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
@@ -327,7 +322,7 @@ class HttpConnection:
                 sock = socket.create_connection(self.peer, timeout=timeout)
             except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
                 raise ConnectError(
-                    f"cannot connect to {self.peer_label}: {redact(f'{type(exc).__name__}: {exc}')}"
+                    f"cannot connect to {self._peer_label()}: {redact(f'{type(exc).__name__}: {exc}')}"
                 ) from None
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._tunnel:
@@ -350,6 +345,13 @@ class HttpConnection:
         self._sock = sock
         self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
         self.state = IDLE
+
+    def _peer_label(self) -> str:
+        """What a failure to reach the peer names: the URL, or the proxy (credentials hidden)."""
+        proxy = _proxy_for(urllib.parse.urlsplit(self.url), self.options)
+        if proxy is None:
+            return self.url
+        return f"{proxy_label(proxy.scheme, self.peer[0], self.peer[1], bool(proxy.username))} (for {self.url})"
 
     def close(self) -> None:
         """Close the socket (a request in progress is abandoned without a result).  Idempotent."""
@@ -376,7 +378,7 @@ class HttpConnection:
                 self._family, self._addr = info[0], info[4]
             sock = socket.socket(self._family, socket.SOCK_STREAM)
         except OSError as exc:
-            return self._fail("connect", f"cannot connect to {self.peer_label}: {exc}")
+            return self._fail("connect", f"cannot connect to {self._peer_label()}: {exc}")
         sock.setblocking(False)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -388,7 +390,7 @@ class HttpConnection:
         self.deadline = now + timeout if timeout else None
         err = sock.connect_ex(self._addr)  # type: ignore[arg-type]
         if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN):
-            return self._fail("connect", f"cannot connect to {self.peer_label}: {errno.errorcode.get(err, err)}")
+            return self._fail("connect", f"cannot connect to {self._peer_label()}: {errno.errorcode.get(err, err)}")
         self.state = CONNECTING
         self._want = _WRITE
         return None
@@ -397,7 +399,7 @@ class HttpConnection:
         assert self._sock is not None
         err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
-            return self._fail("connect", f"cannot connect to {self.peer_label}: {errno.errorcode.get(err, err)}")
+            return self._fail("connect", f"cannot connect to {self._peer_label()}: {errno.errorcode.get(err, err)}")
         if self._tunnel:
             self.state = TUNNEL
             self._out = bytearray(self._tunnel)
