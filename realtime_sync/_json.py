@@ -37,6 +37,26 @@ except ImportError:  # pragma: no cover - depends on the environment
     CODEC = "json"
 
 
+def _stdlib_loads(text: str | bytes, _scan: Any = json.JSONDecoder().scan_once) -> Any:  # type: ignore[attr-defined]
+    """``json.loads`` through the C scanner directly: a frame it reads whole is returned
+    without ``json.loads``' Python layers (~0.7 µs of ~10 on a 900-byte Voxsig frame); anything
+    else (bytes, leading or trailing whitespace, extra data, no value at all) goes to
+    ``json.loads`` itself, so results and errors are exactly its own.  (The scanner holds the
+    GIL throughout and clears its key memo after each call: threads may share it.)"""
+    if type(text) is str:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:  # no value at 0: json.loads says what is wrong
+            return json.loads(text)
+        if end == len(text):
+            return value
+    return json.loads(text)
+
+
+if CODEC == "json":  # pragma: no cover - depends on the environment
+    loads = _stdlib_loads
+
+
 # On *valid* JSON every string is closed, so these are linear (the string pattern is the
 # unrolled form: its classes are disjoint, nothing is tried twice).
 _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')

@@ -529,3 +529,38 @@ def test_nested_cometd_ext_credentials_never_reach_debug_logs(
     text = _formatted(caplog)
     assert "/meta/handshake" in text  # ...and the frame was logged at DEBUG, without them
     assert "nested-cred-0042" not in text and "4711" not in text and "agent-7" not in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, 2.5, "x", null, true]}',
+        "  {}  ",
+        "{}\n",
+        "[1] [2]",
+        "",
+        "   ",
+        "\ufeff{}",
+        '{"a": 1',
+        '{"a": "\\ud800"}',
+        "NaN",
+        "1e999",
+        '"just a string"',
+        b'{"bytes": 1}',
+        "[" * 5000 + "]" * 5000,
+    ],
+)
+def test_the_stdlib_fast_loads_is_json_loads(text: str | bytes) -> None:
+    """Without orjson, frames are read by the C scanner directly; results and errors must be
+    json.loads' own, whatever the input."""
+    import json
+
+    from realtime_sync import _json
+
+    def outcome(fn: Callable[[Any], Any]) -> Any:
+        try:
+            return ("ok", fn(text))
+        except BaseException as exc:  # the exception itself is compared
+            return ("err", type(exc), str(exc))
+
+    assert outcome(_json._stdlib_loads) == outcome(json.loads)
