@@ -9,7 +9,8 @@ session cookie never appear in the output or the logs, even with ``-v``.
 By default it runs against an in-process fake GWS (``realtime_sync.testing``, needs the ``demo``
 extra: ``pip install 'realtime_sync[demo]'``) that, like GWS 8.5, refuses websockets and wants
 HTTP Basic.  It plays a short chat and expires the CometD session once, so you can see the
-client handshake and subscribe again by itself.  It exits after ``--duration`` seconds:
+client handshake and subscribe again by itself.  It exits when the chat ends (against the
+fake), or after ``--duration`` seconds:
 
     python samples/genesys_chats.py
     python samples/genesys_chats.py --websocket -v      # a fake that accepts websockets
@@ -29,6 +30,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from typing import Any
 
 import realtime_sync as rs
@@ -45,7 +47,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--real", action="store_true", help="connect to $GENESYS_URL instead of a local fake server")
     p.add_argument("--websocket", action="store_true", help="demo: the fake server accepts websockets")
     p.add_argument("--transport", choices=("auto", "websocket", "long-polling"), default="auto", help="default: auto")
-    p.add_argument("--duration", type=float, default=5.0, help="seconds to run; 0 = until Ctrl-C (default 5)")
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds to run; 0 = until Ctrl-C (default: until the fake's chat ends, 5 with --real)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log the library's INFO messages")
     return p.parse_args(argv)
 
@@ -66,8 +73,19 @@ def describe(event: rs.Event) -> str:
     return f"[{event.name}] {event.entity_id} {d!r:.120}"
 
 
-def run_fake_script(server: Any, stop: threading.Event) -> None:
-    """What happens on the fake GWS: a short chat, and the CometD session expiring once."""
+def delivered(publish: Any, stop: threading.Event, patience: float = 15.0) -> None:
+    """Publish until a session gets it (``publish()`` returns how many did).  A session not yet
+    subscribed (at start, or after the expiry below, until the client has handshaken and
+    subscribed again) gets nothing, as on a real GWS: the script waits for the client rather
+    than for a clock that a loaded machine can outrun."""
+    waited = 0.0
+    while not publish() and waited < patience and not stop.wait(0.05):
+        waited += 0.05
+
+
+def run_fake_script(server: Any, stop: threading.Event, client: Any = None) -> None:
+    """What happens on the fake GWS: a short chat, and the CometD session expiring once; then
+    ``client`` is closed (the sample ends with the chat)."""
     steps = [
         (0.6, lambda: server.chat_state_change(CHAT, "StatusChange", state="Chatting")),
         (0.9, lambda: server.chat_state_change(CHAT, "ParticipantsUpdated")),
@@ -77,12 +95,16 @@ def run_fake_script(server: Any, stop: threading.Event) -> None:
         (3.2, lambda: server.chat_state_change(CHAT, "PropertiesUpdated")),
         (3.6, lambda: server.chat_state_change(CHAT, "StatusChange", state="Finished")),
     ]
-    elapsed = 0.0
+    start = time.monotonic()
     for at, action in steps:
-        if stop.wait(at - elapsed):
+        if stop.wait(max(0.0, at - (time.monotonic() - start))):
             return
-        elapsed = at
-        action()
+        if action == server.expire_sessions:
+            action()
+        else:
+            delivered(action, stop)
+    if client is not None and not stop.wait(0.5):  # the last notification reaches the handler
+        client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,13 +159,16 @@ def main(argv: list[str] | None = None) -> int:
 
     stop = threading.Event()
     timer = None
-    if args.duration > 0:
-        timer = threading.Timer(args.duration, client.close)
+    duration = args.duration if args.duration is not None else (5.0 if server is None else 0.0)
+    if duration > 0:
+        timer = threading.Timer(duration, client.close)
         timer.daemon = True
         timer.start()
     script = None
     if server is not None:
-        script = threading.Thread(target=run_fake_script, args=(server, stop), name="genesys-demo-script", daemon=True)
+        script = threading.Thread(
+            target=run_fake_script, args=(server, stop, client), name="genesys-demo-script", daemon=True
+        )
         script.start()
     try:
         client.run_forever()  # returns on close() (the timer), on Ctrl-C, or if the server says not to reconnect
