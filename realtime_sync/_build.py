@@ -11,6 +11,13 @@ nothing to the layout).  What comes out is exactly what ``cls(...)`` builds: an 
 ``cls`` itself with the same value in every slot, so ``==``, ``hash``, ``repr``, pickling,
 :func:`attrs.asdict`, :func:`attrs.evolve` and cattrs see no difference, and it stays frozen.
 
+A field can also be *deferred* (:func:`defer_field`): the hot path stores a :class:`Deferred`
+holding an input, and the field's value is computed from it on the first read (then stored in
+place of it).  ``event.raw`` is one: hiding secret-named members costs a walk of the whole frame,
+and most handlers never read ``raw``.  Every read goes through the class's property, so no
+reader (``==``, pickling, :func:`attrs.asdict`, :func:`attrs.evolve`, a user) ever sees the
+stored input; the twin stores into the slot directly.
+
 Only for classes whose ``__init__`` does nothing else: every field in ``__init__``, no
 validators or converters, no ``__attrs_pre_init__``/``__attrs_post_init__``, no slot that is
 not a field (``cache_hash``).  :func:`twin` checks that, and checks at build time that the
@@ -38,11 +45,58 @@ from typing import Any, Callable, TypeVar
 
 import attrs
 
-__all__ = ["builder", "twin"]
+__all__ = ["Deferred", "builder", "defer_field", "twin"]
 
 T = TypeVar("T")
 
 _TWINS: dict[type, type | None] = {}
+#: The slot descriptors of deferred fields, by class (their class attribute is a property).
+_DEFERRED: dict[type, dict[str, Any]] = {}
+
+
+class Deferred:
+    """What a deferred field holds until its first read: the input of its value."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "Deferred(...)"  # never the input: it may hold what the computed value hides
+
+
+def defer_field(cls: type, name: str, compute: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Make field ``name`` of the slotted attrs class ``cls`` deferred: a :class:`Deferred`
+    stored in it reads as ``compute(deferred.value)``, computed on the first read and then
+    stored instead (two threads reading at once may both compute it: ``compute`` must be pure);
+    any other value reads as itself.  Call before :func:`builder`/:func:`twin` of ``cls``.
+
+    Returns ``peek(obj)``: the stored value, :class:`Deferred` or not, without computing it
+    (for the library's own bookkeeping: sizes, ``None`` checks).
+
+    >>> @attrs.frozen
+    ... class Doc:
+    ...     text: str = ""
+    >>> peek = defer_field(Doc, "text", str.upper)
+    >>> d = builder(Doc)(Deferred("hi"))
+    >>> peek(d), d.text, peek(d)
+    (Deferred(...), 'HI', 'HI')
+    """
+    assert cls not in _TWINS, "defer_field() must come before the class's twin is made"
+    slot = cls.__dict__[name]  # the member descriptor of the field's slot
+    get, put = slot.__get__, slot.__set__
+
+    def read(obj: Any) -> Any:
+        value = get(obj)
+        if type(value) is Deferred:
+            value = compute(value.value)
+            put(obj, value)
+        return value
+
+    setattr(cls, name, property(read, put, doc=getattr(slot, "__doc__", None)))
+    _DEFERRED.setdefault(cls, {})[name] = slot
+    return get  # type: ignore[no-any-return]
 
 
 def _slots(cls: type) -> set[str]:
@@ -81,6 +135,8 @@ def twin(cls: type) -> type | None:
                 "__module__": cls.__module__,
                 "__qualname__": f"{cls.__qualname__}Builder",
                 "__doc__": f"Builds {cls.__qualname__} instances on the hot path (realtime_sync._build); never escapes.",
+                # Deferred fields: the twin stores into their slots, not through the property.
+                **_DEFERRED.get(cls, {}),
             },
         )
         if not _same_as_init(cls, made):  # pragma: no cover - an attrs that does more in __init__

@@ -40,7 +40,6 @@ from __future__ import annotations
 import collections
 import fnmatch
 import logging
-import operator
 import sys
 import threading
 import time
@@ -50,9 +49,10 @@ from typing import Any, Callable, Iterable
 import attrs
 
 from . import _json
+from ._build import Deferred
 from ._redact import redact
 from .config import DispatchOptions
-from .events import ErrorInfo, Event
+from .events import ErrorInfo, Event, stored_raw
 
 __all__ = ["Dispatcher", "Handler", "OverflowReports", "same_handler"]
 
@@ -132,9 +132,11 @@ def _weight(event: Event) -> int:
     With orjson, the length of the frame encoded again (about 1 us, in C); else a walk of the
     first levels (a few us): the bound is a safety net, not an exact count.
     """
-    raw = event.raw
+    raw = stored_raw(event)  # not event.raw: that would run the deferred secret walk here
     if raw is None:
         return 64
+    if type(raw) is Deferred:
+        raw = raw.value
     if _FAST_JSON:
         try:
             return 64 + len(_json.dumps(raw))
@@ -143,13 +145,10 @@ def _weight(event: Event) -> int:
     return 64 + _size(raw, 4)
 
 
-_raw_of = operator.attrgetter("raw")
-
-
 def _weights(events: list[Event], wire_size: int | None) -> list[int]:
     """The weights of a batch: from ``wire_size`` when the transport knows it, else estimated."""
     if wire_size:
-        raws = list(map(_raw_of, events))
+        raws = list(map(stored_raw, events))
         framed = len(raws) - raws.count(None)
         if framed:
             share = 64 + max(1, wire_size // framed)

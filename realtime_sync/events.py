@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, Hashable, Mapping
 import attrs
 
 from . import _redact
-from ._build import builder
+from ._build import Deferred, builder, defer_field
 from ._redact import REDACTED, redact
 
 #: The type of ``event.data``: ``Event[Message]`` in a handler's annotation.  Its default (PEP
@@ -225,6 +225,15 @@ class Event(Generic[DataT]):
         )
 
 
+#: ``event.raw`` is deferred (see :mod:`realtime_sync._build`): the adapters store the frame as
+#: ``Deferred(frame)`` (:func:`deferred_raw`), and the walk that hides members named as secrets
+#: (:func:`~realtime_sync._redact.redact_members`, ~3 µs for a Voxsig broadcast) runs on the
+#: first read of ``event.raw``, by whatever reads it (a handler, ``to_dict()``, ``key``,
+#: pickling, ``==``): a handler that reads only ``event.data`` never pays for it, and no reader
+#: can see the frame before the walk.  ``stored_raw(event)``: what the slot holds, for sizes
+#: and ``None`` checks only (:mod:`realtime_sync.dispatch`); never hand it out.
+stored_raw = defer_field(Event, "raw", _redact.redact_members)
+
 #: ``build_event(name, data, entity_id, raw, received_at, subscription, changes, decode_error,
 #: account_id, recovered)``: the same :class:`Event` as ``Event(...)`` with every field given,
 #: without attrs' per-field ``object.__setattr__`` (see :mod:`realtime_sync._build`).  Every
@@ -374,8 +383,31 @@ def public_raw(raw: Any) -> Any:
     >>> public_raw({"identifier": '{"channel":"RoomChannel","pubsub_token":"abc"}', "message": {}})
     {'identifier': '{"channel":"RoomChannel","pubsub_token":"***"}', 'message': {}}
     """
-    if type(raw) is not dict:
-        return _redact.redact_members(raw) if type(raw) is list else raw
+    if type(raw) is dict:
+        raw = _public_strings(raw)
+    elif type(raw) is not list:
+        return raw
+    return _redact.redact_members(raw)
+
+
+def deferred_raw(raw: Any, strings_done: bool = False) -> Any:
+    """``raw`` as :func:`build_event` takes it: :func:`public_raw` with the member walk left to
+    the first read of ``event.raw`` (the top-level strings are redacted now, against the secrets
+    registered now; ``strings_done``: the caller did that already).
+
+    >>> e = build_event("x", None, None, deferred_raw({"id": 1, "pubsub_token": "abc"}), 0.0,
+    ...                 None, None, None, None, False)
+    >>> e.raw
+    {'id': 1, 'pubsub_token': '***'}
+    """
+    kind = type(raw)
+    if kind is dict:
+        return Deferred(raw if strings_done else _public_strings(raw))
+    return Deferred(raw) if kind is list else raw
+
+
+def _public_strings(raw: dict[Any, Any]) -> dict[Any, Any]:
+    """``raw`` with every top-level string that holds a secret redacted (copy on write)."""
     out = None
     for k, v in raw.items():
         if type(v) is str and _holds_secret(v):
@@ -385,8 +417,7 @@ def public_raw(raw: Any) -> Any:
                 if out is None:
                     out = dict(raw)
                 out[k] = public
-    # Members named as secrets, at any depth (another user's pubsub_token in a payload).
-    return _redact.redact_members(raw if out is None else out)
+    return raw if out is None else out
 
 
 # -- to_dict / from_dict ------------------------------------------------------------------------

@@ -106,3 +106,59 @@ def test_connect_failure_message_has_no_secret(make_client, caplog):
     err = rec.wait("error").data
     assert err.kind == "connect"
     assert SECRET not in _all_text(caplog, rec) + repr(client)
+
+
+def test_the_deferred_member_walk_hides_secrets_whoever_reads_raw_first(clients):
+    # event.raw's walk for members named as secrets runs on its first read (handlers that read
+    # only event.data skip it): each event below is first read by a different way out, and
+    # none of them may show another user's pubsub_token, nor the client's own.
+    import copy
+    import json
+    import pickle
+    import threading
+
+    import attrs
+
+    from realtime_sync.testing.actioncable import FakeVoxsigServer, message_payload
+
+    own, other = "own-PUBSUB-token-5150", "OTHER-users-pubsub-9f8e7d"
+
+    def concurrent_reads(e):
+        out: list[str] = []
+        threads = [threading.Thread(target=lambda: out.append(json.dumps(e.raw))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(set(out)) == 1
+        return out[0]
+
+    ways = {
+        "raw": lambda e: json.dumps(e.raw),
+        "repr(raw)": lambda e: repr(e.raw),
+        "to_dict": lambda e: json.dumps(e.to_dict()),
+        "key, then raw": lambda e: e.key + json.dumps(e.raw),
+        "pickle": lambda e: json.dumps(pickle.loads(pickle.dumps(e)).raw),  # (data: the payload as sent)
+        "copy": lambda e: json.dumps(copy.copy(e).raw) + json.dumps(copy.deepcopy(e).raw),
+        "attrs.asdict": lambda e: json.dumps(attrs.asdict(e, recurse=False)["raw"]),
+        "attrs.evolve": lambda e: json.dumps(attrs.evolve(e, name="copy").raw),
+        "==": lambda e: str(e == attrs.evolve(e)) + json.dumps(e.raw),
+        "threads": concurrent_reads,
+    }
+    with FakeVoxsigServer(users={own: 7}) as server:
+        client = clients(rs.VoxsigClient, server.url, pubsub_token=own, account_id=1, user_id=7)
+        rec = Recorder(client)
+        client.start()
+        rec.wait("subscribed")
+        inbox = {"source_id": "src-1", "pubsub_token": other}
+        for i in range(len(ways)):
+            payload = message_payload(100 + i, 42, "hi", conversation={"id": 42, "contact_inbox": inbox})
+            server.send_event(own, "message.created", payload)
+        rec.wait("message.created", count=len(ways))
+    events = rec.named("message.created")
+    assert [e.data.id for e in events] == list(range(100, 100 + len(ways)))  # in order, none lost
+    for (way, read), event in zip(ways.items(), events, strict=True):
+        text = read(event)
+        assert other not in text and own not in text, (way, text)
+        assert '"pubsub_token": "***"' in text or "'pubsub_token': '***'" in text, (way, text)
+        assert event.raw["message"]["data"]["conversation"]["contact_inbox"]["source_id"] == "src-1"

@@ -413,13 +413,10 @@ class ActionCableAdapter(Adapter):
             # The frame is the event's raw: the identifier (it carries the pubsub token) is
             # replaced by its public copy in place, so no copy of the frame is made for
             # ``event.raw`` (the frame is ours alone, just decoded).
-            msg["identifier"] = public_ident
             # Another user's secret in the payload (Chatwoot's contact_inbox row carries its
-            # pubsub_token): hidden in raw; the decoder still gets the message as sent.  The walk
-            # is cheaper than a text pre-test (ten substring scans of the frame).
-            public_message = _redact.redact_members(message)
-            if public_message is not message:
-                msg["message"] = public_message
+            # pubsub_token) is hidden when ``event.raw`` is first read (see events.deferred_raw);
+            # the decoder gets the message as sent.
+            msg["identifier"] = public_ident
             self._public_raw = msg
             self._public_sub = subs  # (sub, its public copy): no tuple built per frame
         try:

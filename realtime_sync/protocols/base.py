@@ -52,7 +52,7 @@ from .._json import decode, dumps
 from .._redact import redact
 from .._redact import truncate as _truncate
 from ..config import ReconnectPolicy, SharedBackoff
-from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, build_event, public_raw, public_subscription
+from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, build_event, deferred_raw, public_subscription
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -299,8 +299,9 @@ class Adapter:
         self.subscriptions = SubscriptionRegistry()
         #: When the transport stopped reading (flow control: the handlers are behind), else None.
         self.paused_at: float | None = None
-        # Set by a subclass around the decoding of one frame: that frame (as a dict) is already
-        # redacted, and the public copy of the last subscription seen (see _emit).
+        # Set by a subclass around the decoding of one frame: that frame (as a dict), whose
+        # top-level strings are already redacted (the member walk is deferred: see _emit), and
+        # the public copy of the last subscription seen.
         self._public_raw: Any = None
         self._public_sub: tuple[Subscription | None, Subscription | None] = (None, None)
         #: The client's one backoff (the engine lends its own; a bare adapter has a default
@@ -428,7 +429,8 @@ class Adapter:
         recovered: bool = False,
     ) -> Event:
         # Events leave the library: they carry redacted copies of the frame and the subscription
-        # (an ActionCable identifier holds the pubsub token), never the originals.
+        # (an ActionCable identifier holds the pubsub token), never the originals.  The frame's
+        # walk for members named as secrets runs on the first read of event.raw (deferred_raw).
         if subscription is not None:
             known, public = self._public_sub
             subscription = public if subscription is known else public_subscription(subscription)
@@ -436,7 +438,7 @@ class Adapter:
             name,
             data,
             entity_id,
-            raw if raw is self._public_raw else public_raw(raw),
+            deferred_raw(raw, raw is self._public_raw),
             now + self.clock_offset,
             subscription,
             changes,
