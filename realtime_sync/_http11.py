@@ -1,4 +1,4 @@
-"""One non-blocking HTTP/1.1 keep-alive connection on h11, driven by selector readiness.
+"""One non-blocking HTTP/1.1 keep-alive connection, driven by selector readiness.
 
 Long-polling on the hub must not cost threads: a Bayeux session holds a ``/meta/connect``
 for up to ``advice.timeout`` while control requests go out beside it, and the standalone
@@ -6,11 +6,11 @@ transport spends two blocking threads per session on that.  Here each request is
 machine that a loop advances when its socket is ready, so thousands of sessions share the
 hub's one I/O thread (and its one selector).
 
-h11 (the sans-I/O HTTP/1.1 library: bytes in, typed events out; no sockets, no threads) does the
-HTTP: framing (Content-Length and chunked), keep-alive rules, header limits.  It is an optional
-dependency (``pip install 'realtime_sync[hub]'``), needed only for long-polling on a hub: the
-standard library has no non-blocking HTTP client, and writing an HTTP/1.1 parser of our own
-would be one more place for framing bugs.
+The HTTP itself (the request's bytes; the response's framing: Content-Length and chunked,
+keep-alive rules, header limits) is :mod:`realtime_sync._h1`, a strict sans-I/O codec of a few
+hundred lines.  h11 did it before; it was most of an idle session's CPU (measured, see
+``_h1``'s docstring and the README's hub section), and the hub needs one request shape only.
+h11 stays the reference the codec is tested against.
 
 Theory of operation
 -------------------
@@ -18,11 +18,14 @@ Theory of operation
 
     request(body, now) --> IDLE: connect?  CONNECTING --writable--> [TUNNEL] --> TLS --want-read/write--> SENDING
                            (kept-alive socket: straight to SENDING)   --writable--> RECEIVING
-    RECEIVING --readable--> h11 events: Response, Data..., EndOfMessage --> an HttpResponse
+    RECEIVING --readable--> ResponseReader.feed(bytes) ... complete --> an HttpResponse
                                         (kept alive, back to IDLE; or closed when the server says so)
+    IDLE (a kept-alive socket) --readable--> the server closed it (or sent what nobody asked for):
+                                        the socket is dropped; the next request opens a fresh one
     any socket/TLS/HTTP failure, a body over ``max_body``, the ``deadline`` passed --> an HttpFailure
 
-The owner asks :attr:`interest` (``selectors.EVENT_READ``/``EVENT_WRITE``, 0 when idle) and
+The owner asks :attr:`interest` (``selectors.EVENT_READ``/``EVENT_WRITE``; ``EVENT_READ`` on an
+idle kept-alive socket, so that its close is seen; 0 without a socket) and
 :meth:`fileno` after every call, (re)registers the socket with its selector, calls
 :meth:`on_ready` when the socket is ready and :meth:`check` when :attr:`deadline` passes.  Every
 call returns ``None`` (nothing finished yet) or the request's one result.
@@ -59,16 +62,12 @@ from typing import Union
 import attrs
 
 from ._cookies import CookieJar
+from ._h1 import BodyTooLarge, HttpProtocolError, ResponseReader, build_request_head, check_header
 from ._redact import redact
 from ._wsconn import proxy_label
 from .config import ConnectOptions
 from .exceptions import ConnectError
 from .transport_longpoll import _proxy_for, _ssl_context, proxy_authorization
-
-try:
-    import h11
-except ImportError:  # pragma: no cover - the hub extra is not installed
-    h11 = None  # type: ignore[assignment]
 
 __all__ = ["HttpConnection", "HttpFailure", "HttpResponse", "HttpResult"]
 
@@ -110,24 +109,14 @@ class HttpResponse:
 @attrs.frozen
 class HttpFailure:
     """A request that got no complete response: ``kind`` is ``"connect"`` (no connection or no
-    TLS), ``"timeout"``, ``"too_big"`` (body over ``max_body``), ``"protocol"`` (not HTTP/1.1 as
-    h11 knows it) or ``"io"`` (the connection broke mid-request).  ``message`` is redacted."""
+    TLS), ``"timeout"``, ``"too_big"`` (body over ``max_body``), ``"protocol"`` (not a valid HTTP/1.1
+    response, or a header that cannot be sent) or ``"io"`` (the connection broke mid-request).  ``message`` is redacted."""
 
     kind: str
     message: str
 
 
 HttpResult = Union[HttpResponse, HttpFailure]
-
-
-def require_h11() -> None:
-    """Raise a :class:`~realtime_sync.ConfigurationError` naming the extra when h11 is missing."""
-    if h11 is None:
-        from .exceptions import ConfigurationError
-
-        raise ConfigurationError(
-            "long-polling on a hub needs h11: pip install 'realtime_sync[hub]' (or pip install 'h11>=0.14')"
-        )
 
 
 class HttpConnection:
@@ -158,19 +147,15 @@ class HttpConnection:
     __slots__ = (
         "_addr",
         "_body",
-        "_chunks",
         "_extra",
         "_family",
         "_got_bytes",
-        "_h11",
         "_head",
         "_out",
-        "_reason",
-        "_resp_headers",
+        "_prefix",
+        "_reader",
         "_reused",
-        "_size",
         "_sock",
-        "_status",
         "_tunnel",
         "_want",
         "completed",
@@ -201,7 +186,6 @@ class HttpConnection:
         headers: dict[str, str] | None = None,
         read_timeout: float | None = 60.0,
     ) -> None:
-        require_h11()
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConnectError(f"not an http(s) URL: {redact(url)}")
@@ -240,21 +224,22 @@ class HttpConnection:
         self.completed = 0
         self.sockets_opened = 0
         self._sock: socket.socket | None = None
-        self._h11: h11.Connection | None = None
+        self._reader: ResponseReader | None = None
         self._addr: tuple[object, ...] | None = None
         self._family = socket.AF_INET
-        self._out = bytearray()
+        self._out = b""
         self._want = 0
         self._body = b""
         self._extra: dict[str, str] = {}
         self._reused = False
         self._got_bytes = False
-        self._status = 0
-        self._reason = ""
-        self._resp_headers: tuple[tuple[str, str], ...] = ()
-        self._chunks: list[bytes] = []
-        self._size = 0
         self._head = b""
+        # The request head up to Content-Length, built and checked once: every request of the
+        # connection is the same POST with the same headers (the cookies are added per request).
+        try:
+            self._prefix = build_request_head("POST", self.target, [("Host", self.host_header), *self.headers.items()])
+        except ValueError as exc:
+            raise ConnectError(f"cannot send a request to {self.url}: {exc}") from None
 
     # -- the owner's side ------------------------------------------------------------------
 
@@ -263,8 +248,13 @@ class HttpConnection:
 
     @property
     def interest(self) -> int:
-        """Selector events wanted now (0: nothing to wait for on the socket)."""
-        return self._want if self.state not in (IDLE, CLOSED) else 0
+        """Selector events wanted now (0: nothing to wait for on the socket).  An idle kept-alive
+        socket is watched for reading: the server closing it is seen (and the socket dropped)
+        before the next request would find out."""
+        state = self.state
+        if state == IDLE:
+            return _READ if self._sock is not None else 0
+        return self._want if state != CLOSED else 0
 
     @property
     def busy(self) -> bool:
@@ -276,7 +266,6 @@ class HttpConnection:
             raise RuntimeError("a request is already in progress on this connection")
         self._body = body
         self._extra = headers or {}
-        self._chunks, self._size, self._status = [], 0, 0
         self._got_bytes = False
         self._reused = self._sock is not None
         return self._begin(now)
@@ -284,6 +273,11 @@ class HttpConnection:
     def on_ready(self, events: int, now: float) -> HttpResult | None:
         """The socket is ready (``events`` from the selector): advance the request."""
         try:
+            if self.state == RECEIVING:
+                return self._receive(now)
+            if self.state == IDLE:
+                self._idle_ready()
+                return None
             if self.state == CONNECTING:
                 return self._connected(now)
             if self.state == TUNNEL:
@@ -292,14 +286,10 @@ class HttpConnection:
                 return self._handshake(now)
             if self.state == SENDING:
                 return self._send(now)
-            if self.state == RECEIVING:
-                return self._receive(now)
         except ssl.SSLError as exc:
             return self._fail("connect" if self.state == TLS else "io", f"TLS: {exc}")
         except OSError as exc:
             return self._io_error(exc, now)
-        except h11.RemoteProtocolError as exc:
-            return self._fail("protocol", f"not a valid HTTP/1.1 response: {exc}")
         return None
 
     def check(self, now: float) -> HttpResult | None:
@@ -343,7 +333,6 @@ class HttpConnection:
             raise ConnectError(f"cannot connect to {self.url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
         sock.setblocking(False)
         self._sock = sock
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
         self.state = IDLE
 
     def _peer_label(self) -> str:
@@ -364,11 +353,24 @@ class HttpConnection:
     def _begin(self, now: float) -> HttpResult | None:
         if self._sock is None:
             return self._open(now)
-        self._queue_request()
-        self.state = SENDING
-        self._want = _WRITE
-        self.deadline = now + self.read_timeout if self.read_timeout else None
-        return self._send(now)
+        return self._ready_to_send(now)
+
+    def _idle_ready(self) -> None:
+        """The idle kept-alive socket is readable: the server closed it (EOF, reset) or sent
+        bytes nobody asked for.  Either way it is not reused (a TLS record that carries no data,
+        such as a TLS 1.3 session ticket, only makes the socket readable: nothing is dropped)."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            data = sock.recv(1)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return None
+        except OSError:  # reset: as closed
+            data = b""
+        why = "sent bytes nobody asked for" if data else "was closed by the server"
+        log.debug("the idle kept-alive connection to %s %s: not reused", self.url, why)
+        self._drop_socket()
+        return None
 
     def _open(self, now: float) -> HttpResult | None:
         self.sockets_opened += 1
@@ -385,7 +387,6 @@ class HttpConnection:
         except OSError:  # pragma: no cover - not TCP
             pass
         self._sock = sock
-        self._h11 = h11.Connection(h11.CLIENT, max_incomplete_event_size=_MAX_HEADERS)
         timeout = self.options.connect_timeout
         self.deadline = now + timeout if timeout else None
         err = sock.connect_ex(self._addr)  # type: ignore[arg-type]
@@ -402,7 +403,7 @@ class HttpConnection:
             return self._fail("connect", f"cannot connect to {self._peer_label()}: {errno.errorcode.get(err, err)}")
         if self._tunnel:
             self.state = TUNNEL
-            self._out = bytearray(self._tunnel)
+            self._out = self._tunnel
             self._head = b""
             return self._tunnelling(now)
         return self._start_tls(now)
@@ -418,7 +419,7 @@ class HttpConnection:
             except (BlockingIOError, InterruptedError):
                 self._want = _WRITE
                 return None
-            del self._out[:n]
+            self._out = self._out[n:]
         while not _tunnel_answered(self._head):
             try:
                 data = sock.recv(4096)
@@ -458,24 +459,30 @@ class HttpConnection:
         return self._ready_to_send(now)
 
     def _ready_to_send(self, now: float) -> HttpResult | None:
-        self._queue_request()
+        failed = self._queue_request()
+        if failed is not None:
+            return failed
         self.state = SENDING
         self.deadline = now + self.read_timeout if self.read_timeout else None
         return self._send(now)
 
-    def _queue_request(self) -> None:
-        conn = self._h11
-        assert conn is not None
-        headers = [("Host", self.host_header), ("Content-Length", str(len(self._body)))]
-        for name, value in {**self.headers, **self._extra}.items():
-            headers.append((name, value))
-        cookie = self.cookies.header()
-        if cookie:
-            headers.append(("Cookie", cookie))
-        self._out = bytearray()
-        self._out += conn.send(h11.Request(method="POST", target=self.target, headers=headers)) or b""
-        self._out += conn.send(h11.Data(data=self._body)) or b""
-        self._out += conn.send(h11.EndOfMessage()) or b""
+    def _queue_request(self) -> HttpFailure | None:
+        parts = [self._prefix, b"Content-Length: %d\r\n" % len(self._body)]
+        try:
+            for name, value in self._extra.items():
+                check_header(name, value)
+                parts.append(f"{name}: {value}\r\n".encode("latin-1"))
+            cookie = self.cookies.header()
+            if cookie:
+                check_header("Cookie", cookie)
+                parts.append(b"Cookie: " + cookie.encode("latin-1") + b"\r\n")
+        except ValueError as exc:  # a value that would split the request, or not latin-1
+            return self._fail("protocol", f"cannot send a request to {self.url}: {type(exc).__name__}: {exc}")
+        parts.append(b"\r\n")
+        parts.append(self._body)
+        self._out = b"".join(parts)
+        self._reader = ResponseReader(self.max_body, _MAX_HEADERS)
+        return None
 
     def _send(self, now: float) -> HttpResult | None:
         sock = self._sock
@@ -489,72 +496,60 @@ class HttpConnection:
             except ssl.SSLWantReadError:
                 self._want = _READ
                 return None
-            del self._out[:n]
+            self._out = self._out[n:] if n < len(self._out) else b""
+        # No read now: the answer is not there yet (a held request's, for seconds), and the
+        # selector says when it is.
         self.state = RECEIVING
         self._want = _READ
-        return self._receive(now)
+        return None
 
     def _receive(self, now: float) -> HttpResult | None:
-        sock, conn = self._sock, self._h11
-        assert sock is not None and conn is not None
+        sock, reader = self._sock, self._reader
+        assert sock is not None and reader is not None
         while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    data = sock.recv(_RECV_SIZE)
-                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                    self._want = _READ
-                    return None
-                except ssl.SSLWantWriteError:
-                    self._want = _WRITE
-                    return None
-                if data:
-                    self._got_bytes = True
-                elif not self._got_bytes and self._reused:
-                    return self._retry_fresh(now, "EOF")
-                elif not self._got_bytes:
-                    # Said plainly (h11 would call it "can't handle event type ConnectionClosed").
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                self._want = _READ
+                return None
+            except ssl.SSLWantWriteError:
+                self._want = _WRITE
+                return None
+            if not data:
+                if not self._got_bytes:
+                    if self._reused:
+                        return self._retry_fresh(now, "EOF")
                     return self._fail("io", f"{self.url} closed the connection without answering")
-                conn.receive_data(data)
-                if isinstance(sock, ssl.SSLSocket) and sock.pending():
-                    conn.receive_data(sock.recv(sock.pending()))
-                continue
-            if isinstance(event, h11.Response):
-                self._status = event.status_code
-                self._reason = event.reason.decode("latin-1")
-                self._resp_headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers)
-                cookies = [v for k, v in self._resp_headers if k == "set-cookie"]
-                if cookies:
-                    self.cookies.update(cookies)
-            elif isinstance(event, h11.Data):
-                self._size += len(event.data)
-                if self.max_body and self._size > self.max_body:
-                    return self._fail("too_big", f"response larger than {self.max_body} bytes from {self.url}")
-                self._chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                return self._complete()
-            elif isinstance(event, h11.ConnectionClosed):
-                return self._fail("io", f"{self.url} closed the connection before the response ended")
-            elif event is h11.PAUSED:  # pragma: no cover - only after EndOfMessage, handled above
-                return self._complete()
-            # InformationalResponse (1xx): ignored, the final response follows.
+                try:
+                    reader.eof()  # a body that runs until the close is complete now
+                except HttpProtocolError:
+                    return self._fail("io", f"{self.url} closed the connection before the response ended")
+                return self._complete(reader)
+            self._got_bytes = True
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                data += sock.recv(sock.pending())
+            try:
+                if reader.feed(data):
+                    return self._complete(reader)
+            except BodyTooLarge:
+                return self._fail("too_big", f"response larger than {self.max_body} bytes from {self.url}")
+            except HttpProtocolError as exc:
+                return self._fail("protocol", f"not a valid HTTP/1.1 response from {self.url}: {exc}")
 
-    def _complete(self) -> HttpResult:
-        conn = self._h11
-        assert conn is not None
-        result = HttpResponse(self._status, self._reason, self._resp_headers, b"".join(self._chunks))
-        self._chunks = []
-        self._resp_headers = ()  # the response has them: not held while the session idles
+    def _complete(self, reader: ResponseReader) -> HttpResult:
+        headers = reader.headers
+        result = HttpResponse(reader.status, reader.reason, headers, reader.body)
+        cookies = [v for k, v in headers if k == "set-cookie"]
+        if cookies:
+            self.cookies.update(cookies)
+        self._reader = None  # the response has its headers and body: not held while idle
         self._body = b""
         self.completed += 1
         self.deadline = None
-        if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-            conn.start_next_cycle()
-            self.state = IDLE
-            self._want = 0
-        else:  # the server said Connection: close (or HTTP/1.0): a fresh socket next time
+        self.state = IDLE
+        self._want = 0
+        if not reader.keep_alive:  # Connection: close, HTTP/1.0, a body read until close
             self._drop_socket()
-            self.state = IDLE
         return result
 
     def _io_error(self, exc: OSError, now: float) -> HttpResult | None:
@@ -577,7 +572,7 @@ class HttpConnection:
 
     def _drop_socket(self) -> None:
         sock, self._sock = self._sock, None
-        self._h11 = None
+        self._reader = None
         self._want = 0
         if sock is not None:
             try:

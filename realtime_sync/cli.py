@@ -491,7 +491,7 @@ def _listen_common() -> argparse.ArgumentParser:
         default=None,
         metavar="N",
         help="run the tenants' connections on one hub with N handler workers: a fixed thread count "
-        "however many tenants this listener holds (pip install 'realtime_sync[hub]' for long-polling)",
+        "however many tenants this listener holds",
     )
     return common
 

@@ -42,7 +42,8 @@ Theory of operation
   first requests) run on ``handshake_workers`` threads.
 * **Long-polling without threads.**  A Bayeux client on a hub (``transport="long-polling"``, or
   ``"auto"`` falling back) uses :class:`~realtime_sync._hub_longpoll.HubLongPollingConnection`:
-  non-blocking HTTP/1.1 (h11, the ``hub`` extra) on the same loop, not two threads per session.
+  non-blocking HTTP/1.1 (:mod:`~realtime_sync._h1`, a strict codec of our own) on the same loop,
+  not two threads per session.
 * **Threads**: 1 loop + ``handshake_workers`` + ``workers``, whatever the number of clients
   (the defaults make 7).  ``hub.close()`` joins all of them.
 """
@@ -58,7 +59,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
 
-from ._http11 import require_h11
 from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
 from ._validate import number
@@ -400,10 +400,6 @@ class Hub:
         return LaneDispatcher(self._pool, options, log, name)
 
     def _attach(self, client: Client[Any]) -> None:
-        from .cometd import CometDClient
-
-        if isinstance(client, CometDClient):
-            require_h11()  # long-polling (forced, or as the fallback) runs on the loop with h11
         with self._lock:
             self._check_open()
             self._clients[id(client)] = client

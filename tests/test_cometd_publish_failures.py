@@ -137,8 +137,8 @@ FAYE_OK, FAYE_WHY = faye_available()
 COMETD_OK, COMETD_WHY = cometd_available()
 
 
-def _happy_path(url: str, transport: str) -> None:
-    client = CometDClient(url, transport=transport, reconnect=FAST)
+def _happy_path(url: str, transport: str, hub: rs.Hub | None = None) -> None:
+    client = CometDClient(url, transport=transport, reconnect=FAST, **on(hub))
     rec = Recorder(client)
     try:
         client.subscribe(ROOM)
@@ -166,13 +166,18 @@ def test_real_faye_happy_path_reports_no_publish_error(faye: FayeServer, transpo
     _happy_path(faye.url, transport)
 
 
+def test_real_faye_happy_path_on_a_hub(faye: FayeServer, hub: rs.Hub | None) -> None:
+    if hub is not None:  # (standalone long-polling: the test above)
+        _happy_path(faye.url, "long-polling", hub)
+
+
 @pytest.mark.skipif(not COMETD_OK, reason=f"cometd-nodejs-server not installed: {COMETD_WHY}")
 def test_real_cometd_nodejs_server_happy_path_reports_no_publish_error(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, hub: rs.Hub | None
 ) -> None:
     server = CometDNodeServer(log_dir=tmp_path_factory.mktemp("cometd-pub"), timeout_ms=2000)
     with server:
-        _happy_path(server.url, "long-polling")
+        _happy_path(server.url, "long-polling", hub)
 
 
 @pytest.mark.parametrize("transport", ["websocket", "long-polling"])

@@ -30,7 +30,8 @@ _ok, _why = faye_available()
 pytestmark = pytest.mark.skipif(not _ok, reason=f"faye not available: {_why}")
 
 CHATS = "/v2/me/chats"
-TRANSPORTS = ["websocket", "long-polling"]
+# "hub-long-polling": long-polling on an rs.Hub (the hub's own HTTP/1.1 codec on its loop thread).
+TRANSPORTS = ["websocket", "long-polling", "hub-long-polling"]
 HOLD = 1.0  # faye's connect hold time (advice.timeout); a silent client is expired after ~2x
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, step=0.2, max_interval=1.0, jitter=0.0, stable_after=5.0)
 
@@ -60,9 +61,14 @@ def _forget_harness_secrets() -> Iterator[None]:
 @pytest.fixture
 def make() -> Iterator[Any]:
     clients: list[GenesysChatClient] = []
+    hubs: list[rs.Hub] = []
 
     def make(url: str, **kw: Any) -> tuple[GenesysChatClient, Recorder]:
         kw.setdefault("reconnect", QUICK)
+        if kw.get("transport") == "hub-long-polling":
+            if not hubs:
+                hubs.append(rs.Hub(workers=1, name="t-faye"))
+            kw.update(transport="long-polling", hub=hubs[0])
         client = GenesysChatClient(url, **kw)
         clients.append(client)
         return client, Recorder(client, timeout=10.0)
@@ -70,6 +76,8 @@ def make() -> Iterator[Any]:
     yield make
     for c in clients:
         c.close(timeout=5)
+    for h in hubs:
+        assert h.close(T(10))
 
 
 def _status(chat_id: str, kind: str = "StatusChange") -> dict[str, Any]:
@@ -92,7 +100,7 @@ def _status(chat_id: str, kind: str = "StatusChange") -> dict[str, Any]:
 def test_handshake_subscribe_and_typed_events(faye: FayeServer, make: Any, transport: str) -> None:
     client, rec = make(faye.url, transport=transport)
     client.start()
-    assert rec.wait("handshake").data.transport == transport
+    assert rec.wait("handshake").data.transport == transport.replace("hub-", "")
     rec.wait("subscribed")
     faye.publish(CHATS, _status("chat-1"))
     faye.publish(CHATS, _status("chat-1", "ParticipantsUpdated"))
@@ -104,7 +112,7 @@ def test_handshake_subscribe_and_typed_events(faye: FayeServer, make: Any, trans
     log_update = rec.wait("chat.new_messages")
     assert isinstance(log_update.data, MessageLogUpdate) and log_update.entity_id == "chat-2"
     assert log_update.data.messages[0].index == 7 and log_update.data.messages[0].text == "m7"
-    assert client.transport == transport
+    assert client.transport == transport.replace("hub-", "")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -177,7 +185,7 @@ def test_close_sends_disconnect(make: Any, tmp_path: Any, transport: str) -> Non
         client.close(timeout=T(30))  # returns once the goodbye is answered; a loaded machine is slow
         stats = faye.stats()
         assert stats["disconnects"] == 1 and stats["clients"] == 0
-        assert stats["transports"].get(transport, 0) >= 1
+        assert stats["transports"].get(transport.replace("hub-", ""), 0) >= 1
 
 
 def test_falls_back_to_long_polling_when_websocket_is_refused(make: Any, tmp_path: Any) -> None:

@@ -261,3 +261,161 @@ def test_secrets_in_the_url_never_reach_a_message() -> None:
     conn = HttpConnection(f"http://127.0.0.1:{port}/n?access_token=hunter2secret", ConnectOptions())
     r = post(conn, b"[]")
     assert isinstance(r, HttpFailure) and "hunter2secret" not in r.message and "hunter2secret" not in repr(conn)
+
+
+# -- the response reader (realtime_sync._h1), against h11 as the reference ------------------------
+
+h11 = pytest.importorskip("h11")
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from realtime_sync._h1 import BodyTooLarge, HttpProtocolError, ResponseReader  # noqa: E402
+
+
+def ours(parts: list[bytes], eof: bool, max_body: int = 0) -> tuple[Any, ...]:
+    r = ResponseReader(max_body)
+    try:
+        for part in parts:
+            if r.feed(part):
+                return ("ok", r.status, r.reason, r.headers, r.body, r.keep_alive)
+        if eof and r.eof():
+            return ("ok", r.status, r.reason, r.headers, r.body, r.keep_alive)
+    except (HttpProtocolError, BodyTooLarge) as exc:
+        return ("error", type(exc).__name__)
+    return ("incomplete",)
+
+
+def reference(parts: list[bytes], eof: bool) -> tuple[Any, ...]:
+    """The same bytes through h11, as a client that sent one POST (a response that only the
+    close completed leaves a closed connection: not kept alive)."""
+    found = _h11_read(parts, False)
+    if found[0] != "incomplete" or not eof:
+        return found
+    found = _h11_read(parts, True)
+    return (*found[:5], False) if found[0] == "ok" else found
+
+
+def _h11_read(parts: list[bytes], eof: bool) -> tuple[Any, ...]:
+    c = h11.Connection(h11.CLIENT)
+    c.send(h11.Request(method="POST", target="/", headers=[("Host", "x"), ("Content-Length", "0")]))
+    c.send(h11.EndOfMessage())
+    data = b"".join(parts)
+    c.receive_data(data)
+    if eof:
+        c.receive_data(b"")
+    head: Any = None
+    body = b""
+    try:
+        while True:
+            event = c.next_event()
+            if event is h11.NEED_DATA or isinstance(event, h11.ConnectionClosed):
+                return ("incomplete",) if not eof else ("error", "HttpProtocolError")
+            if isinstance(event, h11.Response):
+                head = event
+            elif isinstance(event, h11.Data):
+                body += event.data
+            elif isinstance(event, h11.EndOfMessage):
+                headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in head.headers)
+                keep = c.their_state is h11.DONE and c.our_state is h11.DONE and not c.trailing_data[0]
+                return ("ok", head.status_code, head.reason.decode("latin-1"), headers, body, keep)
+    except h11.RemoteProtocolError:
+        return ("error", "HttpProtocolError")
+
+
+_names = st.sampled_from(["Content-Type", "X-Trace", "Set-Cookie", "Cache-Control", "server", "Via", "x-a"])
+_values = st.sampled_from(["a", "text/html; charset=UTF-8", "x\ty", "\xe9t\xe9", "!#$%", "k=v; Path=/; HttpOnly"])
+
+
+@st.composite
+def responses(draw: Any) -> tuple[list[bytes], bool]:
+    """A well-formed response (with its framing chosen at random), cut at random places, and
+    whether the server closes after it."""
+    status = draw(st.sampled_from([200, 200, 201, 204, 304, 400, 401, 403, 404, 500, 502]))
+    version = draw(st.sampled_from([b"1.1", b"1.1", b"1.0"]))
+    reason = draw(st.sampled_from([b" OK", b" Some Reason", b" ", b""]))
+    interim = draw(
+        st.sampled_from([b"", b"", b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 103 Early\r\nLink: </a>\r\n\r\n"])
+    )
+    headers = [(draw(_names), draw(_values)) for _ in range(draw(st.integers(0, 4)))]
+    body = draw(st.binary(max_size=300)) if status not in (204, 304) else b""
+    framing = draw(st.sampled_from(["length", "chunked", "close"]))
+    if draw(st.booleans()):
+        headers.append(("Connection", draw(st.sampled_from(["close", "keep-alive", "Close", "upgrade, close"]))))
+    if framing == "length":
+        headers.append(("Content-Length", str(len(body))))
+        payload = body
+    elif framing == "chunked":
+        headers.append(("Transfer-Encoding", draw(st.sampled_from(["chunked", "Chunked"]))))
+        payload = b""
+        rest = body
+        while rest:
+            k = draw(st.integers(1, max(1, len(rest))))
+            ext = draw(st.sampled_from([b"", b";a=b", b" "]))
+            payload += b"%x%s\r\n%s\r\n" % (k, ext, rest[:k])
+            rest = rest[k:]
+        payload += b"0\r\n" + draw(st.sampled_from([b"", b"X-Checksum: 1\r\n"])) + b"\r\n"
+    else:
+        payload = body
+    head = b"HTTP/" + version + b" %d" % status + reason + b"\r\n"
+    head += b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers) + b"\r\n"
+    data = interim + head + (payload if status not in (204, 304) else b"")
+    cuts = sorted(draw(st.lists(st.integers(0, len(data)), max_size=6)))
+    parts = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=False) if b > a]
+    return parts, framing == "close" or draw(st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(responses())
+def test_the_reader_reads_what_h11_reads(case: tuple[list[bytes], bool]) -> None:
+    parts, eof = case
+    got = ours(parts, eof)
+    if got[0] == "ok":  # h11 hands the transfer coding back lower-cased; the reader as sent
+        got = (*got[:3], tuple((k, v.lower() if k == "transfer-encoding" else v) for k, v in got[3]), *got[4:])
+    assert got == reference(parts, eof)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",  # conflicting lengths
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",  # only chunked
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",  # not a hex size
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabXX0\r\n\r\n",  # no CRLF after data
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 0\r\n\r\n",  # space in a name
+        b"HTTP/1.1 200 OK\r\nX : y\r\nContent-Length: 0\r\n\r\n",  # space before the colon
+        b"HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n",  # NUL in a value
+        b"HTTP/1.1 200 OK\r\n continued\r\nContent-Length: 0\r\n\r\n",  # fold right after status
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",  # nothing here asked to switch
+        b"ICY 200 OK\r\n\r\n",
+        b"HTTP/2 200\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n" + b"X: " + b"a" * 70000 + b"\r\n\r\n",  # head over the bound
+    ],
+)
+def test_malformed_responses_are_errors(raw: bytes) -> None:
+    assert ours([raw], eof=True)[0] == "error"
+    assert ours([raw[i : i + 1] for i in range(len(raw))], eof=True)[0] == "error"  # byte by byte too
+
+
+def test_reader_bounds_folds_and_keep_alive_rules() -> None:
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+    assert ours([ok], False) == ("ok", 200, "OK", (("content-length", "5"),), b"hello", True)
+    assert ours([ok], False, max_body=4) == ("error", "BodyTooLarge")
+    assert ours([ok + b"HTTP/1.1 200"], False)[-1] is False  # bytes beyond the response: not reused
+    assert ours([ok[:-1]], True) == ("error", "HttpProtocolError")  # cut short by the close
+    folded = b"HTTP/1.1 200 OK\r\nX-Long: a\r\n \t b\r\nContent-Length: 0\r\n\r\n"
+    assert ours([folded], False)[3] == (("x-long", "a b"), ("content-length", "0"))
+    assert ours([b"HTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n"], False)[4] == b""
+    assert ours([b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"], False)[-1] is False
+    assert ours([b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"], False)[-1] is False
+
+
+def test_a_header_that_would_split_the_request_is_refused_before_anything_is_sent() -> None:
+    from realtime_sync.exceptions import ConnectError
+
+    with pytest.raises(ConnectError, match="invalid character") as info:
+        HttpConnection("http://127.0.0.1:9/x", ConnectOptions(), headers={"Authorization": "Bearer t0k\r\nX: y"})
+    assert "t0k" not in str(info.value)
