@@ -199,6 +199,8 @@ class CookieJar:
 
     def header(self) -> str | None:
         """The ``Cookie`` header value for the jar's URL, or None when no cookie applies."""
+        if not self._cookies:
+            return None  # (every long-polling request asks)
         now = time.time()
         with self._lock:
             for name in [n for n, c in self._cookies.items() if c.expires is not None and c.expires <= now]:

@@ -61,6 +61,9 @@ _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 # whitespace) separated by spaces or tabs; the status line's reason may be left out.
 _VCHAR = rb"[^\x00\s]"
 _FIELD = re.compile(rb"(" + _TOKEN + rb"):[ \t]*(" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?[ \t]*")
+# All the header lines of a head at once (each ending in CRLF), when none is folded: one match in
+# C instead of one per line.
+_FIELDS = re.compile(rb"(?:" + _TOKEN + rb":[ \t]*(?:" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?[ \t]*\r\n)*")
 _FOLD = re.compile(rb"[ \t]+(" + _VCHAR + rb"+(?:[ \t]+" + _VCHAR + rb"+)*)?[ \t]*")
 _STATUS = re.compile(rb"HTTP/1\.([01]) ([0-9]{3})(?: ((?:[ \t]|" + _VCHAR + rb")*))?")
 _CHUNK = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
@@ -251,15 +254,24 @@ class ResponseReader:
         self._chunks = []
 
     def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        m = _STATUS.fullmatch(lines[0])
+        first = head.find(b"\r\n")
+        end = first if first >= 0 else len(head)
+        m = _STATUS.fullmatch(head, 0, end)
         if m is None:
-            raise HttpProtocolError(f"not an HTTP/1.x status line: {lines[0][:80]!r}")
+            raise HttpProtocolError(f"not an HTTP/1.x status line: {head[: min(end, 80)]!r}")
         status = int(m[2])
         headers: list[tuple[str, str]] = []
         length: int | None = None
         chunked = False
         close = m[1] == b"0"  # HTTP/1.0: no keep-alive (RFC 9112 9.3)
+        fields = head[first + 2 :] + b"\r\n" if first >= 0 else b""
+        if _FIELDS.fullmatch(fields):  # the usual head: valid, nothing folded
+            for line in fields.split(b"\r\n")[:-1]:
+                name, _, value = line.partition(b":")
+                headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+            lines: list[bytes] = []
+        else:  # find the bad line, or unfold
+            lines = head.split(b"\r\n")
         for i in range(1, len(lines)):
             line = lines[i]
             if line[:1] in (b" ", b"\t"):  # obs-fold: part of the previous line's value

@@ -149,6 +149,8 @@ class Backoff:
 
     def reset(self) -> Backoff:
         """A new Backoff with no failures (a connection stayed up, a session was confirmed)."""
+        if not self.failures and not self.history and not self.last_auth and not self.auth_failures:
+            return self  # already (immutable): not a new object per confirmed Bayeux connect
         return Backoff(self.policy)
 
     def delay(self, rand: Callable[[], float] = random.random) -> float:

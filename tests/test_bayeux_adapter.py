@@ -363,7 +363,10 @@ def test_connect_failures_back_off_linearly_by_one_second_up_to_sixty_and_reset_
     assert delays[:4] == [1.0, 2.0, 3.0, 4.0]
     assert delays[59:] == [60.0] * 4
     feed(a, now, {"id": held["id"], "channel": "/meta/connect", "successful": True})
-    assert a.backoff.current.failures == 0 and a.next_deadline() == pytest.approx(now)
+    # Reset: the next connect goes at once (advice interval 0), not after a back-off.
+    assert a.backoff.current.failures == 0
+    ((nxt,),) = frames(a)
+    assert nxt["channel"] == "/meta/connect"
 
 
 def test_handshake_refusals_retry_with_backoff_and_auth_refusals_close() -> None:
@@ -435,8 +438,9 @@ def test_a_new_connection_resumes_a_live_session_without_handshake() -> None:
     (connect,) = frames(a)[0]
     assert connect["channel"] == "/meta/connect" and connect["clientId"] == "c1" and connect["advice"] == {"timeout": 0}
     feed(a, 2.1, {"id": connect["id"], "channel": "/meta/connect", "successful": True})
-    (subs,) = frames(a)
+    subs, (nxt,) = frames(a)  # and the next connect, at once (advice interval 0)
     assert [m["subscription"] for m in subs] == ["/v2/me/calls"]  # only what the session lacks
+    assert nxt["channel"] == "/meta/connect"
     assert a.events_received() == []  # no new session
 
 
@@ -544,7 +548,7 @@ def test_a_publish_in_flight_when_the_connection_is_lost_is_reported_once_and_no
     a.connection_made(2.0)
     (resume,) = frames(a)[0]
     feed(a, 2.1, {"id": resume["id"], "channel": "/meta/connect", "successful": True})
-    assert [m["channel"] for f in frames(a) for m in f] == []
+    assert [m["channel"] for f in frames(a) for m in f] == ["/meta/connect"]  # the next connect only
     assert publish_errors(a) == []
 
 

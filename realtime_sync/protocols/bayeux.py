@@ -388,6 +388,7 @@ class BayeuxAdapter(Adapter):
         self._session_ready = False  # subscribes/publishes may be sent
         self._publishes: list[tuple[str, Any]] = []
         self._route_cache: dict[str, Subscription | None] = {}
+        self._advice_seen: dict[str, Any] | None = None  # the last advice taken (each connect repeats it)
 
     @property
     def ready(self) -> bool:
@@ -568,6 +569,13 @@ class BayeuxAdapter(Adapter):
                 None,
                 now,
             )
+        due = self._next_connect_at
+        if due is not None and due <= now and self.state is BayeuxState.CONNECTED and self._connect_id is None:
+            # Due already (advice interval 0, the usual): the next connect goes now, once the
+            # whole frame is read, as handle_timer would send it, without the engine's timer
+            # trip (one more loop step per held connect: a hub of idle sessions does little else).
+            self._next_connect_at = None
+            self._send_connect(now)
 
     def _receive_message(self, message: dict[str, Any], now: float) -> None:
         message = self._run_extensions("incoming", message, now)  # type: ignore[assignment]
@@ -633,6 +641,7 @@ class BayeuxAdapter(Adapter):
                 raise ProtocolError("successful handshake without a clientId")
             if "advice" not in message:
                 self.advice.reconnect = None  # an old "handshake" advice is obeyed now
+                self._advice_seen = None  # (and the next advice is taken, even if the same again)
             if self.advice.reconnect == "none":
                 self._stop("the server advised not to reconnect (handshake reply)", message, now)
                 return
@@ -766,19 +775,24 @@ class BayeuxAdapter(Adapter):
             # otherwise look like a dead connection).
             self._bad_frame(f"'advice' must be an object, got {type(advice).__name__}", message, now, raw=message)
             return
-        reconnect = advice.get("reconnect")
-        bad = [k for k in ("interval", "timeout", "maxInterval") if _out_of_range(advice.get(k))]
-        if bad:
-            self._bad_frame(
-                f"advice {', '.join(bad)} out of range (0..{MAX_ADVICE_MS:.0f} ms): ignored", message, now, raw=message
+        if advice != self._advice_seen:  # else: the same advice again (every connect reply)
+            reconnect = advice.get("reconnect")
+            bad = [k for k in ("interval", "timeout", "maxInterval") if _out_of_range(advice.get(k))]
+            if bad:
+                self._bad_frame(
+                    f"advice {', '.join(bad)} out of range (0..{MAX_ADVICE_MS:.0f} ms): ignored",
+                    message,
+                    now,
+                    raw=message,
+                )
+            defaults = Advice()
+            self.advice = Advice(
+                reconnect if reconnect in ("retry", "handshake", "none") else None,
+                _num(advice.get("interval"), defaults.interval),
+                _num(advice.get("timeout"), defaults.timeout),
+                _num(advice.get("maxInterval"), defaults.max_interval),
             )
-        defaults = Advice()
-        self.advice = Advice(
-            reconnect if reconnect in ("retry", "handshake", "none") else None,
-            _num(advice.get("interval"), defaults.interval),
-            _num(advice.get("timeout"), defaults.timeout),
-            _num(advice.get("maxInterval"), defaults.max_interval),
-        )
+            self._advice_seen = None if bad else advice
         channel = message.get("channel")
         # Advice on a reply other than connect/handshake (e.g. a subscribe refused because the
         # session expired) is acted on at once: no connect reply may come to act on it.
