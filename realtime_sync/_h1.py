@@ -266,9 +266,9 @@ class ResponseReader:
         close = m[1] == b"0"  # HTTP/1.0: no keep-alive (RFC 9112 9.3)
         fields = head[first + 2 :] + b"\r\n" if first >= 0 else b""
         if _FIELDS.fullmatch(fields):  # the usual head: valid, nothing folded
-            for line in fields.split(b"\r\n")[:-1]:
-                name, _, value = line.partition(b":")
-                headers.append((name.decode("ascii").lower(), value.strip(b" \t").decode("latin-1")))
+            for field in fields.split(b"\r\n")[:-1]:
+                raw_name, _, raw_value = field.partition(b":")
+                headers.append((raw_name.decode("ascii").lower(), raw_value.strip(b" \t").decode("latin-1")))
             lines: list[bytes] = []
         else:  # find the bad line, or unfold
             lines = head.split(b"\r\n")
