@@ -114,7 +114,9 @@ class Lane:
         self.max_queue = max_queue
         self.overflow = overflow
         self.on_drop = on_drop
-        self.items: collections.deque[Any] = collections.deque()
+        #: Waiting items; an empty tuple until the first (a deque is 600 bytes: a hub holds thousands
+        #: of lanes, most of them empty) and again once drained.
+        self.items: collections.deque[Any] | tuple[()] = ()
         self.dropped = 0
         self._scheduled = False  # in the ready deque or running
         self._in_flight = 0  # items of the batch being delivered: they count in max_queue
@@ -267,6 +269,8 @@ class WorkerPool:
             if lane._stopping or self._closing:
                 return 0
             q = lane.items
+            if not isinstance(q, collections.deque):
+                q = lane.items = collections.deque()
             newest = lane.overflow == "drop_newest"
             # The batch being delivered counts in the lane's bound (else a lane held max_queue
             # waiting items plus a whole batch); at least one item may always wait.
@@ -300,7 +304,7 @@ class WorkerPool:
     def _discard(self, lane: Lane) -> int:
         with self._cond:
             n = len(lane.items)
-            lane.items.clear()
+            lane.items = ()
             self._total -= n
             return n
 
@@ -333,7 +337,7 @@ class WorkerPool:
                 lane = self._ready.popleft()
                 q = lane.items
                 n = min(len(q), self.batch)
-                batch = [q.popleft() for _ in range(n)]
+                batch = [q.popleft() for _ in range(n)]  # type: ignore[union-attr]  # (() only when n is 0)
                 self._total -= n
                 lane._in_flight = n
                 lane._running = True
@@ -363,6 +367,7 @@ class WorkerPool:
                     self._ready.append(lane)
                     cond.notify()
                 else:
+                    lane.items = ()  # (drained: the deque goes; see Lane.items)
                     lane._scheduled = False
                     if lane._stopping and not lane.stopped:
                         lane.stopped = True

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar, ove
 
 import attrs
 
+from ._lazysync import LazyEvent
 from ._redact import get_logger, is_secret_header, redact, register_secret
 from ._validate import check_event_name, websocket_url
 from ._wsconn import WebSocketConnection
@@ -239,7 +240,7 @@ class Client(Generic[A]):
         self._lock = threading.RLock()
         self._started = False
         self._closed = False
-        self._closed_event = threading.Event()
+        self._closed_event = LazyEvent()  # (no condition per client until one waits: a hub holds thousands)
         self._owner_pid = os.getpid()
         self._waiters: set[queue.SimpleQueue[Any]] = set()
         self._waiters_woken = False  # _CLOSED was sent to the waiters: later ones get it at once

@@ -81,6 +81,7 @@ from typing import Any, Callable, Generic, Iterable, Sequence, TypeVar, Union
 
 import attrs
 
+from ._lazysync import LazyCondition, LazyEvent
 from ._redact import redact
 from .config import Backoff, ConnectOptions, ReconnectPolicy, SharedBackoff
 from .dispatch import Dispatcher
@@ -432,6 +433,53 @@ class Engine(Generic[A]):
     (Subscription('channel', '/chat'),)
     """
 
+    # A hub holds thousands of engines: their state in slots, not a dictionary of ~50 entries each
+    # ("__dict__" stays for anything set elsewhere).
+    __slots__ = (
+        "__dict__",
+        "_abandoned",
+        "_announced",
+        "_attempt",
+        "_backlog",
+        "_changed",
+        "_cmds",
+        "_conn",
+        "_connected_at",
+        "_debug",
+        "_factory",
+        "_fed_chars",
+        "_finished",
+        "_last_error",
+        "_lock",
+        "_loop",
+        "_on_finished",
+        "_opening",
+        "_own_loop",
+        "_paused",
+        "_phase",
+        "_ping_sent",
+        "_reader",
+        "_request_url",
+        "_seen",
+        "_snapshot",
+        "_started",
+        "_stop_requested",
+        "_timer",
+        "_timer_at",
+        "_tries",
+        "adapter",
+        "backoff",
+        "dispatcher",
+        "frames_received",
+        "last_frame_at",
+        "log",
+        "name",
+        "options",
+        "pauses",
+        "reconnects",
+        "stopped_by_server",
+    )
+
     def __init__(
         self,
         adapter: A,
@@ -457,15 +505,15 @@ class Engine(Generic[A]):
         self.backoff = SharedBackoff(options.reconnect)
         adapter.backoff = self.backoff
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
+        self._changed = LazyCondition(self._lock)  # (a hub holds thousands: no waiter queue until one waits)
         self._snapshot = Snapshot()
         self._seen: tuple[Any, ...] = ()
-        self._cmds: collections.deque[Command] = collections.deque()
+        self._cmds: list[Command] = []  # (a deque is 600 bytes; this rarely holds more than one)
         self._loop: Loop | None = None
         self._own_loop = False
         self._started = False
         self._stop_requested = False
-        self._finished = threading.Event()
+        self._finished = LazyEvent()
         self._abandoned = False
         self._phase = _IDLE
         self._conn: Connection | None = None
@@ -726,7 +774,7 @@ class Engine(Generic[A]):
         cmds = self._cmds
         adapter = self.adapter
         while cmds:
-            cmd = cmds.popleft()
+            cmd = cmds.pop(0)
             try:
                 cmd.apply(adapter, time.monotonic())
             except Exception as exc:

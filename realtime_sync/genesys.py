@@ -26,6 +26,7 @@ event                           wire                                      ``even
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from typing import Any, Iterable
 
@@ -37,6 +38,13 @@ from .models.genesys import _EVENT_NAMES, CALL_EVENTS, DEVICE_EVENTS, NOTIFICATI
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
 _TOPIC_EVENTS = {"calls": frozenset(CALL_EVENTS), "devices": frozenset(DEVICE_EVENTS)}
+
+
+@functools.lru_cache(maxsize=64)
+def _with_topic_events(known: frozenset[str], topic: str) -> frozenset[str]:
+    """``known`` and the events of ``topic``: one set shared by all clients on the same topics
+    (a hub holds thousands of clients)."""
+    return known | _TOPIC_EVENTS.get(topic, frozenset())
 
 GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
 
@@ -117,4 +125,4 @@ class GenesysChatClient(CometDClient):
         ``/v2/me/calls``: its events (``call.status_change``...) are then known to ``on()``."""
         super().subscribe(channel)
         # on()'s typo warning knows the names of the subscribed topics' events too.
-        self.known_events = self.known_events | _TOPIC_EVENTS.get(_topic(channel), frozenset())
+        self.known_events = _with_topic_events(self.known_events, _topic(channel))

@@ -349,6 +349,30 @@ class BayeuxAdapter(Adapter):
 
     name = "bayeux"
     has_heartbeat = True
+    # A hub holds thousands of sessions: this class's own state in slots (the base's stays in
+    # the instance dictionary, now small enough for Python to share its keys between instances).
+    __slots__ = (
+        "_advice_seen",
+        "_connect_id",
+        "_ids",
+        "_last_contact",
+        "_next_connect_at",
+        "_next_handshake_at",
+        "_publishes",
+        "_requests",
+        "_route_cache",
+        "_session_ready",
+        "_unconnected_since",
+        "advice",
+        "client_id",
+        "decoder",
+        "extensions",
+        "handshake_fields",
+        "max_network_delay",
+        "sessions",
+        "state",
+        "transport_hint",
+    )
 
     @classmethod
     def default_backoff_policy(cls) -> ReconnectPolicy:
