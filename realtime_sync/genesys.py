@@ -46,6 +46,7 @@ def _with_topic_events(known: frozenset[str], topic: str) -> frozenset[str]:
     (a hub holds thousands of clients)."""
     return known | _TOPIC_EVENTS.get(topic, frozenset())
 
+
 GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
 
 
