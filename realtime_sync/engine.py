@@ -148,6 +148,7 @@ class Loop:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._close_lock = threading.Lock()
         self._workers = handshake_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._error_handlers: list[Callable[[Exception], Any]] = []
@@ -174,9 +175,22 @@ class Loop:
     def thread(self) -> threading.Thread | None:
         return self._thread
 
-    def start(self, thread_name: str | None = None) -> threading.Thread:
-        """Run the loop on a new daemon thread (named ``thread_name``)."""
-        t = threading.Thread(target=self.run, name=thread_name or f"realtime_sync-loop-{self.name}", daemon=True)
+    def start(self, thread_name: str | None = None, *, close_when_done: bool = False) -> threading.Thread:
+        """Run the loop on a new daemon thread (named ``thread_name``).
+
+        With ``close_when_done`` the thread releases the selector and the wake-up sockets itself
+        when :meth:`run` returns: a client that stops for good on its own (the server said not to
+        reconnect, credentials refused) frees its descriptors even if ``close()`` never comes."""
+        target = self.run
+        if close_when_done:
+
+            def target() -> None:
+                try:
+                    self.run()
+                finally:
+                    self.close()
+
+        t = threading.Thread(target=target, name=thread_name or f"realtime_sync-loop-{self.name}", daemon=True)
         self._thread = t
         t.start()
         return t
@@ -186,9 +200,10 @@ class Loop:
         t = self._thread
         if t is not None and t.is_alive() and t is not threading.current_thread():
             return  # a stuck thread must not select() on closed descriptors
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:  # the loop thread (close_when_done) and release() may race
+            if self._closed:
+                return
+            self._closed = True
         if self._executor is not None:
             # Joins the handshake threads (close() comes after every engine stopped, and a stop
             # aborts a handshake in progress).
@@ -609,7 +624,7 @@ class Engine(Generic[A]):
             self.dispatcher.put_many(events)
         loop.call_soon_threadsafe(self._guarded(self._begin))
         if self._own_loop:
-            loop.start(f"realtime_sync-transport-{self.name}")
+            loop.start(f"realtime_sync-transport-{self.name}", close_when_done=True)
 
     def request_stop(self) -> None:
         """Ask the I/O thread to close and finish; do not wait."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
+
+import pytest
 
 import realtime_sync as rs
 
@@ -256,6 +259,36 @@ def test_server_says_do_not_reconnect(echo_server, make_client):
     assert info.will_reconnect is False and info.reason == "go away"
     assert client.join(T(5))
     assert len(echo_server.connections) == 1
+
+
+def _unix_sockets_opened_since(before: set[str]) -> set[str]:
+    """The AF_UNIX sockets (a loop's wake-up socketpair) among the descriptors opened since."""
+    with open("/proc/net/unix") as f:
+        unix = {line.split()[6] for line in list(f)[1:] if len(line.split()) > 6}
+    found = set()
+    for fd in set(os.listdir("/proc/self/fd")) - before:
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:[") and target[8:-1] in unix:
+            found.add(target)
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+def test_a_client_that_stops_for_good_frees_its_descriptors_without_close(echo_server, make_client):
+    # A user may never call close() on a client the server sent away: its loop thread's selector
+    # and wake-up sockets must not wait for the garbage collector (a ResourceWarning at a random
+    # place, and descriptors held meanwhile).
+    before = set(os.listdir("/proc/self/fd"))
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
+    rec.wait("disconnected")
+    assert client.join(T(5))
+    poll_until(lambda: not _unix_sockets_opened_since(before), T(5), "the loop's wake-up sockets closed")
 
 
 def test_run_forever_returns_at_once_when_the_client_already_stopped(echo_server, make_client):

@@ -275,9 +275,9 @@ def test_faye_websocket_session(faye):
                     idx.append(m["data"]["messages"][0]["index"])
         assert idx == list(range(1, 501))
         # the held connect returns after ~timeout
-        reply = recv_until(ws, lambda f: any(m["channel"] == "/meta/connect" for m in f), timeout=5)
+        reply = recv_until(ws, lambda f: any(m["channel"] == "/meta/connect" for m in f), timeout=15)
         assert reply[0]["id"] == "4" and reply[0]["successful"] is True
-        assert 1.5 <= time.monotonic() - t0 <= 4.0
+        assert time.monotonic() - t0 >= 1.5  # held (timeout 2 s); no upper bound: a loaded machine is slow
     finally:
         ws.close()
 
@@ -312,13 +312,13 @@ def test_faye_long_polling_session(faye):
     timer = threading.Timer(0.3, faye.publish, args=(CHATS, data))
     timer.start()
     try:
-        t0 = time.monotonic()
         replies = _post(
             faye.url, [{"id": "4", "channel": "/meta/connect", "connectionType": "long-polling", "clientId": cid}]
         )
     finally:
         timer.join(5)
-    assert time.monotonic() - t0 < 1.9  # released by the message, not by the timeout
+    # Released by the message: it comes back in the held connect's own reply (a timed-out connect
+    # answers alone).  Not timed: on a loaded machine the 0.3 s publish can be late.
     assert [m["channel"] for m in replies] == ["/meta/connect", CHATS]
     assert replies[1]["data"] == data
     # after expiry, a connect is refused with advice to handshake again
