@@ -31,7 +31,7 @@ from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
 from .engine import Call, Command, Engine, EngineOptions, SendText, Snapshot
-from .events import Event
+from .events import ErrorInfo, Event
 from .exceptions import (
     AuthenticationError,
     ClientClosedError,
@@ -449,6 +449,10 @@ class Client(Generic[A]):
 
         >>> client.start(wait=True, timeout=10)     # doctest: +SKIP
         """
+        if wait and self._dispatcher.is_dispatch_thread():
+            self._check_waitable()  # raises: not from a handler, before anything starts
+        # Taken before the engine starts: a refusal that comes back at once is this start's.
+        before = self._engine.snapshot.last_error
         with self._lock:
             if self._forked():
                 self._check_usable()
@@ -463,7 +467,8 @@ class Client(Generic[A]):
                 self._owner_pid = os.getpid()
                 self._engine.start(self._hub.loop if self._hub is not None else None)
         if wait:
-            self.wait_connected(timeout)
+            self._check_waitable()
+            self._wait_connected(timeout, before)
         return self
 
     def wait_connected(self, timeout: float | None = None) -> Client[A]:
@@ -478,13 +483,21 @@ class Client(Generic[A]):
         >>> client.subscribe_ticket(42)                      # doctest: +SKIP
         >>> client.wait_connected(timeout=10)                # doctest: +SKIP
         """
+        self._check_waitable()
+        before = self._engine.snapshot.last_error
+        self.start()
+        return self._wait_connected(timeout, before)
+
+    def _check_waitable(self) -> None:
         self._check_usable()
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError("wait_connected() cannot be called from inside a handler")
+
+    def _wait_connected(self, timeout: float | None, before: ErrorInfo | None) -> Client[A]:
+        """:meth:`wait_connected`, counting only errors other than ``before`` (the last error
+        recorded before this start or wait began)."""
         engine = self._engine
-        before = engine.snapshot.last_error
         confirms = engine.adapter.confirms_subscriptions
-        self.start()
 
         def settled(s: Snapshot) -> bool:
             if s.state is State.CLOSED or s.rejected:

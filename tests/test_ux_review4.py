@@ -123,6 +123,26 @@ def test_refused_credentials_name_the_url_once(transport: str) -> None:
     assert errors and errors[0] == message, errors
 
 
+def test_start_wait_sees_a_refusal_that_came_back_before_start_returned(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found in CI: the refusal was recorded between the engine's start and the wait's own look at
+    # the last error, which then took it for an old one and waited 10 s for nothing.  Here the
+    # engine's start returns only once the refusal is in, which forces that interleaving.
+    from realtime_sync.engine import Engine
+    from realtime_sync.testing.bayeux import FakeGenesysServer
+
+    real_start = Engine.start
+
+    def start_and_wait_for_the_refusal(self: Engine, loop: object = None) -> None:
+        real_start(self, loop)  # type: ignore[arg-type]
+        self.wait_for_change(lambda s: s.last_error is not None, T(10))
+
+    monkeypatch.setattr(Engine, "start", start_and_wait_for_the_refusal)
+    with FakeGenesysServer(basic_auth=("agent1", "right")) as server:
+        client = rs.GenesysChatClient(server.url, username="agent1", password="wrong", reconnect=FAST)
+        with pytest.raises(rs.AuthenticationError):  # not WaitTimeout after 30 s
+            client.start(wait=True, timeout=T(30))
+
+
 # -- item 6: ids and hub sizes from settings (strings) ---------------------------------------------
 
 
