@@ -364,6 +364,7 @@ class WebSocketConnection:
 
     def __init__(self) -> None:
         self._sock: socket.socket | None = None
+        self._aborted = False  # sticky: see abort()
         self._codec = ClientCodec()
         self._out = b""  # control frames (pong, close) not yet written: never block on them
         self._started = False  # part of _out went out already: it cannot be dropped
@@ -433,6 +434,8 @@ class WebSocketConnection:
         except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
             raise _proxy_error(exc, via, target, url) or exc
         self._sock = sock  # visible to abort() from now on
+        if self._aborted:  # it came while the socket was being made (see abort())
+            raise ConnectionAbortedError("the handshake was aborted")
         key, head = _upgrade_request(request, target)
         sock.settimeout(_remaining(deadline))
         sock.sendall(head)
@@ -498,9 +501,11 @@ class WebSocketConnection:
         """Interrupt an ``open()`` blocked in the handshake; called from another thread.
 
         Once TCP (and TLS) is up, shutting the socket down makes the blocked ``recv()`` return at
-        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Before that point
-        there is no socket yet (the caller retries).
+        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Sticky: an abort
+        that comes before the socket exists (DNS, TCP, the proxy, TLS still under way) makes the
+        handshake fail as soon as the socket is there, instead of being missed.
         """
+        self._aborted = True
         sock = self._sock
         if sock is not None:
             try:
@@ -721,6 +726,8 @@ class Handshake:
             raise self._error(exc) from None
         sock.setblocking(False)
         self.conn._sock = sock  # visible to abort() from now on
+        if self.conn._aborted:
+            raise self._error(ConnectionAbortedError("the handshake was aborted"))
         err = sock.connect_ex(addr)
         if err not in (0, errno.EINPROGRESS, errno.EAGAIN):
             raise self._error(OSError(err, os.strerror(err)))

@@ -634,6 +634,8 @@ class AutoConnection:
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
         ws = CookieWebSocketConnection(self._cookies)
         self._trying = ws
+        if self._aborted:  # came before _trying was set: pass it on (the websocket's is sticky)
+            ws.abort()
         try:
             ws.open(request, options)
             inner: Any = ws

@@ -248,6 +248,35 @@ def test_set_cookie_of_the_upgrade_response_is_kept():
             conn.close()
 
 
+def test_an_abort_that_came_before_the_socket_existed_is_not_missed():
+    # close() aborts an opening from another thread; if that happens while the socket is still
+    # being made (DNS, TCP, a proxy's CONNECT, TLS), the handshake must fail once the socket is
+    # there, not wait out connect_timeout on a silent server.
+    from realtime_sync._wsconn import WebSocketConnection
+    from realtime_sync.protocols.base import ConnectRequest
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=8)  # never accept()ed: never answers
+    url = f"ws://127.0.0.1:{listener.getsockname()[1]}/ws"
+    try:
+        for make in ("blocking", "non-blocking"):
+            conn = WebSocketConnection()
+            conn.abort()
+            with pytest.raises(rs.ConnectError, match="aborted"):
+                if make == "blocking":
+                    conn.open(ConnectRequest(url), rs.ConnectOptions(connect_timeout=T(60)))
+                else:
+                    hs = conn.begin_open(ConnectRequest(url), rs.ConnectOptions(connect_timeout=T(60)))
+                    assert hs is not None
+                    try:
+                        hs.resolve()
+                        hs.start()
+                    finally:
+                        hs.close()
+            assert conn.fileno() == -1  # no socket left open
+    finally:
+        listener.close()
+
+
 def test_close_ends_handshakes_waiting_on_a_silent_server_at_once(on_hub):
     """A server that accepts TCP and never answers: close() ends the pending handshakes at once,
     not after connect_timeout.  On a hub, 20 of them are in flight on the selector, with no
