@@ -261,6 +261,16 @@ def test_server_says_do_not_reconnect(echo_server, make_client):
     assert len(echo_server.connections) == 1
 
 
+def _sent_away(echo_server, client):
+    """Start ``client``; the server tells it not to reconnect; it is over."""
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
+    assert rec.wait("disconnected").data.will_reconnect is False
+    assert client.join(T(5))
+    return client
+
+
 def _unix_sockets_opened_since(before: set[str]) -> set[str]:
     """The AF_UNIX sockets (a loop's wake-up socketpair) among the descriptors opened since."""
     with open("/proc/net/unix") as f:
@@ -282,21 +292,11 @@ def test_a_client_that_stops_for_good_frees_its_descriptors_without_close(echo_s
     # and wake-up sockets must not wait for the garbage collector (a ResourceWarning at a random
     # place, and descriptors held meanwhile).
     before = set(os.listdir("/proc/self/fd"))
-    client = make_client(echo_server.url)
-    rec = Recorder(client)
-    client.start()
-    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
-    rec.wait("disconnected")
-    assert client.join(T(5))
+    _sent_away(echo_server, make_client(echo_server.url))
     poll_until(lambda: not _unix_sockets_opened_since(before), T(5), "the loop's wake-up sockets closed")
 
 
 def test_run_forever_returns_at_once_when_the_client_already_stopped(echo_server, make_client):
-    client = make_client(echo_server.url)
-    rec = Recorder(client)
-    client.start()
-    echo_server.wait_for_connection(1, timeout=T(5)).send({"close": "go away", "reconnect": False})
-    rec.wait("disconnected")
-    assert client.join(T(5))
+    client = _sent_away(echo_server, make_client(echo_server.url))
     client.run_forever()  # returns, does not raise: the client is over
     assert client.state is rs.State.CLOSED
