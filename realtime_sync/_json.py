@@ -68,7 +68,8 @@ def may_nest_deeper(text: str, max_depth: int = MAX_DEPTH) -> bool:
     brackets than that); True when it might, and :func:`decode` must look closer.
 
     The hot path's guard: one counting pass over the frame (the ``[`` count only when there
-    is a ``[`` at all, a ``memchr``; many frames hold objects only).
+    is a ``[`` at all, a ``memchr``; many frames hold objects only).  The ActionCable adapter
+    inlines this test (a call per frame): change both together.
 
     >>> may_nest_deeper('{"a": {"b": [1]}}', 3), may_nest_deeper('{"a": {"b": [1]}}', 2)
     (False, True)

@@ -311,6 +311,7 @@ _public_strs: dict[str, str] = {}
 _cached_for: tuple[str, ...] = ()  # the secrets registry the two caches were computed against
 _CACHE_MAX = 4096
 _SALT = os.urandom(16)
+_new = object.__new__
 
 
 def _check_cache() -> None:
@@ -402,8 +403,13 @@ def deferred_raw(raw: Any, strings_done: bool = False) -> Any:
     """
     kind = type(raw)
     if kind is dict:
-        return Deferred(raw if strings_done else _public_strings(raw))
-    return Deferred(raw) if kind is list else raw
+        if not strings_done:
+            raw = _public_strings(raw)
+    elif kind is not list:
+        return raw
+    deferred = _new(Deferred)  # Deferred(raw) without a Python __init__ call: every event comes here
+    deferred.value = raw
+    return deferred
 
 
 def _public_strings(raw: dict[Any, Any]) -> dict[Any, Any]:
