@@ -48,6 +48,7 @@ from typing import Any, Hashable, Iterator, Mapping
 
 import attrs
 
+from .._build import Deferred
 from .._json import decode, dumps
 from .._redact import redact
 from .._redact import truncate as _truncate
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 FRAME_EXCERPT = 500
+_new = object.__new__
 
 
 def truncate(text: Any, limit: int = FRAME_EXCERPT) -> str:
@@ -434,11 +436,16 @@ class Adapter:
         if subscription is not None:
             known, public = self._public_sub
             subscription = public if subscription is known else public_subscription(subscription)
+        if raw is self._public_raw and raw is not None:  # deferred_raw(raw, True), one call less
+            stored: Any = _new(Deferred)
+            stored.value = raw
+        else:
+            stored = deferred_raw(raw)
         event = build_event(
             name,
             data,
             entity_id,
-            deferred_raw(raw, raw is self._public_raw),
+            stored,
             now + self.clock_offset,
             subscription,
             changes,
