@@ -158,7 +158,11 @@ def test_on_warns_about_an_unknown_event_name_with_the_nearest_one() -> None:
         partner.close()
 
 
-def _django_project(tmp_path: Path, handlers: str) -> dict[str, str]:
+_VOXSIG_SETTINGS = """{"VENDOR": "voxsig", "URL": "https://h/cable", "TOKEN": "user-token-1",
+                             "OPTIONS": {"account_id": 1, "user_id": 7, "connect_timeout": "5"}}"""
+
+
+def _django_project(tmp_path: Path, handlers: str, settings: str = _VOXSIG_SETTINGS) -> dict[str, str]:
     (tmp_path / "typo_app").mkdir()
     (tmp_path / "typo_app" / "__init__.py").write_text("")
     (tmp_path / "typo_app" / "realtime.py").write_text(textwrap.dedent(handlers))
@@ -168,10 +172,9 @@ def _django_project(tmp_path: Path, handlers: str) -> dict[str, str]:
             SECRET_KEY = "tests-only"
             INSTALLED_APPS = ["realtime_sync.contrib.django", "typo_app"]
             DATABASES = {}
-            REALTIME_SYNC = {"VENDOR": "voxsig", "URL": "https://h/cable", "TOKEN": "user-token-1",
-                             "OPTIONS": {"account_id": 1, "user_id": 7, "connect_timeout": "5"}}
+            REALTIME_SYNC = SETTINGS
             """
-        )
+        ).replace("SETTINGS", settings)
     )
     env = dict(os.environ, DJANGO_SETTINGS_MODULE="typo_settings")
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
@@ -200,6 +203,34 @@ def test_django_check_imports_realtime_modules_and_reports_unknown_event_names(t
     assert "realtime_sync.W001" in out and "typo_app.realtime.store" in out
     assert "did you mean 'message.created'" in out
     assert "fine" not in out.split("realtime_sync.W001", 1)[1].split("\n", 1)[0]
+
+
+def test_django_check_knows_the_events_of_the_configured_genesys_topics(tmp_path: Path) -> None:
+    # The check used the class's chat-only names: a handler for call.* on a client subscribed to
+    # /v2/me/calls was reported as one that never runs.
+    pytest.importorskip("django")
+    env = _django_project(
+        tmp_path,
+        """
+        from realtime_sync.contrib.django import realtime
+
+        @realtime.on("call.status_change")
+        def calls(event): ...
+
+        @realtime.on("call.status_chnage")
+        def typo(event): ...
+        """,
+        settings="""{"VENDOR": "genesys", "URL": "https://h/api/v2/notifications",
+                     "OPTIONS": {"username": "agent1", "password": "pw"},
+                     "SUBSCRIBE": {"topic": ["/v2/me/calls"]}}""",
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "django", "check"], env=env, capture_output=True, text=True, timeout=T(60)
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "typo_app.realtime.typo" in out and "did you mean 'call.status_change'" in out, out
+    assert "typo_app.realtime.calls" not in out, out
 
 
 def test_django_check_reports_a_realtime_module_that_does_not_import(tmp_path: Path) -> None:

@@ -129,9 +129,10 @@ class ClientConfig:
         except (ConfigurationError, TypeError) as exc:
             raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
 
-    def validate(self) -> None:
+    def validate(self) -> frozenset[str] | None:
         """Build the client once (never started, nothing connects) to check ``OPTIONS`` and
-        ``SUBSCRIBE``; a ``TOKEN_PROVIDER`` is imported but not called."""
+        ``SUBSCRIBE``; a ``TOKEN_PROVIDER`` is imported but not called.  Returns the names of
+        the events that client sends (``None``: an open set), its subscribed topics' included."""
         try:
             token = token_from_config(self.token, self.token_provider)
             if callable(token):
@@ -139,7 +140,9 @@ class ClientConfig:
             client = make_client(self.vendor, self.url, token, subscribe=self.subscribe, name=self.name, **self.options)
         except (ConfigurationError, TypeError, ValueError) as exc:
             raise ImproperlyConfigured(f"REALTIME_SYNC client {self.name!r}: {exc}") from exc
+        known = client.known_events
         client.close(timeout=1)
+        return known
 
     def __repr__(self) -> str:
         return f"<ClientConfig {self.name!r} {self.vendor} {redact_url(self.url)!r}>"
