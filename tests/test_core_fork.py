@@ -60,9 +60,9 @@ def test_client_created_before_fork_but_not_started_can_start_in_child(echo_serv
     if pid == 0:
         code = 1
         try:
-            c = client.start()
-            conn_ok = c.wait_for("connected", timeout=5) is not None
-            c.close()
+            # wait_for() starts it; a start() first could miss the event
+            conn_ok = client.wait_for("connected", timeout=5) is not None
+            client.close()
             code = 0 if conn_ok else 2
         finally:
             os._exit(code)

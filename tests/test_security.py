@@ -99,8 +99,7 @@ def test_every_realtime_sync_logger_redacts(
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     _redact.register_secret(SECRET)
     client = make_client(echo_server.url, name="logger-check")
-    client.start()
-    client.wait_for("connected", timeout=T(5))
+    client.wait_for("connected", timeout=T(5))  # starts it: a start() first could miss the event
     # The library's loggers carry the filter (a handler on them sees redacted records)...
     for name in ("realtime_sync", "realtime_sync.logger-check", "realtime_sync.transport", "realtime_sync.bayeux"):
         assert any(isinstance(f, _redact.RedactingFilter) for f in logging.getLogger(name).filters), name
@@ -439,8 +438,7 @@ def test_cookies_for_another_domain_or_secure_over_http_are_not_kept(
 ) -> None:
     with FakeBayeuxServer(timeout=0.3, websocket=False, set_cookie=set_cookie) as server:
         client = clients(CometDClient, server.http_url, transport="long-polling")
-        client.start()
-        client.wait_for("connected", timeout=T(5))
+        client.wait_for("connected", timeout=T(5))  # starts it: a start() first could miss the event
         n = len(server.http_requests)
         poll_until(lambda: len(server.http_requests) >= n + 3, timeout=10)
         name = set_cookie.split("=", 1)[0]
