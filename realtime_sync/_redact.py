@@ -53,6 +53,7 @@ __all__ = [
     "redact",
     "redact_headers",
     "redact_members",
+    "redacted_repr",
     "redirect_target",
     "register_secret",
     "register_server_secret",
@@ -120,6 +121,7 @@ _AUTHISH = ("auth", "token", "secret", "key", "cookie", "session", "password", "
 
 _WS = " \t"
 _JSON_VALUE_END = re.compile(r'"|\\"')  # the closing quote, plain or escaped once
+_PY_VALUE_END = re.compile(r"'|\\'")  # the same in a Python repr's single-quoted string
 _QUERY_VALUE = re.compile(r"[^&#\s\"']*")
 _HEADER_VALUE = re.compile(r"[^'\"\r\n,}]*")
 _AUTHORITY = re.compile(r"[^/\s\"'<>]*")
@@ -245,15 +247,17 @@ def _balanced_end(s: str, k: int) -> int:
 
 
 def _json_member(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
-    """``"name": "value"`` (or escaped once, or an object for credential names): the value span."""
+    """``"name": "value"`` (or escaped once, or an object for credential names), or a Python
+    dict's ``'name': 'value'``: the value span."""
     # The name is quoted: a quote (after any backslashes) right before it and right after it.
     p = start
     while p > 0 and start - p < 16 and s[p - 1] == "\\":
         p -= 1
-    if p == 0 or s[p - 1] != '"':
+    if p == 0 or s[p - 1] not in "\"'":
         return None
+    quote = s[p - 1]
     k = _skip(s, j, "\\")
-    if k >= len(s) or s[k] != '"':
+    if k >= len(s) or s[k] != quote:
         return None
     k = _skip(s, k + 1, _WS)
     if k >= len(s) or s[k] != ":":
@@ -262,16 +266,16 @@ def _json_member(s: str, start: int, j: int, name: str) -> tuple[int, int] | Non
     if k < len(s) and s[k] in "{[" and name in _OBJECT_KEYS:
         return k, _balanced_end(s, k)
     q = _skip(s, k, "\\")
-    if q >= len(s) or s[q] != '"':
+    if q >= len(s) or s[q] not in "\"'":
         return None
-    m = _JSON_VALUE_END.search(s, q + 1)
+    m = (_JSON_VALUE_END if s[q] == '"' else _PY_VALUE_END).search(s, q + 1)
     end = len(s) if m is None else m.start()
     return q + 1, end
 
 
 def _query_param(s: str, start: int, j: int) -> tuple[int, int] | None:
-    """``?name=value`` / ``&name=value`` / `` name=value``: the value span."""
-    if start == 0 or s[start - 1] not in "?&;" + _WS + "\r\n":
+    """``?name=value`` / ``&name=value`` / `` name=value`` (or at the start): the value span."""
+    if start > 0 and s[start - 1] not in "?&;" + _WS + "\r\n":
         return None
     if j >= len(s) or s[j] != "=":
         return None
@@ -492,22 +496,26 @@ _plain_names: set[str] = set()
 def redact_members(value: Any, _depth: int = 0) -> Any:
     """``value`` (decoded JSON) with the value of every member named as a secret replaced by
     ``***`` at any depth (strings, numbers, and whole objects or arrays; ``null`` and booleans
-    are kept).  Copy on write: what holds no such member is returned as it is, never mutated.
+    are kept), and every string that carries a secret by the text rules redacted as
+    :func:`redact` would (``wss://h/?access_token=...`` inside a member).  Copy on write: what
+    holds no such member is returned as it is, never mutated.
 
     >>> redact_members({"id": 5, "contact_inbox": {"source_id": "a", "pubsub_token": "XyZ"}})
     {'id': 5, 'contact_inbox': {'source_id': 'a', 'pubsub_token': '***'}}
+    >>> redact_members({"link": "wss://h/cable?access_token=abc"})
+    {'link': 'wss://h/cable?access_token=***'}
     """
-    if _depth > 64:
-        return value
+    if _depth > _MAX_WALK:
+        return REDACTED  # deeper than any decoded frame (MAX_DEPTH 128): hidden, not unchecked
     kind = type(value)
     if kind is dict:
         out = None
         if _plain_names.issuperset(value):
             # No member here is named as a secret (the usual case, every broadcast comes
-            # through here): only a nested object or array can hold one.
+            # through here): only a nested value can hold one.
             for k, v in value.items():
-                if v and (type(v) is dict or type(v) is list):
-                    new: Any = redact_members(v, _depth + 1)
+                if v:
+                    new: Any = _redact_value(v, _depth)
                     if new is not v:
                         if out is None:
                             out = dict(value)
@@ -520,13 +528,12 @@ def redact_members(value: Any, _depth: int = 0) -> Any:
                         _plain_names.clear()
                     _plain_names.add(k)
                 elif v is not None and type(v) is not bool:
-                    new = REDACTED
                     if out is None:
                         out = dict(value)
-                    out[k] = new
+                    out[k] = REDACTED
                     continue
-            if type(v) is dict or type(v) is list:
-                new = redact_members(v, _depth + 1)
+            if v:
+                new = _redact_value(v, _depth)
                 if new is not v:
                     if out is None:
                         out = dict(value)
@@ -535,14 +542,80 @@ def redact_members(value: Any, _depth: int = 0) -> Any:
     if kind is list:
         items = None
         for i, v in enumerate(value):
-            if type(v) is dict or type(v) is list:
-                new = redact_members(v, _depth + 1)
+            if v:
+                new = _redact_value(v, _depth)
                 if new is not v:
                     if items is None:
                         items = list(value)
                     items[i] = new
         return value if items is None else items
+    if kind is str:
+        return _redact_value(value, _depth - 1)
     return value
+
+
+#: How deep :func:`redact_members` looks (past the decoder's limit: a decoded frame is all seen).
+_MAX_WALK = 256
+
+
+def _redact_value(v: Any, depth: int) -> Any:
+    """A member's value or an array item, redacted (``v`` itself when nothing needed it)."""
+    t = type(v)
+    if t is dict or t is list:
+        return redact_members(v, depth + 1)
+    if t is str and may_hold_text_secret(v):
+        new = _redact(v, False)
+        return v if new == v else new
+    return v
+
+
+def may_hold_text_secret(text: str) -> bool:
+    """A cheap test before :func:`redact` on a string of server data: True when it holds a
+    registered secret, or the ``=``/``:`` that every text rule's shape needs."""
+    if "=" in text or ":" in text:
+        return True
+    for secret in _by_length:  # a tuple swapped whole by _rebuild(): no lock needed
+        if secret in text:
+            return True
+    return False
+
+
+def redacted_repr(value: Any, _depth: int = 0) -> str:
+    """``repr(value)`` with the value of every member or attrs field named as a secret shown as
+    ``'***'``, at any depth (dicts, lists, tuples, models).  For reprs of server data (an
+    event's ``data``, a model): the server may send other users' secrets (a contact's
+    ``pubsub_token``, a ``password`` in custom attributes).  Text rules and registered secrets
+    still go through :func:`redact` on the result.
+
+    >>> redacted_repr({"user": "bo", "password": "hunter2", "tags": [{"api_key": "k"}]})
+    "{'user': 'bo', 'password': '***', 'tags': [{'api_key': '***'}]}"
+    """
+    if _depth > 64:
+        return "..."
+    kind = type(value)
+    if kind is dict:
+        return "{" + ", ".join(f"{k!r}: {_member_repr(k, v, _depth)}" for k, v in value.items()) + "}"
+    if kind is list:
+        return "[" + ", ".join(redacted_repr(v, _depth + 1) for v in value) + "]"
+    if kind is tuple:
+        inner = ", ".join(redacted_repr(v, _depth + 1) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    fields = getattr(kind, "__attrs_attrs__", None)
+    if fields is not None:
+        shown = ", ".join(f"{f.name}={_member_repr(f.name, getattr(value, f.name), _depth)}" for f in fields if f.repr)
+        return f"{kind.__qualname__.rsplit('>.', 1)[-1]}({shown})"
+    return repr(value)
+
+
+def _member_repr(name: Any, value: Any, depth: int) -> str:
+    if type(name) is str and value is not None and type(value) is not bool and is_secret_name(name):
+        return repr(REDACTED)
+    return redacted_repr(value, depth + 1)
+
+
+def model_repr(self: Any) -> str:
+    """The ``__repr__`` of every vendor model: :func:`redacted_repr`, then :func:`redact`."""
+    return redact(redacted_repr(self))
 
 
 # -- the logging boundary ----------------------------------------------------------------------

@@ -114,6 +114,7 @@ class ActionCableClient(Client[AC]):
         super().__init__(url, adapter=adapter, **options)
         # Public subscriptions (secrets redacted, as events show them) -> identifiers.
         self._identifiers: dict[Subscription, str] = {}
+        self._identifier_texts: dict[str, str] = {}  # the redacted identifier string -> the real one
         self._unsubscribed: set[str] = set()  # identifiers given to unsubscribe(), not subscribed since
 
     # -- public API -------------------------------------------------------------------------
@@ -137,11 +138,15 @@ class ActionCableClient(Client[AC]):
         so that ``unsubscribe()``/``perform()`` given it find the identifier again."""
         sub = public_subscription(Subscription(KIND, identifier))
         self._identifiers[sub] = identifier
+        if isinstance(sub.key, str) and sub.key != identifier:
+            self._identifier_texts[sub.key] = identifier
         return sub
 
     def _wire(self, subscription: Subscription | str) -> str:
         key = _key(subscription)
-        return self._identifiers.get(subscription, key) if isinstance(subscription, Subscription) else key
+        if isinstance(subscription, Subscription):
+            return self._identifiers.get(subscription, key)
+        return self._identifier_texts.get(key, key)
 
     def unsubscribe(self, subscription: Subscription | str) -> None:
         """Stop a subscription (sends ``unsubscribe`` when connected; never re-sent)."""

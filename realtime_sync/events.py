@@ -131,7 +131,9 @@ class Event(Generic[DataT]):
     def __repr__(self) -> str:
         # Redacted before it is cut (no prefix of a secret survives), and only a window of it:
         # the repr of a 1 MiB chat message costs no more than a short one.
-        data = _redact.truncate(repr(self.data), 200)
+        # Members named as secrets (a contact's pubsub_token, a password in custom attributes)
+        # are hidden structurally first: the text rules do not read Python reprs.
+        data = _redact.truncate(_redact.redacted_repr(self.data), 200)
         return f"Event(name={self.name!r}, entity_id={redact(repr(self.entity_id))}, data={data})"
 
     @property
@@ -368,12 +370,7 @@ def public_subscription(sub: Subscription) -> Subscription:
 def _holds_secret(value: str) -> bool:
     # JSON inside JSON (an ActionCable identifier) may name a secret member; any string may hold
     # a secret the client registered.  Both checks are cheap; redact() runs only on a hit.
-    if value[:1] == "{":
-        return True
-    for secret in _redact._by_length:
-        if secret in value:
-            return True
-    return False
+    return value[:1] == "{" or _redact.may_hold_text_secret(value)
 
 
 def public_raw(raw: Any) -> Any:

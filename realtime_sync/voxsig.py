@@ -295,9 +295,10 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
 
     @property
     def identifier(self) -> str | None:
-        """The RoomChannel identifier string in use (with a callable token: ``None`` until the
-        first connect, and it changes when the token does).  It holds the token: keep it private."""
-        return self._room_adapter.identifier
+        """The RoomChannel identifier string in use, the pubsub token in it shown as ``***``
+        (``None`` with a callable token until it was first read).  :meth:`perform` takes it."""
+        room = self.room
+        return None if room is None else str(room.key)
 
     @property
     def room(self) -> Subscription | None:

@@ -373,6 +373,50 @@ def test_pubsub_token_is_redacted_in_debug_logs_reprs_and_errors(
         assert leak not in text, text
 
 
+def test_secrets_in_the_servers_payloads_stay_out_of_reprs_raw_to_dict_and_the_identifier(
+    voxsig_server: FakeVoxsigServer, cable_server: FakeActionCableServer, clients: Any
+) -> None:
+    # Review 5: repr(event) showed a dict payload's password and a model's custom attributes;
+    # an access_token= inside a string stayed in raw/to_dict; client.identifier gave the token.
+    import json
+
+    from realtime_sync.testing.actioncable import contact_payload
+
+    client: VoxsigClient = clients(VoxsigClient, voxsig_server.url, USER_TOKEN, account_id=1, user_id=7)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    custom = {"password": "SRV-CUSTOM-PW-1", "tier": "gold"}
+    voxsig_server.send_event(USER_TOKEN, "contact.updated", contact_payload(101, custom_attributes=custom))
+    (contact,) = rec.wait_count("contact.updated")
+    assert isinstance(contact.data, Contact) and contact.data.custom_attributes == custom  # the app's own
+    assert "tier" in repr(contact.data) and "SRV-CUSTOM-PW-1" not in repr(contact.data)
+    assert USER_TOKEN not in str(client.identifier) and '"pubsub_token":"***"' in str(client.identifier)
+    client.perform(client.identifier, "typing_status", typing_status="on")  # the redacted identifier works
+    (performed,) = voxsig_server.wait_for_performed("typing_status")
+    assert USER_TOKEN in performed.identifier  # the real one went on the wire
+
+    cable: ActionCableClient = clients(ActionCableClient, cable_server.url)
+    got = Recorder(cable)
+    chat = cable.subscribe("ChatChannel", room="lobby")
+    cable.start()
+    got.wait_count("subscribed")
+    deep: dict[str, Any] = {"pubsub_token": "SRV-DEEP-2"}
+    for _ in range(100):  # nested deep, within the decoder's 128 levels
+        deep = {"a": deep}
+    cable_server.broadcast(
+        chat.key,
+        {"user": "bo", "access_token": "SRV-AT-3", "link": "wss://h/cable?access_token=SRV-URL-4", "deep": deep},
+    )
+    (msg,) = got.wait_count("message")
+    assert msg.data["access_token"] == "SRV-AT-3"  # data is the payload as sent
+    texts = [repr(contact), str(contact), repr(msg), str(msg), json.dumps(msg.raw), json.dumps(msg.to_dict())]
+    texts += [json.dumps(contact.raw), json.dumps(contact.to_dict()), rs.redact(repr(msg.data))]
+    for text in texts:
+        for secret in ("SRV-CUSTOM-PW-1", "SRV-DEEP-2", "SRV-AT-3", "SRV-URL-4", USER_TOKEN):
+            assert secret not in text, (secret, text[:300])
+
+
 # -- the generic ActionCable client -------------------------------------------------------------------
 
 
@@ -547,14 +591,14 @@ def test_a_callable_pubsub_token_is_read_again_on_every_reconnect(
     client.start()
     rec.wait_count("subscribed")
     first_room = client.room
-    assert first_room is not None and "rotating-token-A1" in (client.identifier or "")
+    assert first_room is not None and '"pubsub_token":"***"' in (client.identifier or "")
     # The user changed the password: Chatwoot issues a new token; the old stream goes quiet.
     voxsig_server.users = {"rotating-token-B2": 7}
     current[0] = "rotating-token-B2"
     voxsig_server.drop_all()
     (_, second) = rec.wait_count("subscribed", 2)
     assert second.subscription == client.room != first_room
-    assert "rotating-token-B2" in (client.identifier or "")
+    assert "rotating-token" not in (client.identifier or "x")  # shown redacted, like the room
     voxsig_server.send_event("rotating-token-B2", "message.created", message_payload(5, 42, "after rotation"))
     assert rec.wait_count("message.created")[0].data.content == "after rotation"
     assert calls[:2] == ["rotating-token-A1", "rotating-token-B2"]

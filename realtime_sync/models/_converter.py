@@ -63,6 +63,7 @@ from cattrs.gen import make_dict_structure_fn, override
 from cattrs.v import format_exception
 
 from .._build import twin
+from .._redact import model_repr
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -276,6 +277,8 @@ def register(converter: cattrs.Converter, cls: type, renames: Mapping[str, str] 
     before the classes that contain them.
     """
     note_model(converter, cls, renames)
+    # Its repr hides secret-named fields and members (server data may hold other users' secrets).
+    cls.__repr__ = model_repr  # type: ignore[assignment]
     overrides = {name: override(rename=key) for name, key in (renames or {}).items()}
     fn: Callable[[Any, Any], Any] = make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=False, **overrides)  # type: ignore[arg-type]
 

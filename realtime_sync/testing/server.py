@@ -39,6 +39,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("realtime_sync.testing needs python-websockets: pip install 'realtime_sync[test]'") from exc
 
+from .._redact import get_logger
 from ..config import timing_scale
 
 __all__ = ["FakeConnection", "FakeServer", "Handshake", "Received", "Scheduler"]
@@ -50,7 +51,10 @@ log = logging.getLogger("realtime_sync.testing")
 # Python's last-resort handler would print it to stderr: into the demo's output, between the
 # events.  A NullHandler keeps it out of stderr; an application that configures logging still
 # receives these records through propagation.
-_server_log = logging.getLogger("websockets.fake_server")
+# The fake server reads the client's secrets in clear (tests assert on them), but what it logs
+# goes through the same redacting filter as the library's own loggers: a test suite that logs
+# at DEBUG must not print the token of the handshake's "GET /?access_token=...".
+_server_log = get_logger("websockets.fake_server")
 _server_log.addHandler(logging.NullHandler())
 
 _S = TypeVar("_S", bound="FakeServer")
