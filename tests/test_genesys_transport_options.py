@@ -21,7 +21,7 @@ import realtime_sync as rs
 from realtime_sync.genesys import GenesysChatClient
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
-from .conftest import T
+from .conftest import Recorder, T
 
 CHATS = "/v2/me/chats"
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, max_interval=0.2, jitter=0.0, stable_after=5.0)
@@ -87,9 +87,10 @@ def _named(url: str) -> str:
 
 
 def _chat_round_trip(gws: FakeGenesysServer, client: GenesysChatClient) -> None:
+    got = Recorder(client)  # before the server sends: a wait_for() after it could miss the event
     client.wait_for("subscribed", timeout=T(5))  # starts the client
     gws.chat_state_change("c-1", "StatusChange")
-    assert client.wait_for("chat.status_change", timeout=T(5)).entity_id == "c-1"
+    assert got.wait("chat.status_change", timeout=T(10)).entity_id == "c-1"
 
 
 # -- TLS ---------------------------------------------------------------------------------------
