@@ -200,8 +200,8 @@ class RawServer:
     def _serve(self, sock: socket.socket) -> None:
         self._socks.append(sock)
         request = b""
-        sock.settimeout(10 * timing_scale())
         try:
+            sock.settimeout(10 * timing_scale())  # in the try: stop() may have closed it already
             while b"\r\n\r\n" not in request:
                 data = sock.recv(4096)
                 if not data:
