@@ -526,7 +526,9 @@ class Client(Generic[A]):
         else:
             last = s.last_error
             detail = f": {last.kind}: {last.message}" if last is not None else ""
-            error = ClientClosedError(f"the client stopped before it was connected{detail}")
+            error = ClientClosedError(
+                f"the client stopped for good before it was ready (connected, subscriptions confirmed){detail}"
+            )
         self.close()
         raise error
 
@@ -570,6 +572,15 @@ class Client(Generic[A]):
         stops for good (the server said not to reconnect, credentials refused and
         ``stop_on_auth_failure``...).  SIGTERM is handled only in the main thread and only while
         no handler of your own is installed for it; the previous handler is restored.
+
+        It returns nothing: to learn why it returned, read ``client.snapshot.last_error`` (an
+        :class:`~realtime_sync.ErrorInfo`; ``kind == "auth"`` with the server's reason when the
+        credentials were refused; ``None`` when no error was recorded) or listen to the ``error``
+        and ``disconnected`` events (``will_reconnect`` is False on the last one).
+
+        >>> client.run_forever()                             # doctest: +SKIP
+        >>> if client.snapshot.last_error is not None:       # doctest: +SKIP
+        ...     print("stopped:", client.snapshot.last_error.message)
         """
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError(

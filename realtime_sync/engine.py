@@ -1247,12 +1247,15 @@ class Engine(Generic[A]):
         if announced and now - self._connected_at >= self.options.reconnect.stable_after:
             self.backoff.succeeded()
         self.log.info("disconnected: %s", reason)
+        auth = req is not None and req.auth
+        if auth:
+            # Recorded before any finish: start(wait=True) raises AuthenticationError from it, and
+            # after run_forever() returns, snapshot.last_error says why.
+            refusal = redact(self._refusal(reason))
+            self._last_error = ErrorInfo("auth", refusal, None, AuthenticationError(refusal))
         if req is not None and not req.reconnect:
             self._finish(req.reason)
             return
-        auth = req is not None and req.auth
-        if auth:
-            self._last_error = ErrorInfo("auth", redact(self._refusal(reason)))
         self.backoff.fail(reason, auth=auth)
         b = self.backoff.current
         if auth and b.stop_on_auth:

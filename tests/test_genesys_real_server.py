@@ -215,6 +215,19 @@ def test_http_auth_basic_or_session_cookie(make: Any, tmp_path: Any, transport: 
         assert not rec3.named("subscribed")
 
 
+def test_handshake_denied_makes_start_wait_raise_authentication_error(make: Any, tmp_path: Any) -> None:
+    # faye answers a refused handshake with "403::Handshake denied" and advice "none": as for an
+    # HTTP 401, start(wait=True) raises AuthenticationError with the server's reason, and the
+    # snapshot keeps it.
+    with FayeServer(log_dir=tmp_path, timeout=HOLD, auth="handshake") as faye:
+        refused, _rec = make(faye.url, ext={"auth": "wrong-token"})
+        with pytest.raises(rs.AuthenticationError, match="Handshake denied") as raised:
+            refused.start(wait=True, timeout=T(30))
+        assert "wrong-token" not in str(raised.value)
+        last = refused.snapshot.last_error
+        assert last is not None and last.kind == "auth" and "Handshake denied" in last.message
+
+
 def test_handshake_ext_auth(make: Any, tmp_path: Any) -> None:
     with FayeServer(log_dir=tmp_path, timeout=HOLD, auth="handshake") as faye:
         client, rec = make(faye.url, ext={"auth": FAYE_EXT_TOKEN})

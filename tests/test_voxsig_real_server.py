@@ -158,6 +158,29 @@ def test_unauthorized_connection_is_reported_and_stops(cable: ActionCableServer,
     assert rec.named("subscribed") == []
 
 
+def test_unauthorized_disconnect_makes_start_wait_raise_authentication_error(
+    cable: ActionCableServer, clients: Any
+) -> None:
+    # Rails' reject_unauthorized_connection: {"type":"disconnect","reason":"unauthorized",
+    # "reconnect":false}. start(wait=True) raises what a 401 raises, with the server's reason,
+    # and the snapshot keeps the refusal for whoever looks later (run_forever() callers).
+    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+    with pytest.raises(rs.AuthenticationError, match="unauthorized") as raised:
+        client.start(wait=True, timeout=T(30))
+    assert "user-token-1" not in str(raised.value)
+    last = client.snapshot.last_error
+    assert last is not None and last.kind == "auth" and "unauthorized" in last.message
+    assert client.state is rs.State.CLOSED
+
+    again = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+    runner = threading.Thread(target=again.run_forever, name="test-run-forever")
+    runner.start()
+    runner.join(T(30))
+    assert not runner.is_alive(), "run_forever() must return after an unauthorized disconnect"
+    last = again.snapshot.last_error
+    assert last is not None and last.kind == "auth" and "unauthorized" in last.message
+
+
 def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any) -> None:
     client = clients(
         cable.url,

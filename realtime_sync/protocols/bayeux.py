@@ -906,7 +906,7 @@ class BayeuxAdapter(Adapter):
         self._next_connect_at = None
         self._next_handshake_at = None
         self._requests.clear()
-        self._request_close(reason, reconnect=False)
+        self._request_close(reason, reconnect=False, auth=kind == "auth")
 
     def _server_error(self, what: str, message: dict[str, Any], now: float, level: int = logging.WARNING) -> None:
         error = message.get("error")
