@@ -26,7 +26,7 @@ import attrs
 
 from ._lazysync import LazyEvent
 from ._redact import get_logger, is_secret_header, redact, register_secret
-from ._validate import check_event_name, websocket_url
+from ._validate import check_event_name, number, websocket_url
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
@@ -56,6 +56,11 @@ _CONNECT_FIELDS = frozenset(a.name for a in attrs.fields(ConnectOptions))
 _DISPATCH_FIELDS = frozenset(a.name for a in attrs.fields(DispatchOptions))
 
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
+
+
+def _seconds(timeout: Any) -> float | None:
+    """A ``timeout=`` argument: seconds (numeric strings too) or None; else ConfigurationError."""
+    return number(timeout, "timeout", optional=True, unit="seconds")  # type: ignore[no-any-return]
 
 
 @attrs.frozen
@@ -449,6 +454,7 @@ class Client(Generic[A]):
 
         >>> client.start(wait=True, timeout=10)     # doctest: +SKIP
         """
+        timeout = _seconds(timeout)  # checked before anything starts
         if wait and self._dispatcher.is_dispatch_thread():
             self._check_waitable()  # raises: not from a handler, before anything starts
         # Taken before the engine starts: a refusal that comes back at once is this start's.
@@ -483,6 +489,7 @@ class Client(Generic[A]):
         >>> client.subscribe_ticket(42)                      # doctest: +SKIP
         >>> client.wait_connected(timeout=10)                # doctest: +SKIP
         """
+        timeout = _seconds(timeout)
         self._check_waitable()
         before = self._engine.snapshot.last_error
         self.start()
@@ -540,6 +547,7 @@ class Client(Generic[A]):
         joined, and the dispatcher thread ends as soon as the handler returns.  In a forked child
         it does nothing (the threads live in the parent).
         """
+        timeout = _seconds(timeout)
         if self._forked():
             return
         with self._lock:
@@ -608,6 +616,7 @@ class Client(Generic[A]):
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every thread of the client has ended; True if they have."""
+        timeout = _seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in (self._engine.thread, self._dispatcher.thread):
             if t is not None and t is not threading.current_thread():
@@ -656,6 +665,7 @@ class Client(Generic[A]):
 
         >>> event = client.wait_for("message.created", timeout=30)     # doctest: +SKIP
         """
+        timeout = _seconds(timeout)
         self._check_usable()
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError(
@@ -685,6 +695,8 @@ class Client(Generic[A]):
         >>> for event in client.events("message.*", timeout=60):      # doctest: +SKIP
         ...     print(event.data.content)
         """
+        timeout = _seconds(timeout)
+        limit = number(limit, "limit", integer=True, optional=True)
         self._check_usable()
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError("events() cannot be iterated inside a handler; use on() there")

@@ -37,6 +37,10 @@ def _non_negative(_inst: Any, attribute: attrs.Attribute[Any], value: Any) -> No
         raise ConfigurationError(f"{attribute.name} must be >= 0, got {value!r}")
 
 
+_SECONDS = number_converter(unit="seconds")
+_NUMBER = number_converter()
+
+
 @attrs.frozen
 class ReconnectPolicy:
     """When to try again after a connection fails or drops.
@@ -74,18 +78,35 @@ class ReconnectPolicy:
     4.0
     """
 
-    instant_retries: int = attrs.field(default=3, validator=_non_negative)
-    interval: float = attrs.field(default=5.0, validator=_non_negative)
-    multiplier: float = attrs.field(default=1.0, validator=_non_negative)
-    step: float = attrs.field(default=0.0, validator=_non_negative)
-    max_interval: float = attrs.field(default=5.0, validator=_non_negative)
-    jitter: float = attrs.field(default=0.25, validator=_non_negative)
-    max_attempts: int | None = attrs.field(default=None, validator=_non_negative)
-    stable_after: float = attrs.field(default=10.0, validator=_non_negative)
-    auth_failure_delay: float = attrs.field(default=60.0, validator=_non_negative)
-    auth_failure_max_delay: float = attrs.field(default=900.0, validator=_non_negative)
+    # Numbers from settings may be strings ("5"), as everywhere in the configuration.
+    instant_retries: int = attrs.field(
+        default=3,
+        converter=number_converter(integer=True),  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    interval: float = attrs.field(default=5.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+    multiplier: float = attrs.field(default=1.0, converter=_NUMBER, validator=_non_negative)  # type: ignore[misc]
+    step: float = attrs.field(default=0.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+    max_interval: float = attrs.field(default=5.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+    jitter: float = attrs.field(default=0.25, converter=_NUMBER, validator=_non_negative)  # type: ignore[misc]
+    max_attempts: int | None = attrs.field(
+        default=None,
+        converter=number_converter(integer=True, optional=True),  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    stable_after: float = attrs.field(default=10.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+    auth_failure_delay: float = attrs.field(
+        default=60.0,
+        converter=_SECONDS,  # type: ignore[misc]
+        validator=_non_negative,
+    )
+    auth_failure_max_delay: float = attrs.field(
+        default=900.0,
+        converter=_SECONDS,  # type: ignore[misc]
+        validator=_non_negative,
+    )
     stop_on_auth_failure: bool = False
-    restart_jitter: float = attrs.field(default=1.0, validator=_non_negative)
+    restart_jitter: float = attrs.field(default=1.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
 
     @classmethod
     def never(cls) -> ReconnectPolicy:
@@ -349,7 +370,10 @@ class DispatchOptions:
     overflow: str = attrs.field(default="drop_oldest")
     #: Bound of the waiting events in (estimated) bytes too, so a server sending large frames
     #: cannot grow the queue to ``max_queue`` times its frame size.  Same overflow policy.
-    max_queue_bytes: int = attrs.field(default=64 * 1024 * 1024)
+    max_queue_bytes: int = attrs.field(
+        default=64 * 1024 * 1024,
+        converter=number_converter(integer=True, unit="bytes"),  # type: ignore[misc]
+    )
     #: Flow control: when ``high_water`` events wait for the handlers, the transport stops
     #: reading the connection until they are down to a quarter of it, so TCP makes the server
     #: wait instead of the queue growing (``False``: keep reading and shed events by ``overflow``).

@@ -475,6 +475,7 @@ class Hub:
         """Close every client (goodbye frames first), then stop and join every hub thread.
 
         Returns True when everything ended within ``timeout``.  Idempotent."""
+        timeout = number(timeout, "timeout", optional=True, unit="seconds")
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def left() -> float | None:

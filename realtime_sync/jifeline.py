@@ -38,7 +38,7 @@ from ._http import request as http_request
 from ._json import decode
 from ._redact import get_logger, redact, register_secret
 from ._validate import number
-from .client import Client
+from .client import Client, _seconds
 from .config import ReconnectPolicy
 from .dispatch import Handler
 from .engine import Call, Command
@@ -690,6 +690,7 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
         self._unsubscribe("event", event_type)
 
     def close(self, timeout: float | None = 10.0) -> None:
+        timeout = _seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         super().close(timeout)
         if self._gap is not None:

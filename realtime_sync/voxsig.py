@@ -17,6 +17,7 @@ from ._json import decode
 from ._redact import redact, register_secret
 from ._validate import number
 from .actioncable import ActionCableClient, _cable_timing
+from .client import _seconds
 from .events import Subscription
 from .exceptions import ConfigurationError, ProtocolError
 from .jifeline import _GapFetcher, _HTTPFailure
@@ -313,6 +314,7 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         return self.user_id is None
 
     def close(self, timeout: float | None = 10.0) -> None:
+        timeout = _seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         super().close(timeout)
         if self._catch_up is not None:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 from pathlib import Path
 
@@ -242,3 +243,77 @@ def test_django_check_reports_a_realtime_module_that_does_not_import(tmp_path: P
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "realtime_sync.E002" in out and "no_such_module_for_the_check" in out
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda c: c.start(wait=True, timeout="soon"), "timeout must be a number of seconds, got 'soon'"),
+        (lambda c: c.wait_connected(timeout="soon"), "timeout must be a number of seconds, got 'soon'"),
+        (lambda c: c.wait_for("connected", timeout="soon"), "timeout must be a number of seconds, got 'soon'"),
+        (lambda c: c.events(timeout="soon"), "timeout must be a number of seconds, got 'soon'"),
+        (lambda c: c.events(limit="two"), "limit must be a whole number, got 'two'"),
+    ],
+)
+def test_a_bad_wait_timeout_is_a_configuration_error_raised_before_anything_starts(call: object, message: str) -> None:
+    # Nothing listens on port 9: had the client started, it would be reconnecting with live threads.
+    client = rs.JifelineCustomerClient("ws://127.0.0.1:9/", name="bad-timeout")
+    try:
+        with pytest.raises(rs.ConfigurationError) as excinfo:
+            call(client)  # type: ignore[operator]
+        assert message in str(excinfo.value)
+        assert client.state is rs.State.IDLE
+        assert not [t.name for t in threading.enumerate() if t.name.endswith("bad-timeout")]
+        with pytest.raises(rs.ConfigurationError, match="timeout must be a number of seconds, got 'five'"):
+            client.close(timeout="five")
+    finally:
+        client.close()
+
+
+def test_timeouts_and_limits_may_be_numeric_strings() -> None:
+    from realtime_sync.testing import FakeJifelineCustomerServer
+
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        client = rs.JifelineCustomerClient(server.url, name="string-timeouts")
+        try:
+            client.start(wait=True, timeout=str(T(30)))
+            client.wait_connected(timeout=str(T(30)))
+            with pytest.raises(rs.WaitTimeout):
+                client.wait_for("no.such.event", timeout="0.01")
+            assert list(client.events("no.such.event", timeout="0", limit="1")) == []
+        finally:
+            client.close(timeout=str(T(10)))
+        assert client.join(timeout=" 1 ")
+    hub = rs.Hub(workers="1", name="string-timeouts-hub")
+    assert hub.close(timeout=str(T(10)))
+
+
+def test_reconnect_policy_and_dispatch_numbers_may_be_strings_and_say_what_they_expect() -> None:
+    policy = rs.ReconnectPolicy(interval="5", max_attempts="3", instant_retries=" 2 ", jitter="0.5")
+    assert (policy.interval, policy.max_attempts, policy.instant_retries, policy.jitter) == (5.0, 3, 2, 0.5)
+    assert rs.ReconnectPolicy(max_attempts=None).max_attempts is None
+    for kwargs, message in (
+        ({"interval": "five"}, "interval must be a number of seconds, got 'five'"),
+        ({"max_attempts": "3.5"}, "max_attempts must be a whole number"),
+        ({"auth_failure_delay": []}, "auth_failure_delay must be a number of seconds, got list"),
+        ({"interval": "-1"}, "interval must be >= 0"),
+    ):
+        with pytest.raises(rs.ConfigurationError) as excinfo:
+            rs.ReconnectPolicy(**kwargs)  # type: ignore[arg-type]
+        assert message in str(excinfo.value)
+    assert rs.DispatchOptions(max_queue_bytes="1024").max_queue_bytes == 1024
+    with pytest.raises(rs.ConfigurationError, match="max_queue_bytes must be a whole number of bytes"):
+        rs.DispatchOptions(max_queue_bytes="lots")
+    # Through a client's options as well (the README: numbers may be strings).
+    client = voxsig(reconnect=rs.ReconnectPolicy(interval="2"))
+    client.close()
+
+
+def test_vendor_close_takes_a_numeric_string_timeout_and_refuses_anything_else() -> None:
+    # VoxsigClient and JifelinePartnerClient close more threads of their own (catch-up, gap recovery).
+    for client in (voxsig("ws://127.0.0.1:9/cable"), rs.JifelinePartnerClient(url="ws://127.0.0.1:9/", token="t")):
+        with pytest.raises(rs.ConfigurationError, match="timeout must be a number of seconds, got 'five'"):
+            client.close(timeout="five")
+        assert not client.closed
+        client.close(timeout=" 5 ")
+        assert client.closed
