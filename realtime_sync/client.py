@@ -520,7 +520,7 @@ class Client(Generic[A]):
             last = s.last_error if s.last_error is not before else None
             detail = f" (last error: {last.kind}: {last.message})" if last is not None else ""
             what = "not connected" if not (s.state is State.CONNECTED and s.ready) else "subscriptions not confirmed"
-            error = WaitTimeout(f"{what} within {timeout}s{detail}")
+            error = WaitTimeout(f"{what} within {timeout:g}s{detail}")
         elif s.state is State.CONNECTED and s.ready and not (confirms and s.pending) and not s.rejected:
             return self
         elif s.rejected:
@@ -679,7 +679,7 @@ class Client(Generic[A]):
                 # SimpleQueue refuses a negative timeout; a deadline already past means "now".
                 item = q.get(timeout=None if timeout is None else max(0.0, timeout))
             except queue.Empty:
-                raise WaitTimeout(f"no {name!r} event within {timeout}s") from None
+                raise WaitTimeout(f"no {name!r} event within {timeout:g}s") from None
             if item is _CLOSED:
                 raise ClientClosedError(f"the client closed while waiting for {name!r}")
             return item  # type: ignore[no-any-return]

@@ -313,7 +313,11 @@ def test_advice_none_on_handshake_stops() -> None:
         },
     )
     assert names(a) == ["error"]
-    assert a.close_request() == CloseRequest("handshake refused: 403::denied", reconnect=False)
+    # A credential refusal (auth=True, so start(wait=True) raises AuthenticationError), already
+    # reported by the error event above.
+    assert a.close_request() == CloseRequest(
+        "handshake refused: 403::denied", reconnect=False, auth=True, reported=True
+    )
 
 
 # -- timing: dead connections and backoff ------------------------------------------------------
