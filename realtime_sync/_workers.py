@@ -57,9 +57,29 @@ import attrs
 from .config import OVERFLOW_POLICIES
 from .exceptions import ConfigurationError
 
-__all__ = ["Lane", "PoolStats", "WorkerPool"]
+__all__ = ["Lane", "PoolStats", "WorkerPool", "not_ended"]
 
 log = logging.getLogger("realtime_sync.hub.workers")
+
+
+def not_ended(what: str, timeout: float | None, threads: Iterable[str], handlers: Iterable[str] = ()) -> str:
+    """The warning of a ``close()`` whose threads outlived its timeout: which ones, and, when a
+    handler holds one, what to do about it.
+
+    >>> not_ended("close()", 1.999947, ["realtime_sync-dispatch-x"], ["realtime_sync-dispatch-x"])  # doctest: +ELLIPSIS
+    'close(): still running after 2s: realtime_sync-dispatch-x; a handler is still running on ...'
+    """
+    names = ", ".join(dict.fromkeys(threads)) or "a thread"
+    # As given, rounded: what is left of a deadline (1.999947...) is the timeout the caller chose.
+    after = "" if timeout is None else f" after {round(timeout, 2):g}s"
+    text = f"{what}: still running{after}: {names}"
+    busy = ", ".join(dict.fromkeys(handlers))
+    if busy:
+        text += (
+            f"; a handler is still running on {busy}: handlers should return promptly (hand long work to "
+            "a thread or queue of your own), or close with a longer timeout"
+        )
+    return text
 
 
 @attrs.frozen
@@ -159,6 +179,11 @@ class Lane:
     def in_lane(self) -> bool:
         """True when called from inside this lane's ``deliver`` (e.g. a handler)."""
         return self._runner is threading.current_thread()
+
+    @property
+    def runner(self) -> threading.Thread | None:
+        """The worker delivering this lane's items now, if any (named by close()'s warning)."""
+        return self._runner
 
     def stop(self, then: Callable[[], Any] | None = None) -> None:
         """Deliver what is queued, then stop; ``then()`` runs once the lane is done (on the worker

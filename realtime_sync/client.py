@@ -27,6 +27,7 @@ import attrs
 from ._lazysync import LazyEvent
 from ._redact import get_logger, is_secret_header, redact, register_secret
 from ._validate import check_event_name, number, websocket_url
+from ._workers import not_ended
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
 from .dispatch import Dispatcher, Handler
@@ -554,17 +555,31 @@ class Client(Generic[A]):
             already = self._closed
             self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
-        ok = self._engine.stop(timeout)
+        engine_ended = self._engine.stop(timeout)
         remaining = None if deadline is None else max(0.1, deadline - time.monotonic())
-        ok = self._dispatcher.stop(remaining) and ok
-        if not ok:
-            self.log.warning("close(): a thread did not end within %ss", timeout)
+        if not (self._dispatcher.stop(remaining) and engine_ended):
+            self.log.warning("%s", self._not_ended(timeout, engine_ended))
         self._closed_event.set()
         self._wake_waiters()
         if not already:
             self._engine.release()
             if self._hub is not None:
                 self._hub._detach(self)
+
+    def _not_ended(self, timeout: float | None, engine_ended: bool) -> str:
+        """close()'s warning: the threads still running, and whether a handler holds one."""
+        me = threading.current_thread()
+        names: list[str] = []
+        handlers: list[str] = []
+        if not engine_ended:
+            t = self._engine.thread
+            names.append(t.name if t is not None else "the hub's loop")
+        # Standalone: the client's dispatch thread; on a hub: the worker running its lane now.
+        d = self._dispatcher.thread or getattr(self._dispatcher, "runner", None)
+        if d is not None and d is not me and d.is_alive():
+            names.append(d.name)
+            handlers.append(d.name)
+        return not_ended("close()", timeout, names, handlers)
 
     def __enter__(self) -> Client[A]:
         return self.start()

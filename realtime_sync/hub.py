@@ -62,7 +62,7 @@ import attrs
 from ._hub_longpoll import HubLongPollingConnection
 from ._limiter import HandshakeLimiter
 from ._validate import number
-from ._workers import Lane, WorkerPool
+from ._workers import Lane, WorkerPool, not_ended
 from ._wsconn import Handshake, WebSocketConnection
 from .config import ConnectOptions, DispatchOptions
 from .dispatch import Dispatcher, OverflowReports
@@ -300,6 +300,11 @@ class LaneDispatcher(Dispatcher):
     def thread(self) -> threading.Thread | None:
         return None
 
+    @property
+    def runner(self) -> threading.Thread | None:
+        """The hub worker running this client's handlers now, if any (named by close()'s warning)."""
+        return self._lane.runner
+
     def depth(self) -> int:
         return self._lane.depth() + self._in_flight
 
@@ -504,7 +509,11 @@ class Hub:
         with self._lock:
             self._clients.clear()
         if not ok:
-            log.warning("hub.close(): a thread did not end within %ss", timeout)
+            me = threading.current_thread()
+            alive = [t for t in self.threads if t is not me and t.is_alive()]
+            # A dispatch worker that outlives the pool's close is inside a handler.
+            handlers = [t.name for t in alive if t in self._pool.threads]
+            log.warning("%s", not_ended("hub.close()", timeout, [t.name for t in alive], handlers))
         return ok
 
     def __enter__(self) -> Hub:

@@ -4,6 +4,7 @@ surviving an unexpected exception on its I/O thread, and a custom protocol on rs
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import threading
 import time
@@ -15,7 +16,7 @@ import realtime_sync as rs
 from realtime_sync.engine import Loop
 
 from ._echo import EchoAdapter, EchoClient
-from .conftest import FAST, Recorder, T, poll_until
+from .conftest import FAST, Recorder, T, hold_dispatcher, on, poll_until
 
 
 def test_state_is_connecting_as_soon_as_start_returns(echo_server, make_client):
@@ -235,3 +236,44 @@ def test_start_wait_raises_when_a_subscription_is_rejected():
         with pytest.raises(rs.RemoteError, match="rejected"):
             client.start(wait=True, timeout=T(5))
         assert client.closed
+
+
+def test_close_names_the_thread_a_slow_handler_holds_and_what_to_do(echo_server, make_client, hub, caplog):
+    # A handler still running when close()'s timeout ends: the warning names the thread, says it
+    # is a handler and what to do, and prints the timeout as given (not 0.2999470...).
+    client = make_client(echo_server.url, name="slow-handler", **on(hub))
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    release = hold_dispatcher(client, conn)
+    try:
+        with caplog.at_level(logging.WARNING, logger="realtime_sync"):
+            client.close(timeout="0.3")
+    finally:
+        release.set()
+    (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("close():")]
+    assert "after 0.3s" in warning, warning
+    expected = "realtime_sync-dispatch-slow-handler" if hub is None else f"realtime_sync-{hub.name}-worker-0"
+    assert expected in warning, warning
+    assert "a handler is still running" in warning and "return promptly" in warning, warning
+    assert "longer timeout" in warning, warning
+    assert client.join(T(10))
+
+
+def test_hub_close_names_the_worker_a_slow_handler_holds(echo_server, make_client, caplog):
+    hub = rs.Hub(workers=1, name="slow-hub")
+    try:
+        client = make_client(echo_server.url, name="on-slow-hub", hub=hub)
+        client.start()
+        conn = echo_server.wait_for_connection(timeout=T(5))
+        release = hold_dispatcher(client, conn)
+        try:
+            with caplog.at_level(logging.WARNING, logger="realtime_sync"):
+                assert not hub.close(timeout=0.3)
+        finally:
+            release.set()
+        (warning,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("hub.close():")]
+        assert "realtime_sync-slow-hub-worker-0" in warning and "after 0.3s" in warning, warning
+        assert "a handler is still running" in warning and "longer timeout" in warning, warning
+    finally:
+        release.set()
+        assert hub.close(T(10))
