@@ -5,10 +5,12 @@ held ``/meta/connect`` and the control requests).  On a hub that would be 2,000 
 1,000 sessions.  This connection does the same over two non-blocking
 :class:`~realtime_sync._http11.HttpConnection` (h11) sockets, driven by the loop:
 
-* the two sockets live in a selector of the connection's own (epoll on Linux, kqueue on BSD),
-  whose descriptor is what :meth:`fileno` returns: the engine watches one descriptor per
-  connection, as for a websocket, and the kernel reports it readable when either socket is
-  ready for what its request waits for (connect, TLS, send, response);
+* the two sockets live in a poller of the connection's own (an epoll object on Linux, used
+  directly: the ``selectors`` module's keys and maps cost about a kilobyte and a few µs per
+  call per session; kqueue through ``selectors`` elsewhere), whose descriptor is what
+  :meth:`fileno` returns: the engine watches one descriptor per connection, as for a
+  websocket, and the kernel reports it readable when either socket is ready for what its
+  request waits for (connect, TLS, send, response), or an idle kept-alive socket was closed;
 * :meth:`receive` advances both requests and returns the bodies of the finished ones (a
   non-200 status is an :class:`~realtime_sync.protocols.base.HttpResult` for the adapter);
 * a held frame (``/meta/connect``) goes on the held socket, anything else on the control
@@ -25,9 +27,10 @@ Cookies (GWS' JSESSIONID, CometD's BAYEUX_BROWSER) come from and go to the clien
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import time
-from typing import Union
+from typing import Any, Union
 
 from ._cookies import CookieJar
 from ._csrf import CsrfToken
@@ -42,21 +45,91 @@ from .transport_longpoll import LongPollingBase
 __all__ = ["HubLongPollingConnection"]
 
 _CONTROL_READ_TIMEOUT = 60.0
-_CONTROL, _HELD = "control", "held"
 
 Received = list[Union[str, FrameError, HttpResult]]
+
+_EPOLL = hasattr(select, "epoll")
+_EPOLL_EVENTS = {
+    selectors.EVENT_READ: select.EPOLLIN if _EPOLL else 0,
+    selectors.EVENT_WRITE: select.EPOLLOUT if _EPOLL else 0,
+}
+
+
+class _Poller:
+    """The session's readiness set: ``register``/``modify``/``unregister`` a descriptor with
+    ``selectors`` event bits and a value, ``ready()`` the values of the ready ones."""
+
+    __slots__ = ("_data", "_poll")
+
+    def __init__(self) -> None:
+        self._data: dict[int, Any] = {}
+        if _EPOLL:
+            self._poll: Any = select.epoll()
+            return
+        sel = selectors.DefaultSelector()  # pragma: no cover - not Linux
+        if not hasattr(sel, "fileno"):  # pragma: no cover - poll/select have no descriptor
+            sel.close()
+            raise ConnectError("long-polling on a hub needs epoll or kqueue")
+        self._poll = sel  # pragma: no cover
+
+    def fileno(self) -> int:
+        return int(self._poll.fileno())
+
+    def register(self, fd: int, events: int, data: Any) -> None:
+        if _EPOLL:
+            self._poll.register(fd, _EPOLL_EVENTS[events])
+        else:  # pragma: no cover
+            self._poll.register(fd, events, data)
+        self._data[fd] = data
+
+    def modify(self, fd: int, events: int, data: Any) -> None:
+        if _EPOLL:
+            self._poll.modify(fd, _EPOLL_EVENTS[events])
+        else:  # pragma: no cover
+            self._poll.modify(fd, events, data)
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        self._data.pop(fd, None)
+        try:
+            self._poll.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass  # closed already (the kernel forgot it)
+
+    def ready(self) -> list[Any]:
+        if _EPOLL:
+            data = self._data
+            return [data[fd] for fd, _ in self._poll.poll(0) if fd in data]
+        return [key.data for key, _ in self._poll.select(0)]  # pragma: no cover
+
+    def close(self) -> None:
+        self._poll.close()
+
+
+class _Role:
+    """One of the session's two HTTP connections (``held`` for the ``/meta/connect`` the server
+    holds, ``control`` for the rest), its waiting requests, and how its socket is registered."""
+
+    __slots__ = ("conn", "held", "queue", "watched")
+
+    def __init__(self, conn: HttpConnection, held: bool) -> None:
+        self.conn = conn
+        self.held = held
+        self.queue: list[bytes] = []  # a role rarely holds more than one request
+        self.watched: tuple[int, int, int] | None = None  # (fd, events, socket serial) registered
 
 
 class HubLongPollingConnection(LongPollingBase):
     """One Bayeux long-polling session on the hub's loop (see the module docstring)."""
 
+    __slots__ = ("_control", "_ended", "_held", "_in_receive", "_inbox", "_poller", "_roles", "_wake_fd", "_wake_w")
+
     def __init__(self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None) -> None:
         super().__init__(cookies, name, csrf)
-        self._sel: selectors.BaseSelector | None = None
-        self._conns: dict[str, HttpConnection] = {}
-        # Lists, not deques: a role rarely holds more than one request (a deque is 600 bytes).
-        self._queues: dict[str, list[bytes]] = {_CONTROL: [], _HELD: []}
-        self._registered: dict[str, tuple[int, int, int]] = {}
+        self._poller: _Poller | None = None
+        self._roles: tuple[_Role, ...] = ()
+        self._control: _Role | None = None
+        self._held: _Role | None = None
         self._inbox: Received = []
         self._ended = False
         self._wake_fd = self._wake_w = -1
@@ -75,103 +148,106 @@ class HubLongPollingConnection(LongPollingBase):
         # advice.timeout, and the adapter's deadline (timeout + network allowance) closes us.
         held = HttpConnection(url, options, self.cookies, max_body=limit, headers=headers, read_timeout=None)
         control.connect_blocking()  # raises ConnectError: the engine's backoff applies
-        sel = selectors.DefaultSelector()
-        if not hasattr(sel, "fileno"):  # pragma: no cover - poll/select have no descriptor
-            sel.close()
+        try:
+            poller = _Poller()
+        except ConnectError:  # pragma: no cover - not Linux, no kqueue
             control.close()
-            raise ConnectError("long-polling on a hub needs epoll or kqueue")
+            raise
         if hasattr(os, "eventfd"):
             self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:  # pragma: no cover - not Linux: a pipe does the same with two descriptors
             self._wake_fd, self._wake_w = os.pipe()
             os.set_blocking(self._wake_fd, False)
             os.set_blocking(self._wake_w, False)
-        sel.register(self._wake_fd, selectors.EVENT_READ, None)
-        self._sel = sel
-        self._conns = {_CONTROL: control, _HELD: held}
+        poller.register(self._wake_fd, selectors.EVENT_READ, None)
+        self._poller = poller
+        self._control, self._held = _Role(control, False), _Role(held, True)
+        self._roles = (self._control, self._held)
+        self._sync(self._control)  # the idle kept-alive socket is watched for a close
         self.last_activity = time.monotonic()
 
     # -- the loop thread ---------------------------------------------------------------------
 
     def fileno(self) -> int:
-        sel = self._sel
-        return sel.fileno() if sel is not None else -1  # type: ignore[attr-defined]
+        poller = self._poller
+        return poller.fileno() if poller is not None else -1
 
     def send(self, text: str) -> None:
         if self._ended or self.closed:
             return  # the end is reported by receive(); nothing to send it on
-        role = _HELD if getattr(text, "held", False) else _CONTROL  # the adapter marks held frames
-        self._queues[role].append(text.encode("utf-8"))
+        role = self._held if getattr(text, "held", False) else self._control  # the adapter marks held frames
+        assert role is not None
+        role.queue.append(text.encode("utf-8"))
         self._pump(role, time.monotonic())
 
     def receive(self) -> Received | None:
-        sel = self._sel
-        if sel is None:
+        poller = self._poller
+        if poller is None:
             return None
         now = time.monotonic()
         self._in_receive = True
         try:
-            for key, events in sel.select(0):
-                role = key.data
+            for role in poller.ready():
                 if role is None:  # our own wake-up
                     try:
                         os.read(self._wake_fd, 8)
                     except BlockingIOError:
                         pass
                     continue
-                self._outcome(role, self._conns[role].on_ready(events, now), now)
-            for role, conn in self._conns.items():
-                if conn.deadline is not None and conn.deadline <= now:
-                    self._outcome(role, conn.check(now), now)
+                self._outcome(role, role.conn.on_ready(0, now), now)
+            for role in self._roles:
+                deadline = role.conn.deadline
+                if deadline is not None and deadline <= now:
+                    self._outcome(role, role.conn.check(now), now)
         finally:
             self._in_receive = False
-        items, self._inbox = self._inbox, []
+        items = self._inbox
         if items:
+            self._inbox = []
             return items
         if self._ended:
             self.closed = True
             return None
-        return []
+        return items  # (empty)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close both sockets.  A goodbye (``/meta/disconnect``) queued just before went out
         already when its socket was free: its bytes are in the kernel.  Idempotent."""
-        if self.closed and self._sel is None:
+        if self.closed and self._poller is None:
             return
-        sel, self._sel = self._sel, None
-        for conn in self._conns.values():
-            conn.close()
-        if sel is not None:
-            sel.close()
+        poller, self._poller = self._poller, None
+        for role in self._roles:
+            role.conn.close()
+            role.watched = None
+        if poller is not None:
+            poller.close()
         for fd in (self._wake_fd, self._wake_w):
             if fd >= 0:
                 os.close(fd)
         self._wake_fd = self._wake_w = -1
-        self._registered.clear()
         self.closed = True
         if not self.close_reason:
             self.close_reason = reason or "closed by the client"
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _pump(self, role: str, now: float) -> None:
-        conn = self._conns.get(role)
-        q = self._queues[role]
-        while conn is not None and q and not conn.busy and not self._ended:
+    def _pump(self, role: _Role, now: float) -> None:
+        conn, q = role.conn, role.queue
+        while q and not conn.busy and not self._ended:
             outcome = conn.request(q.pop(0), now)
             if outcome is not None:
                 self._outcome(role, outcome, now, pump=False)
         self._sync(role)
 
-    def _outcome(self, role: str, outcome: _HttpOutcome | None, now: float, *, pump: bool = True) -> None:
+    def _outcome(self, role: _Role, outcome: _HttpOutcome | None, now: float, *, pump: bool = True) -> None:
         if outcome is None:
             self._sync(role)
             return
-        if isinstance(outcome, HttpResponse):
+        if type(outcome) is HttpResponse:
             self.last_activity = now
-            self._inbox.append(
-                self._response(outcome.status, outcome.reason, outcome.body, outcome.header("location"), role == _HELD)
-            )
+            status = outcome.status
+            location = outcome.header("location") if 300 <= status < 400 else None
+            self._inbox.append(self._response(status, outcome.reason, outcome.body, location, role.held))
         elif isinstance(outcome, HttpFailure):
             if outcome.kind == "too_big":
                 self._inbox.append(FrameError(outcome.message))
@@ -198,29 +274,28 @@ class HubLongPollingConnection(LongPollingBase):
             except (BlockingIOError, OSError):
                 pass  # full: a wake-up is pending anyway
 
-    def _sync(self, role: str) -> None:
-        """(Re)register the role's socket in our selector for what its request waits for."""
-        sel = self._sel
-        if sel is None:
+    def _sync(self, role: _Role) -> None:
+        """(Re)register the role's socket in our poller for what its request waits for."""
+        poller = self._poller
+        if poller is None:
             return
-        conn = self._conns[role]
-        want = (conn.fileno(), conn.interest, conn.sockets_opened) if conn.interest and conn.fileno() >= 0 else None
-        have = self._registered.get(role)
+        conn = role.conn
+        interest = conn.interest
+        fd = conn.fileno() if interest else -1
+        want = (fd, interest, conn.sockets_opened) if fd >= 0 else None
+        have = role.watched
         if have == want:
             return
         if have is not None and want is not None and have[0] == want[0] and have[2] == want[2]:
-            sel.modify(want[0], want[1], role)  # the same socket, now waiting for the other way
-            self._registered[role] = want
+            poller.modify(fd, interest, role)  # the same socket, now waiting for the other way
+            role.watched = want
             return
         if have is not None:
-            try:
-                sel.unregister(have[0])
-            except (KeyError, ValueError, OSError):
-                pass
-            del self._registered[role]
+            poller.unregister(have[0])
+            role.watched = None
         if want is not None:
-            sel.register(want[0], want[1], role)
-            self._registered[role] = want
+            poller.register(fd, interest, role)
+            role.watched = want
 
     def __repr__(self) -> str:
         return f"<HubLongPollingConnection {self._url} closed={self.closed}>"
