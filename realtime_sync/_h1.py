@@ -74,6 +74,14 @@ _BAD_NAME = re.compile(r"[^-!#$%&'*+.^_`|~0-9A-Za-z]")
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
 
 
+#: Final response heads already read, and what they say (status, reason, headers, close,
+#: chunked, length): a hub's sessions get the same head from the same server again and again
+#: (a held connect's reply differs in its id, in the body).  Shared and bounded; a head with a
+#: Set-Cookie is not kept.
+_HEADS: dict[bytes, tuple[int, str, tuple[tuple[str, str], ...], bool, bool, int | None]] = {}
+_HEADS_KEPT = 256
+
+
 class HttpProtocolError(ValueError):
     """The peer's bytes are not a valid HTTP/1.1 response (the message says where)."""
 
@@ -254,6 +262,10 @@ class ResponseReader:
         self._chunks = []
 
     def _head(self, head: bytes) -> None:
+        known = _HEADS.get(head)
+        if known is not None:
+            self._final(*known)
+            return
         first = head.find(b"\r\n")
         end = first if first >= 0 else len(head)
         m = _STATUS.fullmatch(head, 0, end)
@@ -310,9 +322,25 @@ class ResponseReader:
             if status == 101:
                 raise HttpProtocolError("unexpected 101 Switching Protocols")
             return  # interim (100 Continue, 103 Early Hints): the final response follows
+        parsed = (status, (m[3] or b"").decode("latin-1"), tuple(headers), close, chunked, length)
+        if not any(name == "set-cookie" for name, _ in headers):  # (a cookie is one client's)
+            if len(_HEADS) >= _HEADS_KEPT:
+                _HEADS.clear()
+            _HEADS[head] = parsed
+        self._final(*parsed)
+
+    def _final(
+        self,
+        status: int,
+        reason: str,
+        headers: tuple[tuple[str, str], ...],
+        close: bool,
+        chunked: bool,
+        length: int | None,
+    ) -> None:
         self.status = status
-        self.reason = (m[3] or b"").decode("latin-1")
-        self.headers = tuple(headers)
+        self.reason = reason
+        self.headers = headers
         self.keep_alive = not close
         if status == 204 or status == 304:
             self._state = _DONE

@@ -794,3 +794,56 @@ def test_an_unmatched_failed_meta_disconnect_is_not_an_end() -> None:
     a, _held = connected()
     feed(a, 1.0, {"channel": "/meta/disconnect", "successful": False, "error": "x"})
     assert a.close_request() is None
+
+
+def test_the_same_connect_reply_again_is_taken_like_any_other() -> None:
+    """An idle session gets the same reply to every held connect; the adapter takes a repeat
+    without decoding it (see BayeuxAdapter._remember_echo): what follows must not differ."""
+
+    class Seen:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def incoming(self, m: dict[str, Any]) -> dict[str, Any]:
+            self.n += 1
+            return m
+
+    a, held = connected()
+    now = 1.0
+
+    def reply(rid: str, extra: str = "") -> str:  # as a server writes it: the same text but the id
+        return '[{"id": "' + rid + '", "channel": "/meta/connect", "successful": true' + extra + "}]"
+
+    for _ in range(5):  # the first is decoded, the next ones are the same text around a new id
+        now += 10.0
+        a.receive_text(reply(held["id"]), now)
+        ((held,),) = frames(a)
+        assert held["channel"] == "/meta/connect" and "advice" not in held
+        assert a.next_deadline() == pytest.approx(now + 10.0 + a.max_network_delay)
+        assert a.events_received() == [] and a.close_request() is None
+    assert len(a._requests) == 1  # no reply forgotten
+    # The same text around another id (a late reply to an older connect) is not ours.
+    a.receive_text(reply("999"), now + 1)
+    assert frames(a) == []
+    # A data message with it: decoded, delivered.
+    now += 1.0
+    a.receive_text(
+        '[{"channel": "/v2/me/chats", "data": {"x": 1}}, ' + reply(held["id"])[1:],
+        now,
+    )
+    assert [e.name for e in a.events_received()] == ["message"]
+    ((held,),) = frames(a)
+    # Advice "handshake" in the same shape: the session is lost, as without the shortcut.
+    a.receive_text(
+        reply(held["id"], ', "advice": {"reconnect": "handshake"}'),
+        now + 1,
+    )
+    assert a.state is BayeuxState.HANDSHAKING
+    # With an extension, every reply goes through it.
+    b, held = connected()
+    seen = Seen()
+    b.add_extension(seen)
+    for k in range(3):
+        b.receive_text(reply(held["id"]), 20.0 + k)
+        ((held,),) = frames(b)
+    assert seen.n == 3
