@@ -665,6 +665,11 @@ def main() -> None:
         " CPU contention from other work, reproducibly",
     )
     p.add_argument("--quick", action="store_true", help="short windows (smoke run)")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="also write the table to benchmarks/results_many_<scenario>.md (benchmarks/results.md is throughput.py's)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -692,10 +697,19 @@ def main() -> None:
         + (f"; {args.cpu_hogs} CPU hogs running" if args.cpu_hogs else "")
         + "\n"
     )
-    print(fmt(rows, args))
+    table = fmt(rows, args)
+    print(table)
     if args.rounds > 1 and args.throughput:
+        table += "\n\n" + fmt_rounds(rows)
         print()
         print(fmt_rounds(rows))
+    if args.write:
+        head = (
+            f"`python benchmarks/many_connections.py {' '.join(sys.argv[1:])}`: {args.scenario}, idle window"
+            f" {args.idle:g} s; {os.cpu_count()} CPUs, load average {load:.1f} at the end; CPython"
+            f" {platform.python_version()}, {platform.platform()}.\n\n"
+        )
+        (HERE / f"results_many_{args.scenario}.md").write_text(head + table + "\n")
 
 
 def run_rounds(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
