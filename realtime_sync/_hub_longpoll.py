@@ -263,8 +263,11 @@ class HubLongPollingConnection(LongPollingBase):
         self._ended = True
         if not self.close_reason:
             self.close_reason = reason
-        if not self._in_receive:
-            self._wake()
+        # Always: inside receive() too, where the other role's response may be returned in the
+        # same call; the end is then reported by the next receive(), which only this wake-up
+        # brings (nothing else may become readable: found as a held session hanging until its
+        # reply deadline, 1 run in ~30 under load).
+        self._wake()
 
     def _wake(self) -> None:
         fd = self._wake_w if self._wake_w >= 0 else self._wake_fd
