@@ -67,6 +67,11 @@ def run_fake_script(server: Any, stop: threading.Event) -> None:
         if stop.wait(at - elapsed):
             return
         elapsed = at
+        # Broadcasts reach only a confirmed subscription (ActionCable keeps no history): on a slow
+        # machine the client may still be (re)subscribing, after the start or the restart.
+        while not server.subscriptions():
+            if stop.wait(0.05):
+                return
         action()
 
 

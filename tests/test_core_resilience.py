@@ -157,6 +157,7 @@ def test_token_callable_failure_is_reported_and_retried(echo_server, make_client
     client.on("error", lambda e: errors.append(e.data))
     client.start()
     echo_server.wait_for_connection(timeout=T(5))
+    poll_until(lambda: errors, T(5), "the error delivered")  # the dispatcher may still hold it
     assert errors[0].kind == "token" and "vault unavailable" in errors[0].message
 
 
