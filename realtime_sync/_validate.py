@@ -26,6 +26,15 @@ from .exceptions import ConfigurationError
 __all__ = ["check_event_name", "closest_event", "number", "number_converter", "websocket_url"]
 
 
+def seconds(timeout: Any) -> float | None:
+    """A ``timeout=`` argument: seconds (numeric strings too) or None; else ConfigurationError.
+
+    >>> seconds("2.5"), seconds(None)
+    (2.5, None)
+    """
+    return number(timeout, "timeout", optional=True, unit="seconds")  # type: ignore[no-any-return]
+
+
 def number(
     value: Any,
     name: str,

@@ -26,7 +26,7 @@ import attrs
 
 from ._lazysync import LazyEvent
 from ._redact import get_logger, is_secret_header, redact, register_secret
-from ._validate import check_event_name, number, websocket_url
+from ._validate import check_event_name, number, seconds, websocket_url
 from ._workers import not_ended
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
@@ -59,9 +59,7 @@ _DISPATCH_FIELDS = frozenset(a.name for a in attrs.fields(DispatchOptions))
 _clients: weakref.WeakSet[Client] = weakref.WeakSet()
 
 
-def _seconds(timeout: Any) -> float | None:
-    """A ``timeout=`` argument: seconds (numeric strings too) or None; else ConfigurationError."""
-    return number(timeout, "timeout", optional=True, unit="seconds")  # type: ignore[no-any-return]
+_seconds = seconds
 
 
 @attrs.frozen

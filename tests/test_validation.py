@@ -317,3 +317,17 @@ def test_vendor_close_takes_a_numeric_string_timeout_and_refuses_anything_else()
         assert not client.closed
         client.close(timeout=" 5 ")
         assert client.closed
+
+
+def test_sink_timeouts_take_numeric_strings_and_refuse_anything_else() -> None:
+    pytest.importorskip("redis")
+    from realtime_sync.contrib.sinks import RedisStreamSink
+
+    sink = RedisStreamSink("redis://127.0.0.1:9/0", "events")  # nothing buffered: no connection made
+    assert sink.flush(timeout="0.5") is True
+    with pytest.raises(rs.ConfigurationError, match="timeout must be a number of seconds, got 'soon'"):
+        sink.flush(timeout="soon")
+    with pytest.raises(rs.ConfigurationError, match="timeout must be a number of seconds, got 'soon'"):
+        sink.close(timeout="soon")
+    sink.close(timeout=" 2 ")
+    assert sink.stats.dropped == 0

@@ -85,6 +85,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import attrs
 
 from .._redact import redact
+from .._validate import seconds
 from ..client import Client
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
@@ -683,6 +684,7 @@ class ReplicaListener:
 
         Idempotent.  Events still buffered by the sink are flushed by the sink's own ``close()``.
         """
+        timeout = seconds(timeout)
         self._stop.set()
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():

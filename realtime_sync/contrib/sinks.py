@@ -49,6 +49,7 @@ from typing import Any, Callable, Iterator, Sequence
 import attrs
 
 from .._redact import redact
+from .._validate import seconds
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
 from ._redis import STORE_POINT, describe_error, hash_tag, is_cluster, same_slot
@@ -286,6 +287,7 @@ class BufferedSink:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every buffered event was handed on; True if it was within ``timeout``."""
+        timeout = seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while self._buffer:
@@ -298,6 +300,7 @@ class BufferedSink:
     def close(self, timeout: float | None = 10.0) -> None:
         """Hand on what is buffered (for up to ``timeout`` s), then stop the thread.  What could
         not be sent by then is counted as dropped (reason ``"closed"``).  Idempotent."""
+        timeout = seconds(timeout)
         with self._cond:
             self._stopping = True
             self._closing_deadline = None if timeout is None else time.monotonic() + timeout
