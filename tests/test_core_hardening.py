@@ -104,10 +104,8 @@ def test_connect_timeout_bounds_a_handshake_that_never_answers(mute_server, make
     assert err.data.kind == "connect" and "timed out" in err.data.message
 
 
-def test_close_during_the_reconnect_backoff_is_prompt(make_client):
-    with socket.socket() as s:  # a port nobody listens on: every attempt fails at once
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+def test_close_during_the_reconnect_backoff_is_prompt(make_client, dead_port):
+    port = dead_port  # every attempt fails at once
     slow = rs.ReconnectPolicy(instant_retries=0, interval=120, max_interval=120, jitter=0)
     client = make_client(f"ws://127.0.0.1:{port}/", reconnect=slow)
     rec = Recorder(client)

@@ -204,15 +204,11 @@ def test_genesys_call_and_device_names_do_not_warn_when_their_topics_are_subscri
 
 @pytest.mark.parametrize("vendor", ["voxsig", "genesys-long-polling", "genesys-long-polling-on-a-hub"])
 def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
-    voxsig_server: FakeVoxsigServer, vendor: str
+    voxsig_server: FakeVoxsigServer, vendor: str, dead_port: int
 ) -> None:
-    import socket
-
     from realtime_sync.testing.bayeux import FakeGenesysServer
 
-    with socket.socket() as s:  # a port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        dead = s.getsockname()[1]
+    dead = dead_port
     proxy = f"http://bob:pr0xy-pa55@127.0.0.1:{dead}"
     if vendor == "voxsig":
         client: rs.Client = rs.VoxsigClient(
