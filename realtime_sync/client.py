@@ -471,8 +471,7 @@ class Client(Generic[A]):
                 self._started = True
                 self._owner_pid = os.getpid()
                 self._engine.start(self._hub.loop if self._hub is not None else None)
-        if wait:
-            self._check_waitable()
+        if wait:  # usable: start() raised otherwise; not a handler: checked above
             self._wait_connected(timeout, before)
         return self
 
