@@ -237,6 +237,10 @@ class Dispatcher:
         self._stopping = False
         self._on_exit: Callable[[], None] | None = None
         self._in_flight = 0
+        #: Where each delivered batch goes to be freed, when set (the engine sets it: see
+        #: Engine._release): the events were built on another thread, and freeing them there
+        #: keeps their memory on the CPU that reuses it.  None: freed here.
+        self.release: Callable[[list[Event]], Any] | None = None
         self.dispatched = 0
         self.handler_errors = 0
         self.dropped = 0
@@ -437,6 +441,10 @@ class Dispatcher:
             if report is not None:
                 self._deliver(report)
             self._deliver_all(batch, in_flight=True)
+            release = self.release
+            if release is not None:
+                release(batch)
+            batch = report = None  # type: ignore[assignment]  # no reference left here
 
     def _deliver(self, event: Event) -> None:
         self._deliver_all((event,), in_flight=False)
