@@ -6,6 +6,7 @@ with ``bash .ci/install-servers.sh``.  Skipped, with the reason, only when they 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ from realtime_sync.events import Event
 from realtime_sync.models.voxsig import Message, Presence
 from realtime_sync.voxsig import VoxsigClient
 
-from .conftest import FAST, T
+from .conftest import FAST, T, on
 from .conftest import poll_until as eventually
 from .servers.harness import ActionCableServer, actioncable_available
 from .test_voxsig_client import Recorder as _Recorder
@@ -66,9 +67,9 @@ def clients() -> Iterator[Callable[..., VoxsigClient]]:
         c.close(timeout=5)
 
 
-def test_subscribe_confirm_and_typed_broadcast(cable: ActionCableServer, clients: Any) -> None:
-    token = "user-7-typed"
-    client = clients(cable.url, token, account_id=1, user_id=7)
+def test_subscribe_confirm_and_typed_broadcast(cable: ActionCableServer, clients: Any, hub: rs.Hub | None) -> None:
+    token = f"user-7-typed-{'hub' if hub else 'alone'}"
+    client = clients(cable.url, token, account_id=1, user_id=7, **on(hub))
     rec = Recorder(client)
     client.start()
     (connected,) = rec.wait_count("connected")
@@ -144,8 +145,13 @@ def test_exception_in_subscribed_is_reported_after_the_confirm_timeout(cable: Ac
     assert [e.data.kind for e in rec.named("error")] == ["subscription"]
 
 
-def test_unauthorized_connection_is_reported_and_stops(cable: ActionCableServer, clients: Any) -> None:
-    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+def test_unauthorized_connection_is_reported_and_stops(
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
+) -> None:
+    # Rails: `connect` raises UnauthorizedError inside Connection#handle_open, before the welcome;
+    # the rescue transmits {"type":"disconnect","reason":"unauthorized","reconnect":false} and
+    # closes the websocket.  On a hub the same events, in the same order, as standalone.
+    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7, **on(hub))
     rec = Recorder(client)
     runner = threading.Thread(target=client.run_forever, name="test-run-forever")
     runner.start()
@@ -159,12 +165,12 @@ def test_unauthorized_connection_is_reported_and_stops(cable: ActionCableServer,
 
 
 def test_unauthorized_disconnect_makes_start_wait_raise_authentication_error(
-    cable: ActionCableServer, clients: Any
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
 ) -> None:
     # Rails' reject_unauthorized_connection: {"type":"disconnect","reason":"unauthorized",
     # "reconnect":false}. start(wait=True) raises what a 401 raises, with the server's reason,
     # and the snapshot keeps the refusal for whoever looks later (run_forever() callers).
-    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+    client = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7, **on(hub))
     with pytest.raises(rs.AuthenticationError, match="unauthorized") as raised:
         client.start(wait=True, timeout=T(30))
     assert "user-token-1" not in str(raised.value)
@@ -172,7 +178,7 @@ def test_unauthorized_disconnect_makes_start_wait_raise_authentication_error(
     assert last is not None and last.kind == "auth" and "unauthorized" in last.message
     assert client.state is rs.State.CLOSED
 
-    again = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7)
+    again = clients(cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7, **on(hub))
     runner = threading.Thread(target=again.run_forever, name="test-run-forever")
     runner.start()
     runner.join(T(30))
@@ -238,11 +244,13 @@ def test_burst_of_thousands_complete_and_in_order(cable: ActionCableServer, clie
     print(f"\n{count} messages from Rails in {elapsed:.2f}s ({count / elapsed:.0f} msg/s)")
 
 
-def test_server_restart_then_process_restart(tmp_path_factory: pytest.TempPathFactory, clients: Any) -> None:
+def test_server_restart_then_process_restart(
+    tmp_path_factory: pytest.TempPathFactory, clients: Any, hub: rs.Hub | None
+) -> None:
     # Its own server: restarting the shared one would disturb the other tests.
     with ActionCableServer(log_dir=tmp_path_factory.mktemp("actioncable-restart")) as cable:
         token = "user-7-restart"
-        client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=1.0)
+        client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=1.0, **on(hub))
         rec = Recorder(client)
         client.start()
         rec.wait_count("subscribed")
@@ -371,3 +379,155 @@ def test_other_users_pubsub_tokens_in_a_payload_never_reach_raw_or_to_dict(
             for secret in ("CONTACTPUBSUBS3CRET", "SENDERS3CRET", "CAMELS3CRET", "KEYS3CRET", "PWS3CRET", token):
                 assert secret not in text, (secret, text)
     assert rec.named("error") == []
+
+
+# -- on a Hub (one loop thread, a worker pool) against real Rails ------------------------------------
+
+
+class Ids:
+    """The ``message.created`` ids one client received, in delivery order, with a wait for one id."""
+
+    def __init__(self, client: VoxsigClient) -> None:
+        self.ids: list[int] = []
+        self._cond = threading.Condition()
+        client.on("message.created", self._add)
+
+    def _add(self, event: Event) -> None:
+        with self._cond:
+            self.ids.append(event.data.id)
+            self._cond.notify_all()
+
+    def wait_for(self, pred: Callable[[list[int]], bool], what: str, timeout: float = 60.0) -> list[int]:
+        with self._cond:
+            if not self._cond.wait_for(lambda: pred(self.ids), T(timeout)):
+                raise AssertionError(f"{what} not met within {T(timeout)}s; got {len(self.ids)} ids")
+            return list(self.ids)
+
+
+def test_restart_mid_stream_resubscribes_and_loses_only_the_gap(
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
+) -> None:
+    """ActionCable.server.restart in the middle of a burst: the client resubscribes on the new
+    socket; what it received is in order with no duplicate, and every loss is inside the gap.
+
+    What Rails 6.1 does (actioncable/lib/action_cable/server/base.rb ``restart``): every
+    connection gets ``{"type":"disconnect","reason":"server_restart","reconnect":true}`` and its
+    websocket is closed; then the worker pool is halted and the pubsub adapter shut down (both
+    made again lazily).  ActionCable keeps no history: what is broadcast between the close and the
+    new subscription, and what was still queued in the adapter or the worker pool, is gone for
+    good.  A confirmation is sent only after every ``stream_from`` of the channel is subscribed in
+    the pubsub adapter (channel/streams.rb defers it), so whatever is broadcast after the client
+    sees ``confirm_subscription`` reaches it: that part must arrive complete.  A duplicate could
+    only come from a second socket (Rails ignores a repeated subscribe on one socket,
+    connection/subscriptions.rb ``add``): the server counts one ``subscribed`` per connection.
+    """
+    token = f"user-7-midstream-{'hub' if hub else 'alone'}"
+    count, after = 3000, 300
+    client = clients(cable.url, token, account_id=1, user_id=7, **on(hub))
+    got = Ids(client)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    burst_error: list[BaseException] = []
+
+    def burst() -> None:
+        try:
+            cable.burst(token, count)
+        except BaseException as exc:  # reported by the assertion below
+            burst_error.append(exc)
+
+    sender = threading.Thread(target=burst, name="test-rails-burst")
+    sender.start()
+    try:
+        got.wait_for(lambda ids: len(ids) >= 100, "100 messages before the restart")
+        assert cable.restart_notice() >= 1
+        (disc,) = rec.wait_count("disconnected")
+        assert disc.data.reason == "server_restart" and disc.data.will_reconnect
+        rec.wait_count("subscribed", 2)
+    finally:
+        sender.join(T(120))
+    assert not sender.is_alive() and not burst_error, burst_error
+    cable.burst(token, after, start=count + 1)  # after the confirmation: nothing may be missing
+    ids = got.wait_for(lambda ids: bool(ids) and ids[-1] >= count + after, f"id {count + after}")
+    # Delivery order on the client: the events before `disconnected` came on the first socket.
+    order = [e.name for e in rec.events]  # complete: the last id was delivered after all of them
+    k = order[: order.index("disconnected")].count("message.created")
+    assert ids[:k] == list(range(1, k + 1)), "the first socket's messages are a gapless prefix"
+    assert all(a < b for a, b in itertools.pairwise(ids)), "in order, no duplicate"
+    assert ids[-after:] == list(range(count + 1, count + after + 1)), "everything after the confirmation"
+    lost = sorted(set(range(1, count + after + 1)) - set(ids))
+    assert all(k < i <= count for i in lost), "losses only inside the restart's gap"
+    assert len(rec.named("subscribed")) == 2 and cable.stats()["subscribe_counts"].get(token) == 2
+    assert rec.named("error") == []
+    print(f"\nrestart after {k} of {count}: {len(lost)} lost in the gap, {len(ids)} delivered")
+
+
+def test_many_clients_on_one_hub_resubscribe_after_restarts_and_close_leaves_no_threads(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """30 Voxsig clients on one Hub (1 loop + 2 workers + 1 handshake thread) through a
+    ``server_restart`` notice and then a process restart (puma stopped: the sockets die without a
+    frame, the port refuses until the new process listens).  Every client resubscribes each time,
+    receives its own stream exactly once and the account stream once, and ``hub.close()`` joins
+    every thread the hub started.
+
+    Rails facts used: a restart notice reaches every open connection
+    (``ActionCable.server.connections``: the control answer counts them); stream names follow
+    Chatwoot (the pubsub token, and ``account_<id>`` for agents); a new process starts with no
+    subscriptions at all, so everything after it depends on the client's resubscription.
+    """
+    n = 30
+    name = "t-rails-many"
+    with ActionCableServer(log_dir=tmp_path_factory.mktemp("actioncable-many")) as cable:
+        hub = rs.Hub(workers=2, handshake_workers=1, handshake_jitter=0.5, name=name)
+        try:
+            tokens = [f"user-{100 + i}-many" for i in range(n)]
+            clients = [
+                VoxsigClient(
+                    cable.url, t, account_id=1, user_id=100 + i, hub=hub, reconnect=FAST, presence_interval=None
+                )
+                for i, t in enumerate(tokens)
+            ]
+            recs = [Recorder(c) for c in clients]
+            for c in clients:
+                c.start()
+
+            def all_subscribed(times: int, timeout: float = 60.0) -> None:
+                for r in recs:
+                    r.wait_count("subscribed", times, timeout=timeout)
+
+            def exactly_once_each(round_: int) -> None:
+                # A message on each client's own stream, then one on the account stream that
+                # every client shares: per-socket order makes the account marker a barrier.
+                for i, t in enumerate(tokens):
+                    cable.broadcast(t, {"event": "own", "data": {"i": i, "round": round_, "account_id": 1}})
+                cable.broadcast("account_1", {"event": "all", "data": {"round": round_, "account_id": 1}})
+                for i, r in enumerate(recs):
+                    r.wait(lambda evs: any(e.name == "all" and e.data["round"] == round_ for e in evs), timeout=60)
+                    own = [e.data["i"] for e in r.named("own") if e.data["round"] == round_]
+                    marks = [e for e in r.named("all") if e.data["round"] == round_]
+                    assert own == [i] and len(marks) == 1, (i, own, len(marks))
+
+            all_subscribed(1)
+            exactly_once_each(1)
+            assert cable.restart_notice() == n
+            all_subscribed(2)
+            exactly_once_each(2)
+            cable.restart()
+            all_subscribed(3)
+            exactly_once_each(3)
+            for r in recs:
+                # While the new process is not listening yet, connects are refused: those errors only.
+                errors = {(e.data.kind, "Connection refused" in e.data.message) for e in r.named("error")}
+                assert len(r.named("subscribed")) == 3 and errors <= {("connect", True)}, errors
+                assert r.named("disconnected")[0].data.reason == "server_restart"
+            # The new process counts its own subscribes: one per client, no second socket.
+            stats = cable.stats()
+            assert stats["connections"] == n
+            assert all(stats["subscribe_counts"].get(t) == 1 for t in tokens), stats["subscribe_counts"]
+            assert hub.stats.states == {"connected": n} and hub.stats.clients == n
+        finally:
+            assert hub.close(T(20))
+        assert [t.name for t in hub.threads if t.is_alive()] == []
+        assert [t.name for t in threading.enumerate() if t.name.startswith(f"realtime_sync-{name}")] == []
+        assert hub.stats.threads == 0 and all(c.closed for c in clients)
