@@ -1,7 +1,8 @@
 """The websocket connection used by the transport thread.
 
-websocket-client opens the socket (DNS, TCP, HTTP CONNECT or SOCKS proxy, TLS); the HTTP
-upgrade (RFC 6455 4.1) is ours, so that ``connect_timeout`` bounds the whole handshake, the
+websocket-client opens the socket (DNS, TCP, SOCKS proxy, TLS), except through an HTTP proxy,
+where TCP, ``CONNECT`` and TLS are ours (on a socket :meth:`WebSocketConnection.abort` can reach:
+a proxy that never answers cannot hold ``close()``); the HTTP upgrade (RFC 6455 4.1) is ours too, so that ``connect_timeout`` bounds the whole handshake, the
 response head is read linearly and bounded, a refused handshake's body is read only up to a
 bound (and discarded), and a redirect is never followed (the handshake carries the credentials).  After it, the bytes go
 through the sans-I/O codec of :mod:`realtime_sync._frames`:
@@ -36,7 +37,7 @@ import socket
 import ssl
 import time
 from typing import Any, Union
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import attrs
 import websocket
@@ -45,7 +46,7 @@ from websocket import _socket as ws_socket
 from websocket._url import get_proxy_info
 
 from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
-from ._redact import redact
+from ._redact import redact, register_secret
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConfigurationError, ConnectError, ProtocolError
 from .protocols.base import ConnectRequest, truncate
@@ -112,7 +113,8 @@ def _proxy_kwargs(options: ConnectOptions, url: str = "") -> dict[str, object]:
         "proxy_type": parts.scheme if parts.scheme in ("http", "socks4", "socks4a", "socks5", "socks5h") else "http",
     }
     if parts.username:
-        kw["http_proxy_auth"] = (parts.username, parts.password or "")
+        # Percent-decoded, as from the environment (a password may hold "@" or ":" as %40, %3A).
+        kw["http_proxy_auth"] = (unquote(parts.username), unquote(parts.password or ""))
     return kw
 
 
@@ -283,6 +285,55 @@ def _proxy_error(exc: BaseException, via: Any, target: _Target, url: str) -> _Re
     return _Refused(ConnectError(message))
 
 
+@attrs.frozen
+class _Hop:
+    """An HTTP proxy in the way of a websocket connection: where it is, the ``Proxy-
+    Authorization`` token (registered as a secret), and how errors name it."""
+
+    host: str
+    port: int
+    auth: str | None = attrs.field(repr=False)
+    label: str  # "the proxy http://***@host:port" (see proxy_label)
+    source: str  # where it was configured, for the hint: "proxy=" or an environment variable
+
+    def refused(self, url: str, what: str, hint: str, *, verb: str = "connect to") -> _Refused:
+        """``cannot connect to the proxy http://***@host:port (for URL): what; hint (source)``."""
+        return _Refused(ConnectError(f"cannot {verb} {self.label} (for {redact(url)}): {what}; {hint} ({self.source})"))
+
+
+def _http_proxy(via: Any, target: _Target, options: ConnectOptions) -> _Hop | None:
+    """The HTTP proxy the connection goes through (``proxy=``, or the environment's), or None:
+    no proxy, or a SOCKS one (python-socks speaks to it, inside websocket-client)."""
+    if via.proxy_host and via.proxy_protocol != "http":
+        return None
+    host, port, auth = get_proxy_info(
+        target.host, target.secure, via.proxy_host, via.proxy_port, via.auth, via.no_proxy
+    )
+    if host is None:
+        return None
+    port = int(port or 80)  # websocket-client's default for an environment proxy without a port
+    token = None
+    if auth and auth[0]:
+        token = base64.b64encode(f"{auth[0]}:{auth[1] or ''}".encode()).decode()
+        register_secret(token)
+    if options.proxy is not None:
+        source = "the proxy= option"
+    else:
+        source = f"the {'https_proxy' if target.secure else 'http_proxy'} environment variable"
+    return _Hop(host, port, token, proxy_label("http", host, port, bool(auth)), source)
+
+
+def _tunnel_hint(status: int, authority: str) -> str:
+    """What to check when a proxy refused the tunnel with ``status``."""
+    if status == 407:
+        return "check the proxy's user name and password"
+    if status in (403, 405):
+        return f"check that the proxy allows CONNECT to {authority}"
+    if status in (502, 503, 504):
+        return f"the proxy could not reach {authority}: check the URL, and that the proxy may reach it"
+    return "check that it is an HTTP proxy and that it allows CONNECT"
+
+
 def proxy_label(scheme: str | None, host: str, port: int | None, credentials: bool) -> str:
     """How an error names a proxy: ``the proxy http://***@host:port`` (credentials hidden).
 
@@ -381,8 +432,8 @@ class WebSocketConnection:
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
         """Connect and do the opening handshake (RFC 6455 4.1), all within ``connect_timeout``.
 
-        websocket-client opens the socket (DNS, TCP, the proxy's CONNECT or SOCKS, TLS with the
-        options' certificates); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
+        websocket-client opens the socket (DNS, TCP, SOCKS, TLS with the options' certificates),
+        except through an HTTP proxy (see :meth:`_tunnel`); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
         whole handshake (a server trickling its answer cannot keep us connecting); the response
         head is read linearly and bounded (:data:`MAX_HANDSHAKE_HEAD`), and at most
         :data:`MAX_REFUSED_BODY` of a refused handshake's body is read (then discarded); a redirect is never followed (the handshake carries
@@ -423,17 +474,24 @@ class WebSocketConnection:
         target = _target(url)
         proxy = _proxy_kwargs(options, url)
         _refuse_https_proxy(proxy, target.host, target.secure, options)
-        # websocket-client's socket layer: DNS, TCP, HTTP CONNECT or SOCKS, TLS.  Each blocking
-        # step there is bounded by the time left (CPython bounds a whole TLS handshake by the
-        # socket timeout); from the upgrade on, every read gets only what remains.
-        sock_opt = ws_socket.sock_opt(None, _sslopt(options))
-        sock_opt.timeout = _remaining(deadline)
+        # Direct or through SOCKS, websocket-client's socket layer (DNS, TCP, SOCKS, TLS); through
+        # an HTTP proxy, ours (see _tunnel).  Each blocking step is bounded by the time left
+        # (CPython bounds a whole TLS handshake by the socket timeout); from the upgrade on,
+        # every read gets only what remains.
         via = ws_http.proxy_info(**proxy)
-        try:
-            sock, _ = ws_http.connect(url, sock_opt, via, None)
-        except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
-            raise _proxy_error(exc, via, target, url) or exc
-        self._sock = sock  # visible to abort() from now on
+        hop = _http_proxy(via, target, options)
+        if hop is not None:
+            # An HTTP proxy: TCP, CONNECT and TLS on a socket of ours, so abort() reaches every
+            # step (websocket-client's own socket would hide a proxy that never answers).
+            sock = self._tunnel(hop, target, options, deadline, url)
+        else:
+            sock_opt = ws_socket.sock_opt(None, _sslopt(options))
+            sock_opt.timeout = _remaining(deadline)
+            try:
+                sock, _ = ws_http.connect(url, sock_opt, via, None)
+            except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
+                raise _proxy_error(exc, via, target, url) or exc
+            self._sock = sock  # visible to abort() from now on
         if self._aborted:  # it came while the socket was being made (see abort())
             raise ConnectionAbortedError("the handshake was aborted")
         key, head = _upgrade_request(request, target)
@@ -444,6 +502,86 @@ class WebSocketConnection:
         if response.status != 101:
             _drain_body(sock, response.headers, deadline)
         self.subprotocol = self._check_response(response, request, key)
+
+    def _own(self, sock: socket.socket) -> None:
+        """From now on ``sock`` is the one :meth:`abort` shuts down."""
+        self._sock = sock
+        if self._aborted:
+            raise ConnectionAbortedError("the handshake was aborted")
+
+    def _tunnel(
+        self, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
+    ) -> socket.socket:
+        """TCP to the proxy, ``CONNECT host:port`` (RFC 9110 9.3.6), then TLS with the server
+        through the tunnel for ``wss://``; each step within the deadline, each on a socket that
+        :meth:`abort` can shut down (which ends a blocked connect, read or TLS handshake at once).
+        An error in the proxy's part names the proxy (credentials hidden) and what to check."""
+        try:
+            infos = socket.getaddrinfo(hop.host, hop.port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        except socket.gaierror as exc:
+            raise hop.refused(url, f"cannot resolve its host name ({exc})", "check the proxy's host name") from None
+        sock: socket.socket | None = None
+        for i, (family, kind, proto, _name, addr) in enumerate(infos):
+            sock = socket.socket(family, kind, proto)
+            self._own(sock)
+            for opt in ws_socket.DEFAULT_SOCKET_OPTION:
+                sock.setsockopt(*opt)
+            try:
+                sock.settimeout(_remaining(deadline))
+                sock.connect(addr)
+                break
+            except TimeoutError:
+                raise hop.refused(
+                    url,
+                    f"no TCP connection within connect_timeout={options.connect_timeout}s",
+                    "check the proxy's host and port, and that this machine may reach it",
+                ) from None
+            except OSError as exc:
+                if self._aborted:
+                    raise
+                if i + 1 < len(infos) and exc.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                    sock.close()
+                    continue  # the next address of the proxy's name
+                raise hop.refused(url, f"{type(exc).__name__}: {exc}", "check the proxy's host and port") from None
+        assert sock is not None
+        self._own(sock)  # (again: abort() may have come while connecting)
+        authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
+        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+        if hop.auth is not None:
+            lines.append(f"Proxy-Authorization: Basic {hop.auth}")
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+            answer = _read_head(sock, deadline)  # not one byte more: TLS follows right behind it
+        except TimeoutError:
+            raise hop.refused(
+                url,
+                f"no answer to CONNECT {authority} within connect_timeout={options.connect_timeout}s",
+                "check that it is an HTTP proxy (a SOCKS proxy needs socks5://) and that it is working",
+                verb="tunnel through",
+            ) from None
+        except (OSError, _HandshakeFailed) as exc:
+            if self._aborted:
+                raise ConnectionAbortedError("the handshake was aborted") from None
+            reason = "the proxy closed the connection" if isinstance(exc, ConnectionError) else str(exc)
+            raise hop.refused(
+                url,
+                f"no answer to CONNECT {authority}: {redact(reason)}",
+                "check that it is an HTTP proxy (a SOCKS proxy needs socks5://)",
+                verb="tunnel through",
+            ) from None
+        if not 200 <= answer.status < 300:
+            what = f"CONNECT {authority} answered with HTTP {answer.status}"
+            raise hop.refused(url, what, _tunnel_hint(answer.status, authority), verb="tunnel through")
+        if not target.secure:
+            return sock
+        # TLS with the server, end to end through the tunnel; the handshake runs after the
+        # SSLSocket is ours (do_handshake_on_connect=False), so that abort() can end it.
+        tls = ws_http._ssl_socket(sock, {**_sslopt(options), "do_handshake_on_connect": False}, target.host)
+        self._own(tls)
+        tls.settimeout(_remaining(deadline))
+        tls.do_handshake()
+        return tls
 
     def begin_open(self, request: ConnectRequest, options: ConnectOptions) -> Handshake | None:
         """The opening handshake as a non-blocking :class:`Handshake` for an I/O loop to drive
@@ -501,15 +639,19 @@ class WebSocketConnection:
         """Interrupt an ``open()`` blocked in the handshake; called from another thread.
 
         Once TCP (and TLS) is up, shutting the socket down makes the blocked ``recv()`` return at
-        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Sticky: an abort
-        that comes before the socket exists (DNS, TCP, the proxy, TLS still under way) makes the
-        handshake fail as soon as the socket is there, instead of being missed.
+        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Through an HTTP
+        proxy the socket is ours from before its TCP connect, so the connect, the wait for the
+        proxy's answer to ``CONNECT`` and the TLS handshake end at once too.  Sticky: an abort
+        that comes before the socket exists (DNS; TCP, SOCKS and TLS inside websocket-client when
+        direct) makes the handshake fail as soon as the socket is there, instead of being missed.
         """
         self._aborted = True
         sock = self._sock
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                # socket.socket's own shutdown, also for an SSLSocket: its override drops the TLS
+                # object under the thread that may be in do_handshake() with it.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
 

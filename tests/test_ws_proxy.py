@@ -1,0 +1,277 @@
+"""The websocket transport through an HTTP proxy, on the wire: a silent proxy (accepts the
+connection, never answers CONNECT), a proxy that opens the tunnel and then stays silent (the TLS
+handshake never ends), a refusing proxy port, a proxy answering 407, and a working CONNECT proxy
+(``ws://`` and ``wss://``).  ``close()`` must end a handshake stuck in any of them at once, and
+every error must name the proxy (never its credentials) and say what to check."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.testing import FakeVoxsigServer
+from realtime_sync.testing.bayeux import FakeGenesysServer
+
+from .conftest import Recorder, T, poll_until
+from .test_core_connect_options import ConnectProxy, _tls_server
+
+USER, PASSWORD = "proxy-user", "pr0xy-pa55word"
+
+
+class StubProxy:
+    """A proxy on 127.0.0.1 that reads each request head, records it, sends ``answer`` (None:
+    nothing, ever) and then reads until the client closes, recording that too (``ended``)."""
+
+    def __init__(self, answer: bytes | None = None) -> None:
+        self.answer = answer
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.heads: list[str] = []
+        self.accepted = threading.Semaphore(0)
+        self.asked = threading.Event()  # a request head arrived
+        self.tunnelled = threading.Event()  # bytes came after the head (a TLS ClientHello)
+        self.ended = threading.Event()  # a client closed its connection
+        self._conns: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="test-stub-proxy", daemon=True).start()
+
+    def url(self, credentials: bool = True) -> str:
+        return f"http://{USER}:{PASSWORD}@127.0.0.1:{self.port}" if credentials else f"http://127.0.0.1:{self.port}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self._conns.append(c)
+            self.accepted.release()
+            threading.Thread(target=self._serve, args=(c,), name="test-stub-proxy-conn", daemon=True).start()
+
+    def _serve(self, c: socket.socket) -> None:
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = c.recv(4096)
+                if not chunk:
+                    self.ended.set()
+                    return
+                data += chunk
+            self.heads.append(data.split(b"\r\n\r\n")[0].decode("latin-1"))
+            self.asked.set()
+            if self.answer is not None:
+                c.sendall(self.answer)
+            while c.recv(4096):
+                self.tunnelled.set()
+        except OSError:
+            pass
+        self.ended.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        for c in self._conns:
+            c.close()
+
+
+@pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
+def gws() -> Iterator[FakeGenesysServer]:
+    server = FakeGenesysServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _client(kind: str, url: str, hub: rs.Hub | None, **kw: Any) -> Any:
+    """A Voxsig client (websocket) or a Genesys client with ``transport="auto"`` (websocket
+    first), standalone or on ``hub``."""
+    if kind == "voxsig":
+        return rs.VoxsigClient(url, pubsub_token="user-token-1", account_id=1, user_id=7, hub=hub, **kw)
+    return rs.GenesysChatClient(url, transport="auto", hub=hub, **kw)
+
+
+def _realtime_threads() -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name}
+
+
+# -- close() during a handshake stuck in the proxy ------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+@pytest.mark.parametrize("kind", ["voxsig", "genesys-auto"])
+@pytest.mark.parametrize("stuck", ["no-answer-to-connect", "tls-through-the-tunnel"])
+def test_close_ends_a_handshake_stuck_in_the_proxy_at_once(
+    voxsig_server: FakeVoxsigServer, gws: FakeGenesysServer, no_env_proxy: Any, where: str, kind: str, stuck: str
+) -> None:
+    if where == "hub":
+        pytest.importorskip("h11")  # long-polling on a hub (genesys-auto)
+    # The tunnel opens, but nothing answers TLS behind it: the handshake waits in do_handshake().
+    proxy = StubProxy(None if stuck == "no-answer-to-connect" else b"HTTP/1.1 200 Connection established\r\n\r\n")
+    hub = rs.Hub(workers=1, name="t-proxy-close") if where == "hub" else None
+    if stuck == "no-answer-to-connect":
+        url = voxsig_server.url if kind == "voxsig" else gws.url
+    else:  # TLS with a server behind the proxy (which forwards nothing): names only it resolves
+        url = "wss://vox.test/cable" if kind == "voxsig" else "https://gws.test/api/v2/notifications"
+    before = _realtime_threads()
+    try:
+        # connect_timeout far beyond the test's bounds: only an abort can end the handshake in time.
+        client = _client(kind, url, hub, proxy=proxy.url(), connect_timeout=T(60), reconnect=False)
+        client.start()
+        assert proxy.asked.wait(T(10)), "the client never sent CONNECT to the proxy"
+        if stuck == "tls-through-the-tunnel":
+            assert proxy.tunnelled.wait(T(10)), "the client never began TLS through the tunnel"
+        started = time.monotonic()
+        client.close(timeout=T(10))
+        took = time.monotonic() - started
+        assert took < T(2.0), f"close() took {took:.2f}s with the handshake stuck in the proxy"
+        if hub is None:
+            assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
+        # On the wire: the proxy saw the connection end (the socket was shut down, not leaked).
+        assert proxy.ended.wait(T(2)), "the connection to the proxy was not closed"
+        if hub is not None:  # the handshake thread is free again, and the hub closes at once
+            poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
+            started = time.monotonic()
+            assert hub.close(T(10))
+            assert time.monotonic() - started < T(2.0)
+            hub = None
+    finally:
+        proxy.close()
+        if hub is not None:
+            hub.close(T(10))
+
+
+# -- errors name the proxy, never its credentials, and say what to check --------------------------
+
+
+def _failure(client: Any) -> tuple[str, list[str]]:
+    """Start ``client`` (reconnect=False) and return why it closed, and its error events."""
+    errors: list[str] = []
+    client.on("error", lambda e: errors.append(e.data.message))
+    with pytest.raises(rs.ClientClosedError) as caught:
+        client.start(wait=True, timeout=T(15))
+    return str(caught.value), errors
+
+
+def _no_secrets(*texts: str) -> None:
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    for text in texts:
+        assert PASSWORD not in text and USER not in text and token not in text, text
+
+
+@pytest.mark.parametrize("kind", ["voxsig", "genesys-auto"])
+def test_a_silent_proxy_times_out_naming_the_proxy(
+    voxsig_server: FakeVoxsigServer, gws: FakeGenesysServer, no_env_proxy: Any, kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    proxy = StubProxy(None)
+    try:
+        url = voxsig_server.url if kind == "voxsig" else gws.url
+        client = _client(kind, url, None, proxy=proxy.url(), connect_timeout=T(1.0), reconnect=False)
+        message, errors = _failure(client)
+    finally:
+        proxy.close()
+    label = f"the proxy http://***@127.0.0.1:{proxy.port}"
+    assert f"cannot tunnel through {label} (for " in message, message
+    assert "no answer to CONNECT 127.0.0.1:" in message and "connect_timeout=" in message, message
+    assert "check that it is an HTTP proxy" in message and "(the proxy= option)" in message, message
+    assert errors and label in errors[0], errors
+    _no_secrets(message, *errors, caplog.text)
+    assert len(proxy.heads) == 1  # auto: a timeout is no refusal of the upgrade, so no long-polling
+
+
+@pytest.mark.parametrize("configured", ["option", "environment"])
+def test_a_refusing_proxy_port_is_named_with_what_to_check(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: pytest.MonkeyPatch, dead_port: int, configured: str
+) -> None:
+    proxy = f"http://{USER}:{PASSWORD}@127.0.0.1:{dead_port}"
+    kw: dict[str, Any] = {"reconnect": False}
+    if configured == "option":
+        kw["proxy"] = proxy
+        url = voxsig_server.url
+    else:  # a name only a proxy could resolve (loopback URLs never use the environment's proxy)
+        no_env_proxy.setenv("http_proxy", proxy)
+        url = voxsig_server.url.replace("127.0.0.1", "vox.test")
+    message, errors = _failure(_client("voxsig", url, None, **kw))
+    assert f"cannot connect to the proxy http://***@127.0.0.1:{dead_port} (for " in message, message
+    assert "ConnectionRefusedError" in message and "check the proxy's host and port" in message, message
+    source = "(the proxy= option)" if configured == "option" else "(the http_proxy environment variable)"
+    assert message.endswith(source), message
+    assert errors and source in errors[0] and f"127.0.0.1:{dead_port}" in errors[0], errors
+    _no_secrets(message, *errors)
+
+
+@pytest.mark.parametrize("kind", ["voxsig", "genesys-auto"])
+def test_a_proxy_answering_407_is_named_with_what_to_check(
+    voxsig_server: FakeVoxsigServer, gws: FakeGenesysServer, no_env_proxy: Any, kind: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    proxy = StubProxy(
+        b'HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="corp"\r\n'
+        b"Content-Length: 13\r\n\r\naccess denied"
+    )
+    try:
+        url = voxsig_server.url if kind == "voxsig" else gws.url
+        message, errors = _failure(_client(kind, url, None, proxy=proxy.url(), reconnect=False))
+    finally:
+        proxy.close()
+    label = f"the proxy http://***@127.0.0.1:{proxy.port}"
+    assert f"cannot tunnel through {label} (for " in message, message
+    assert "answered with HTTP 407" in message and "check the proxy's user name and password" in message, message
+    assert errors and label in errors[0], errors
+    _no_secrets(message, *errors, caplog.text)
+    # It was asked with the credentials, once: a 407 is no refusal of the upgrade (no long-polling).
+    (head,) = proxy.heads
+    assert head.startswith("CONNECT 127.0.0.1:")
+    token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    assert f"Proxy-Authorization: Basic {token}" in head.split("\r\n")
+
+
+# -- a working proxy ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+def test_wss_through_a_connect_proxy_with_percent_encoded_credentials(
+    tls_files: tuple[str, str], no_env_proxy: Any, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ._echo import EchoClient
+
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    proxy = ConnectProxy()
+    hub = rs.Hub(workers=1, name="t-proxy-wss") if where == "hub" else None
+    try:
+        with _tls_server(tls_files) as server:
+            # "p@ss:w/rd" percent-encoded in the URL: the proxy must get it decoded.
+            client = EchoClient(server.url, proxy=f"http://agent:p%40ss%3Aw%2Frd@127.0.0.1:{proxy.port}",
+                                ca_bundle=tls_files[0], hub=hub, reconnect=False)  # fmt: skip
+            try:
+                rec = Recorder(client)
+                client.start()
+                conn = server.wait_for_connection(timeout=T(10))
+                conn.send({"event": "through-the-tunnel"})
+                rec.wait("through-the-tunnel", timeout=10)
+            finally:
+                client.close(timeout=T(10))
+        assert proxy.targets == [f"127.0.0.1:{server.port}"]
+        assert proxy.auth == ["Basic " + base64.b64encode(b"agent:p@ss:w/rd").decode()]
+        assert "p@ss" not in caplog.text and proxy.auth[0][6:] not in caplog.text
+    finally:
+        proxy.close()
+        if hub is not None:
+            assert hub.close(T(10))
