@@ -72,6 +72,16 @@ def dead_port() -> Iterator[int]:
 
 
 @pytest.fixture
+def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy from the environment (``http_proxy``, ``https_proxy``, ``all_proxy``,
+    ``no_proxy``, either case); returns the monkeypatch, to set some."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+@pytest.fixture
 def voxsig_server() -> Iterator[FakeVoxsigServer]:
     """The fake Voxsig (Chatwoot ActionCable) server, pinging every 0.3 s."""
     with FakeVoxsigServer(ping_interval=0.3) as server:

@@ -248,14 +248,6 @@ def proxy() -> Iterator[HttpProxy]:
     p.close()
 
 
-@pytest.fixture
-def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    return monkeypatch
-
-
 def test_proxy_option_forwards_http_requests_with_absolute_uris(
     make: Any, proxy: HttpProxy, no_env_proxy: pytest.MonkeyPatch
 ) -> None:

@@ -81,14 +81,6 @@ class StubProxy:
 
 
 @pytest.fixture
-def no_env_proxy(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    return monkeypatch
-
-
-@pytest.fixture
 def gws() -> Iterator[FakeGenesysServer]:
     server = FakeGenesysServer().start()
     try:
