@@ -38,8 +38,13 @@ call returns ``None`` (nothing finished yet) or the request's one result.
   request and updated from every response's ``Set-Cookie``.
 * Redirects are never followed: a 3xx is a result like any status (a redirect would carry the
   credentials to wherever the server points).
-* A request on a kept-alive socket that the server had closed while idle (EOF or reset before any
-  response byte) is retried once on a fresh connection, as urllib3 does.
+* Kept-alive sockets: a close seen while idle drops the socket, and :meth:`request` looks once
+  more before reusing one (urllib3's ``is_connection_dropped``), so a request goes on a fresh
+  socket rather than one the server closed.  A request that still fails on a kept-alive socket
+  (EOF or reset before any response byte) is sent once more on a fresh one only when it was not
+  sent whole (the server cannot have applied it) or the caller says it is ``idempotent``; any
+  other is an ``io`` failure that says it was not re-sent (RFC 9110 section 9.2.2: the server
+  may have applied it).
 * Host names are resolved with a blocking ``getaddrinfo`` (cached per connection): an IP literal
   or ``localhost`` costs nothing; a slow resolver delays the loop once per new socket.
 * Proxies (``proxy=``, or ``http_proxy``/``https_proxy`` with ``trust_env``; loopback never
@@ -151,6 +156,7 @@ class HttpConnection:
         "_family",
         "_got_bytes",
         "_head",
+        "_idempotent",
         "_out",
         "_prefix",
         "_reader",
@@ -232,6 +238,7 @@ class HttpConnection:
         self._body = b""
         self._extra: dict[str, str] = {}
         self._reused = False
+        self._idempotent = False
         self._got_bytes = False
         self._head = b""
         # The request head up to Content-Length, built and checked once: every request of the
@@ -260,12 +267,23 @@ class HttpConnection:
     def busy(self) -> bool:
         return self.state not in (IDLE, CLOSED)
 
-    def request(self, body: bytes, now: float, headers: dict[str, str] | None = None) -> HttpResult | None:
-        """Start a ``POST`` of ``body``; returns a result at once only when it failed at once."""
+    def request(
+        self, body: bytes, now: float, headers: dict[str, str] | None = None, *, idempotent: bool = False
+    ) -> HttpResult | None:
+        """Start a ``POST`` of ``body``; returns a result at once only when it failed at once.
+
+        ``idempotent``: the request may be applied twice, so it is sent again on a fresh
+        connection when a kept-alive one fails after sending it, before any byte of the answer
+        (a ``POST`` is not, by default: RFC 9110 section 9.2.2)."""
         if self.busy:
             raise RuntimeError("a request is already in progress on this connection")
+        if self._sock is not None and self.state == IDLE:
+            # urllib3's is_connection_dropped: a close that arrived since the loop last looked
+            # is seen now, and a fresh connection carries the request.
+            self._idle_ready()
         self._body = body
         self._extra = headers or {}
+        self._idempotent = idempotent
         self._got_bytes = False
         self._reused = self._sock is not None
         return self._begin(now)
@@ -558,7 +576,14 @@ class HttpConnection:
         return self._fail("io" if self.state in (SENDING, RECEIVING) else "connect", f"{self.url}: {exc}")
 
     def _retry_fresh(self, now: float, why: str) -> HttpResult | None:
-        log.debug("kept-alive connection to %s was closed while idle (%s): one fresh try", self.url, why)
+        """A kept-alive connection failed with no byte of an answer: one fresh try for a request
+        that cannot have been applied (not sent whole) or may be applied twice; else a failure
+        that says so (the server may have applied it)."""
+        if self.state == RECEIVING and not self._idempotent:
+            return self._fail(
+                "io", f"{self.url} closed the connection with no answer ({why}); not re-sent: it may have been applied"
+            )
+        log.debug("kept-alive connection to %s was closed (%s) before any answer: one fresh try", self.url, why)
         self._drop_socket()
         self._reused = False
         self._got_bytes = False

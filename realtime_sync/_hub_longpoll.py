@@ -14,7 +14,11 @@ held ``/meta/connect`` and the control requests).  On a hub that would be 2,000 
 * :meth:`receive` advances both requests and returns the bodies of the finished ones (a
   non-200 status is an :class:`~realtime_sync.protocols.base.HttpResult` for the adapter);
 * a held frame (``/meta/connect``) goes on the held socket, anything else on the control
-  socket; each socket carries one request at a time, the others wait in order;
+  socket; each socket carries one request at a time, the others wait in order; a request that
+  fails on a kept-alive socket after it went out is sent again only when the adapter marked its
+  frame idempotent (see :class:`~realtime_sync.protocols.base.IdempotentFrame`), else the
+  session ends and the adapter reports what was in it (a publish: an ``error`` of kind
+  ``publish``);
 * what finishes outside :meth:`receive` (a response already there when :meth:`send` wrote its
   request, a connect refused at once) is reported by waking our own selector through an
   eventfd, so the engine reads it at once instead of never;
@@ -115,7 +119,8 @@ class _Role:
     def __init__(self, conn: HttpConnection, held: bool) -> None:
         self.conn = conn
         self.held = held
-        self.queue: list[bytes] = []  # a role rarely holds more than one request
+        # (body, idempotent): a role rarely holds more than one request
+        self.queue: list[tuple[bytes, bool]] = []
         self.watched: tuple[int, int, int] | None = None  # (fd, events, socket serial) registered
 
 
@@ -177,7 +182,8 @@ class HubLongPollingConnection(LongPollingBase):
             return  # the end is reported by receive(); nothing to send it on
         role = self._held if getattr(text, "held", False) else self._control  # the adapter marks held frames
         assert role is not None
-        role.queue.append(text.encode("utf-8"))
+        # Whether it may be sent twice is the adapter's call too (IdempotentFrame, HeldFrame).
+        role.queue.append((text.encode("utf-8"), getattr(text, "idempotent", False)))
         self._pump(role, time.monotonic())
 
     def receive(self) -> Received | None:
@@ -234,7 +240,8 @@ class HubLongPollingConnection(LongPollingBase):
     def _pump(self, role: _Role, now: float) -> None:
         conn, q = role.conn, role.queue
         while q and not conn.busy and not self._ended:
-            outcome = conn.request(q.pop(0), now)
+            body, idempotent = q.pop(0)
+            outcome = conn.request(body, now, idempotent=idempotent)
             if outcome is not None:
                 self._outcome(role, outcome, now, pump=False)
         self._sync(role)

@@ -20,6 +20,14 @@ says which is which: it sends a held request as a :class:`~realtime_sync.protoco
     each outcome --> inbox --> one byte on a socketpair --> the engine's selector wakes
                                                             --> receive() returns the outcomes
 
+Kept-alive connections: before a worker reuses its idle connection it checks whether the server
+closed it meanwhile (readable while idle, as urllib3's ``is_connection_dropped``), and opens a
+fresh one first.  A request that still fails on a kept-alive connection with no byte of an answer
+(the server closed it on reading the request) may have been applied: it is sent again on a fresh
+connection only when the adapter marked its frame idempotent
+(:class:`~realtime_sync.protocols.base.IdempotentFrame`, or a ``HeldFrame``); any other (a
+publish) ends the connection, and the adapter reports it (RFC 9110 section 9.2.2).
+
 Outcomes are typed: a 200 response is its body (a text frame for the adapter); any other status
 is an :class:`~realtime_sync.protocols.base.HttpResult` (``status``, ``auth`` for 401/403,
 ``held``), handed to the adapter's ``http_result()`` (default: a credential refusal, or the end
@@ -51,6 +59,7 @@ import http.client
 import http.cookies
 import logging
 import queue
+import select
 import socket
 import ssl
 import threading
@@ -228,16 +237,40 @@ class _Http:
         self.requests = 0
 
     def post(
-        self, body: bytes, headers: dict[str, str], max_size: int, *, method: str = "POST"
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        max_size: int,
+        *,
+        method: str = "POST",
+        idempotent: bool | None = None,
     ) -> tuple[int, str, http.client.HTTPMessage, bytes]:
         """POST ``body`` (or send another ``method``); returns (status, reason, response
-        headers, response body)."""
+        headers, response body).
+
+        A kept-alive connection is checked before it is reused (urllib3's
+        ``is_connection_dropped``): readable while idle means the server closed it (or sent what
+        nobody asked for), and a fresh one is opened first.  A request that still fails on a
+        kept-alive connection with no byte of an answer is sent once more on a fresh connection
+        when it cannot have been applied (it was not sent whole) or may be applied twice
+        (``idempotent``; by default a GET is and a POST is not, RFC 9110 section 9.2.2); else
+        :class:`NotResent` is raised.
+        """
+        if idempotent is None:
+            idempotent = method in ("GET", "HEAD", "OPTIONS")
         for attempt in (0, 1):
-            if self.conn is None or self.conn.sock is None:
+            conn = self.conn
+            if conn is not None and conn.sock is not None and self.requests and _dropped(conn.sock):
+                log.debug(
+                    "the idle kept-alive connection to %s was closed by the server: not reused", self.parts.hostname
+                )
+                conn.close()
+            if conn is None or conn.sock is None:
                 self.connect()
             conn = self.conn
             assert conn is not None
             reused = self.requests > 0
+            sent = False
             try:
                 conn.request(
                     method,
@@ -245,6 +278,7 @@ class _Http:
                     body=body if method == "POST" else None,
                     headers={**headers, **self.proxy_headers},
                 )
+                sent = True
                 resp = conn.getresponse()
                 data = resp.read(max_size + 1) if max_size else resp.read()
                 if max_size and len(data) > max_size:
@@ -254,12 +288,16 @@ class _Http:
                 if resp.will_close:
                     conn.close()
                 return resp.status, resp.reason, resp.msg, data
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
                 conn.close()
-                # A keep-alive connection the server closed while idle: one fresh try (what
-                # urllib3 does).  On a fresh connection the failure is real.
+                # A kept-alive connection the server closed (while idle, or on reading this
+                # request): one fresh try, as urllib3 does, but only for a request that cannot
+                # have been applied, or may be applied twice.  On a fresh connection the
+                # failure is real.
                 if attempt or not reused or self.aborted:
                     raise
+                if sent and not idempotent:
+                    raise NotResent(f"{type(exc).__name__}: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def abort(self) -> None:
@@ -277,6 +315,25 @@ class _Http:
                 conn.close()
             except Exception:  # pragma: no cover - best effort
                 pass
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """urllib3's ``is_connection_dropped``: an idle kept-alive socket that is readable was
+    closed by the server (EOF or reset) or holds bytes nobody asked for; either way it must not
+    carry the next request."""
+    if hasattr(select, "poll"):
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        return bool(p.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # pragma: no cover - no poll()
+
+
+class NotResent(ConnectionError):
+    """A request that is not safe to repeat failed on a kept-alive connection after it was sent,
+    with no byte of an answer: the server may have applied it, so it is not sent again."""
+
+    def __init__(self, cause: str) -> None:
+        super().__init__(f"the connection was closed with no answer ({cause}); not re-sent: it may have been applied")
 
 
 class _TooBig(Exception):
@@ -389,7 +446,7 @@ class LongPollingConnection(LongPollingBase):
         self._close_called = False
         self._r: socket.socket | None = None
         self._w: socket.socket | None = None
-        self._queues: dict[str, queue.SimpleQueue[bytes | None]] = {}
+        self._queues: dict[str, queue.SimpleQueue[tuple[bytes, bool] | None]] = {}
         self._https: dict[str, _Http] = {}
         self._threads: list[threading.Thread] = []
         self._send_pending = 0
@@ -424,7 +481,7 @@ class LongPollingConnection(LongPollingBase):
         self._r.setblocking(False)
         self._w.setblocking(False)
         for role in ("send", "connect"):
-            q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+            q: queue.SimpleQueue[tuple[bytes, bool] | None] = queue.SimpleQueue()
             self._queues[role] = q
             t = threading.Thread(
                 target=self._work, args=(role, q), name=f"realtime_sync-longpoll-{self.name}-{role}", daemon=True
@@ -470,7 +527,8 @@ class LongPollingConnection(LongPollingBase):
         if role == "send":
             with self._lock:
                 self._send_pending += 1
-        self._queues[role].put(text.encode("utf-8"))
+        # Whether the request may be sent twice is the adapter's call too (IdempotentFrame).
+        self._queues[role].put((text.encode("utf-8"), getattr(text, "idempotent", False)))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Let a queued goodbye go out (up to 1 s, for ``code`` 1000), then abort the requests
@@ -532,14 +590,14 @@ class LongPollingConnection(LongPollingBase):
             self._send_idle.notify_all()
         self._signal()
 
-    def _work(self, role: str, q: queue.SimpleQueue[bytes | None]) -> None:
+    def _work(self, role: str, q: queue.SimpleQueue[tuple[bytes, bool] | None]) -> None:
         h = self._https[role]
         while True:
-            body = q.get()
-            if body is None or self._closing:
+            item = q.get()
+            if item is None or self._closing:
                 break
             try:
-                self._post(h, body, role)
+                self._post(h, item[0], role, item[1])
             finally:
                 if role == "send":
                     with self._lock:
@@ -550,14 +608,14 @@ class LongPollingConnection(LongPollingBase):
                 break
         h.abort()
 
-    def _post(self, h: _Http, body: bytes, role: str) -> None:
+    def _post(self, h: _Http, body: bytes, role: str, idempotent: bool) -> None:
         headers = dict(self._headers)
         assert self.cookies is not None
         cookie = self.cookies.header()
         if cookie:
             headers["Cookie"] = cookie
         try:
-            status, reason, msg, data = h.post(body, headers, self._max)
+            status, reason, msg, data = h.post(body, headers, self._max, idempotent=idempotent)
         except _TooBig as exc:
             self._push(FrameError(str(exc)))
             self._end(f"long-polling response too big from {self._url}")

@@ -67,9 +67,9 @@ def drive(conns: list[HttpConnection], results: dict[int, HttpResult], timeout: 
         sel.close()
 
 
-def post(conn: HttpConnection, body: bytes, timeout: float = 5.0) -> HttpResult:
+def post(conn: HttpConnection, body: bytes, timeout: float = 5.0, *, idempotent: bool = False) -> HttpResult:
     results: dict[int, HttpResult] = {}
-    early = conn.request(body, time.monotonic())
+    early = conn.request(body, time.monotonic(), idempotent=idempotent)
     if early is not None:
         return early
     drive([conn], results, timeout)
@@ -137,8 +137,10 @@ class RawServer:
     """A one-thread raw HTTP peer: ``answer(request_bytes) -> bytes | None`` per request, None
     closes the socket without an answer."""
 
-    def __init__(self, answer: Callable[[bytes, int], bytes | None]) -> None:
+    def __init__(self, answer: Callable[[bytes, int], bytes | None], close_after: tuple[int, ...] = ()) -> None:
         self.answer = answer
+        self.close_after = close_after  # request numbers after whose answer the socket is closed
+        self.closed = threading.Event()  # set when a socket was closed after an answer
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
@@ -182,6 +184,10 @@ class RawServer:
                     if out is None:
                         break
                     sock.sendall(out)
+                    if len(self.requests) in self.close_after:
+                        sock.close()  # a clean close (FIN) of the now idle kept-alive socket
+                        self.closed.set()
+                        break
 
     def close(self) -> None:
         self.listener.close()
@@ -219,17 +225,43 @@ def test_body_bound_redirect_not_followed_and_chunked() -> None:
         srv.close()
 
 
-def test_a_kept_alive_socket_closed_by_the_server_is_retried_once_fresh() -> None:
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_a_request_dropped_after_it_was_read_is_sent_again_only_when_idempotent(idempotent: bool) -> None:
+    # The server reads the 2nd request on the kept-alive socket, then closes it with no answer:
+    # it may have applied it (RFC 9110 section 9.2.2), so only an idempotent request goes again.
     def answer(head: bytes, n: int) -> bytes | None:
-        return _ok(b"[]") if n != 2 else None  # the 2nd request: the server drops the idle socket
+        return _ok(b"[]") if n != 2 else None
 
     srv = RawServer(answer)
     try:
         conn = HttpConnection(f"http://127.0.0.1:{srv.port}/x", ConnectOptions())
         assert isinstance(post(conn, b"[1]"), HttpResponse)
-        r = post(conn, b"[2]")
+        r = post(conn, b"[2]", idempotent=idempotent)
+        if idempotent:
+            assert isinstance(r, HttpResponse) and r.status == 200, r
+            assert conn.sockets_opened == 2 and len(srv.requests) == 3
+        else:
+            assert isinstance(r, HttpFailure) and r.kind == "io" and "not re-sent" in r.message, r
+            assert len(srv.requests) == 2  # sent once, never again
+            assert isinstance(post(conn, b"[3]"), HttpResponse)  # the next one: a fresh socket
+        conn.close()
+    finally:
+        srv.close()
+
+
+def test_a_kept_alive_socket_the_server_closed_is_not_reused() -> None:
+    # The server closes the idle socket cleanly after its 1st answer; the next request is made
+    # before the loop looked at that socket again: request() sees the close itself (urllib3's
+    # is_connection_dropped) and opens a fresh socket, so a request that must not be sent twice
+    # is never written to a closed socket.
+    srv = RawServer(lambda head, n: _ok(b"[]"), close_after=(1,))
+    try:
+        conn = HttpConnection(f"http://127.0.0.1:{srv.port}/x", ConnectOptions())
+        assert isinstance(post(conn, b"[1]"), HttpResponse)
+        assert srv.closed.wait(T(5))
+        r = post(conn, b"[2]")  # not idempotent
         assert isinstance(r, HttpResponse) and r.status == 200, r
-        assert conn.sockets_opened == 2
+        assert conn.sockets_opened == 2 and len(srv.requests) == 2
         conn.close()
     finally:
         srv.close()

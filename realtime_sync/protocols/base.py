@@ -62,6 +62,7 @@ __all__ = [
     "ConnectRequest",
     "HeldFrame",
     "HttpResult",
+    "IdempotentFrame",
     "SubState",
     "SubscriptionRegistry",
     "truncate",
@@ -126,6 +127,28 @@ class HeldFrame(str):
 
     __slots__ = ()
     held = True
+    #: A held ``/meta/connect`` is safe to send again (see :class:`IdempotentFrame`).
+    idempotent = True
+
+
+class IdempotentFrame(str):
+    """A text frame that may be sent again when its request failed without an answer.
+
+    A long-polling connection sends each frame as an HTTP ``POST``.  When a kept-alive connection
+    fails after the request went out and before any byte of the response came back, the server
+    may or may not have applied it (RFC 9110 section 9.2.2: a client should not retry a
+    non-idempotent request automatically).  The transport sends such a frame again on a fresh
+    connection only when the adapter marked it idempotent; any other frame (a plain ``str``,
+    say a publish) is not re-sent: its request fails, and the adapter reports what was in it.
+    The adapter decides, not the transport: the transport never parses frames.
+
+    >>> IdempotentFrame('[{"channel":"/meta/subscribe"}]').idempotent
+    True
+    """
+
+    __slots__ = ()
+    held = False
+    idempotent = True
 
 
 @attrs.frozen

@@ -61,9 +61,29 @@ carry no de-duplication.  So a publish that may not have arrived is one ``error`
 
 * refused by the server (``successful: false``, with its error);
 * in flight when its connection was lost (an HTTP error status on a long-polling request, the
-  connection dropped, a reply overdue);
+  connection dropped, a kept-alive HTTP connection closed after the request went out, a reply
+  overdue);
 * held for a session that never came: the client closed first, or the server said stop (advice
   ``none``).
+
+Which requests may be sent twice.  Over long-polling, a request on a kept-alive HTTP connection
+that fails before any byte of its answer came back may or may not have been applied.  The
+transport sends it again on a fresh connection only when this adapter marked its frame
+(:class:`~realtime_sync.protocols.base.IdempotentFrame`, or the held connect's
+:class:`~realtime_sync.protocols.base.HeldFrame`), that is when every message in it is on a
+``/meta/`` channel, whose repetition changes nothing the client relies on:
+
+* ``/meta/connect``: the poll itself; a second one supersedes the first (the server answers the
+  older one), and the ``ack`` extension's value is the same batch id again;
+* ``/meta/subscribe`` and ``/meta/unsubscribe``: set operations on the session's subscriptions;
+* ``/meta/handshake``: at worst an extra session that never connects, dropped by the server after
+  ``maxInterval`` (no subscription, no message);
+* ``/meta/disconnect``: the session ends either way (a repeat is answered "unknown client", and
+  any disconnect reply closes).
+
+A frame with anything else (a publish on a broadcast channel, a ``/service/`` request, a raw
+frame from ``send_text``) is never re-sent: its request fails, the connection ends, and each
+publish in it is reported as below.
 
 A publish in flight at a normal ``close()`` is not failed (cometd.js waits for its reply, and it
 most likely arrived); it is logged at INFO as unconfirmed.
@@ -88,7 +108,7 @@ from .._redact import redact, register_secrets_in
 from ..config import ReconnectPolicy
 from ..events import ErrorInfo, Subscription
 from ..exceptions import ConfigurationError, ProtocolError
-from .base import BAD, Adapter, HeldFrame, truncate
+from .base import BAD, Adapter, HeldFrame, IdempotentFrame, truncate
 
 __all__ = [
     "AckExtension",
@@ -115,6 +135,12 @@ Decoder = Callable[[str, Any], "tuple[str, Any, Any] | tuple[str, Any, Any, str 
 
 _META = "/meta/"
 _MAX_QUEUED_PUBLISHES = 1000
+
+
+def _safe_to_repeat(message: dict[str, Any]) -> bool:
+    """A message whose second delivery changes nothing (see the module docstring)."""
+    channel = message.get("channel")
+    return isinstance(channel, str) and channel.startswith(_META)
 
 
 def default_decoder(channel: str, data: Any) -> tuple[str, Any, Any]:
@@ -1051,6 +1077,8 @@ class BayeuxAdapter(Adapter):
         if out:
             if held:
                 self._frames.append(HeldFrame(dumps(out)))
+            elif all(_safe_to_repeat(m) for m in out):
+                self._frames.append(IdempotentFrame(dumps(out)))
             else:
                 self._send(out)
 
