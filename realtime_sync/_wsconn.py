@@ -1,11 +1,13 @@
 """The websocket connection used by the transport thread.
 
-websocket-client opens the socket (DNS, TCP, SOCKS proxy, TLS), except through an HTTP proxy,
-where TCP, ``CONNECT`` and TLS are ours (on a socket :meth:`WebSocketConnection.abort` can reach:
-a proxy that never answers cannot hold ``close()``); the HTTP upgrade (RFC 6455 4.1) is ours too, so that ``connect_timeout`` bounds the whole handshake, the
-response head is read linearly and bounded, a refused handshake's body is read only up to a
-bound (and discarded), and a redirect is never followed (the handshake carries the credentials).  After it, the bytes go
-through the sans-I/O codec of :mod:`realtime_sync._frames`:
+TCP, an HTTP proxy's ``CONNECT`` and TLS happen on a socket of ours, which
+:meth:`WebSocketConnection.abort` can reach at every step (a proxy or a TLS server that never
+answers cannot hold ``close()``); websocket-client makes the socket only through a SOCKS proxy
+(with python-socks).  The HTTP upgrade (RFC 6455 4.1) is ours too, so that ``connect_timeout``
+bounds the whole handshake, the response head is read linearly and bounded, a refused
+handshake's body is read only up to a bound (and discarded), and a redirect is never followed
+(the handshake carries the credentials).  After it, the bytes go through the sans-I/O codec of
+:mod:`realtime_sync._frames`:
 
 * one ``recv()`` of up to 256 KiB parses every frame it holds, instead of websocket-client's
   two or three ``recv()`` calls per frame;
@@ -432,8 +434,9 @@ class WebSocketConnection:
     def open(self, request: ConnectRequest, options: ConnectOptions) -> None:
         """Connect and do the opening handshake (RFC 6455 4.1), all within ``connect_timeout``.
 
-        websocket-client opens the socket (DNS, TCP, SOCKS, TLS with the options' certificates),
-        except through an HTTP proxy (see :meth:`_tunnel`); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
+        TCP, an HTTP proxy's ``CONNECT`` and TLS (with the options' certificates) run on a socket
+        that :meth:`abort` can reach (see :meth:`_connect`; websocket-client makes it only
+        through a SOCKS proxy); the HTTP upgrade is ours, so that: ``connect_timeout`` bounds the
         whole handshake (a server trickling its answer cannot keep us connecting); the response
         head is read linearly and bounded (:data:`MAX_HANDSHAKE_HEAD`), and at most
         :data:`MAX_REFUSED_BODY` of a refused handshake's body is read (then discarded); a redirect is never followed (the handshake carries
@@ -474,17 +477,11 @@ class WebSocketConnection:
         target = _target(url)
         proxy = _proxy_kwargs(options, url)
         _refuse_https_proxy(proxy, target.host, target.secure, options)
-        # Direct or through SOCKS, websocket-client's socket layer (DNS, TCP, SOCKS, TLS); through
-        # an HTTP proxy, ours (see _tunnel).  Each blocking step is bounded by the time left
-        # (CPython bounds a whole TLS handshake by the socket timeout); from the upgrade on,
-        # every read gets only what remains.
+        # Each blocking step is bounded by the time left (CPython bounds a whole TLS handshake by
+        # the socket timeout); from the upgrade on, every read gets only what remains.
         via = ws_http.proxy_info(**proxy)
-        hop = _http_proxy(via, target, options)
-        if hop is not None:
-            # An HTTP proxy: TCP, CONNECT and TLS on a socket of ours, so abort() reaches every
-            # step (websocket-client's own socket would hide a proxy that never answers).
-            sock = self._tunnel(hop, target, options, deadline, url)
-        else:
+        if via.proxy_host and via.proxy_protocol != "http":
+            # SOCKS: python-socks makes the socket inside websocket-client (DNS, TCP, SOCKS, TLS).
             sock_opt = ws_socket.sock_opt(None, _sslopt(options))
             sock_opt.timeout = _remaining(deadline)
             try:
@@ -492,6 +489,11 @@ class WebSocketConnection:
             except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
                 raise _proxy_error(exc, via, target, url) or exc
             self._sock = sock  # visible to abort() from now on
+        else:
+            # Direct or through an HTTP proxy: TCP, CONNECT and TLS on a socket of ours, so that
+            # abort() reaches every step (a proxy or a TLS server that never answers cannot hold
+            # close() for the whole connect_timeout).
+            sock = self._connect(target, _http_proxy(via, target, options), options, deadline, url)
         if self._aborted:  # it came while the socket was being made (see abort())
             raise ConnectionAbortedError("the handshake was aborted")
         key, head = _upgrade_request(request, target)
@@ -509,16 +511,20 @@ class WebSocketConnection:
         if self._aborted:
             raise ConnectionAbortedError("the handshake was aborted")
 
-    def _tunnel(
-        self, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
+    def _connect(
+        self, target: _Target, hop: _Hop | None, options: ConnectOptions, deadline: float | None, url: str
     ) -> socket.socket:
-        """TCP to the proxy, ``CONNECT host:port`` (RFC 9110 9.3.6), then TLS with the server
-        through the tunnel for ``wss://``; each step within the deadline, each on a socket that
-        :meth:`abort` can shut down (which ends a blocked connect, read or TLS handshake at once).
-        An error in the proxy's part names the proxy (credentials hidden) and what to check."""
+        """TCP to the server or to the HTTP proxy ``hop``; through a proxy, ``CONNECT host:port``
+        (RFC 9110 9.3.6); then TLS with the server for ``wss://``.  Each step within the
+        deadline, each on a socket that :meth:`abort` can shut down (which ends a blocked
+        connect, read or TLS handshake at once).  An error in the proxy's part names the proxy
+        (credentials hidden) and what to check."""
+        host, port = (target.host, target.port) if hop is None else (hop.host, hop.port)
         try:
-            infos = socket.getaddrinfo(hop.host, hop.port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         except socket.gaierror as exc:
+            if hop is None:
+                raise
             raise hop.refused(url, f"cannot resolve its host name ({exc})", "check the proxy's host name") from None
         sock: socket.socket | None = None
         for i, (family, kind, proto, _name, addr) in enumerate(infos):
@@ -531,6 +537,8 @@ class WebSocketConnection:
                 sock.connect(addr)
                 break
             except TimeoutError:
+                if hop is None:
+                    raise
                 raise hop.refused(
                     url,
                     f"no TCP connection within connect_timeout={options.connect_timeout}s",
@@ -541,10 +549,29 @@ class WebSocketConnection:
                     raise
                 if i + 1 < len(infos) and exc.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
                     sock.close()
-                    continue  # the next address of the proxy's name
+                    continue  # the name's next address
+                if hop is None:
+                    raise
                 raise hop.refused(url, f"{type(exc).__name__}: {exc}", "check the proxy's host and port") from None
         assert sock is not None
         self._own(sock)  # (again: abort() may have come while connecting)
+        if hop is not None:
+            self._tunnel(sock, hop, target, options, deadline, url)
+        if not target.secure:
+            return sock
+        # TLS with the server (end to end through a proxy's tunnel); the handshake runs once the
+        # SSLSocket is ours (do_handshake_on_connect=False), so that abort() can end it.
+        tls = ws_http._ssl_socket(sock, {**_sslopt(options), "do_handshake_on_connect": False}, target.host)
+        self._own(tls)
+        tls.settimeout(_remaining(deadline))
+        tls.do_handshake()
+        return tls
+
+    def _tunnel(
+        self, sock: socket.socket, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
+    ) -> None:
+        """``CONNECT host:port`` on ``sock`` (connected to the proxy); raises unless a 2xx answer
+        opened the tunnel."""
         authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
         lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
         if hop.auth is not None:
@@ -573,15 +600,6 @@ class WebSocketConnection:
         if not 200 <= answer.status < 300:
             what = f"CONNECT {authority} answered with HTTP {answer.status}"
             raise hop.refused(url, what, _tunnel_hint(answer.status, authority), verb="tunnel through")
-        if not target.secure:
-            return sock
-        # TLS with the server, end to end through the tunnel; the handshake runs after the
-        # SSLSocket is ours (do_handshake_on_connect=False), so that abort() can end it.
-        tls = ws_http._ssl_socket(sock, {**_sslopt(options), "do_handshake_on_connect": False}, target.host)
-        self._own(tls)
-        tls.settimeout(_remaining(deadline))
-        tls.do_handshake()
-        return tls
 
     def begin_open(self, request: ConnectRequest, options: ConnectOptions) -> Handshake | None:
         """The opening handshake as a non-blocking :class:`Handshake` for an I/O loop to drive
@@ -639,11 +657,11 @@ class WebSocketConnection:
         """Interrupt an ``open()`` blocked in the handshake; called from another thread.
 
         Once TCP (and TLS) is up, shutting the socket down makes the blocked ``recv()`` return at
-        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  Through an HTTP
-        proxy the socket is ours from before its TCP connect, so the connect, the wait for the
-        proxy's answer to ``CONNECT`` and the TLS handshake end at once too.  Sticky: an abort
-        that comes before the socket exists (DNS; TCP, SOCKS and TLS inside websocket-client when
-        direct) makes the handshake fail as soon as the socket is there, instead of being missed.
+        once, so ``open()`` raises instead of waiting for ``connect_timeout``.  The socket is ours
+        from before its TCP connect, so the connect, the wait for an HTTP proxy's answer to
+        ``CONNECT`` and the TLS handshake end at once too.  Sticky: an abort that comes before
+        the socket exists (DNS; through SOCKS, everything inside websocket-client) makes the
+        handshake fail as soon as the socket is there, instead of being missed.
         """
         self._aborted = True
         sock = self._sock

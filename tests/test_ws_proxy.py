@@ -36,6 +36,7 @@ class StubProxy:
         self.port = self.sock.getsockname()[1]
         self.heads: list[str] = []
         self.accepted = threading.Semaphore(0)
+        self.heard = threading.Event()  # bytes arrived (a request, or a TLS ClientHello)
         self.asked = threading.Event()  # a request head arrived
         self.tunnelled = threading.Event()  # bytes came after the head (a TLS ClientHello)
         self.ended = threading.Event()  # a client closed its connection
@@ -63,6 +64,7 @@ class StubProxy:
                 if not chunk:
                     self.ended.set()
                     return
+                self.heard.set()
                 data += chunk
             self.heads.append(data.split(b"\r\n\r\n")[0].decode("latin-1"))
             self.asked.set()
@@ -101,6 +103,24 @@ def _realtime_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name}
 
 
+def _closes_at_once(client: Any, peer: StubProxy, hub: rs.Hub | None, before: set[str]) -> None:
+    """``client.close()`` returns at once (well within a second plus the 1 s goodbye grace),
+    the peer sees its connection end, and no thread of the client's is left working: standalone,
+    none alive; on ``hub``, the handshake thread free and ``hub.close()`` as quick."""
+    started = time.monotonic()
+    client.close(timeout=T(10))
+    took = time.monotonic() - started
+    assert took < T(2.0), f"close() took {took:.2f}s with the handshake stuck"
+    assert peer.ended.wait(T(2)), "the connection was not closed"
+    if hub is None:
+        assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
+        return
+    poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
+    started = time.monotonic()
+    assert hub.close(T(10))
+    assert time.monotonic() - started < T(2.0)
+
+
 # -- close() during a handshake stuck in the proxy ------------------------------------------------
 
 
@@ -127,22 +147,27 @@ def test_close_ends_a_handshake_stuck_in_the_proxy_at_once(
         assert proxy.asked.wait(T(10)), "the client never sent CONNECT to the proxy"
         if stuck == "tls-through-the-tunnel":
             assert proxy.tunnelled.wait(T(10)), "the client never began TLS through the tunnel"
-        started = time.monotonic()
-        client.close(timeout=T(10))
-        took = time.monotonic() - started
-        assert took < T(2.0), f"close() took {took:.2f}s with the handshake stuck in the proxy"
-        if hub is None:
-            assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
-        # On the wire: the proxy saw the connection end (the socket was shut down, not leaked).
-        assert proxy.ended.wait(T(2)), "the connection to the proxy was not closed"
-        if hub is not None:  # the handshake thread is free again, and the hub closes at once
-            poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
-            started = time.monotonic()
-            assert hub.close(T(10))
-            assert time.monotonic() - started < T(2.0)
-            hub = None
+        _closes_at_once(client, proxy, hub, before)
     finally:
         proxy.close()
+        if hub is not None:
+            hub.close(T(10))
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+def test_close_ends_a_tls_handshake_with_a_silent_server_at_once(where: str, no_env_proxy: Any) -> None:
+    """The same without a proxy: a server that accepts the connection and never answers TLS."""
+    silent = StubProxy(None)  # no proxy here: a "server" that reads and never answers
+    hub = rs.Hub(workers=1, name="t-silent-tls") if where == "hub" else None
+    before = _realtime_threads()
+    try:
+        url = f"wss://127.0.0.1:{silent.port}/cable"
+        client = _client("voxsig", url, hub, connect_timeout=T(60), reconnect=False)
+        client.start()
+        assert silent.heard.wait(T(10)), "the client never began TLS"
+        _closes_at_once(client, silent, hub, before)
+    finally:
+        silent.close()
         if hub is not None:
             hub.close(T(10))
 
