@@ -100,6 +100,10 @@ _FAST_JSON = _json.CODEC == "orjson"
 #: Events taken off the queue at a time by the dispatcher thread.
 _BATCH = 64
 
+#: Seconds the dispatcher, caught up, waits for more before it calls ``idle`` (see
+#: Dispatcher.idle): a busy feed notifies it long before; a quiet one gets its last events freed.
+_IDLE_AFTER = 0.05
+
 
 def _size(value: Any, depth: int) -> int:
     t = type(value)
@@ -241,6 +245,10 @@ class Dispatcher:
         #: Engine._release): the events were built on another thread, and freeing them there
         #: keeps their memory on the CPU that reuses it.  None: freed here.
         self.release: Callable[[list[Event]], Any] | None = None
+        #: Called on this thread (no lock held) when batches were released and nothing more
+        #: came for ``_IDLE_AFTER`` seconds: the engine frees them then, rather than at its next
+        #: read or timer (a quiet connection would keep the last events, however large).
+        self.idle: Callable[[], Any] | None = None
         self.dispatched = 0
         self.handler_errors = 0
         self.dropped = 0
@@ -417,24 +425,37 @@ class Dispatcher:
 
     def _loop(self) -> None:
         cond = self._cond
+        released = False  # batches went to self.release since idle() was last called
         while True:
             with cond:
+                quiet = False
                 while not self._queue and not self._stopping:
-                    cond.wait()
-                if not self._queue:
-                    return
-                # A bounded batch, counted in the bound while delivered: taking the whole queue
-                # let another max_queue events wait behind it (twice the bound).
-                q, wq = self._queue, self._weights
-                k = min(len(q), _BATCH)
-                batch = [q.popleft() for _ in range(k)]
-                self._queued_bytes -= sum([wq.popleft() for _ in range(k)])
-                self._in_flight = k
-                caught_up = not q
-                drained = None
-                if self._drain_wanted and len(q) <= self._low:
-                    self._drain_wanted = False
-                    drained = self._on_drained
+                    if not released:
+                        cond.wait()
+                    elif not cond.wait(_IDLE_AFTER):
+                        quiet = True  # nothing came: idle() below, outside the lock
+                        break
+                if not quiet:
+                    if not self._queue:
+                        return
+                    # A bounded batch, counted in the bound while delivered: taking the whole
+                    # queue let another max_queue events wait behind it (twice the bound).
+                    q, wq = self._queue, self._weights
+                    k = min(len(q), _BATCH)
+                    batch = [q.popleft() for _ in range(k)]
+                    self._queued_bytes -= sum([wq.popleft() for _ in range(k)])
+                    self._in_flight = k
+                    caught_up = not q
+                    drained = None
+                    if self._drain_wanted and len(q) <= self._low:
+                        self._drain_wanted = False
+                        drained = self._on_drained
+            if quiet:
+                released = False
+                idle = self.idle
+                if idle is not None:
+                    idle()
+                continue
             if drained is not None:
                 drained()  # the feeder resumes while this batch is delivered
             report = self._reports.take(caught_up=caught_up)
@@ -444,6 +465,7 @@ class Dispatcher:
             release = self.release
             if release is not None:
                 release(batch)
+                released = True
             batch = report = None  # type: ignore[assignment]  # no reference left here
 
     def _deliver(self, event: Event) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from realtime_sync import Client
+from realtime_sync import Client, dispatch
 
 from ._echo import EchoAdapter
 from .conftest import FAST, T
@@ -51,7 +51,10 @@ def _client(url: str, adapter: _TracingAdapter) -> Client[Any]:
     return Client(url, adapter=adapter, reconnect=FAST)
 
 
-def test_delivered_events_are_freed_on_the_transport_thread(echo_server):
+def test_delivered_events_are_freed_on_the_transport_thread(echo_server, monkeypatch):
+    # A dispatcher left without events for _IDLE_AFTER frees what is left itself (next test);
+    # a loaded machine can pause the server that long, so here it never does.
+    monkeypatch.setattr(dispatch, "_IDLE_AFTER", 3600.0)
     n = 200
     adapter = _TracingAdapter(n)
     client = _client(echo_server.url, adapter)
@@ -104,3 +107,20 @@ def test_close_keeps_no_delivered_event(echo_server):
     # must not leave them behind.
     client.close(timeout=T(5))
     assert adapter.all_freed.wait(T(5)), f"{len(adapter.freed)} of {n} freed after close()"
+
+
+def test_a_quiet_connection_keeps_no_delivered_event(echo_server):
+    # The last events of a burst, then silence: no read or timer comes to free them, so the
+    # dispatcher, caught up and given nothing more for a moment, frees them (they may be large).
+    n = 40
+    adapter = _TracingAdapter(n)
+    client = _client(echo_server.url, adapter)
+    try:
+        client.on("tick", lambda e: None)
+        client.start()
+        conn = echo_server.wait_for_connection(timeout=T(5))
+        for i in range(n):
+            conn.send({"event": "tick", "id": i})
+        assert adapter.all_freed.wait(T(10)), f"{len(adapter.freed)} of {n} freed with the connection quiet"
+    finally:
+        client.close(timeout=T(5))
