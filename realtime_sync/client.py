@@ -38,6 +38,7 @@ from .exceptions import (
     ClientClosedError,
     ClientForkedError,
     ConfigurationError,
+    ConnectError,
     RemoteError,
     TokenError,
     WaitTimeout,
@@ -482,7 +483,10 @@ class Client(Generic[A]):
         seconds (its message names the last error, e.g. the connection refused);
         :class:`~realtime_sync.AuthenticationError` when the server refuses the credentials;
         :class:`~realtime_sync.RemoteError` when it rejects a subscription;
-        :class:`~realtime_sync.ClientClosedError` when the client stops for good meanwhile.
+        :class:`~realtime_sync.ConnectError` when connecting failed and the reconnect policy
+        gave up (``reconnect=False``, ``max_attempts``): the last failure in the message, its
+        exception as ``__cause__``; :class:`~realtime_sync.ClientClosedError` when the client
+        stops for good meanwhile for another reason.
 
         >>> client.subscribe_ticket(42)                      # doctest: +SKIP
         >>> client.wait_connected(timeout=10)                # doctest: +SKIP
@@ -528,6 +532,14 @@ class Client(Generic[A]):
             # The refusal's own class (TokenRefusedError when the token endpoint refused).
             kind = type(cause) if isinstance(cause, AuthenticationError) else AuthenticationError
             error = kind(s.last_error.message)
+        elif s.last_error is not None and s.last_error.kind == "connect" and s.last_error is not before:
+            # Reconnecting gave up (reconnect=False, max_attempts): the network's failure, as
+            # ConnectError, whatever the last attempt's own exception was.
+            cause = s.last_error.exception
+            error = ConnectError(
+                f"could not connect; the client stopped for good (its reconnect policy gave up): {s.last_error.message}"
+            )
+            error.__cause__ = cause
         else:
             last = s.last_error
             detail = f": {last.kind}: {last.message}" if last is not None else ""

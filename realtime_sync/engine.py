@@ -897,7 +897,8 @@ class Engine(Generic[A]):
         b = self.backoff.current
         if b.exhausted:
             if self.options.reconnect.max_attempts:
-                self._error("connect", f"giving up after {b.failures} consecutive failed attempts (max_attempts)")
+                last = f"; the last: {b.history[-1]}" if b.history and b.history[-1] else ""
+                self._error("connect", f"giving up after {b.failures} consecutive failed attempts (max_attempts){last}")
             reason = "max_attempts reached" if self.options.reconnect.max_attempts else "reconnect disabled"
             self._finish(reason, announce=not announced)
             return
