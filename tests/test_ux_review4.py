@@ -221,7 +221,7 @@ def test_a_dead_proxy_is_named_in_the_error_with_its_credentials_redacted(
     errors: list[str] = []
     client.on("error", lambda e: errors.append(e.data.message))
     try:
-        with pytest.raises(rs.ClientClosedError) as caught:
+        with pytest.raises(rs.ConnectError) as caught:
             client.start(wait=True, timeout=T(10))
     finally:
         if vendor != "voxsig":

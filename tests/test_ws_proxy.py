@@ -179,7 +179,7 @@ def _failure(client: Any) -> tuple[str, list[str]]:
     """Start ``client`` (reconnect=False) and return why it closed, and its error events."""
     errors: list[str] = []
     client.on("error", lambda e: errors.append(e.data.message))
-    with pytest.raises(rs.ClientClosedError) as caught:
+    with pytest.raises(rs.ConnectError) as caught:
         client.start(wait=True, timeout=T(15))
     return str(caught.value), errors
 
