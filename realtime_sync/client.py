@@ -421,6 +421,11 @@ class Client(Generic[A]):
         """
         if not isinstance(name, str) or not name:
             raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")
+        if isinstance(entity_id, (list, set, frozenset, dict)):
+            raise ConfigurationError(
+                f"entity_id is one id (a str or int; VoxsigClient(all_accounts=True): an (account_id, id) "
+                f"tuple), got a {type(entity_id).__name__}: register the handler once per id"
+            )
         if handler is not None:  # (the decorator form comes back here with its function)
             check_event_name(name, self.known_events, type(self).__name__)
         if handler is None:

@@ -24,3 +24,17 @@ def test_start_wait_raises_connect_error_when_reconnecting_gives_up(dead_port: i
     assert "refused" in message.lower(), message  # the last failure, not only "giving up"
     assert "p-secret-1" not in message
     assert client.closed
+
+
+@pytest.mark.parametrize("ids", [[3, 4], {3}, {3: 4}])
+def test_on_refuses_a_collection_of_entity_ids(ids: object) -> None:
+    # Ids are compared as strings: str([3, 4]) matches no event, so the handler would never run.
+    client = rs.VoxsigClient("ws://127.0.0.1:1/cable", pubsub_token="p")
+    try:
+        with pytest.raises(rs.ConfigurationError, match="once per id"):
+            client.on("message.created", lambda e: None, entity_id=ids)
+        with pytest.raises(rs.ConfigurationError, match="once per id"):
+            client.on("message.created", entity_id=ids)
+        client.on("message.created", lambda e: None, entity_id=(1, 3))  # all_accounts' (account, id)
+    finally:
+        client.close(timeout=T(5))
