@@ -116,9 +116,12 @@ def test_contact_subscription(cable: ActionCableServer, clients: Any) -> None:
     assert rec.wait_count("message.created")[0].entity_id == 9
 
 
-def test_presence_reaches_the_server_at_once_and_at_the_interval(cable: ActionCableServer, clients: Any) -> None:
-    token = "user-7-presence"
-    client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=0.5)
+def test_presence_reaches_the_server_at_once_and_at_the_interval(
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
+) -> None:
+    # On a hub the presence timer is one entry in the loop's heap, not a thread of the client.
+    token = f"user-7-presence-{'hub' if hub else 'alone'}"
+    client = clients(cable.url, token, account_id=1, user_id=7, presence_interval=0.5, **on(hub))
     rec = Recorder(client)
     client.start()
     rec.wait_count("subscribed")
@@ -136,8 +139,10 @@ def test_an_account_the_user_is_not_in_gets_no_answer(cable: ActionCableServer, 
     assert rej.subscription == client.room and "no confirmation" in (rej.data.reason or "")
 
 
-def test_exception_in_subscribed_is_reported_after_the_confirm_timeout(cable: ActionCableServer, clients: Any) -> None:
-    client = clients(cable.url, "explode", account_id=1, user_id=7, confirm_timeout=1.0)
+def test_exception_in_subscribed_is_reported_after_the_confirm_timeout(
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
+) -> None:
+    client = clients(cable.url, "explode", account_id=1, user_id=7, confirm_timeout=1.0, **on(hub))
     rec = Recorder(client)
     client.start()
     (rej,) = rec.wait_count("subscription_rejected", timeout=10)
@@ -187,7 +192,9 @@ def test_unauthorized_disconnect_makes_start_wait_raise_authentication_error(
     assert last is not None and last.kind == "auth" and "unauthorized" in last.message
 
 
-def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any) -> None:
+def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any, hub: rs.Hub | None) -> None:
+    # Rails answers the upgrade with a plain HTTP 404 (Connection#respond_to_invalid_request): on
+    # a hub the non-blocking handshake on the loop reports it as the blocking one does.
     client = clients(
         cable.url,
         "user-token-1",
@@ -195,6 +202,7 @@ def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any) -> None
         user_id=7,
         origin="https://evil.example",
         reconnect=rs.ReconnectPolicy(instant_retries=0, interval=30, max_interval=30),
+        **on(hub),
     )
     rec = Recorder(client)
     client.start()
@@ -202,9 +210,9 @@ def test_wrong_origin_is_refused(cable: ActionCableServer, clients: Any) -> None
     assert error.data.kind == "connect" and "404" in error.data.message
 
 
-def test_stalled_server_is_detected_and_replaced(cable: ActionCableServer, clients: Any) -> None:
-    token = "user-7-stale"
-    client = clients(cable.url, token, account_id=1, user_id=7, stale_after=1.5)
+def test_stalled_server_is_detected_and_replaced(cable: ActionCableServer, clients: Any, hub: rs.Hub | None) -> None:
+    token = f"user-7-stale-{'hub' if hub else 'alone'}"
+    client = clients(cable.url, token, account_id=1, user_id=7, stale_after=1.5, **on(hub))
     rec = Recorder(client)
     client.start()
     rec.wait_count("subscribed")
@@ -219,10 +227,11 @@ def test_stalled_server_is_detected_and_replaced(cable: ActionCableServer, clien
     assert rec.wait_count("message.created")[0].entity_id == 5
 
 
-def test_burst_of_thousands_complete_and_in_order(cable: ActionCableServer, clients: Any) -> None:
-    token = "user-7-burst"
+def test_burst_of_thousands_complete_and_in_order(cable: ActionCableServer, clients: Any, hub: rs.Hub | None) -> None:
+    # On a hub: the loop reads, the client's lane on the worker pool delivers, in order.
+    token = f"user-7-burst-{'hub' if hub else 'alone'}"
     count = 5000
-    client = clients(cable.url, token, account_id=1, user_id=7)
+    client = clients(cable.url, token, account_id=1, user_id=7, **on(hub))
     ids: list[int] = []
     done = threading.Event()
 
@@ -273,12 +282,12 @@ def test_server_restart_then_process_restart(
 
 
 def test_retried_subscribes_are_ignored_by_rails_and_the_failure_is_reported(
-    cable: ActionCableServer, clients: Any
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
 ) -> None:
     # An unknown token: RoomChannel#subscribed raises, Rails keeps the identifier and ignores the
     # client's repeated subscribes (the channel's `subscribed` runs once), the client reports.
-    token = "nobody-retry-probe"
-    client = clients(cable.url, token, account_id=1, user_id=7, retry_interval=0.1, confirm_timeout=1.0)
+    token = f"nobody-retry-probe-{'hub' if hub else 'alone'}"
+    client = clients(cable.url, token, account_id=1, user_id=7, retry_interval=0.1, confirm_timeout=1.0, **on(hub))
     rec = Recorder(client)
     client.start()
     (rej,) = rec.wait_count("subscription_rejected", timeout=10)
@@ -288,9 +297,12 @@ def test_retried_subscribes_are_ignored_by_rails_and_the_failure_is_reported(
     assert rec.named("subscribed") == []
 
 
-def test_unsubscribe_then_reconnect_does_not_restore_on_rails(cable: ActionCableServer, clients: Any) -> None:
-    gone_token, kept_token = "user-7-unsub-gone", "user-7-unsub-kept"
-    client = rs.ActionCableClient(cable.url, reconnect=FAST, stale_after=6.0)
+def test_unsubscribe_then_reconnect_does_not_restore_on_rails(
+    cable: ActionCableServer, clients: Any, hub: rs.Hub | None
+) -> None:
+    where = "hub" if hub else "alone"
+    gone_token, kept_token = f"user-7-unsub-gone-{where}", f"user-7-unsub-kept-{where}"
+    client = rs.ActionCableClient(cable.url, reconnect=FAST, stale_after=6.0, **on(hub))
     try:
         rec = Recorder(client)
         gone = client.subscribe({"channel": "RoomChannel", "pubsub_token": gone_token, "account_id": 1, "user_id": 7})
@@ -531,3 +543,37 @@ def test_many_clients_on_one_hub_resubscribe_after_restarts_and_close_leaves_no_
         assert [t.name for t in hub.threads if t.is_alive()] == []
         assert [t.name for t in threading.enumerate() if t.name.startswith(f"realtime_sync-{name}")] == []
         assert hub.stats.threads == 0 and all(c.closed for c in clients)
+
+
+def test_refused_clients_leave_the_hub_when_closed(cable: ActionCableServer) -> None:
+    """A client the server stopped for good (Rails' reject_unauthorized_connection: the upgrade
+    succeeds, then ``connect`` raises in Connection#handle_open before the welcome and Rails sends
+    ``{"type":"disconnect","reason":"unauthorized","reconnect":false}``) is closed by
+    ``start(wait=True)`` raising, or by ``run_forever()`` returning; it must leave the hub then,
+    as any closed client does: a long-running hub where tokens get refused must not keep every
+    refused client (and count it in ``hub.stats``) until the hub itself closes.  The hub's other
+    clients carry on."""
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-rails-left")
+    try:
+        ok = VoxsigClient(cable.url, "user-7-left-ok", account_id=1, user_id=7, hub=hub, presence_interval=None)
+        ok_rec = Recorder(ok)
+        ok.start(wait=True, timeout=T(30))
+        for _ in range(3):
+            refused = VoxsigClient(
+                cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7, hub=hub, presence_interval=None
+            )
+            with pytest.raises(rs.AuthenticationError, match="unauthorized"):
+                refused.start(wait=True, timeout=T(30))
+        stopped = VoxsigClient(
+            cable.url + "?reject=1", "user-token-1", account_id=1, user_id=7, hub=hub, presence_interval=None
+        )
+        runner = threading.Thread(target=stopped.run_forever, name="test-run-forever")
+        runner.start()
+        runner.join(T(30))
+        assert not runner.is_alive(), "run_forever() must return after an unauthorized disconnect"
+        assert hub.clients == [ok]
+        assert hub.stats.clients == 1 and hub.stats.states == {"connected": 1}
+        cable.broadcast("user-7-left-ok", {"event": "message.created", "data": {"id": 1, "conversation_id": 3}})
+        assert ok_rec.wait_count("message.created")[0].entity_id == 3
+    finally:
+        assert hub.close(T(10))
