@@ -245,6 +245,7 @@ class Client(Generic[A]):
         self._lock = threading.RLock()
         self._started = False
         self._closed = False
+        self._released = False  # close() has run its one-time release (descriptors, hub)
         self._closed_event = LazyEvent()  # (no condition per client until one waits: a hub holds thousands)
         self._owner_pid = os.getpid()
         self._waiters: set[queue.SimpleQueue[Any]] = set()
@@ -566,7 +567,9 @@ class Client(Generic[A]):
         if self._forked():
             return
         with self._lock:
-            already = self._closed
+            # Not `_closed`: the engine sets that when it stops by itself (reconnect:false, a
+            # refusal), and such a client must still leave its hub when closed.
+            already, self._released = self._released, True
             self._closed = True
         deadline = None if timeout is None else time.monotonic() + timeout
         engine_ended = self._engine.stop(timeout)
