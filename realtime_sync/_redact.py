@@ -274,8 +274,9 @@ def _json_member(s: str, start: int, j: int, name: str) -> tuple[int, int] | Non
 
 
 def _query_param(s: str, start: int, j: int) -> tuple[int, int] | None:
-    """``?name=value`` / ``&name=value`` / `` name=value`` (or at the start): the value span."""
-    if start > 0 and s[start - 1] not in "?&;" + _WS + "\r\n":
+    """``?name=value`` / ``&name=value`` / `` name=value`` (or at the start, or at the start of a
+    quoted string: ``"password=..."`` inside a JSON frame or a repr): the value span."""
+    if start > 0 and s[start - 1] not in "?&;\"'" + _WS + "\r\n":
         return None
     if j >= len(s) or s[j] != "=":
         return None

@@ -162,3 +162,21 @@ def test_the_deferred_member_walk_hides_secrets_whoever_reads_raw_first(clients)
         assert other not in text and own not in text, (way, text)
         assert '"pubsub_token": "***"' in text or "'pubsub_token': '***'" in text, (way, text)
         assert event.raw["message"]["data"]["conversation"]["contact_inbox"]["source_id"] == "src-1"
+
+
+def test_a_password_in_message_text_is_hidden_alike_in_logs_reprs_and_raw(echo_server, make_client, caplog):
+    # A reviewer's message ``"password=... "`` was hidden in event.raw and to_dict() but shown by
+    # the DEBUG frame line and repr(event): the key=value rule now also applies at the start of
+    # a quoted string (a JSON frame, a repr).
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    client = make_client(echo_server.url)
+    rec = Recorder(client)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    conn.send({"event": "x", "data": {"content": f"password={SECRET} and more"}})
+    event = rec.wait("x")
+    client.close()
+    text = _all_text(caplog, rec)
+    assert any("password=***" in r.getMessage() for r in caplog.records if r.name.startswith("realtime_sync"))
+    views = [text, repr(event), str(event.raw), str(event.to_dict())]
+    assert all(SECRET not in v for v in views), [v for v in views if SECRET in v]
