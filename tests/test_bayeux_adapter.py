@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from realtime_sync.events import ErrorInfo, Subscription
 from realtime_sync.exceptions import ConfigurationError
 from realtime_sync.models.genesys import ChatStateChange, MessageLogUpdate, decode_notification
-from realtime_sync.protocols.base import CloseRequest
+from realtime_sync.protocols.base import CloseRequest, HeldFrame, IdempotentFrame
 from realtime_sync.protocols.bayeux import (
     AuthExtension,
     BayeuxAdapter,
@@ -847,3 +847,26 @@ def test_the_same_connect_reply_again_is_taken_like_any_other() -> None:
         b.receive_text(reply(held["id"]), 20.0 + k)
         ((held,),) = frames(b)
     assert seen.n == 3
+
+
+def test_only_frames_of_meta_messages_are_marked_safe_to_send_twice() -> None:
+    # A long-polling transport re-sends a request lost on a kept-alive connection only when the
+    # adapter marked its frame idempotent: /meta/ messages yes, a publish (or a /service/
+    # request) never (it may have been applied once already).
+    a = BayeuxAdapter()
+    a.transport_kind = "long-polling"
+    a.connection_made(0.0)
+    (hs,) = a.data_to_send()
+    assert isinstance(hs, IdempotentFrame) and not getattr(hs, "held", False)
+    feed(a, 0.1, hs_reply(json.loads(hs)[0]["id"]))
+    (connect,) = a.data_to_send()
+    assert isinstance(connect, HeldFrame) and connect.idempotent
+    a.subscribe(CHATS, 0.2)
+    a.unsubscribe(CHATS, 0.3)
+    a.publish("/chat/room", {"n": 1}, 0.4)
+    a.publish("/service/echo", {"n": 2}, 0.5)
+    a.start_closing(0.6)
+    out = a.data_to_send()
+    channels = [json.loads(f)[0]["channel"] for f in out]
+    assert channels == ["/meta/subscribe", "/meta/unsubscribe", "/chat/room", "/service/echo", "/meta/disconnect"]
+    assert [getattr(f, "idempotent", False) for f in out] == [True, True, False, False, True]

@@ -20,6 +20,7 @@ connection of the requests it is told to.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import threading
@@ -217,16 +218,20 @@ def fake() -> Iterator[tuple[FakeBayeuxServer, KeepAliveProxy]]:
             proxy.close()
 
 
-def started(url: str, hub: rs.Hub | None, *, subscribe: bool = True) -> tuple[CometDClient, Recorder]:
-    """A long-polling client on ``url``, subscribed to ROOM (when ``subscribe``), its control
-    connection kept alive by a first publish ({"n": 0}) answered."""
+@contextlib.contextmanager
+def running(url: str, hub: rs.Hub | None, *, subscribe: bool = True) -> Iterator[tuple[CometDClient, Recorder]]:
+    """A started long-polling client on ``url``, subscribed to ROOM (when ``subscribe``); closed
+    on exit."""
     client = CometDClient(url, transport="long-polling", reconnect=FAST, **on(hub))
     rec = Recorder(client, timeout=10)
-    if subscribe:
-        client.subscribe(ROOM)
-    client.start()
-    rec.wait("subscribed" if subscribe else "connected")
-    return client, rec
+    try:
+        if subscribe:
+            client.subscribe(ROOM)
+        client.start()
+        rec.wait("subscribed" if subscribe else "connected")
+        yield client, rec
+    finally:
+        client.close(timeout=T(5))
 
 
 @pytest.mark.parametrize("how", ["drop", "reset"])
@@ -234,8 +239,7 @@ def test_a_publish_dropped_after_the_server_read_it_is_reported_not_sent_twice(
     fake: tuple[FakeBayeuxServer, KeepAliveProxy], hub: rs.Hub | None, how: str
 ) -> None:
     server, proxy = fake
-    client, rec = started(proxy.url(server.http_url), hub)
-    try:
+    with running(proxy.url(server.http_url), hub) as (client, rec):
         client.publish(ROOM, {"n": 0})
         rec.wait("message", where=lambda e: e.data == {"n": 0})  # the control connection is kept alive
         proxy.plan(b'"n":1}', how)
@@ -250,32 +254,26 @@ def test_a_publish_dropped_after_the_server_read_it_is_reported_not_sent_twice(
         assert [m["data"] for m in server.bayeux_messages(ROOM)] == [{"n": 0}, {"n": 1}, {"n": 2}]
         assert proxy.relayed(b'"n":1}') == 1 and how in proxy.done
         assert len(publish_errors(rec)) == 1
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_a_subscribe_dropped_after_the_server_read_it_is_sent_again_on_a_fresh_connection(
     fake: tuple[FakeBayeuxServer, KeepAliveProxy], hub: rs.Hub | None
 ) -> None:
     server, proxy = fake
-    client, rec = started(proxy.url(server.http_url), hub)
-    try:
+    with running(proxy.url(server.http_url), hub) as (client, rec):
         proxy.plan(b'"/chat/other"', "drop")
         client.subscribe("/chat/other")
         rec.wait("subscribed", count=2)
         assert proxy.relayed(b'"/chat/other"') == 2 and "drop" in proxy.done  # sent again, once
         assert "disconnected" not in rec.names()
         assert [e for e in rec.named("error")] == []
-    finally:
-        client.close(timeout=T(5))
 
 
 def test_an_idle_connection_the_server_closed_is_not_reused(
     fake: tuple[FakeBayeuxServer, KeepAliveProxy], hub: rs.Hub | None
 ) -> None:
     server, proxy = fake
-    client, rec = started(proxy.url(server.http_url), hub)
-    try:
+    with running(proxy.url(server.http_url), hub) as (client, rec):
         proxy.plan(b'"n":0}', "close-idle")  # its answer arrives, then the idle connection closes
         client.publish(ROOM, {"n": 0})
         rec.wait("message", where=lambda e: e.data == {"n": 0})
@@ -288,8 +286,6 @@ def test_an_idle_connection_the_server_closed_is_not_reused(
         assert proxy.late_bytes == 0, "a request was written to the connection the server had closed"
         assert "disconnected" not in rec.names() and rec.named("error") == []
         assert [m["data"] for m in server.bayeux_messages(ROOM)] == [{"n": 0}, {"n": 1}]
-    finally:
-        client.close(timeout=T(5))
 
 
 # -- real servers ---------------------------------------------------------------------------------
@@ -314,13 +310,15 @@ def real_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
 
 def test_real_server_applies_a_publish_dropped_after_it_was_read_once(real_server: Any, hub: rs.Hub | None) -> None:
     proxy = KeepAliveProxy(("127.0.0.1", real_server.port))
-    subscriber, seen = started(real_server.url, None)  # straight to the server
-    publisher, rec = started(proxy.url(real_server.url), hub, subscribe=False)
+    with (
+        contextlib.closing(proxy),
+        running(real_server.url, None) as (_, seen),  # the subscriber, straight to the server
+        running(proxy.url(real_server.url), hub, subscribe=False) as (publisher, rec),
+    ):
 
-    def copies(n: int) -> int:
-        return sum(1 for e in seen.named("message") if e.data == {"n": n})
+        def copies(n: int) -> int:
+            return sum(1 for e in seen.named("message") if e.data == {"n": n})
 
-    try:
         publisher.publish(ROOM, {"n": 0})
         eventually(lambda: copies(0), 10, "the first publish delivered")
         proxy.plan(b'"n":1}', "drop")
@@ -333,7 +331,3 @@ def test_real_server_applies_a_publish_dropped_after_it_was_read_once(real_serve
         # The server applied it (the drop came after its answer) and only once.
         assert copies(1) == 1, [e.data for e in seen.named("message")]
         assert proxy.relayed(b'"n":1}') == 1
-    finally:
-        publisher.close(timeout=T(5))
-        subscriber.close(timeout=T(5))
-        proxy.close()
