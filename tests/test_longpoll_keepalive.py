@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ import realtime_sync as rs
 from realtime_sync._h1 import ResponseReader
 from realtime_sync.cometd import CometDClient
 from realtime_sync.testing.bayeux import FakeBayeuxServer
+from realtime_sync.transport_longpoll import _Http
 
 from .conftest import FAST, Recorder, T, on
 from .conftest import poll_until as eventually
@@ -331,3 +333,20 @@ def test_real_server_applies_a_publish_dropped_after_it_was_read_once(real_serve
         # The server applied it (the drop came after its answer) and only once.
         assert copies(1) == 1, [e.data for e in seen.named("message")]
         assert proxy.relayed(b'"n":1}') == 1
+
+
+def test_a_tls_connection_the_server_keeps_open_is_reused(tls_files: tuple[str, str]) -> None:
+    # The idle check must not take TLS 1.3 session tickets (records that make a socket readable
+    # after the handshake) for a close: that would cost a TLS handshake per request.  (The hub's
+    # connection: tests/test_hub_http11.py, the TLS test.)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*tls_files)
+    handshake = b'[{"id":"1","channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]'
+    with FakeBayeuxServer(websocket=False, ssl_context=ctx) as server:
+        h = _Http(server.http_url, rs.ConnectOptions(ca_bundle=tls_files[0]), T(10))
+        try:
+            for n in range(1, 4):
+                assert h.post(handshake, {"Content-Type": "application/json"}, 0)[0] == 200
+                assert h.requests == n  # (a new connection starts counting at 1 again)
+        finally:
+            h.abort()
