@@ -11,7 +11,7 @@ By default it runs against an in-process fake Voxsig server (``realtime_sync.tes
 ``demo`` extra: ``pip install 'realtime_sync[demo]'``) that plays a short conversation and
 restarts once (``{"type":"disconnect","reason":"server_restart"}``), so you can see the client
 come back, resubscribe and keep the agent online.  It exits by itself after ``--duration``
-seconds:
+seconds (against the fake, not before its conversation has played to the end):
 
     python samples/voxsig_agent.py
     python samples/voxsig_agent.py --duration 12 -v
@@ -173,21 +173,32 @@ def main(argv: list[str] | None = None) -> int:
     client.on("error", lambda e: print(f"error ({e.data.kind}): {e.data.message}", file=sys.stderr, flush=True))
 
     stop = threading.Event()
-    timer = None
-    if args.duration > 0:
-        timer = threading.Timer(args.duration, client.close)
-        timer.daemon = True
-        timer.start()
     script = None
     if server is not None:
         script = threading.Thread(target=run_fake_script, args=(server, stop), name="voxsig-demo-script", daemon=True)
         script.start()
+    timer = None
+    if args.duration > 0:
+
+        def close_later() -> None:
+            if stop.wait(args.duration):
+                return
+            if script is not None and script.is_alive():
+                # The demo's conversation plays to its end, however slow the machine (its steps
+                # wait for a confirmed subscription, after the start and after the restart).
+                script.join(30)
+                if stop.wait(1.0):
+                    return
+            client.close()
+
+        timer = threading.Thread(target=close_later, name="voxsig-demo-timer", daemon=True)
+        timer.start()
     try:
         client.run_forever()  # returns on close() (the timer), on Ctrl-C, or if the server says not to reconnect
     finally:
         stop.set()
         if timer is not None:
-            timer.cancel()
+            timer.join(5)
         if script is not None:
             script.join(5)
         if server is not None:
