@@ -51,6 +51,26 @@ def _client(url: str, adapter: _TracingAdapter) -> Client[Any]:
     return Client(url, adapter=adapter, reconnect=FAST)
 
 
+def _burst(echo_server: Any, client: Client[Any], n: int) -> tuple[Any, list[int]]:
+    """Start ``client``, have the server send ``n`` "tick" events, wait until the handler has seen
+    the last; returns the server side of the connection and the ids the handler saw."""
+    seen: list[int] = []
+    last = threading.Event()
+
+    def handler(event: Any) -> None:
+        seen.append(event.entity_id)
+        if event.entity_id == n - 1:
+            last.set()
+
+    client.on("tick", handler)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+    for i in range(n):
+        conn.send({"event": "tick", "id": i})
+    assert last.wait(T(10)), f"{len(seen)} of {n} delivered"
+    return conn, seen
+
+
 def test_delivered_events_are_freed_on_the_transport_thread(echo_server, monkeypatch):
     # A dispatcher left without events for _IDLE_AFTER frees what is left itself (next test);
     # a loaded machine can pause the server that long, so here it never does.
@@ -59,20 +79,7 @@ def test_delivered_events_are_freed_on_the_transport_thread(echo_server, monkeyp
     adapter = _TracingAdapter(n)
     client = _client(echo_server.url, adapter)
     try:
-        seen: list[int] = []
-        last = threading.Event()
-
-        def handler(event: Any) -> None:
-            seen.append(event.entity_id)
-            if event.entity_id == n - 1:
-                last.set()
-
-        client.on("tick", handler)
-        client.start()
-        conn = echo_server.wait_for_connection(timeout=T(5))
-        for i in range(n):
-            conn.send({"event": "tick", "id": i})
-        assert last.wait(T(10))
+        conn, seen = _burst(echo_server, client, n)
         # More frames: each read frees what was delivered before it (the last batch may be
         # handed back just after a read).
         deadline = time.monotonic() + T(10)
@@ -89,20 +96,7 @@ def test_close_keeps_no_delivered_event(echo_server):
     n = 50
     adapter = _TracingAdapter(n)
     client = _client(echo_server.url, adapter)
-    got = threading.Event()
-    count = [0]
-
-    def handler(event: Any) -> None:
-        count[0] += 1
-        if count[0] == n:
-            got.set()
-
-    client.on("tick", handler)
-    client.start()
-    conn = echo_server.wait_for_connection(timeout=T(5))
-    for i in range(n):
-        conn.send({"event": "tick", "id": i})
-    assert got.wait(T(10))
+    _burst(echo_server, client, n)
     # No frame follows: the last batches wait for the I/O thread's next turn, and close()
     # must not leave them behind.
     client.close(timeout=T(5))
@@ -116,11 +110,7 @@ def test_a_quiet_connection_keeps_no_delivered_event(echo_server):
     adapter = _TracingAdapter(n)
     client = _client(echo_server.url, adapter)
     try:
-        client.on("tick", lambda e: None)
-        client.start()
-        conn = echo_server.wait_for_connection(timeout=T(5))
-        for i in range(n):
-            conn.send({"event": "tick", "id": i})
+        _burst(echo_server, client, n)
         assert adapter.all_freed.wait(T(10)), f"{len(adapter.freed)} of {n} freed with the connection quiet"
     finally:
         client.close(timeout=T(5))
