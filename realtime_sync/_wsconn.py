@@ -795,6 +795,46 @@ class WebSocketConnection:
         except OSError:
             pass
 
+    def start_closing(self, code: int = 1000, reason: str = "") -> bool:
+        """Begin a clean closing handshake: send our close frame and keep the socket.
+
+        True: the caller reads on (:meth:`drain_closing` each time :meth:`fileno` is readable)
+        until the server closes TCP, then calls :meth:`close`.  False: nothing to wait for,
+        call :meth:`close` now.  Closing a socket with unread data makes the kernel answer with
+        a TCP reset instead of a FIN, and a server that reads our last frames together with the
+        reset can drop them (python-websockets does: its close reply fails and the frames read
+        with it are lost), so a goodbye such as Bayeux' ``/meta/disconnect`` would vanish.
+        RFC 6455 7.1.1 wants the server to close TCP first anyway.
+        """
+        sock = self._sock
+        if sock is None or self.closed:
+            return False
+        try:
+            sock.settimeout(1.0)
+            sock.sendall(self._out + self._codec.close(code, reason))
+            self._out = b""
+            sock.settimeout(0.0)
+        except OSError:
+            return False
+        finally:
+            self._mark_closed(self.close_reason or "closed by the client")
+        return True
+
+    def drain_closing(self) -> bool:
+        """Read and drop what the server still sends after our close frame; True once it has
+        closed TCP (or the socket failed): then :meth:`close`."""
+        sock = self._sock
+        if sock is None:
+            return True
+        try:
+            while sock.recv(_READ_SIZE):
+                pass
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError, InterruptedError):
+            return False
+        except (OSError, ValueError):
+            return True
+        return True
+
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Send a close frame (best effort) and shut the socket down.  Idempotent."""
         sock, self._sock = self._sock, None

@@ -152,6 +152,7 @@ class Loop:
         self._workers = handshake_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._error_handlers: list[Callable[[Exception], Any]] = []
+        self._lingering: dict[Any, Timer] = {}  # closing connections -> their deadline
 
     # -- any thread ------------------------------------------------------------------------
 
@@ -217,6 +218,9 @@ class Loop:
                 s.close()
             except OSError:  # pragma: no cover
                 pass
+        for conn in list(self._lingering):  # the loop ended before their server closed
+            self._lingering.pop(conn, None)
+            _close_quietly(conn)
 
     # -- loop thread -----------------------------------------------------------------------
 
@@ -243,6 +247,35 @@ class Loop:
             self._sel.unregister(fileobj)
         except (KeyError, ValueError, OSError):
             pass
+
+    def linger(self, conn: Any, until: float) -> None:
+        """Keep a closing connection (its close frame sent: ``conn.start_closing()`` returned
+        True) until its server closes TCP or ``until``, reading and dropping what still comes
+        (``conn.drain_closing()``), then ``conn.close()``.  The loop runs on after :meth:`stop`
+        while connections linger: at most until the last one's deadline."""
+
+        def done() -> None:
+            timer = self._lingering.pop(conn, None)
+            if timer is None:
+                return
+            self.cancel(timer)
+            self.remove_reader(fd)
+            _close_quietly(conn)
+
+        def readable() -> None:
+            try:
+                finished = conn.drain_closing()
+            except Exception:  # pragma: no cover - a connection bug: just close it
+                finished = True
+            if finished:
+                done()
+
+        fd = conn.fileno()
+        if fd < 0 or conn.drain_closing():  # already closed, or nothing more to wait for
+            _close_quietly(conn)
+            return
+        self._lingering[conn] = self.call_at(until, done)
+        self.add_reader(fd, readable)
 
     def run_blocking(self, fn: Callable[[], Any], done: Callable[[Any, BaseException | None], Any]) -> None:
         """Run ``fn()`` (which may block) and then ``done(result, exception)`` on the loop thread."""
@@ -306,7 +339,7 @@ class Loop:
     def run(self) -> None:
         """Run callbacks until :meth:`stop`."""
         self._stopping = False
-        while not self._stopping:
+        while not self._stopping or self._lingering:
             try:
                 self._run_until_stopped()
             except Exception as exc:
@@ -318,8 +351,8 @@ class Loop:
                         log.exception("loop %s: an error handler raised", self.name)
 
     def _run_until_stopped(self) -> None:
-        heap, ready, sel = self._heap, self._ready, self._sel
-        while not self._stopping:
+        heap, ready, sel, lingering = self._heap, self._ready, self._sel, self._lingering
+        while not self._stopping or lingering:
             timeout: float | None = None
             if ready:
                 timeout = 0.0
@@ -341,6 +374,13 @@ class Loop:
                 self._invoke(timer.callback)
             for _ in range(len(ready)):
                 self._invoke(ready.popleft())
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # pragma: no cover - best effort
+        log.debug("closing a connection failed", exc_info=True)
 
 
 # -- commands and snapshot -----------------------------------------------------------------
@@ -426,6 +466,11 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #: objects, is then rarely reached before the handlers free them); client CPU per message
 #: ~15% lower (benchmarks/throughput.py).
 _SLICE = 32
+
+#: Seconds a clean close waits for the server to close TCP after our close frame (python-
+#: websockets' client waits up to 10, websocket-client's up to 3); half of what is left of
+#: ``close(timeout=...)`` at most.
+CLOSE_LINGER = 2.0
 
 _yield_gil = time.sleep
 
@@ -529,6 +574,7 @@ class Engine(Generic[A]):
         self._own_loop = False
         self._started = False
         self._stop_requested = False
+        self._stop_deadline: float | None = None
         self._finished = LazyEvent()
         self._abandoned = False
         self._phase = _IDLE
@@ -632,10 +678,12 @@ class Engine(Generic[A]):
         if self._own_loop:
             loop.start(f"realtime_sync-transport-{self.name}", close_when_done=True)
 
-    def request_stop(self) -> None:
-        """Ask the I/O thread to close and finish; do not wait."""
+    def request_stop(self, deadline: float | None = None) -> None:
+        """Ask the I/O thread to close and finish; do not wait.  ``deadline`` (monotonic): when
+        the caller will stop waiting (the wait for the server to close TCP ends before)."""
         with self._lock:
             self._stop_requested = True
+            self._stop_deadline = deadline
             loop = self._loop
         if loop is not None:
             loop.call_soon_threadsafe(self._guard_commands)
@@ -649,8 +697,9 @@ class Engine(Generic[A]):
         if not started or loop is None:
             self._finish_unstarted()
             return True
-        loop.call_soon_threadsafe(self._guard_commands)
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._stop_deadline = deadline
+        loop.call_soon_threadsafe(self._guard_commands)
         me = threading.current_thread()
         on_loop = loop.thread is me
         if not on_loop:
@@ -1328,7 +1377,10 @@ class Engine(Generic[A]):
         )
         self._retry_later(delay, announced=True)
 
-    def _detach(self, conn: Connection | None, code: int) -> None:
+    def _detach(self, conn: Connection | None, code: int, *, linger: bool = False) -> None:
+        """Drop ``conn``.  ``linger``: a clean close of ours, whose goodbye frames must reach
+        the server: the close frame is sent and the loop reads on until the server closes TCP
+        (see :meth:`Loop.linger`), within :data:`CLOSE_LINGER` and the deadline of ``stop()``."""
         self._free_delivered()
         if conn is None:
             return
@@ -1339,6 +1391,17 @@ class Engine(Generic[A]):
             except Exception:  # pragma: no cover
                 pass
         try:
+            start = getattr(conn, "start_closing", None) if linger and loop is not None else None
+            if start is not None:
+                now = time.monotonic()
+                until = now + CLOSE_LINGER
+                stop_by = self._stop_deadline
+                if stop_by is not None:  # leave close(timeout=...) time to join the thread
+                    until = min(until, now + (stop_by - now) / 2)
+                if until > now and start(code, ""):
+                    assert loop is not None
+                    loop.linger(conn, until)
+                    return
             conn.close(code, "")
         except Exception:  # pragma: no cover - best effort
             self.log.debug("closing the connection failed", exc_info=True)
@@ -1369,7 +1432,7 @@ class Engine(Generic[A]):
             self.adapter.data_to_send()
             self._deliver_events()
             self._conn = None
-            self._detach(conn, 1000)
+            self._detach(conn, 1000, linger=True)
             if self._announced:
                 self._emit("disconnected", DisconnectInfo("closed by the client", False))
         else:

@@ -491,7 +491,7 @@ class Hub:
             clients = list(self._clients.values())
         # Ask every engine to stop at once (the loop processes them in one pass), then wait.
         for c in clients:
-            c._engine.request_stop()
+            c._engine.request_stop(deadline)
         ok = True
         for c in clients:
             try:

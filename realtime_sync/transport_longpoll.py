@@ -760,6 +760,14 @@ class AutoConnection:
         if self._inner is not None:
             self._inner.close(code, reason)
 
+    def start_closing(self, code: int = 1000, reason: str = "") -> bool:
+        start = getattr(self._inner, "start_closing", None)  # the websocket's (long-polling has none)
+        return bool(start(code, reason)) if start is not None else False
+
+    def drain_closing(self) -> bool:
+        drain = getattr(self._inner, "drain_closing", None)
+        return bool(drain()) if drain is not None else True
+
 
 def make_connection_factory(
     transport: str,

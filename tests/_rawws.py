@@ -11,9 +11,10 @@ bad close codes, invalid UTF-8).  A reader thread per connection parses what the
         conn.send_raw(b"\\x81\\x02hi")
         assert conn.wait_close() == (1000, b"")
 
-It can also answer the handshake with anything (``handshake=`` a callable given the socket and
-the request, which writes what it likes, trickles, or returns at once to hang), for
-handshake-hardening tests.
+Like a real server it answers the client's close frame and then closes TCP first (RFC 6455
+7.1.1); ``answer_close=False`` makes a deaf one.  It can also answer the handshake with
+anything (``handshake=`` a callable given the socket and the request, which writes what it
+likes, trickles, or returns at once to hang), for handshake-hardening tests.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class RawConnection:
         self.frames: list[tuple[int, bytes]] = []  # (opcode, unmasked payload) from the client
         self.unmasked_frame = False
         self.eof = threading.Event()
+        self.reset = False  # the client's TCP reset (not a FIN) ended the reading
+        self.close_sent = False
         self.reading = threading.Event()  # clear it to stop reading (the client's writes back up)
         self.reading.set()
         self._cond = threading.Condition()
@@ -61,6 +64,8 @@ class RawConnection:
         return self.request.split(b" ", 2)[1].decode()
 
     def send_raw(self, data: bytes) -> None:
+        if data[:1] == b"\x88":
+            self.close_sent = True  # the test closes: the client's close frame is its answer
         try:
             self.sock.sendall(data)
         except OSError:
@@ -99,6 +104,17 @@ class RawConnection:
         self._thread.join(5)
         self.sock.close()
 
+    def _answer_close(self, payload: bytes) -> None:
+        """As a server does (RFC 6455 5.5.1, 7.1.1): answer the client's close frame with one
+        (unless the server closed first), then close TCP first."""
+        if not self.close_sent:
+            self.close_sent = True
+            self.send_raw(server_frame(8, payload[:2]))
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
     def _read(self) -> None:
         buf = b""
         try:
@@ -133,6 +149,10 @@ class RawConnection:
                         self.unmasked_frame = self.unmasked_frame or not masked
                         self.frames.append((b0 & 0x0F, payload))
                         self._cond.notify_all()
+                    if b0 & 0x0F == 8 and self.server.answer_close:
+                        self._answer_close(payload)
+        except ConnectionResetError:
+            self.reset = True
         except OSError:
             pass
         finally:
@@ -144,7 +164,12 @@ class RawConnection:
 class RawServer:
     """Listens on 127.0.0.1; see the module docstring."""
 
-    def __init__(self, handshake: Callable[[socket.socket, bytes], None] | None = None) -> None:
+    def __init__(
+        self, handshake: Callable[[socket.socket, bytes], None] | None = None, *, answer_close: bool = True
+    ) -> None:
+        #: Answer the client's close frame and close TCP, as servers do; False: a deaf server
+        #: (or a test that writes on another thread and answers itself: frames must not interleave).
+        self.answer_close = answer_close
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self.url = f"ws://127.0.0.1:{self.port}/ws"

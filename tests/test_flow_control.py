@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -170,6 +171,75 @@ def test_a_stuck_handler_pauses_reading_and_the_server_waits_nothing_lost(on_hub
             client.close(timeout=T(10))
             if hub is not None:
                 assert hub.close(T(10))
+
+
+@pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
+def test_close_while_reading_is_paused_reads_on_until_the_server_closes(on_hub: bool) -> None:
+    """close() with the server's frames unread in the socket.  Closing a socket with unread data
+    makes the kernel send a TCP reset instead of a FIN, and a server that reads our last frames
+    together with the reset can drop them (python-websockets did: the fake GWS lost the client's
+    /meta/disconnect).  The client sends its close frame and reads on, dropping what comes, until
+    the server closes TCP (RFC 6455 7.1.1): the server's every byte is taken, and the server
+    reads our close frame, then a FIN."""
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-flow-close") if on_hub else None
+    handler = StuckHandler()
+    with RawServer(answer_close=False) as server:  # it answers below, after the blaster's last frame
+        client = rs.VoxsigClient(
+            server.url, TOKEN, account_id=1, user_id=7, high_water=8, reconnect=FAST, hub=hub, name="flow-close"
+        )
+        client.on("message.created", handler)
+        closer = threading.Thread(target=client.close, kwargs={"timeout": T(20)}, name="realtime_sync-test-closer")
+        try:
+            client.start()
+            conn = server.wait_for_connection(timeout=T(5))
+            ident = room_identifier(TOKEN, 1, 7)
+            blaster = Blaster(conn, ident, _broadcasts(ident, 0, N))
+            assert handler.entered.wait(T(30))
+            poll_until(lambda: blaster.stalled_for() > 0.2, 20, "the server's sends blocked")
+            assert client.stats.reads_paused >= 1  # the server's frames wait unread in our socket
+
+            closer.start()
+            code, _reason = conn.wait_close(timeout=T(10))
+            assert code == 1000
+            handler.gate.set()
+            # The client drains the socket: the server's sends all complete.
+            assert blaster.done.wait(T(30)), f"the server sent {blaster.sent} of {len(blaster.data)} bytes"
+            assert not conn.eof.is_set()  # the client waits for the server to close first
+            conn.send_raw(server_frame(8, struct.pack("!H", 1000)))
+            conn.sock.shutdown(socket.SHUT_WR)
+            assert conn.eof.wait(T(10))
+            assert not conn.reset, "the client reset the connection instead of closing it"
+            closer.join(T(20))
+            assert not closer.is_alive()
+            assert client.state is rs.State.CLOSED
+        finally:
+            handler.gate.set()
+            client.close(timeout=T(10))
+            if hub is not None:
+                assert hub.close(T(10))
+
+
+@pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
+def test_close_gives_up_waiting_for_a_server_that_never_closes(on_hub: bool) -> None:
+    """A server that ignores our close frame keeps its socket open: close() (or hub.close())
+    still ends every thread within its timeout: the wait for the server takes at most half of
+    what is left of it."""
+    before = set(threading.enumerate())
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-flow-deaf") if on_hub else None
+    with RawServer(answer_close=False) as server:
+        client = rs.VoxsigClient(server.url, TOKEN, account_id=1, user_id=7, reconnect=FAST, hub=hub, name="deaf")
+        client.start()
+        conn = server.wait_for_connection(timeout=T(5))
+        conn.send_text('{"type":"welcome"}')
+        conn.wait_text('"subscribe"', timeout=T(10))  # welcomed: the client is serving
+        if hub is None:
+            client.close(timeout=T(4))
+        else:
+            assert hub.close(T(4))
+        assert conn.wait_close(timeout=T(5))[0] == 1000
+        assert conn.eof.wait(T(5)) and not conn.reset
+        alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-")]
+        assert [n for n in alive if "fake" not in n] == []
 
 
 def test_without_flow_control_the_client_keeps_reading_and_sheds_by_the_overflow_policy() -> None:

@@ -20,7 +20,7 @@ from realtime_sync.protocols.bayeux import SessionInfo
 from realtime_sync.testing.bayeux import FakeBayeuxServer, FakeGenesysServer
 from realtime_sync.transport_longpoll import CookieWebSocketConnection, LongPollingConnection
 
-from .conftest import Recorder, T
+from .conftest import Recorder, T, poll_until
 
 CHATS = "/v2/me/chats"
 QUICK = rs.ReconnectPolicy(instant_retries=0, interval=0.2, max_interval=0.2, jitter=0.0, stable_after=5.0)
@@ -263,6 +263,51 @@ def test_close_sends_disconnect_and_joins_every_thread(gws: FakeGenesysServer, m
         if t.name.startswith("realtime_sync-") and "fake" not in t.name
     ]
     assert not alive, alive
+
+
+@pytest.mark.parametrize("on_hub", [False, True], ids=["standalone", "hub"])
+def test_the_goodbye_reaches_the_server_with_its_notifications_unread(
+    gws: FakeGenesysServer, make: Any, on_hub: bool
+) -> None:
+    """close() while the server is still sending: /meta/disconnect must arrive.  It was lost
+    (about 1 close in 5, and once in CI right after ``subscribed``) when the client closed its
+    socket with the server's frames unread: the kernel sent a reset, python-websockets' close
+    reply then failed, and it dropped the frames read with the reset, the goodbye among them."""
+    hub = rs.Hub(workers=1, handshake_workers=1, name="t-goodbye") if on_hub else None
+    gate, entered = threading.Event(), threading.Event()
+
+    def stuck(event: rs.Event) -> None:
+        entered.set()
+        gate.wait(T(30))
+
+    client = make(GenesysChatClient, gws.http_url, transport="websocket", high_water=4, hub=hub)
+    client.on("chat.status_change", stuck)
+    stop = threading.Event()
+
+    def pump() -> None:  # the server keeps sending, more than the paused client reads
+        while not stop.is_set() and gws.chat_state_change("c1", text="x" * 2000):
+            pass
+
+    pumper = threading.Thread(target=pump, name="realtime_sync-fake-pump", daemon=True)
+    try:
+        client.wait_for("subscribed", timeout=T(30))
+        pumper.start()
+        assert entered.wait(T(30))
+        poll_until(lambda: client.stats.reads_paused >= 1, 20, "the client stopped reading")
+        closer = threading.Thread(target=client.close, kwargs={"timeout": T(20)}, name="realtime_sync-test-closer")
+        closer.start()
+        disconnect = gws.wait_for_meta("/meta/disconnect", timeout=T(20))
+        assert disconnect["clientId"]
+        gate.set()
+        closer.join(T(20))
+        assert not closer.is_alive()
+    finally:
+        stop.set()
+        gate.set()
+        client.close(timeout=T(10))
+        pumper.join(T(10))
+        if hub is not None:
+            assert hub.close(T(10))
 
 
 def test_secrets_never_reach_the_logs(make: Any, caplog: pytest.LogCaptureFixture) -> None:
