@@ -118,9 +118,18 @@ def websocket_url(
     Traceback (most recent call last):
     ...
     realtime_sync.exceptions.ConfigurationError: VoxsigClient needs a ws:// or wss:// URL such as 'wss://app.voxsig.com/cable', got 'ftp://host/cable'
+    >>> websocket_url("eyJhbGciOi.SECRET.sig", "JifelinePartnerClient")
+    Traceback (most recent call last):
+    ...
+    realtime_sync.exceptions.ConfigurationError: JifelinePartnerClient needs an absolute URL such as 'wss://host/path', got a value with no scheme (21 characters, not shown: is it a token? check the argument order)
     """
     if not isinstance(url, str) or "://" not in url:
-        raise ConfigurationError(f"{client} needs an absolute URL such as {example!r}, got {redact_url(url)!r}")
+        if isinstance(url, str) and "/" not in url:
+            # No scheme and no path: not shown, it may be a token given where the URL goes.
+            got = f"a value with no scheme ({len(url)} characters, not shown: is it a token? check the argument order)"
+        else:
+            got = repr(redact_url(url))
+        raise ConfigurationError(f"{client} needs an absolute URL such as {example!r}, got {got}")
     try:
         parts = urllib.parse.urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port

@@ -634,6 +634,12 @@ class WebSocketConnection:
             msg = f"handshake with {url} refused: HTTP {status}"
             if status in (401, 403):
                 raise _Refused(AuthenticationError(msg + " (credentials refused)", status=status))
+            if status == 404:
+                # Rails ActionCable answers 404 to an Origin it does not allow, too.
+                msg += (
+                    " (no websocket here: check the URL's path; an ActionCable server also answers "
+                    "404 to an Origin it does not allow: pass origin=)"
+                )
             raise _Refused(ConnectError(msg, status=status))
         # RFC 6455 4.1, the client's checks of a 101 answer.
         problem = None

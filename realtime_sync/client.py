@@ -85,6 +85,14 @@ class Stats:
 _CLOSED = object()
 
 
+@attrs.frozen
+class _WhereFailed:
+    """What a waiter's queue gets when its ``where`` function raised on an event."""
+
+    exc: Exception
+    event: Event
+
+
 def _websocket() -> Connection:
     return WebSocketConnection()
 
@@ -532,7 +540,8 @@ class Client(Generic[A]):
         elif s.state is State.CONNECTED and s.ready and not (confirms and s.pending) and not s.rejected:
             return self
         elif s.rejected:
-            error = RemoteError(f"subscription rejected by the server: {', '.join(map(repr, s.rejected))}")
+            why = "; ".join(f"{sub!r}: {reason}" for sub, reason in zip(s.rejected, s.rejected_reasons, strict=True))
+            error = RemoteError(f"subscription rejected: {why}")
         elif s.last_error is not None and s.last_error.kind == "auth" and s.last_error is not before:
             cause = s.last_error.exception
             # The refusal's own class (TokenRefusedError when the token endpoint refused).
@@ -672,7 +681,15 @@ class Client(Generic[A]):
         q: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
         def collect(event: Event) -> None:
-            if where is None or where(event):
+            if where is None:
+                q.put(event)
+                return
+            try:
+                wanted = where(event)
+            except Exception as exc:  # the caller's bug: raised in the caller's thread
+                q.put(_WhereFailed(exc, event))
+                return
+            if wanted:
                 q.put(event)
 
         with self._lock:
@@ -714,6 +731,12 @@ class Client(Generic[A]):
                 raise WaitTimeout(f"no {name!r} event within {timeout:g}s") from None
             if item is _CLOSED:
                 raise ClientClosedError(f"the client closed while waiting for {name!r}")
+            if type(item) is _WhereFailed:
+                raise ConfigurationError(
+                    f"wait_for({name!r}, where=...): the where function raised "
+                    f"{type(item.exc).__name__}: {redact(str(item.exc))} on a {item.event.name!r} event; "
+                    "make it return False for events it cannot judge"
+                ) from item.exc
             return item  # type: ignore[no-any-return]
         finally:
             self._unsubscribe_queue(name, q, handler)

@@ -422,7 +422,8 @@ class Snapshot:
     """What other threads may know of an engine, published after each step that changed it.
 
     ``subscriptions`` are the desired ones in order; ``pending`` those not confirmed on the
-    current connection; ``rejected`` those the server refused.  ``transport`` is the kind of the
+    current connection; ``rejected`` those the server refused (or never confirmed), and
+    ``rejected_reasons`` why, in the same order.  ``transport`` is the kind of the
     current (or last) connection, ``"websocket"`` or ``"long-polling"``.
     """
 
@@ -434,6 +435,7 @@ class Snapshot:
     transport: str | None = None
     last_error: ErrorInfo | None = None
     ready: bool = False  #: the protocol is ready on the current connection (welcomed, session up)
+    rejected_reasons: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -787,6 +789,7 @@ class Engine(Generic[A]):
             seen[2],
             self._last_error,
             seen[3],
+            tuple(e.reason or "rejected" for e in entries if e.state is SubState.REJECTED),
         )
         self._changed.notify_all()
 
@@ -1391,15 +1394,16 @@ class Engine(Generic[A]):
             except Exception:  # pragma: no cover
                 pass
         try:
-            start = getattr(conn, "start_closing", None) if linger and loop is not None else None
-            if start is not None:
+            if linger:
                 now = time.monotonic()
                 until = now + CLOSE_LINGER
                 stop_by = self._stop_deadline
                 if stop_by is not None:  # leave close(timeout=...) time to join the thread
                     until = min(until, now + (stop_by - now) / 2)
-                if until > now and start(code, ""):
-                    assert loop is not None
+                if hasattr(conn, "goodbye_until"):  # long-polling: its own wait for the goodbye
+                    conn.goodbye_until = until
+                start = getattr(conn, "start_closing", None)
+                if start is not None and loop is not None and until > now and start(code, ""):
                     loop.linger(conn, until)
                     return
             conn.close(code, "")

@@ -452,6 +452,8 @@ class LongPollingConnection(LongPollingBase):
         self._send_pending = 0
         self._send_idle = threading.Condition(self._lock)
         self._max = 0
+        #: Set by the engine before a clean close: the goodbye's wait ends then at the latest.
+        self.goodbye_until: float | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -540,6 +542,8 @@ class LongPollingConnection(LongPollingBase):
             # On a normal close (code 1000) /meta/disconnect was queued just before: give it a
             # moment to reach the server.  A dead connection (1001) is abandoned at once.
             deadline = time.monotonic() + (_GOODBYE_GRACE if code == 1000 else 0.0)
+            if self.goodbye_until is not None:  # what close(timeout=...) leaves for it
+                deadline = min(deadline, self.goodbye_until)
             while self._send_pending and not self._ended:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -623,6 +627,13 @@ class LongPollingConnection(LongPollingBase):
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             if not self._closing:
                 self._end(f"long-polling request to {self._url} failed: {redact(f'{type(exc).__name__}: {exc}')}")
+            return
+        except AttributeError:
+            # close() aborted the request from another thread: http.client's response lost its
+            # file under the read ('NoneType' object has no attribute ...).  Not a bug to print.
+            if not h.aborted:
+                raise
+            self._end(f"long-polling request to {self._url} aborted")
             return
         self.last_activity = time.monotonic()
         set_cookies = msg.get_all("Set-Cookie")
@@ -736,6 +747,20 @@ class AutoConnection:
     @property
     def last_activity(self) -> float:
         return float(self._inner.last_activity) if self._inner is not None else 0.0
+
+    @last_activity.setter
+    def last_activity(self, value: float) -> None:  # the engine moves it on when reading resumes
+        if self._inner is not None:
+            self._inner.last_activity = value
+
+    @property
+    def goodbye_until(self) -> float | None:
+        return getattr(self._inner, "goodbye_until", None)
+
+    @goodbye_until.setter
+    def goodbye_until(self, value: float | None) -> None:
+        if hasattr(self._inner, "goodbye_until"):
+            self._inner.goodbye_until = value
 
     @property
     def established(self) -> bool:

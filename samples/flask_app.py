@@ -30,7 +30,10 @@ import tempfile
 import threading
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify
+try:
+    from flask import Flask, current_app, g, jsonify
+except ImportError:  # the sample's one dependency beyond realtime_sync
+    sys.exit("samples/flask_app.py needs Flask: pip install flask")
 
 import realtime_sync as rs
 from realtime_sync.contrib.flask import RealtimeSync

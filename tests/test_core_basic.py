@@ -87,6 +87,35 @@ def test_wait_for_timeout_and_iterator(echo_server, make_client):
     assert s.frames_received >= 3 and s.events_dispatched >= 3 and s.last_frame_at is not None
 
 
+def test_a_where_function_that_raises_is_raised_in_the_waiting_thread(echo_server, make_client):
+    # A message with no text (an attachment): `"urgent" in e.data.content` raises TypeError. It
+    # used to be printed from the dispatcher's thread, naming a function of ours, while the wait
+    # went on; the caller now gets it, saying which event and what to do.
+    client = make_client(echo_server.url)
+    client.start()
+    conn = echo_server.wait_for_connection(timeout=T(5))
+
+    stop = threading.Event()
+
+    def feed():  # until the wait has seen one (an event before the wait began does not count)
+        while not stop.is_set():
+            conn.send({"event": "tick", "id": 1, "data": {"content": None}})
+            stop.wait(0.02)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        with pytest.raises(rs.ConfigurationError, match=r"where function raised TypeError: .* on a 'tick' event") as c:
+            client.wait_for("tick", where=lambda e: "urgent" in e.data["content"], timeout=T(10))
+    finally:
+        stop.set()
+        feeder.join()
+    assert isinstance(c.value.__cause__, TypeError)
+    later = client.events("tick", timeout=T(10))  # registered now: the next events count
+    conn.send({"event": "tick", "id": 2, "data": {"content": "urgent!"}})
+    assert any(e.entity_id == 2 for e in later)  # the client carries on
+
+
 def test_iterator_ends_on_idle_timeout(echo_server, make_client):
     client = make_client(echo_server.url)
     assert list(client.events("nothing", timeout=0.3)) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -308,6 +309,57 @@ def test_the_goodbye_reaches_the_server_with_its_notifications_unread(
         pumper.join(T(10))
         if hub is not None:
             assert hub.close(T(10))
+
+
+@pytest.mark.parametrize("transport", ["auto", *TRANSPORTS])
+def test_a_stuck_handler_pauses_reading_then_every_notification_arrives_in_order(
+    gws: FakeGenesysServer, make: Any, transport: str
+) -> None:
+    """Flow control on every transport, "auto" included (its connection stands for the one it
+    chose: resuming the reading once failed there with an AttributeError on the I/O thread, and
+    the connection was replaced, losing the notifications already read)."""
+    gate = threading.Event()
+    chats: list[str] = []
+
+    def stuck(event: rs.Event) -> None:
+        chats.append(event.data.chat_id)
+        gate.wait(T(30))
+
+    client = make(GenesysChatClient, gws.http_url, transport=transport, high_water=4)
+    client.on("chat.status_change", stuck)
+    errors = collect(client, "error")
+    disconnects = collect(client, "disconnected")
+    try:
+        client.wait_for("subscribed", timeout=T(30))
+        sent = [f"chat-{i}" for i in range(60)]
+        for chat in sent:
+            gws.chat_state_change(chat)
+        poll_until(lambda: client.stats.reads_paused >= 1, 20, "the client stopped reading")
+        gate.set()
+        poll_until(lambda: len(chats) >= len(sent), 30, "every notification delivered")
+        assert chats == sent
+        assert [e.data.kind for e in errors] == [] and disconnects == []
+    finally:
+        gate.set()
+
+
+def test_long_polling_close_keeps_to_its_timeout_when_the_goodbye_gets_no_answer(
+    gws: FakeGenesysServer, make: Any
+) -> None:
+    """The server reads /meta/disconnect and never answers (it froze): close(timeout=0.3) waits
+    for the goodbye only within its own timeout (it used to wait a fixed 1 s), and every thread
+    ends."""
+    before = set(threading.enumerate())
+    client = make(GenesysChatClient, gws.http_url, transport="long-polling")
+    client.wait_for("subscribed", timeout=T(30))
+    gws.fail_post("hang", channel="/meta/disconnect")
+    started = time.monotonic()
+    client.close(timeout=0.3)
+    took = time.monotonic() - started
+    assert gws.failed_posts and "/meta/disconnect" in gws.failed_posts[0]  # it was sent
+    assert took < 0.95, f"close(timeout=0.3) took {took:.2f} s"
+    alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-")]
+    assert [n for n in alive if "fake" not in n] == []
 
 
 def test_secrets_never_reach_the_logs(make: Any, caplog: pytest.LogCaptureFixture) -> None:

@@ -11,6 +11,7 @@ import textwrap
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,6 +61,23 @@ def test_a_wrong_url_fails_at_construction_saying_what_to_give(make: object, fra
     with pytest.raises(rs.ConfigurationError) as excinfo:
         make()  # type: ignore[operator]
     assert fragment in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda token: rs.JifelinePartnerClient(token),
+        lambda token: rs.JifelineCustomerClient(token, "wss://h/ws"),
+        lambda token: rs.VoxsigClient(token, "wss://h/cable", account_id=1, user_id=7),
+        lambda token: rs.GenesysChatClient(token),
+    ],
+)
+def test_a_token_given_where_the_url_goes_is_not_echoed(make: Any) -> None:
+    token = "eyJhbGciOiJSUzI1NiJ9.SECRETPAYLOAD.sig"
+    with pytest.raises(rs.ConfigurationError) as excinfo:
+        make(token)
+    message = str(excinfo.value)
+    assert "SECRETPAYLOAD" not in message and "argument order" in message
 
 
 def test_cometd_keeps_http_urls_for_long_polling() -> None:

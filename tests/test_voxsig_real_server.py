@@ -139,6 +139,18 @@ def test_an_account_the_user_is_not_in_gets_no_answer(cable: ActionCableServer, 
     assert rej.subscription == client.room and "no confirmation" in (rej.data.reason or "")
 
 
+def test_start_wait_says_what_to_check_when_the_server_says_nothing(cable: ActionCableServer, clients: Any) -> None:
+    # A wrong account (or token, or user id) makes RoomChannel#subscribed raise: no rejection
+    # comes, so "rejected by the server" would mislead; the error says what to check.
+    client = clients(cable.url, "user-7-not-in-3", account_id=3, user_id=7, confirm_timeout=1.0)
+    with pytest.raises(rs.RemoteError) as caught:
+        client.start(wait=True, timeout=T(20))
+    message = str(caught.value)
+    assert "no confirmation within 1 s" in message and "rejected by the server" not in message
+    assert "pubsub_token, account_id or user_id" in message
+    assert "user-7-not-in-3" not in message
+
+
 def test_exception_in_subscribed_is_reported_after_the_confirm_timeout(
     cable: ActionCableServer, clients: Any, hub: rs.Hub | None
 ) -> None:

@@ -124,6 +124,20 @@ def test_refused_handshake_body_is_read_only_up_to_a_bound(on_hub):
     assert err.exception.__context__ is None and err.exception.__cause__ is None
 
 
+def test_a_404_says_to_check_the_path_and_the_origin(on_hub):
+    def not_found(sock: socket.socket, request: bytes) -> None:
+        sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 15\r\n\r\nPage not found\n")
+
+    with RawServer(handshake=not_found) as server:
+        client = _client(server.url, on_hub)
+        try:
+            err = _first_error(client)
+        finally:
+            client.close(timeout=5)
+    assert err.kind == "connect" and "HTTP 404" in err.message and err.exception.status == 404
+    assert "check the URL's path" in err.message and "origin=" in err.message
+
+
 def test_response_head_is_bounded(on_hub):
     def endless_headers(sock: socket.socket, request: bytes) -> None:
         sock.sendall(b"HTTP/1.1 101 Switching Protocols\r\n")

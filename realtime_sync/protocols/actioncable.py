@@ -164,6 +164,8 @@ class ActionCableAdapter(Adapter):
     """
 
     name = "actioncable"
+    #: What the ``confirm_timeout`` error adds: why a server may say nothing.
+    unconfirmed_hint = "the channel may have failed in `subscribed` or refused the identifier silently"
     has_heartbeat = True
     subprotocols = PROTOCOLS
 
@@ -490,7 +492,7 @@ class ActionCableAdapter(Adapter):
                 del self._awaiting[sub]
                 reason = (
                     f"no confirmation within {self.confirm_timeout:g} s after {entry.attempts} subscribe(s); "
-                    "the channel may have failed in `subscribed` or refused the identifier silently"
+                    + self.unconfirmed_hint
                 )
                 log.warning("subscription not confirmed: %s", redact(sub.key))
                 self._rejected(sub, reason, now)

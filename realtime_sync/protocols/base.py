@@ -196,6 +196,7 @@ class _SubEntry:
     sent_at: float | None = None  # when the last subscribe frame was sent on this connection
     first_sent_at: float | None = None
     attempts: int = 0
+    reason: str | None = None  # why it was rejected (already redacted)
 
 
 class SubscriptionRegistry:
@@ -280,11 +281,12 @@ class SubscriptionRegistry:
         self.version += 1
         return True
 
-    def reject(self, sub: Subscription) -> bool:
+    def reject(self, sub: Subscription, reason: str | None = None) -> bool:
         e = self._entries.get(sub)
         if e is None or e.state is SubState.REJECTED:
             return False
         e.state = SubState.REJECTED
+        e.reason = reason
         self.version += 1
         return True
 
@@ -582,8 +584,9 @@ class Adapter:
             self._emit("subscribed", now, SubscriptionInfo(sub), subscription=sub)
 
     def _rejected(self, sub: Subscription, reason: str, now: float) -> None:
-        if self.subscriptions.reject(sub):
-            self._emit("subscription_rejected", now, SubscriptionInfo(sub, redact(reason)), subscription=sub)
+        reason = redact(reason)
+        if self.subscriptions.reject(sub, reason):
+            self._emit("subscription_rejected", now, SubscriptionInfo(sub, reason), subscription=sub)
 
 
 class _Bad:

@@ -330,6 +330,12 @@ class VoxsigAdapter(ActionCableAdapter):
     """
 
     name = "voxsig"
+    # Chatwoot's RoomChannel looks the user up with find_by! in `subscribed`: a wrong token or id
+    # raises there, and ActionCable then sends neither a confirmation nor a rejection.
+    unconfirmed_hint = (
+        "a Chatwoot server says nothing when the pubsub_token, account_id or user_id is wrong "
+        "(RoomChannel fails in `subscribed`): check them"
+    )
 
     def __init__(
         self,

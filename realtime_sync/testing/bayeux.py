@@ -275,15 +275,16 @@ class FakeBayeuxServer(FakeServer):
     def fail_post(self, outcome: int | str | None, *, channel: str | None = None, count: int = 1) -> None:
         """Fail the next ``count`` long-polling POSTs carrying a message on ``channel`` (any POST
         when None) without processing them: ``outcome`` is an HTTP status to answer (``500``,
-        ``403``...) or ``"drop"`` (the TCP connection is closed with no answer, as a server or a
-        proxy that dies mid-request); ``None`` cancels what is left of the plan.  Their bodies are
+        ``403``...), ``"drop"`` (the TCP connection is closed with no answer, as a server or a
+        proxy that dies mid-request) or ``"hang"`` (read, never answered until the server stops,
+        as a server that froze); ``None`` cancels what is left of the plan.  Their bodies are
         kept in :attr:`failed_posts`.
 
         >>> server.fail_post(500, channel="/chat/room")            # doctest: +SKIP
         >>> client.publish("/chat/room", {"n": 1})                  # doctest: +SKIP   -> HTTP 500
         """
-        if outcome is not None and outcome != "drop" and not (isinstance(outcome, int) and 100 <= outcome <= 599):
-            raise ValueError(f"outcome must be an HTTP status, 'drop' or None, got {outcome!r}")
+        if outcome not in (None, "drop", "hang") and not (isinstance(outcome, int) and 100 <= outcome <= 599):
+            raise ValueError(f"outcome must be an HTTP status, 'drop', 'hang' or None, got {outcome!r}")
         with self._lock:
             self._fail_plan = None if outcome is None or count <= 0 else (outcome, channel, count)
 
@@ -624,6 +625,11 @@ class FakeBayeuxServer(FakeServer):
         if path.split("?", 1)[0].rstrip("/") != self.path.rstrip("/"):
             return 404, extra, "not found\n"
         failure = self._planned_failure(body)
+        if failure == "hang":
+            with self._lock:
+                while not self._stopping:
+                    self._lp_cond.wait(0.5)
+            failure = "drop"
         if failure == "drop":
             return 0, {}, ""  # the handler closes the connection without an answer
         if isinstance(failure, int):
