@@ -464,7 +464,9 @@ class Client(Generic[A]):
 
         The state is ``connecting`` as soon as it returns.  With ``wait=True`` it blocks until
         the client is connected and its subscriptions are confirmed (see
-        :meth:`wait_connected`), and raises if that fails (the client is then closed).
+        :meth:`wait_connected`), and raises if that fails (the client is then closed).  It waits
+        for the state, not for the handlers: ``connected`` and ``subscribed`` events may still be
+        on their way to the dispatcher thread when it returns.
 
         >>> client.start(wait=True, timeout=10)     # doctest: +SKIP
         """
