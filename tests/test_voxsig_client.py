@@ -6,6 +6,7 @@ import inspect
 import itertools
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -623,3 +624,17 @@ def test_a_failing_pubsub_token_callable_is_a_token_error_and_the_client_retries
     rec.wait_count("subscribed")
     (error,) = rec.named("error")
     assert error.data.kind == "token" and "vault unreachable" in error.data.message
+
+
+def test_wss_against_the_fake_with_its_origin_check(tls_files: tuple[str, str], clients: Any) -> None:
+    # The fakes serve TLS like the real thing: the client's Origin is then https://HOST:PORT,
+    # which the fake accepts as a Rails app listing its own address would.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*tls_files)
+    with FakeVoxsigServer(ssl_context=ctx) as server:
+        assert server.url.startswith("wss://") and server.origin.startswith("https://")
+        client: VoxsigClient = clients(
+            VoxsigClient, server.url, USER_TOKEN, account_id=1, user_id=7, ca_bundle=tls_files[0]
+        )
+        client.start(wait=True, timeout=T(20))
+        assert server.handshakes[-1].headers.get("Origin") == server.origin

@@ -23,6 +23,7 @@ pubsub token and per account (one agent stream carries every account of the user
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -104,8 +105,9 @@ class FakeActionCableServer(FakeServer):
         check_origin: bool = True,
         rule: Callable[[dict[str, Any]], str] | None = None,
         max_size: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host, port, max_size=max_size)
+        super().__init__(host, port, max_size=max_size, ssl_context=ssl_context)
         self.ping_interval = ping_interval
         self.allowed_origins = allowed_origins
         self.check_origin = check_origin
@@ -132,9 +134,10 @@ class FakeActionCableServer(FakeServer):
 
     @property
     def origin(self) -> str:
-        """The Origin this server accepts by default (``http://HOST:PORT``)."""
+        """The Origin this server accepts by default (``http://HOST:PORT``, ``https://`` when it
+        serves TLS), as a Rails app whose ``allowed_request_origins`` lists its own address."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.ssl_context is not None else 'http'}://{host}:{self.port}"
 
     def check_request(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
         if path.split("?", 1)[0] != self.path:
