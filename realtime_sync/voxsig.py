@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from typing import Any, Callable
+from collections.abc import Iterator
+from typing import Any, Callable, Literal, overload
 
 import attrs
 
@@ -18,9 +19,19 @@ from ._redact import redact, register_secret
 from ._validate import number
 from .actioncable import ActionCableClient, _cable_timing
 from .client import _seconds
-from .events import Subscription
+from .events import Event, Subscription
 from .exceptions import ConfigurationError, ProtocolError
 from .jifeline import _GapFetcher, _HTTPFailure
+from .models.voxsig import (
+    CacheInvalidated,
+    Contact,
+    Conversation,
+    CopilotMessage,
+    Message,
+    NotificationEvent,
+    Presence,
+    TypingEvent,
+)
 from .protocols.voxsig import (
     EVENT_TYPES,
     PRESENCE_INTERVAL,
@@ -185,6 +196,22 @@ def _created(message: dict[str, Any]) -> float:
     return float("inf")  # unknown: keep it (dedupe by id drops it if it was seen)
 
 
+_ConversationEvents = Literal[
+    "conversation.created",
+    "conversation.read",
+    "conversation.updated",
+    "conversation.status_changed",
+    "conversation.contact_changed",
+    "conversation.mentioned",
+    "assignee.changed",
+    "team.changed",
+]
+_MessageEvents = Literal["message.created", "message.updated", "first.reply.created"]
+_TypingEvents = Literal["conversation.typing_on", "conversation.typing_off"]
+_ContactEvents = Literal["contact.created", "contact.updated", "contact.deleted", "contact.merged"]
+_NotificationEvents = Literal["notification.created", "notification.updated", "notification.deleted"]
+
+
 class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     """Live Voxsig events for an agent (``user_id`` given) or a contact (no ``user_id``).
 
@@ -235,6 +262,111 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
 
     url_example = "wss://app.voxsig.com/cable"
     known_events = frozenset(EVENT_TYPES)
+
+    # For type checkers: wait_for() and events() of a known event name give that event's model
+    # (EVENT_TYPES), so ``client.wait_for("message.created").data.content`` is checked; any
+    # other name or pattern gives Event[Any].  (``where`` takes an Event[Any]: mypy types a
+    # lambda from the first overload, so a model-typed ``where`` would send lambdas to the last.)
+
+    @overload
+    def wait_for(
+        self,
+        name: _ConversationEvents,
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[Conversation]: ...
+    @overload
+    def wait_for(
+        self, name: _MessageEvents, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
+    ) -> Event[Message]: ...
+    @overload
+    def wait_for(
+        self,
+        name: _TypingEvents,
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[TypingEvent]: ...
+    @overload
+    def wait_for(
+        self, name: _ContactEvents, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
+    ) -> Event[Contact]: ...
+    @overload
+    def wait_for(
+        self,
+        name: _NotificationEvents,
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[NotificationEvent]: ...
+    @overload
+    def wait_for(
+        self,
+        name: Literal["presence.update"],
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[Presence]: ...
+    @overload
+    def wait_for(
+        self,
+        name: Literal["account.cache_invalidated"],
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[CacheInvalidated]: ...
+    @overload
+    def wait_for(
+        self,
+        name: Literal["copilot.message.created"],
+        timeout: float | None = None,
+        where: Callable[[Event[Any]], bool] | None = None,
+    ) -> Event[CopilotMessage]: ...
+    @overload
+    def wait_for(
+        self, name: str, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
+    ) -> Event[Any]: ...
+
+    def wait_for(
+        self, name: str, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
+    ) -> Event[Any]:
+        """:meth:`Client.wait_for <realtime_sync.Client.wait_for>`, typed: a known event name
+        gives its model (``wait_for("message.created")`` is an ``Event[Message]``).
+
+        >>> client.wait_for("message.created", timeout=30).data.content   # doctest: +SKIP
+        """
+        return super().wait_for(name, timeout, where)
+
+    @overload
+    def events(
+        self, name: _ConversationEvents, *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[Conversation]]: ...
+    @overload
+    def events(
+        self, name: _MessageEvents, *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[Message]]: ...
+    @overload
+    def events(
+        self, name: _TypingEvents, *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[TypingEvent]]: ...
+    @overload
+    def events(
+        self, name: _ContactEvents, *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[Contact]]: ...
+    @overload
+    def events(
+        self, name: _NotificationEvents, *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[NotificationEvent]]: ...
+    @overload
+    def events(
+        self, name: str = "*", *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[Any]]: ...
+
+    def events(
+        self, name: str = "*", *, timeout: float | None = None, limit: int | None = None
+    ) -> Iterator[Event[Any]]:
+        """:meth:`Client.events <realtime_sync.Client.events>`, typed like :meth:`wait_for`.
+
+        >>> for event in client.events("message.created", timeout=60):   # doctest: +SKIP
+        ...     print(event.data.content)
+        """
+        return super().events(name, timeout=timeout, limit=limit)
 
     def __init__(
         self,

@@ -81,6 +81,7 @@ def test_mypy_strict_fails_on_a_typo_in_event_data(user_env: Path, tmp_path: Pat
     result = _mypy(user_env, "user_typo.py", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert '"Message" has no attribute "contnet"; maybe "content"?' in result.stdout
+    assert '"Message" has no attribute "contnt"' in result.stdout  # wait_for("message.created")
     assert "Cannot find implementation" not in result.stdout
 
 

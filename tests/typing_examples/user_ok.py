@@ -52,3 +52,13 @@ cable = rs.ActionCableClient("wss://example.com/cable", cookies={"_session": "s"
 chat = cable.subscribe("ChatChannel", room="lobby")
 cable.perform(chat, "speak", text="hello")
 cable.on("message", lambda event: print(event.data))
+
+
+def wait_for_urgent() -> str | None:
+    # wait_for() and events() of a known event name are typed by its model (Event[Message]).
+    event = client.wait_for("message.created", where=lambda e: "urgent" in (e.data.content or ""), timeout=30)
+    for later in client.events("conversation.status_changed", timeout=5, limit=1):
+        print(later.data.status)
+    anything_at_all = client.wait_for("custom.*", timeout=1)  # a pattern: Event[Any]
+    print(anything_at_all.data)
+    return event.data.content

@@ -11,3 +11,8 @@ client = rs.VoxsigClient("wss://app.voxsig.com/cable", pubsub_token="token", acc
 @client.on("message.created")
 def show(event: rs.Event[Message]) -> None:
     print(event.data.contnet)
+
+
+def newest() -> str | None:
+    # wait_for() of a known name is typed by its model: the typo is caught here too.
+    return client.wait_for("message.created", timeout=30).data.contnt  # type: ignore[no-any-return]
