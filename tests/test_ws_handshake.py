@@ -54,6 +54,16 @@ def _first_error(client, timeout: float = 5.0):
     return rec.wait("error", timeout=timeout).data
 
 
+def _error_against(handshake, on_hub):
+    """The first error of a client whose server answers the upgrade with ``handshake``."""
+    with RawServer(handshake=handshake) as server:
+        client = _client(server.url, on_hub)
+        try:
+            return _first_error(client)
+        finally:
+            client.close(timeout=5)
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirect_is_never_followed_and_credentials_stay_home(status, on_hub):
     with RawServer() as target:
@@ -128,12 +138,7 @@ def test_a_404_says_to_check_the_path_and_the_origin(on_hub):
     def not_found(sock: socket.socket, request: bytes) -> None:
         sock.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 15\r\n\r\nPage not found\n")
 
-    with RawServer(handshake=not_found) as server:
-        client = _client(server.url, on_hub)
-        try:
-            err = _first_error(client)
-        finally:
-            client.close(timeout=5)
+    err = _error_against(not_found, on_hub)
     assert err.kind == "connect" and "HTTP 404" in err.message and err.exception.status == 404
     assert "check the URL's path" in err.message and "origin=" in err.message
 
@@ -147,12 +152,7 @@ def test_response_head_is_bounded(on_hub):
         except OSError:
             pass
 
-    with RawServer(handshake=endless_headers) as server:
-        client = _client(server.url, on_hub)
-        try:
-            err = _first_error(client)
-        finally:
-            client.close(timeout=5)
+    err = _error_against(endless_headers, on_hub)
     assert err.kind == "connect" and "response head larger than 65536 bytes" in err.message
 
 
@@ -163,12 +163,7 @@ def test_refusals_keep_no_library_exception_in_their_context(status, exc, on_hub
     def refuse(sock: socket.socket, request: bytes) -> None:
         sock.sendall(f"HTTP/1.1 {status} No\r\nWWW-Authenticate: Bearer realm=SECRET-REALM\r\n\r\n".encode())
 
-    with RawServer(handshake=refuse) as server:
-        client = _client(server.url, on_hub)
-        try:
-            err = _first_error(client)
-        finally:
-            client.close(timeout=5)
+    err = _error_against(refuse, on_hub)
     assert type(err.exception) is exc and err.exception.status == status
     assert err.exception.__context__ is None and err.exception.__cause__ is None
     assert "SECRET-REALM" not in err.message
@@ -190,12 +185,7 @@ def test_invalid_101_answers_fail_the_handshake(headers, problem, on_hub):
         head = "".join(f"{k}: {v}\r\n" for k, v in base.items())
         sock.sendall(f"HTTP/1.1 101 Switching Protocols\r\n{head}\r\n".encode())
 
-    with RawServer(handshake=answer) as server:
-        client = _client(server.url, on_hub)
-        try:
-            err = _first_error(client)
-        finally:
-            client.close(timeout=5)
+    err = _error_against(answer, on_hub)
     assert err.kind == "connect" and problem in err.message and "RFC 6455 4.1" in err.message
 
 
