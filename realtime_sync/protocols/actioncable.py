@@ -422,6 +422,12 @@ class ActionCableAdapter(Adapter):
             # pubsub_token) is hidden when ``event.raw`` is first read (see events.deferred_raw);
             # the decoder gets the message as sent.
             msg["identifier"] = public_ident
+            try:
+                if self.live_broadcast(subs, message, msg, now):
+                    return
+            except Exception as exc:  # a decoder bug must not kill the transport thread
+                self._bad_frame(f"broadcast could not be decoded: {exc!r}", text, now, raw=msg, exc=exc)
+                return
             self._public_raw = msg
             self._public_sub = subs  # (sub, its public copy): no tuple built per frame
         try:
@@ -431,6 +437,19 @@ class ActionCableAdapter(Adapter):
         finally:
             self._public_raw = None
             self._public_sub = (None, None)
+
+    def live_broadcast(
+        self, subs: tuple[Subscription, Subscription], message: dict[str, Any], raw: dict[str, Any], now: float
+    ) -> bool:
+        """The hot path of :meth:`decode_broadcast` (override in vendor subclasses): emit the
+        events of the usual broadcast in one call and return True, or return False having
+        done nothing, and :meth:`decode_broadcast` takes it.
+
+        ``subs`` is the subscription and its public copy, ``message`` the broadcast's
+        ``message`` object, ``raw`` the whole frame with its identifier already public (the
+        event's ``raw``).  Default: False.
+        """
+        return False
 
     def decode_broadcast(self, sub: Subscription, message: Any, now: float, *, raw: Any, text: str) -> None:
         """Turn one broadcast into events (override in vendor subclasses).
