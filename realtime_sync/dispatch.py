@@ -150,15 +150,11 @@ def _weight(event: Event) -> int:
 
 
 def _weights(events: list[Event], wire_size: int | None) -> list[int]:
-    """The weights of a batch: from ``wire_size`` when the transport knows it, else estimated."""
+    """The weights of a batch: ``wire_size`` shared among its events when the transport knows
+    it (a look at each event's raw cost ~0.13 µs an event, for a finer split of an estimate),
+    else estimated event by event."""
     if wire_size:
-        raws = list(map(stored_raw, events))
-        framed = len(raws) - raws.count(None)
-        if framed:
-            share = 64 + max(1, wire_size // framed)
-            if framed == len(raws):
-                return [share] * framed
-            return [64 if r is None else share for r in raws]
+        return [64 + max(1, wire_size // len(events))] * len(events)
     return [_weight(e) for e in events]
 
 
@@ -341,7 +337,7 @@ class Dispatcher:
     def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> bool:
         """Queue ``events`` (from the transport thread).  ``wire_size``: the length of the
         frames they were decoded from, when known; their ``max_queue_bytes`` weight is then
-        taken from it (shared among the events that carry a frame) rather than estimated.
+        taken from it (shared among the batch) rather than estimated.
 
         Returns True when the feeder should pause (see :meth:`flow_control`)."""
         events = list(events)
@@ -442,8 +438,14 @@ class Dispatcher:
                     # queue let another max_queue events wait behind it (twice the bound).
                     q, wq = self._queue, self._weights
                     k = min(len(q), _BATCH)
-                    batch = [q.popleft() for _ in range(k)]
-                    self._queued_bytes -= sum([wq.popleft() for _ in range(k)])
+                    if k == len(q):  # the usual case: the handlers keep up
+                        batch = list(q)
+                        q.clear()
+                        self._queued_bytes -= sum(wq)
+                        wq.clear()
+                    else:
+                        batch = [q.popleft() for _ in range(k)]
+                        self._queued_bytes -= sum([wq.popleft() for _ in range(k)])
                     self._in_flight = k
                     caught_up = not q
                     drained = None
