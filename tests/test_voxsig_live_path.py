@@ -146,3 +146,19 @@ def test_catch_up_takes_the_general_path() -> None:
     assert adapter.taken == 0
     assert [e.name for e in adapter.events_received()] == ["message.created"]
     assert adapter.duplicates == 2
+
+
+def test_a_subclass_that_decodes_broadcasts_itself_gets_every_one() -> None:
+    seen: list[Any] = []
+
+    class Mine(VoxsigAdapter):
+        def decode_broadcast(self, sub: Any, message: Any, now: float, *, raw: Any, text: str) -> None:
+            seen.append(message)
+            super().decode_broadcast(sub, message, now, raw=raw, text=text)
+
+    adapter = _adapter(Mine)
+    message = {"event": "message.created", "data": {"id": 5, "account_id": 1, "conversation_id": 9}}
+    for _ in range(3):
+        adapter.receive_text(_frame(adapter, message), 1.0)
+    assert seen == [message] * 3
+    assert [e.name for e in adapter.events_received()] == ["message.created"] * 3
