@@ -54,6 +54,12 @@ __all__ = ["Client", "Stats"]
 H = TypeVar("H", bound=Handler)
 A = TypeVar("A", bound=Adapter)
 
+#: ``wait_for(where=...)``.  The vendor clients' typed overloads take it as a function of an
+#: ``Event[Any]``: mypy types a lambda from the first overload, so a model-typed ``where``
+#: would send every lambda to the last (untyped) overload.
+_Where = Callable[[Event[Any]], bool] | None
+_Timeout = float | None
+
 _CONNECT_FIELDS = frozenset(a.name for a in attrs.fields(ConnectOptions))
 _DISPATCH_FIELDS = frozenset(a.name for a in attrs.fields(DispatchOptions))
 
@@ -83,6 +89,8 @@ class Stats:
 
 
 _CLOSED = object()
+#: The end of on()'s "closed" message.
+_REGISTER_ON_NEW = " and register the handler on it (before or after its start())"
 
 
 @attrs.frozen
@@ -393,7 +401,10 @@ class Client(Generic[A]):
     def _forked(self) -> bool:
         return self._started and os.getpid() != self._owner_pid
 
-    def _check_usable(self) -> None:
+    def _check_usable(self, call: str | None = None, then: str = "") -> None:
+        """Raise when the client can no longer run: closed (:class:`ClientClosedError`) or
+        inherited through a fork (:class:`ClientForkedError`).  ``call`` names the method for the
+        message, ``then`` completes its "create a new client" advice."""
         if self._forked():
             raise ClientForkedError(
                 f"this {type(self).__name__} was started in process {self._owner_pid}; this process "
@@ -402,7 +413,10 @@ class Client(Generic[A]):
                 "post_fork hook or Celery's worker_process_init signal)."
             )
         if self._closed:
-            raise ClientClosedError(f"this {type(self).__name__} is closed; create a new client")
+            on = f"{call} on a closed client: " if call else ""
+            raise ClientClosedError(
+                f"{on}this {type(self).__name__} is closed and cannot be started again; create a new client{then}"
+            )
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -427,7 +441,14 @@ class Client(Generic[A]):
 
         The decorated function keeps its type; annotate ``event`` with ``rs.Event[Model]`` and a
         type checker checks what you read from ``event.data``.
+
+        Before :meth:`start` and while the client runs, handlers can be added at any time.  On a
+        closed client (after :meth:`close`, or once it stopped for good by itself) it raises
+        :class:`~realtime_sync.ClientClosedError`: a closed client cannot be started again, so the
+        handler would never run; create a new client and register it there.  (:meth:`off` still
+        works on a closed client.)
         """
+        self._check_usable("on()", _REGISTER_ON_NEW)
         if not isinstance(name, str) or not name:
             raise ConfigurationError("on() needs an event name or pattern such as 'message.created' or '*'")
         if isinstance(entity_id, (list, set, frozenset, dict)):
@@ -453,7 +474,7 @@ class Client(Generic[A]):
         """Remove registrations matching all the given arguments; returns how many were removed.
 
         ``off("message.created")`` removes every handler of that name, ``off(handler=h)`` every
-        registration of ``h``, ``off()`` everything.
+        registration of ``h``, ``off()`` everything.  Allowed on a closed client too.
         """
         return self._dispatcher.remove(name, handler, entity_id)
 
@@ -706,18 +727,26 @@ class Client(Generic[A]):
         with self._lock:
             self._waiters.discard(q)
 
-    def wait_for(self, name: str, timeout: float | None = None, where: Callable[[Event], bool] | None = None) -> Event:
+    def wait_for(self, name: str, timeout: float | None = None, where: _Where = None) -> Event:
         """Block until an event named ``name`` (pattern allowed) arrives, and return it.
 
         ``where`` filters events (``where=lambda e: e.entity_id == 42``).  Raises
         :class:`~realtime_sync.WaitTimeout` after ``timeout`` seconds and
-        :class:`~realtime_sync.ClientClosedError` if the client closes first.  Starts the client
-        if it is not started.  Only events arriving after the call count.
+        :class:`~realtime_sync.ClientClosedError` if the client closes first, or at once when it
+        is already closed (a closed client cannot be started again: create a new one).  Starts
+        the client if it is not started.  Only events arriving after the call count.
+
+        The vendor clients type the result by the event name: ``VoxsigClient.wait_for
+        ("message.created")`` is an ``Event[Message]``, ``JifelineCustomerClient.wait_for
+        ("ticket.updated")`` an ``Event[Ticket]``, ``GenesysChatClient.wait_for
+        ("chat.new_messages")`` an ``Event[MessageLogUpdate]``; a pattern or another name gives
+        ``Event[Any]``.
 
         >>> event = client.wait_for("message.created", timeout=30)     # doctest: +SKIP
+        >>> event.data.content                                          # doctest: +SKIP
         """
         timeout = _seconds(timeout)
-        self._check_usable()
+        self._check_usable("wait_for()")
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError(
                 "wait_for() cannot be called from inside a handler: it would wait for the very thread "
@@ -747,14 +776,17 @@ class Client(Generic[A]):
         """Iterate over events as they arrive, for scripts and notebooks.
 
         The iteration ends when no event arrives within ``timeout`` seconds (None: never), after
-        ``limit`` events, or when the client closes.  Starts the client if needed.
+        ``limit`` events, or when the client closes (the events received until then are
+        delivered first).  Starts the client if needed.  On a client that is already closed the
+        call raises :class:`~realtime_sync.ClientClosedError` (a closed client cannot be started
+        again: create a new one).  Typed by the event name like :meth:`wait_for`.
 
         >>> for event in client.events("message.*", timeout=60):      # doctest: +SKIP
         ...     print(event.data.content)
         """
         timeout = _seconds(timeout)
         limit = number(limit, "limit", integer=True, optional=True)
-        self._check_usable()
+        self._check_usable("events()")
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError("events() cannot be iterated inside a handler; use on() there")
         # Register now, not at the first next(): events arriving in between are kept.

@@ -28,12 +28,25 @@ from __future__ import annotations
 
 import functools
 import urllib.parse
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, overload
 
 from ._csrf import CsrfSource
 from ._validate import websocket_url
+from .client import _Timeout, _Where
 from .cometd import CometDClient
-from .models.genesys import _EVENT_NAMES, CALL_EVENTS, DEVICE_EVENTS, NOTIFICATION_EVENT, _topic, decode_notification
+from .events import Event
+from .models.genesys import (
+    _EVENT_NAMES,
+    CALL_EVENTS,
+    DEVICE_EVENTS,
+    NOTIFICATION_EVENT,
+    CallStateChange,
+    ChatStateChange,
+    DeviceStateChange,
+    MessageLogUpdate,
+    _topic,
+    decode_notification,
+)
 
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
@@ -48,6 +61,14 @@ def _with_topic_events(known: frozenset[str], topic: str) -> frozenset[str]:
 
 
 GENESYS_NOTIFICATIONS_PATH = "/api/v2/notifications"
+
+# The event names whose data is typed, for the typed overloads of wait_for() and events().
+_ChatStateEvents = Literal["chat.status_change", "chat.participants_updated", "chat.properties_updated", "chat.error"]
+_MessageLogEvents = Literal["chat.new_messages"]
+_CallEvents = Literal[
+    "call.status_change", "call.participants_updated", "call.attached_data_changed", "call.call_recording_state_change"
+]
+_DeviceEvents = Literal["device.state_change"]
 
 
 def _normalise_url(url: str) -> str:
@@ -104,6 +125,55 @@ class GenesysChatClient(CometDClient):
     url_example = "https://HOST/api/v2/notifications"
     #: The chat notifications, and "notification" for the other topics' messages.
     known_events = frozenset({*_EVENT_NAMES.values(), NOTIFICATION_EVENT})
+
+    if TYPE_CHECKING:
+        # For type checkers only (at run time these are Client's methods): wait_for() and
+        # events() of a chat, call or device event name give its model; "notification" (the
+        # decoded data of another topic), any other name or a pattern give Event[Any].
+
+        @overload
+        def wait_for(
+            self, name: _ChatStateEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[ChatStateChange]: ...
+        @overload
+        def wait_for(
+            self, name: _MessageLogEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[MessageLogUpdate]: ...
+        @overload
+        def wait_for(
+            self, name: _CallEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[CallStateChange]: ...
+        @overload
+        def wait_for(
+            self, name: _DeviceEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[DeviceStateChange]: ...
+        @overload
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+
+        @overload
+        def events(
+            self, name: _ChatStateEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[ChatStateChange]]: ...
+        @overload
+        def events(
+            self, name: _MessageLogEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[MessageLogUpdate]]: ...
+        @overload
+        def events(
+            self, name: _CallEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[CallStateChange]]: ...
+        @overload
+        def events(
+            self, name: _DeviceEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[DeviceStateChange]]: ...
+        @overload
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
 
     def __init__(
         self,

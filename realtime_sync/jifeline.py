@@ -29,7 +29,7 @@ import queue
 import threading
 import time
 import urllib.parse
-from typing import Any, Callable, Hashable, Mapping, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Literal, Mapping, TypeVar, overload
 
 import attrs
 
@@ -38,12 +38,13 @@ from ._http import request as http_request
 from ._json import decode
 from ._redact import get_logger, redact, register_secret
 from ._validate import number
-from .client import Client, _seconds
+from .client import _REGISTER_ON_NEW, Client, _seconds, _Timeout, _Where
 from .config import ReconnectPolicy
 from .dispatch import Handler
 from .engine import Call, Command
 from .events import ErrorInfo, Event, Subscription
 from .exceptions import ClientClosedError, ConfigurationError, ProtocolError, TokenError
+from .models.jifeline import Connection, Connector, ConnectorStatus, SystemEvent, Ticket
 from .oauth import ClientCredentialsTokenProvider
 from .protocols.base import ConnectRequest
 from .protocols.jifeline import (
@@ -141,6 +142,15 @@ class _ChangesOnly:
 
 J = TypeVar("J", bound=_JifelineAdapter)
 
+# The event names whose data is typed, for the typed overloads of wait_for() and events().
+_TicketEvents = Literal["ticket.updated"]
+_ConnectionEvents = Literal["connection.updated"]
+_ConnectorEvents = Literal["connector.updated"]
+_ConnectorStatusEvents = Literal["connector.status"]
+#: The system event types the vendor names (PROTOCOLS.md); any other event_type is a
+#: SystemEvent too at run time, typed Event[Any] (event_type is an open set).
+_SystemEvents = Literal["tickets.ticket.created", "tickets.ticket.closed"]
+
 
 class _JifelineClient(Client[J]):
     """What both Jifeline clients share: token placement, desired-state subscriptions, changes_only."""
@@ -228,6 +238,7 @@ class _JifelineClient(Client[J]):
         """
         if not changes_only:
             return super().on(name, handler, entity_id=entity_id)
+        self._check_usable("on()", _REGISTER_ON_NEW)
         if handler is None:
 
             def decorator(fn: Handler) -> Handler:
@@ -270,6 +281,44 @@ class JifelineCustomerClient(_JifelineClient[JifelineCustomerAdapter]):
 
     url_example = "wss://<cluster host>/<customer websocket path>"
     known_events = frozenset({"ticket.updated", "connection.updated", "connector.updated"})
+
+    if TYPE_CHECKING:
+        # For type checkers only (at run time these are Client's methods): wait_for() and
+        # events() of an event name above give its model; any other name or pattern Event[Any].
+
+        @overload
+        def wait_for(self, name: _TicketEvents, timeout: _Timeout = None, where: _Where = None) -> Event[Ticket]: ...
+        @overload
+        def wait_for(
+            self, name: _ConnectionEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[Connection]: ...
+        @overload
+        def wait_for(
+            self, name: _ConnectorEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[Connector]: ...
+        @overload
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+
+        @overload
+        def events(
+            self, name: _TicketEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Ticket]]: ...
+        @overload
+        def events(
+            self, name: _ConnectionEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Connection]]: ...
+        @overload
+        def events(
+            self, name: _ConnectorEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Connector]]: ...
+        @overload
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
 
     def __init__(
         self,
@@ -589,6 +638,38 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
     _kinds = PARTNER_KINDS
     #: The vendor's advice: instantly a handful of times, then no more often than every 5 s.
     default_reconnect = ReconnectPolicy(instant_retries=3, interval=5.0, max_interval=5.0, jitter=0.25)
+
+    if TYPE_CHECKING:
+        # For type checkers only (at run time these are Client's methods): connector.status and
+        # the system event types the vendor names give their model; any other name Event[Any].
+
+        @overload
+        def wait_for(
+            self, name: _ConnectorStatusEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[ConnectorStatus]: ...
+        @overload
+        def wait_for(
+            self, name: _SystemEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[SystemEvent]: ...
+        @overload
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+
+        @overload
+        def events(
+            self, name: _ConnectorStatusEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[ConnectorStatus]]: ...
+        @overload
+        def events(
+            self, name: _SystemEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[SystemEvent]]: ...
+        @overload
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
 
     def __init__(
         self,

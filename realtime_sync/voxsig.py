@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Iterator
-from typing import Any, Callable, Literal, overload
+from typing import TYPE_CHECKING, Any, Callable, Literal, overload
 
 import attrs
 
@@ -18,7 +18,7 @@ from ._json import decode
 from ._redact import redact, register_secret
 from ._validate import number
 from .actioncable import ActionCableClient, _cable_timing
-from .client import _seconds
+from .client import _seconds, _Timeout, _Where
 from .events import Event, Subscription
 from .exceptions import ConfigurationError, ProtocolError
 from .jifeline import _GapFetcher, _HTTPFailure
@@ -210,6 +210,9 @@ _MessageEvents = Literal["message.created", "message.updated", "first.reply.crea
 _TypingEvents = Literal["conversation.typing_on", "conversation.typing_off"]
 _ContactEvents = Literal["contact.created", "contact.updated", "contact.deleted", "contact.merged"]
 _NotificationEvents = Literal["notification.created", "notification.updated", "notification.deleted"]
+_PresenceEvents = Literal["presence.update"]
+_CacheEvents = Literal["account.cache_invalidated"]
+_CopilotEvents = Literal["copilot.message.created"]
 
 
 class VoxsigClient(ActionCableClient[VoxsigAdapter]):
@@ -263,110 +266,83 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
     url_example = "wss://app.voxsig.com/cable"
     known_events = frozenset(EVENT_TYPES)
 
-    # For type checkers: wait_for() and events() of a known event name give that event's model
-    # (EVENT_TYPES), so ``client.wait_for("message.created").data.content`` is checked; any
-    # other name or pattern gives Event[Any].  (``where`` takes an Event[Any]: mypy types a
-    # lambda from the first overload, so a model-typed ``where`` would send lambdas to the last.)
+    if TYPE_CHECKING:
+        # For type checkers only (at run time these are Client's methods): wait_for() and
+        # events() of a known event name (EVENT_TYPES) give that event's model, so
+        # ``client.wait_for("message.created").data.content`` is checked; any other name or
+        # pattern gives Event[Any].
 
-    @overload
-    def wait_for(
-        self,
-        name: _ConversationEvents,
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[Conversation]: ...
-    @overload
-    def wait_for(
-        self, name: _MessageEvents, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
-    ) -> Event[Message]: ...
-    @overload
-    def wait_for(
-        self,
-        name: _TypingEvents,
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[TypingEvent]: ...
-    @overload
-    def wait_for(
-        self, name: _ContactEvents, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
-    ) -> Event[Contact]: ...
-    @overload
-    def wait_for(
-        self,
-        name: _NotificationEvents,
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[NotificationEvent]: ...
-    @overload
-    def wait_for(
-        self,
-        name: Literal["presence.update"],
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[Presence]: ...
-    @overload
-    def wait_for(
-        self,
-        name: Literal["account.cache_invalidated"],
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[CacheInvalidated]: ...
-    @overload
-    def wait_for(
-        self,
-        name: Literal["copilot.message.created"],
-        timeout: float | None = None,
-        where: Callable[[Event[Any]], bool] | None = None,
-    ) -> Event[CopilotMessage]: ...
-    @overload
-    def wait_for(
-        self, name: str, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
-    ) -> Event[Any]: ...
+        @overload
+        def wait_for(
+            self, name: _ConversationEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[Conversation]: ...
+        @overload
+        def wait_for(self, name: _MessageEvents, timeout: _Timeout = None, where: _Where = None) -> Event[Message]: ...
+        @overload
+        def wait_for(
+            self, name: _TypingEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[TypingEvent]: ...
+        @overload
+        def wait_for(self, name: _ContactEvents, timeout: _Timeout = None, where: _Where = None) -> Event[Contact]: ...
+        @overload
+        def wait_for(
+            self, name: _NotificationEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[NotificationEvent]: ...
+        @overload
+        def wait_for(
+            self, name: _PresenceEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[Presence]: ...
+        @overload
+        def wait_for(
+            self, name: _CacheEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[CacheInvalidated]: ...
+        @overload
+        def wait_for(
+            self, name: _CopilotEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[CopilotMessage]: ...
+        @overload
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
 
-    def wait_for(
-        self, name: str, timeout: float | None = None, where: Callable[[Event[Any]], bool] | None = None
-    ) -> Event[Any]:
-        """:meth:`Client.wait_for <realtime_sync.Client.wait_for>`, typed: a known event name
-        gives its model (``wait_for("message.created")`` is an ``Event[Message]``).
-
-        >>> client.wait_for("message.created", timeout=30).data.content   # doctest: +SKIP
-        """
-        return super().wait_for(name, timeout, where)
-
-    @overload
-    def events(
-        self, name: _ConversationEvents, *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[Conversation]]: ...
-    @overload
-    def events(
-        self, name: _MessageEvents, *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[Message]]: ...
-    @overload
-    def events(
-        self, name: _TypingEvents, *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[TypingEvent]]: ...
-    @overload
-    def events(
-        self, name: _ContactEvents, *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[Contact]]: ...
-    @overload
-    def events(
-        self, name: _NotificationEvents, *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[NotificationEvent]]: ...
-    @overload
-    def events(
-        self, name: str = "*", *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[Any]]: ...
-
-    def events(
-        self, name: str = "*", *, timeout: float | None = None, limit: int | None = None
-    ) -> Iterator[Event[Any]]:
-        """:meth:`Client.events <realtime_sync.Client.events>`, typed like :meth:`wait_for`.
-
-        >>> for event in client.events("message.created", timeout=60):   # doctest: +SKIP
-        ...     print(event.data.content)
-        """
-        return super().events(name, timeout=timeout, limit=limit)
+        @overload
+        def events(
+            self, name: _ConversationEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Conversation]]: ...
+        @overload
+        def events(
+            self, name: _MessageEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Message]]: ...
+        @overload
+        def events(
+            self, name: _TypingEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[TypingEvent]]: ...
+        @overload
+        def events(
+            self, name: _ContactEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Contact]]: ...
+        @overload
+        def events(
+            self, name: _NotificationEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[NotificationEvent]]: ...
+        @overload
+        def events(
+            self, name: _PresenceEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Presence]]: ...
+        @overload
+        def events(
+            self, name: _CacheEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[CacheInvalidated]]: ...
+        @overload
+        def events(
+            self, name: _CopilotEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[CopilotMessage]]: ...
+        @overload
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
 """Typing reaches user code (issue 12 item 7): ``mypy --strict`` on a typed user script passes,
-the same script with ``event.data.contnet`` fails, and the install line of the README's
+the same script with ``event.data.contnet`` fails (for the Voxsig, Jifeline and Genesys clients'
+handlers, ``wait_for()`` and ``events()``), and the install line of the README's
 type-checking section lets mypy find the package (the default editable install's import hook
 hides it from mypy)."""
 
@@ -89,3 +90,25 @@ def test_mypy_strict_checks_a_genesys_csrf_callable(user_env: Path, tmp_path: Pa
     result = _mypy(user_env, "user_csrf_bad.py", tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
     assert 'Argument "csrf" to "GenesysChatClient" has incompatible type' in result.stdout
+
+
+def test_mypy_strict_types_jifeline_and_genesys_waits_by_event_name(user_env: Path, tmp_path: Path) -> None:
+    # Every documented event name's model (assert_type), Event[Any] for patterns and other names,
+    # and on() keeping the decorated function's type, for both Jifeline clients and Genesys.
+    result = _mypy(user_env, "user_vendors_ok.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy_strict_fails_on_fields_the_jifeline_and_genesys_models_lack(user_env: Path, tmp_path: Path) -> None:
+    result = _mypy(user_env, "user_vendors_typo.py", tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    for line, error in [
+        (9, '"Ticket" has no attribute "ticket_number"'),  # JifelineCustomerClient.wait_for
+        (11, '"Connection" has no attribute "uuid"'),  # JifelineCustomerClient.events
+        (14, '"ConnectorStatus" has no attribute "is_online"'),  # JifelinePartnerClient.wait_for
+        (15, '"SystemEvent" has no attribute "ticket"; maybe "ticket_id"?'),
+        (18, '"MessageLogUpdate" has no attribute "chat"'),  # GenesysChatClient.wait_for
+        (20, '"ChatStateChange" has no attribute "messages"'),  # GenesysChatClient.events
+    ]:
+        assert f"user_vendors_typo.py:{line}: error: {error}" in result.stdout, result.stdout
+    assert "Found 6 errors" in result.stdout, result.stdout

@@ -88,7 +88,7 @@ from .._redact import redact
 from .._validate import seconds
 from ..client import Client
 from ..events import LIFECYCLE_EVENTS, Event
-from ..exceptions import ConfigurationError
+from ..exceptions import ClientClosedError, ConfigurationError
 from ..hub import Hub
 from ._common import import_string, make_client, normalise_vendor
 from ._redis import STORE_POINT, describe_error, key_prefix, redis_client
@@ -578,7 +578,11 @@ class ReplicaListener:
             self._handlers.append((pattern, handler))
             clients = [(o.tenant.key, o.client) for o in self._owned.values() if o.client is not None]
         for key, client in clients:
-            client.on(pattern, self.guard(key, handler))
+            try:
+                client.on(pattern, self.guard(key, handler))
+            except ClientClosedError:
+                # Closing, or stopped for good: the tenant's next client gets every handler.
+                pass
         return handler
 
     def guard(self, tenant: str, handler: Handler) -> Handler:

@@ -1,0 +1,104 @@
+"""``on()``, ``wait_for()`` and ``events()`` on a closed client (after ``close()``, or once it
+stopped for good by itself) raise :class:`~realtime_sync.ClientClosedError` saying to create a
+new client: a closed client cannot be started again, so a handler registered on it would never
+run.  ``on()`` before ``start()`` and while the client runs keeps working, ``off()`` works on a
+closed client, an ``events()`` loop in progress ends when the client closes, and a ``wait_for()``
+in progress raises.  Against the fake servers of realtime_sync.testing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import realtime_sync as rs
+from realtime_sync.testing.actioncable import FakeVoxsigServer
+from realtime_sync.testing.bayeux import FakeGenesysServer
+from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifelinePartnerServer
+
+from .conftest import Recorder, T, poll_until
+
+CLOSED = r"on a closed client: this {} is closed and cannot be started again; create a new client"
+
+
+def assert_refused(client: Any) -> None:
+    """Every way to register or wait on ``client`` raises, naming it and what to do."""
+    cls = type(client).__name__
+    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + CLOSED.format(cls) + " and register the handler"):
+        client.on("connected", print)
+    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + CLOSED.format(cls)):
+        client.on("connected")  # the decorator form: at once, not when it decorates
+    with pytest.raises(rs.ClientClosedError, match=r"^wait_for\(\) " + CLOSED.format(cls) + "$"):
+        client.wait_for("connected", timeout=T(5))
+    with pytest.raises(rs.ClientClosedError, match=r"^events\(\) " + CLOSED.format(cls) + "$"):
+        client.events("connected", timeout=T(5))
+    with pytest.raises(rs.ClientClosedError):
+        iter(client)
+
+
+def test_on_before_start_and_while_running_works_and_a_closed_client_refuses_it(clients: Any) -> None:
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        client: rs.JifelineCustomerClient = clients(rs.JifelineCustomerClient, server.url)
+        before = Recorder(client, "ticket.updated")  # before start()
+        client.subscribe_ticket(1)
+        client.start()
+        before.wait("ticket.updated")
+        running = Recorder(client, "ticket.updated")  # while it runs
+        running.wait("ticket.updated")
+        changed = Recorder(client, "connector.updated")
+        client.close()
+        assert_refused(client)
+        with pytest.raises(rs.ClientClosedError, match=r"^on\(\) on a closed client"):
+            client.on("ticket.updated", print, changes_only=True)
+        with pytest.raises(rs.ClientClosedError, match=r"^on\(\) on a closed client"):
+            client.on("ticket.updated", changes_only=True)
+        # off() still works: cleaning up after a closed client is no misuse.
+        assert client.off("ticket.updated") == 2 and client.off(handler=changed._record) == 1
+
+
+@pytest.mark.parametrize("vendor", ["jifeline-partner", "genesys", "voxsig"])
+def test_every_vendor_client_refuses_on_wait_for_and_events_once_closed(vendor: str, clients: Any) -> None:
+    servers: dict[str, Callable[[], Any]] = {
+        "jifeline-partner": lambda: FakeJifelinePartnerServer(interval=0.1),
+        "genesys": lambda: FakeGenesysServer(timeout=1.0),
+        "voxsig": FakeVoxsigServer,
+    }
+    with servers[vendor]() as server:
+        if vendor == "jifeline-partner":
+            client = clients(rs.JifelinePartnerClient, server.url, token="token")
+        elif vendor == "genesys":
+            client = clients(rs.GenesysChatClient, server.http_url)
+        else:
+            client = clients(rs.VoxsigClient, server.url, "user-token-1", account_id=1, user_id=7)
+        client.start(wait=True, timeout=T(10))
+        client.close()
+        assert_refused(client)
+
+
+def test_a_client_stopped_for_good_by_itself_refuses_on(clients: Any) -> None:
+    with FakeVoxsigServer() as server:
+        server.reject_connections = True  # {"type":"disconnect","reason":"unauthorized","reconnect":false}
+        client: rs.VoxsigClient = clients(rs.VoxsigClient, server.url, "user-token-1", account_id=1, user_id=7)
+        rec = Recorder(client, "disconnected")
+        client.start()
+        assert rec.wait("disconnected").data.will_reconnect is False
+        poll_until(lambda: client.closed, what="the client stopped for good")
+        assert_refused(client)
+
+
+def test_an_events_loop_ends_and_a_wait_for_raises_when_the_client_closes_meanwhile(clients: Any) -> None:
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        client: rs.JifelineCustomerClient = clients(rs.JifelineCustomerClient, server.url)
+        client.subscribe_ticket(1)
+        snapshots = client.events("ticket.updated", timeout=T(10))
+        assert next(snapshots).data.ticket_id == 1  # started by the iteration
+        client.close()
+        assert all(e.name == "ticket.updated" for e in snapshots)  # what came meanwhile, then the end
+
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        client = clients(rs.JifelineCustomerClient, server.url)
+        client.subscribe_ticket(1)
+        client.on("ticket.updated", lambda event: client.close())  # close() is safe in a handler
+        with pytest.raises(rs.ClientClosedError, match=r"closed while waiting for 'connector\.updated'"):
+            client.wait_for("connector.updated", timeout=T(10))  # never pushed: not subscribed
