@@ -42,7 +42,9 @@ connect's batches); use the extension where order matters.
 
 The threads are named ``realtime_sync-longpoll-<client>-send`` / ``-connect`` and ``close()``
 joins them: it first gives a queued control request (a goodbye such as ``/meta/disconnect``) up
-to a second to go out, then shuts the sockets down, which ends a held request at once.
+to a second to go out and be answered (on the client's own close, the held request's answer
+too: a socket closed before its answer came ends with a TCP reset), then shuts the sockets
+down, which ends a held request at once.
 
 Cookies (the GWS session cookie JSESSIONID, CometD's BAYEUX_BROWSER) live in a
 :class:`CookieJar` shared by both transports of a client: a ``Set-Cookie`` seen on any response
@@ -449,8 +451,9 @@ class LongPollingConnection(LongPollingBase):
         self._queues: dict[str, queue.SimpleQueue[tuple[bytes, bool] | None]] = {}
         self._https: dict[str, _Http] = {}
         self._threads: list[threading.Thread] = []
-        self._send_pending = 0
-        self._send_idle = threading.Condition(self._lock)
+        # Requests queued or out, per worker ("send", "connect"); close() waits for both.
+        self._pending = {"send": 0, "connect": 0}
+        self._idle = threading.Condition(self._lock)
         self._max = 0
         #: Set by the engine before a clean close: the goodbye's wait ends then at the latest.
         self.goodbye_until: float | None = None
@@ -526,9 +529,8 @@ class LongPollingConnection(LongPollingBase):
         if self._ended or self._close_called:
             return  # the end is reported by receive(); nothing to send it on
         role = "connect" if getattr(text, "held", False) else "send"
-        if role == "send":
-            with self._lock:
-                self._send_pending += 1
+        with self._lock:
+            self._pending[role] += 1
         # Whether the request may be sent twice is the adapter's call too (IdempotentFrame).
         self._queues[role].put((text.encode("utf-8"), getattr(text, "idempotent", False)))
 
@@ -544,11 +546,17 @@ class LongPollingConnection(LongPollingBase):
             deadline = time.monotonic() + (_GOODBYE_GRACE if code == 1000 else 0.0)
             if self.goodbye_until is not None:  # what close(timeout=...) leaves for it
                 deadline = min(deadline, self.goodbye_until)
-            while self._send_pending and not self._ended:
+            # On the client's own clean close (the engine set goodbye_until), the held
+            # /meta/connect too, which the server answers on the disconnect: a socket closed with
+            # an answer unread, or before it came, ends with a TCP reset instead of a FIN
+            # (measured against faye: 15 of 60 connections).  Not on a reconnect: no wait there.
+            pending = self._pending
+            held = self.goodbye_until is not None
+            while (pending["send"] or (held and pending["connect"])) and not self._ended:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._send_idle.wait(remaining)
+                self._idle.wait(remaining)
             self._closing = True
         for q in self._queues.values():
             q.put(None)
@@ -591,7 +599,7 @@ class LongPollingConnection(LongPollingBase):
             self._ended = True
             if not self.close_reason:
                 self.close_reason = reason
-            self._send_idle.notify_all()
+            self._idle.notify_all()
         self._signal()
 
     def _work(self, role: str, q: queue.SimpleQueue[tuple[bytes, bool] | None]) -> None:
@@ -603,11 +611,10 @@ class LongPollingConnection(LongPollingBase):
             try:
                 self._post(h, item[0], role, item[1])
             finally:
-                if role == "send":
-                    with self._lock:
-                        self._send_pending -= 1
-                        if not self._send_pending:
-                            self._send_idle.notify_all()
+                with self._lock:
+                    self._pending[role] -= 1
+                    if not self._pending[role]:
+                        self._idle.notify_all()
             if self._ended:
                 break
         h.abort()
