@@ -141,6 +141,8 @@ def _weight(event: Event) -> int:
         return 64
     if type(raw) is Deferred:
         raw = raw.value
+        if type(raw) is tuple:  # events.deferred_frame(): the frame's text
+            return 64 + len(raw[0])
     if _FAST_JSON:
         try:
             return 64 + len(_json.dumps(raw))

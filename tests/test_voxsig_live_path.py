@@ -12,7 +12,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime_sync.events import ErrorInfo, Event
+from realtime_sync._build import Deferred
+from realtime_sync.events import ErrorInfo, Event, stored_raw
 from realtime_sync.protocols.voxsig import EVENT_TYPES, VoxsigAdapter
 
 TOKEN = "pubsub-token-live-1"
@@ -162,3 +163,32 @@ def test_a_subclass_that_decodes_broadcasts_itself_gets_every_one() -> None:
         adapter.receive_text(_frame(adapter, message), 1.0)
     assert seen == [message] * 3
     assert [e.name for e in adapter.events_received()] == ["message.created"] * 3
+
+
+def test_a_live_event_keeps_its_frame_as_text_and_reads_it_back_public() -> None:
+    # The live path keeps the frame's text, not its decoded tree: event.raw is decoded again on
+    # its first read, with the identifier's public copy and every secret member hidden, then kept.
+    adapter = _adapter(_Counting)
+    inbox = {"source_id": "s1", "pubsub_token": "ANOTHER-USERS-TOKEN"}
+    message = {
+        "event": "message.created",
+        "data": {"id": 5, "account_id": 1, "conversation_id": 9, "conversation": {"contact_inbox": inbox}},
+    }
+    adapter.receive_text(_frame(adapter, message), 1.0)
+    adapter.events_received()
+    adapter.taken = 0
+    text = _frame(adapter, message)
+    adapter.receive_text(text, 1.0)
+    assert adapter.taken == 1
+    (event,) = adapter.events_received()
+    stored = stored_raw(event)
+    assert type(stored) is Deferred and stored.value[0] is text  # the frame itself, not a copy
+    assert "ANOTHER-USERS-TOKEN" not in repr(event) and TOKEN not in repr(event)
+    raw = event.raw
+    assert raw is event.raw  # decoded once
+    assert raw["identifier"] == adapter.identifier.replace(TOKEN, "***")
+    assert raw["message"]["data"]["conversation"]["contact_inbox"] == {"source_id": "s1", "pubsub_token": "***"}
+    assert event.data.conversation == {"contact_inbox": inbox}  # the model gets the payload as sent
+    want = json.loads(json.dumps(message))
+    want["data"]["conversation"]["contact_inbox"]["pubsub_token"] = "***"
+    assert raw == {"identifier": raw["identifier"], "message": want}

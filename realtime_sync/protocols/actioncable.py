@@ -48,9 +48,13 @@ import attrs
 from .. import _redact
 from .._json import MAX_DEPTH, dumps, loads
 from .._redact import redact
-from ..events import Subscription, public_subscription, public_text
+from ..events import Subscription, deferred_frame, public_subscription, public_text
 from ..exceptions import AuthenticationError, ConfigurationError, ProtocolError, RemoteError
 from .base import BAD, Adapter, ConnectRequest, SubState, _SubEntry
+
+#: A routed identifier: (the subscription, its public copy), the identifier made public, and
+#: ``{"identifier": <that>}`` (what events.deferred_frame() puts back in the frame).
+_Route = tuple[tuple[Subscription, Subscription], str, Mapping[str, str]]
 
 __all__ = [
     "PROTOCOLS",
@@ -191,7 +195,7 @@ class ActionCableAdapter(Adapter):
         # identifier string -> (subscription, its public copy, the public identifier): every
         # broadcast names its identifier; valid while the subscriptions and the secrets are.
         #: identifier -> ((subscription, its public copy), the identifier's public copy)
-        self._routes: dict[str, tuple[tuple[Subscription, Subscription], str]] = {}
+        self._routes: dict[str, _Route] = {}
         self._routes_for: tuple[int, tuple[str, ...]] = (-1, ())
 
     # -- handshake -------------------------------------------------------------------------
@@ -388,7 +392,7 @@ class ActionCableAdapter(Adapter):
         self._error("auth" if auth else "server", message, now, frame=text, exc=exc, raw=msg)
         self._request_close(reason, reconnect=False, auth=auth)
 
-    def _route(self, ident: Any) -> tuple[tuple[Subscription, Subscription], str] | None:
+    def _route(self, ident: Any) -> _Route | None:
         """The subscription a frame's identifier names (cached by the identifier string)."""
         version, secrets = self._routes_for
         if version != self.subscriptions.version or secrets is not _redact._by_length:
@@ -398,7 +402,8 @@ class ActionCableAdapter(Adapter):
         if route is None and type(ident) is str:
             sub = Subscription(KIND, ident)
             if sub in self.subscriptions:
-                route = self._routes[ident] = ((sub, public_subscription(sub)), public_text(ident))
+                public = public_text(ident)
+                route = self._routes[ident] = ((sub, public_subscription(sub)), public, {"identifier": public})
         return route
 
     def _on_broadcast(self, msg: dict[str, Any], text: str, now: float) -> None:
@@ -411,19 +416,21 @@ class ActionCableAdapter(Adapter):
         if route is None:
             self._sub_for(msg, text, now)  # reports a bad identifier, logs an unknown one
             return
-        subs, public_ident = route
+        subs, public_ident, patch = route
         sub = subs[0]
         message = msg["message"]
         if len(msg) == 2 and type(message) is dict:
             # The frame is the event's raw: the identifier (it carries the pubsub token) is
             # replaced by its public copy in place, so no copy of the frame is made for
-            # ``event.raw`` (the frame is ours alone, just decoded).
+            # ``event.raw`` (the frame is ours alone, just decoded).  The one-call path keeps
+            # the frame's text instead (events.deferred_frame: read again with that public
+            # identifier on the first read of ``event.raw``), and the decoded frame dies here.
             # Another user's secret in the payload (Chatwoot's contact_inbox row carries its
             # pubsub_token) is hidden when ``event.raw`` is first read (see events.deferred_raw);
             # the decoder gets the message as sent.
             msg["identifier"] = public_ident
             try:
-                if self.live_broadcast(subs, message, msg, now):
+                if self.live_broadcast(subs, message, deferred_frame(text, patch), now):
                     return
             except Exception as exc:  # a decoder bug must not kill the transport thread
                 self._bad_frame(f"broadcast could not be decoded: {exc!r}", text, now, raw=msg, exc=exc)
@@ -439,15 +446,16 @@ class ActionCableAdapter(Adapter):
             self._public_sub = (None, None)
 
     def live_broadcast(
-        self, subs: tuple[Subscription, Subscription], message: dict[str, Any], raw: dict[str, Any], now: float
+        self, subs: tuple[Subscription, Subscription], message: dict[str, Any], raw: Any, now: float
     ) -> bool:
         """The hot path of :meth:`decode_broadcast` (override in vendor subclasses): emit the
         events of the usual broadcast in one call and return True, or return False having
         done nothing, and :meth:`decode_broadcast` takes it.
 
         ``subs`` is the subscription and its public copy, ``message`` the broadcast's
-        ``message`` object, ``raw`` the whole frame with its identifier already public (the
-        event's ``raw``).  Default: False.
+        ``message`` object, ``raw`` the event's ``raw`` as :func:`~realtime_sync.events.build_event`
+        takes it (:func:`~realtime_sync.events.deferred_frame`: the frame with its identifier
+        public, decoded again when ``event.raw`` is first read).  Default: False.
         """
         return False
 

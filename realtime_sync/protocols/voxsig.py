@@ -70,7 +70,6 @@ from typing import Any, Callable, Union
 
 import attrs
 
-from .._build import Deferred
 from .._json import dumps
 from .._redact import redact, register_secret
 from ..events import ErrorInfo, Subscription, build_event
@@ -171,8 +170,6 @@ _specs: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any, Any], Any]]] 
 PRESENCE_INTERVAL = 15.0
 
 PubsubToken = Union[str, Callable[[], str]]
-
-_new = object.__new__
 
 
 @attrs.frozen
@@ -550,7 +547,7 @@ class VoxsigAdapter(ActionCableAdapter):
     # -- broadcasts ------------------------------------------------------------------------
 
     def live_broadcast(
-        self, subs: tuple[Subscription, Subscription], message: dict[str, Any], raw: dict[str, Any], now: float
+        self, subs: tuple[Subscription, Subscription], message: dict[str, Any], raw: Any, now: float
     ) -> bool:
         # The stream that matters, in one call: a live event of a known name, of this account,
         # whose payload fits its model.  Anything else (catch-up, a name seen for the first
@@ -576,10 +573,8 @@ class VoxsigAdapter(ActionCableAdapter):
         entity_id = entity(model)
         if entity_id is not None and self.all_accounts:
             entity_id = (account, entity_id)
-        stored = _new(Deferred)  # deferred_raw(raw, True): the identifier is already public
-        stored.value = raw
         self._events.append(
-            build_event(name, model, entity_id, stored, now + self.clock_offset, subs[1], None, None, account, False)
+            build_event(name, model, entity_id, raw, now + self.clock_offset, subs[1], None, None, account, False)
         )
         return True
 
