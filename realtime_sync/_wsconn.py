@@ -1,9 +1,8 @@
 """The websocket connection used by the transport thread.
 
-TCP, an HTTP proxy's ``CONNECT`` and TLS happen on a socket of ours, which
-:meth:`WebSocketConnection.abort` can reach at every step (a proxy or a TLS server that never
-answers cannot hold ``close()``); websocket-client makes the socket only through a SOCKS proxy
-(with python-socks).  The HTTP upgrade (RFC 6455 4.1) is ours too, so that ``connect_timeout``
+TCP, an HTTP proxy's ``CONNECT``, a SOCKS proxy's handshake (:mod:`realtime_sync._socks`) and
+TLS happen on a socket of ours, which :meth:`WebSocketConnection.abort` can reach at every step
+(a proxy or a TLS server that never answers cannot hold ``close()``).  The HTTP upgrade (RFC 6455 4.1) is ours too, so that ``connect_timeout``
 bounds the whole handshake, the response head is read linearly and bounded, a refused
 handshake's body is read only up to a bound (and discarded), and a redirect is never followed
 (the handshake carries the credentials).  After it, the bytes go through the sans-I/O codec of
@@ -49,6 +48,7 @@ from websocket._url import get_proxy_info
 
 from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
 from ._redact import redact, register_secret
+from ._socks import SocksRefused, handshake
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConfigurationError, ConnectError, ProtocolError
 from .protocols.base import ConnectRequest, truncate
@@ -153,6 +153,18 @@ def _remaining(deadline: float | None) -> float | None:
     if left <= 0:
         raise TimeoutError("handshake deadline passed")
     return left
+
+
+def _read_exactly(sock: socket.socket, n: int, deadline: float | None) -> bytes:
+    """``n`` bytes from ``sock`` within the deadline (a proxy's fixed-size answers)."""
+    buf = b""
+    while len(buf) < n:
+        sock.settimeout(_remaining(deadline))
+        data = sock.recv(n - len(buf))
+        if not data:
+            raise ConnectionError("the proxy closed the connection")
+        buf += data
+    return buf
 
 
 def _read_head(sock: socket.socket, deadline: float | None) -> _Response:
@@ -274,40 +286,36 @@ def _refuse_https_proxy(proxy: dict[str, object], host: str, secure: bool, optio
     )
 
 
-def _proxy_error(exc: BaseException, via: Any, target: _Target, url: str) -> _Refused | None:
-    """A refused (or unresolved) connection to the proxy in the way, as an error naming the
-    proxy (its credentials as ``***``), not the target; None when no proxy was in the way."""
-    host, port, auth = get_proxy_info(
-        target.host, target.secure, via.proxy_host, via.proxy_port, via.auth, via.no_proxy
-    )
-    if host is None:
-        return None
-    proxy = proxy_label(via.proxy_protocol, host, port, bool(auth))
-    message = f"cannot connect to {proxy} (for {redact(url)}): {redact(f'{type(exc).__name__}: {exc}')}"
-    return _Refused(ConnectError(message))
-
-
 @attrs.frozen
 class _Hop:
-    """An HTTP proxy in the way of a websocket connection: where it is, the ``Proxy-
-    Authorization`` token (registered as a secret), and how errors name it."""
+    """A proxy in the way of a websocket connection: its scheme (``http``, or one of
+    :data:`realtime_sync._socks.SCHEMES`), where it is, the ``Proxy-Authorization`` token of an
+    HTTP proxy (registered as a secret) or the user and password of a SOCKS one (the password
+    registered as a secret), and how errors name it."""
 
+    scheme: str
     host: str
     port: int
     auth: str | None = attrs.field(repr=False)
     label: str  # "the proxy http://***@host:port" (see proxy_label)
     source: str  # where it was configured, for the hint: "proxy=" or an environment variable
+    credentials: tuple[str, str] | None = attrs.field(default=None, repr=False)
 
     def refused(self, url: str, what: str, hint: str, *, verb: str = "connect to") -> _Refused:
         """``cannot connect to the proxy http://***@host:port (for URL): what; hint (source)``."""
         return _Refused(ConnectError(f"cannot {verb} {self.label} (for {redact(url)}): {what}; {hint} ({self.source})"))
 
 
-def _http_proxy(via: Any, target: _Target, options: ConnectOptions) -> _Hop | None:
-    """The HTTP proxy the connection goes through (``proxy=``, or the environment's), or None:
-    no proxy, or a SOCKS one (python-socks speaks to it, inside websocket-client)."""
-    if via.proxy_host and via.proxy_protocol != "http":
-        return None
+def _proxy_hop(via: Any, target: _Target, options: ConnectOptions) -> _Hop | None:
+    """The proxy the connection goes through (``proxy=``, or the environment's), or None."""
+    if via.proxy_host and via.proxy_protocol != "http":  # SOCKS: only ever from proxy=
+        user, password = via.auth or (None, None)
+        credentials = (str(user), str(password or "")) if user else None
+        if credentials:
+            register_secret(credentials[1])
+        port = int(via.proxy_port or 1080)
+        label = proxy_label(via.proxy_protocol, via.proxy_host, port, bool(credentials))
+        return _Hop(via.proxy_protocol, via.proxy_host, port, None, label, "the proxy= option", credentials)
     host, port, auth = get_proxy_info(
         target.host, target.secure, via.proxy_host, via.proxy_port, via.auth, via.no_proxy
     )
@@ -322,7 +330,7 @@ def _http_proxy(via: Any, target: _Target, options: ConnectOptions) -> _Hop | No
         source = "the proxy= option"
     else:
         source = f"the {'https_proxy' if target.secure else 'http_proxy'} environment variable"
-    return _Hop(host, port, token, proxy_label("http", host, port, bool(auth)), source)
+    return _Hop("http", host, port, token, proxy_label("http", host, port, bool(auth)), source)
 
 
 def _tunnel_hint(status: int, authority: str) -> str:
@@ -480,20 +488,10 @@ class WebSocketConnection:
         # Each blocking step is bounded by the time left (CPython bounds a whole TLS handshake by
         # the socket timeout); from the upgrade on, every read gets only what remains.
         via = ws_http.proxy_info(**proxy)
-        if via.proxy_host and via.proxy_protocol != "http":
-            # SOCKS: python-socks makes the socket inside websocket-client (DNS, TCP, SOCKS, TLS).
-            sock_opt = ws_socket.sock_opt(None, _sslopt(options))
-            sock_opt.timeout = _remaining(deadline)
-            try:
-                sock, _ = ws_http.connect(url, sock_opt, via, None)
-            except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
-                raise _proxy_error(exc, via, target, url) or exc
-            self._sock = sock  # visible to abort() from now on
-        else:
-            # Direct or through an HTTP proxy: TCP, CONNECT and TLS on a socket of ours, so that
-            # abort() reaches every step (a proxy or a TLS server that never answers cannot hold
-            # close() for the whole connect_timeout).
-            sock = self._connect(target, _http_proxy(via, target, options), options, deadline, url)
+        # Direct or through a proxy: TCP, the proxy's CONNECT (HTTP or SOCKS) and TLS on a socket
+        # of ours, so that abort() reaches every step (a proxy or a TLS server that never answers
+        # cannot hold close() for the whole connect_timeout).
+        sock = self._connect(target, _proxy_hop(via, target, options), options, deadline, url)
         if self._aborted:  # it came while the socket was being made (see abort())
             raise ConnectionAbortedError("the handshake was aborted")
         key, head = _upgrade_request(request, target)
@@ -555,8 +553,10 @@ class WebSocketConnection:
                 raise hop.refused(url, f"{type(exc).__name__}: {exc}", "check the proxy's host and port") from None
         assert sock is not None
         self._own(sock)  # (again: abort() may have come while connecting)
-        if hop is not None:
+        if hop is not None and hop.scheme == "http":
             self._tunnel(sock, hop, target, options, deadline, url)
+        elif hop is not None:
+            self._socks(sock, hop, target, options, deadline, url)
         if not target.secure:
             return sock
         # TLS with the server (end to end through a proxy's tunnel); the handshake runs once the
@@ -580,26 +580,57 @@ class WebSocketConnection:
             sock.settimeout(_remaining(deadline))
             sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
             answer = _read_head(sock, deadline)  # not one byte more: TLS follows right behind it
-        except TimeoutError:
-            raise hop.refused(
-                url,
-                f"no answer to CONNECT {authority} within connect_timeout={options.connect_timeout}s",
-                "check that it is an HTTP proxy (a SOCKS proxy needs socks5://) and that it is working",
-                verb="tunnel through",
-            ) from None
         except (OSError, _HandshakeFailed) as exc:
-            if self._aborted:
-                raise ConnectionAbortedError("the handshake was aborted") from None
-            reason = "the proxy closed the connection" if isinstance(exc, ConnectionError) else str(exc)
-            raise hop.refused(
-                url,
-                f"no answer to CONNECT {authority}: {redact(reason)}",
+            what, hint = (
+                f"no answer to CONNECT {authority}",
                 "check that it is an HTTP proxy (a SOCKS proxy needs socks5://)",
-                verb="tunnel through",
-            ) from None
+            )
+            raise self._hop_failed(exc, hop, url, what, hint, options) from None
         if not 200 <= answer.status < 300:
             what = f"CONNECT {authority} answered with HTTP {answer.status}"
             raise hop.refused(url, what, _tunnel_hint(answer.status, authority), verb="tunnel through")
+
+    def _socks(
+        self, sock: socket.socket, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
+    ) -> None:
+        """The SOCKS handshake on ``sock`` (connected to the proxy), each read within the
+        deadline; raises unless the proxy opened the tunnel."""
+        authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
+        steps = handshake(hop.scheme, target.host, target.port, hop.credentials)
+        answer: bytes | None = None
+        try:
+            while True:
+                try:
+                    out, want = steps.send(answer)  # type: ignore[arg-type]  # None starts it
+                except StopIteration:
+                    return
+                sock.settimeout(_remaining(deadline))
+                if out:
+                    sock.sendall(out)
+                answer = _read_exactly(sock, want, deadline)
+        except SocksRefused as exc:
+            raise hop.refused(url, str(exc), exc.hint, verb="tunnel through") from None
+        except socket.gaierror as exc:  # socks4/socks5 resolve the target's name here
+            raise _Refused(ConnectError(f"cannot connect to {redact(url)}: {redact(f'{type(exc).__name__}: {exc}')}"))
+        except OSError as exc:
+            what, hint = (
+                f"no answer to the SOCKS handshake for {authority}",
+                f"check that it is a {hop.scheme[:6]} proxy",
+            )
+            raise self._hop_failed(exc, hop, url, what, hint, options) from None
+
+    def _hop_failed(
+        self, exc: Exception, hop: _Hop, url: str, what: str, hint: str, options: ConnectOptions
+    ) -> Exception:
+        """What a proxy's handshake that raised ``exc`` (timed out, or the connection failed)
+        reports: ``what`` happened and the ``hint``, naming the proxy; or the abort."""
+        if isinstance(exc, TimeoutError):
+            what = f"{what} within connect_timeout={options.connect_timeout}s"
+            return hop.refused(url, what, f"{hint} and that it is working", verb="tunnel through")
+        if self._aborted:
+            return ConnectionAbortedError("the handshake was aborted")
+        reason = "the proxy closed the connection" if isinstance(exc, ConnectionError) else str(exc)
+        return hop.refused(url, f"{what}: {redact(reason)}", hint, verb="tunnel through")
 
     def begin_open(self, request: ConnectRequest, options: ConnectOptions) -> Handshake | None:
         """The opening handshake as a non-blocking :class:`Handshake` for an I/O loop to drive
@@ -665,9 +696,10 @@ class WebSocketConnection:
         Once TCP (and TLS) is up, shutting the socket down makes the blocked ``recv()`` return at
         once, so ``open()`` raises instead of waiting for ``connect_timeout``.  The socket is ours
         from before its TCP connect, so the connect, the wait for an HTTP proxy's answer to
-        ``CONNECT`` and the TLS handshake end at once too.  Sticky: an abort that comes before
-        the socket exists (DNS; through SOCKS, everything inside websocket-client) makes the
-        handshake fail as soon as the socket is there, instead of being missed.
+        ``CONNECT`` or a SOCKS proxy's handshake and the TLS handshake end at once too.  Sticky:
+        an abort that comes before the socket exists (a DNS look-up, which cannot be
+        interrupted) makes the handshake fail as soon as the socket is there, instead of being
+        missed.
         """
         self._aborted = True
         sock = self._sock

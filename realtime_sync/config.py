@@ -20,7 +20,7 @@ from .exceptions import ConfigurationError
 __all__ = ["Backoff", "ConnectOptions", "DispatchOptions", "ReconnectPolicy", "SharedBackoff", "timing_scale"]
 
 
-#: Proxy schemes websocket-client speaks (plain HTTP CONNECT, or SOCKS through python-socks).
+#: Proxy schemes the websocket transport speaks (HTTP CONNECT, or SOCKS: realtime_sync._socks).
 _PROXY_SCHEMES = ("http", "socks4", "socks4a", "socks5", "socks5h")
 
 
@@ -248,7 +248,9 @@ class ConnectOptions:
         verify: verify TLS certificates (on by default); ``ca_bundle`` a CA file or directory;
             ``ssl_context`` a ready :class:`ssl.SSLContext` (overrides both).
         proxy: ``"http://[user:pass@]host:port"`` (or ``socks5://``, ``socks5h://``,
-            ``socks4://``, ``socks4a://`` with python-socks installed); ``None`` honours
+            ``socks4://``, ``socks4a://``: SOCKS needs no extra package; the ``h``/``a`` forms
+            let the proxy resolve the server's name, the others resolve it here; websocket
+            only, long-polling refuses SOCKS); ``None`` honours
             ``http_proxy`` / ``https_proxy`` / ``no_proxy`` from the environment when
             ``trust_env`` is true.  An ``https://`` proxy is refused (it would be spoken to in
             plain HTTP); the websocket itself stays TLS end to end through any proxy.

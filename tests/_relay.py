@@ -7,8 +7,9 @@ sent after the client's close were refused with a reset.  Linux answers with a r
 socket is closed with unread data in its receive buffer, or when data arrives for a socket
 already closed; a server sees either as ``ECONNRESET``, which this relay stands in for.
 
-:class:`Socks5Server` is a minimal SOCKS5 proxy (RFC 1928 ``CONNECT``, with no authentication
-or with username/password, RFC 1929) that relays each tunnel the same way.
+:class:`Socks5Server` is a minimal SOCKS proxy (SOCKS5, RFC 1928 ``CONNECT``, with no
+authentication or with username/password, RFC 1929; and SOCKS4/4a) that relays each tunnel the
+same way.
 
     relay = ResetRelay(("127.0.0.1", server_port))
     ... a client connects to ("127.0.0.1", relay.port) ...
@@ -197,7 +198,8 @@ class ResetRelay(_Relaying):
 
 class Socks5Server(_Relaying):
     """A SOCKS5 proxy (RFC 1928, ``CONNECT`` only), with no authentication, or with
-    username/password (RFC 1929) when ``credentials`` is given.  It connects to 127.0.0.1 only,
+    username/password (RFC 1929) when ``credentials`` is given; SOCKS4/4a too (the user id must
+    then be the credentials' user).  It connects to 127.0.0.1 only,
     whatever host is asked for (no test reaches beyond the machine).  :attr:`requests` lists
     the ``(host, port)`` asked for, :attr:`logins` the ``(username, password)`` offered."""
 
@@ -220,8 +222,10 @@ class Socks5Server(_Relaying):
         self._relay(client, upstream)
 
     def _handshake(self, c: socket.socket) -> socket.socket | None:
-        ver, n = _exact(c, 2)
-        methods = _exact(c, n)
+        ver, second = _exact(c, 2)
+        if ver == 4:
+            return self._socks4(c, second)
+        methods = _exact(c, second)
         if ver != 5:
             return None
         want = 2 if self.credentials is not None else 0
@@ -264,6 +268,36 @@ class Socks5Server(_Relaying):
         bound = upstream.getsockname()
         c.sendall(b"\x05\x00\x00\x01" + socket.inet_aton(bound[0]) + struct.pack("!H", bound[1]))
         return upstream
+
+    def _socks4(self, c: socket.socket, cmd: int) -> socket.socket | None:
+        """SOCKS4 (and 4a: address 0.0.0.x, the host name after the user id); the user id
+        is recorded in :attr:`logins` (with an empty password)."""
+        (port,) = struct.unpack("!H", _exact(c, 2))
+        ip = _exact(c, 4)
+        user = _until_nul(c)
+        host = _until_nul(c) if ip[:3] == b"\0\0\0" and ip[3] else socket.inet_ntoa(ip)
+        with self.cond:
+            self.requests.append((host, port))
+            self.logins.append((user, ""))
+        if cmd != 1 or (self.credentials is not None and user != self.credentials[0]):
+            c.sendall(b"\x00\x5b" + bytes(6))  # rejected
+            return None
+        try:
+            upstream = socket.create_connection(("127.0.0.1", port))
+        except OSError:
+            c.sendall(b"\x00\x5b" + bytes(6))
+            return None
+        c.sendall(b"\x00\x5a" + bytes(6))  # granted
+        return upstream
+
+
+def _until_nul(sock: socket.socket) -> str:
+    data = b""
+    while not data.endswith(b"\0"):
+        data += _exact(sock, 1)
+        if len(data) > 512:
+            raise ValueError("no NUL within 512 bytes")
+    return data[:-1].decode()
 
 
 def _exact(sock: socket.socket, n: int) -> bytes:

@@ -1,8 +1,10 @@
 """The websocket transport through an HTTP proxy, on the wire: a silent proxy (accepts the
 connection, never answers CONNECT), a proxy that opens the tunnel and then stays silent (the TLS
 handshake never ends), a refusing proxy port, a proxy answering 407, and a working CONNECT proxy
-(``ws://`` and ``wss://``).  ``close()`` must end a handshake stuck in any of them at once, and
-every error must name the proxy (never its credentials) and say what to check."""
+(``ws://`` and ``wss://``); the same for SOCKS4/4a/5/5h proxies (a silent one, a refusing port,
+refused credentials, and a working one relaying to the fake server).  ``close()`` must end a
+handshake stuck in any of them at once, and every error must name the proxy (never its
+credentials) and say what to check."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import realtime_sync as rs
 from realtime_sync.testing import FakeVoxsigServer
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
+from ._relay import Socks5Server
 from .conftest import Recorder, T, poll_until
 from .test_core_connect_options import ConnectProxy, _tls_server
 
@@ -264,18 +267,20 @@ def test_a_proxy_answering_407_is_named_with_what_to_check(
 
 
 @pytest.mark.parametrize("where", ["standalone", "hub"])
-def test_wss_through_a_connect_proxy_with_percent_encoded_credentials(
-    tls_files: tuple[str, str], no_env_proxy: Any, where: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+def test_wss_through_a_proxy_with_percent_encoded_credentials(
+    tls_files: tuple[str, str], no_env_proxy: Any, scheme: str, where: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     from ._echo import EchoClient
 
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
-    proxy = ConnectProxy()
+    proxy: Any = ConnectProxy() if scheme == "http" else Socks5Server(credentials=("agent", "p@ss:w/rd"))
     hub = rs.Hub(workers=1, name="t-proxy-wss") if where == "hub" else None
     try:
         with _tls_server(tls_files) as server:
-            # "p@ss:w/rd" percent-encoded in the URL: the proxy must get it decoded.
-            client = EchoClient(server.url, proxy=f"http://agent:p%40ss%3Aw%2Frd@127.0.0.1:{proxy.port}",
+            # "p@ss:w/rd" percent-encoded in the URL: the proxy must get it decoded.  TLS is with
+            # the server, end to end through the tunnel.
+            client = EchoClient(server.url, proxy=f"{scheme}://agent:p%40ss%3Aw%2Frd@127.0.0.1:{proxy.port}",
                                 ca_bundle=tls_files[0], hub=hub, reconnect=False)  # fmt: skip
             try:
                 rec = Recorder(client)
@@ -285,10 +290,149 @@ def test_wss_through_a_connect_proxy_with_percent_encoded_credentials(
                 rec.wait("through-the-tunnel", timeout=10)
             finally:
                 client.close(timeout=T(10))
-        assert proxy.targets == [f"127.0.0.1:{server.port}"]
-        assert proxy.auth == ["Basic " + base64.b64encode(b"agent:p@ss:w/rd").decode()]
-        assert "p@ss" not in caplog.text and proxy.auth[0][6:] not in caplog.text
+        if scheme == "http":
+            assert proxy.targets == [f"127.0.0.1:{server.port}"]
+            assert proxy.auth == ["Basic " + base64.b64encode(b"agent:p@ss:w/rd").decode()]
+            assert proxy.auth[0][6:] not in caplog.text
+        else:
+            assert proxy.requests == [("127.0.0.1", server.port)]
+            assert proxy.logins == [("agent", "p@ss:w/rd")]  # RFC 1929
+        assert "p@ss" not in caplog.text
     finally:
         proxy.close()
         if hub is not None:
             assert hub.close(T(10))
+
+
+# -- SOCKS proxies: the handshake is ours, on a socket close() reaches ------------------------------
+#
+# Before, websocket-client made the socket through python-socks inside one call nothing could
+# interrupt, with python-socks' own 60 s timeout: with a proxy that accepts and never answers,
+# close(timeout=1) returned after 2.5 s and the transport thread lived on for 60 s.
+
+SOCKS_SCHEMES = ["socks5", "socks5h", "socks4", "socks4a"]
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+@pytest.mark.parametrize("scheme", SOCKS_SCHEMES)
+def test_close_ends_a_handshake_stuck_in_a_silent_socks_proxy_within_its_timeout(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, where: str, scheme: str
+) -> None:
+    silent = StubProxy(None)  # accepts, reads, never answers
+    hub = rs.Hub(workers=1, name="t-socks-silent") if where == "hub" else None
+    before = _realtime_threads()
+    try:
+        client = _client("voxsig", voxsig_server.url, hub, proxy=f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{silent.port}",
+                         connect_timeout=T(60), reconnect=False)  # fmt: skip
+        client.start()
+        assert silent.heard.wait(T(10)), "the client never spoke to the proxy"
+        started = time.monotonic()
+        client.close(timeout=1)
+        took = time.monotonic() - started
+        assert took < T(1), f"close(timeout=1) took {took:.2f}s"
+        assert silent.ended.wait(T(2)), "the connection to the proxy was not closed"
+        if hub is None:
+            assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
+        else:
+            poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
+            started = time.monotonic()
+            assert hub.close(T(10))
+            assert time.monotonic() - started < T(1)
+            assert _realtime_threads() <= before
+    finally:
+        silent.close()
+        if hub is not None:
+            hub.close(T(10))
+
+
+def test_a_silent_socks_proxy_times_out_naming_the_proxy(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    silent = StubProxy(None)
+    try:
+        proxy = f"socks5://{USER}:{PASSWORD}@127.0.0.1:{silent.port}"
+        started = time.monotonic()
+        message, errors = _failure(_client("voxsig", voxsig_server.url, None, proxy=proxy, connect_timeout=T(1.0),
+                                           reconnect=False))  # fmt: skip
+        assert time.monotonic() - started < T(5)  # connect_timeout bounds it (python-socks took 60 s)
+    finally:
+        silent.close()
+    label = f"the proxy socks5://***@127.0.0.1:{silent.port}"
+    assert f"cannot tunnel through {label} (for " in message, message
+    assert "no answer to the SOCKS handshake" in message and "connect_timeout=" in message, message
+    assert "check that it is a socks5 proxy" in message and "(the proxy= option)" in message, message
+    assert errors and label in errors[0], errors
+    _no_secrets(message, *errors, caplog.text)
+
+
+def test_a_refusing_socks_proxy_port_is_named(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, dead_port: int
+) -> None:
+    proxy = f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{dead_port}"
+    message, errors = _failure(_client("voxsig", voxsig_server.url, None, proxy=proxy, reconnect=False))
+    assert f"cannot connect to the proxy socks5h://***@127.0.0.1:{dead_port} (for " in message, message
+    assert "ConnectionRefusedError" in message and "check the proxy's host and port" in message, message
+    _no_secrets(message, *errors)
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "socks4"])
+def test_a_socks_proxy_refusing_the_credentials_is_named_with_what_to_check(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, scheme: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    socks = Socks5Server(credentials=("someone-else", "an0ther-pa55word"))
+    try:
+        proxy = f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{socks.port}"
+        message, errors = _failure(_client("voxsig", voxsig_server.url, None, proxy=proxy, reconnect=False))
+    finally:
+        socks.close()
+    label = f"the proxy {scheme}://***@127.0.0.1:{socks.port}"
+    assert f"cannot tunnel through {label} (for " in message, message
+    if scheme == "socks5":
+        assert "refused the user name and password" in message and "check the proxy's user name" in message
+        assert socks.logins == [(USER, PASSWORD)]  # RFC 1929: what the URL said
+    else:
+        assert "refused: request rejected or failed" in message, message
+    _no_secrets(message, *errors, caplog.text)
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+@pytest.mark.parametrize(
+    ("scheme", "credentials"),
+    [("socks5", True), ("socks5h", True), ("socks5", False), ("socks4a", True), ("socks4", False)],
+)
+def test_events_flow_through_a_working_socks_proxy(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, where: str, scheme: str, credentials: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from realtime_sync.testing.actioncable import message_payload
+
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    socks = Socks5Server(credentials=(USER, PASSWORD) if credentials else None)
+    hub = rs.Hub(workers=1, name="t-socks-ok") if where == "hub" else None
+    userinfo = f"{USER}:{PASSWORD}@" if credentials else ""
+    # A name only the proxy resolves (it connects to 127.0.0.1 whatever the name) where the
+    # proxy does the look-up; an address where the client does.
+    host = "vox.test" if scheme in ("socks5h", "socks4a") else "127.0.0.1"
+    url = voxsig_server.url.replace("127.0.0.1", host)
+    proxy = f"{scheme}://{userinfo}127.0.0.1:{socks.port}"
+    client = _client("voxsig", url, hub, proxy=proxy, origin=voxsig_server.origin, reconnect=False)
+    try:
+        rec = Recorder(client, timeout=10)
+        client.start()
+        rec.wait("subscribed")
+        voxsig_server.send_event("user-token-1", "message.created", message_payload(5, 42, "through socks"))
+        event = rec.wait("message.created")
+        assert event.data.content == "through socks"
+        texts = [repr(client), repr(client.snapshot), str(client.stats), *(repr(e) for e in rec.events)]
+    finally:
+        client.close(timeout=T(10))
+        socks.close()
+        if hub is not None:
+            assert hub.close(T(10))
+    assert socks.requests == [(host, voxsig_server.port)]
+    if credentials and scheme.startswith("socks5"):
+        assert socks.logins == [(USER, PASSWORD)]
+    if credentials:
+        assert PASSWORD not in caplog.text and all(PASSWORD not in t for t in texts)
