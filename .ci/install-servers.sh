@@ -5,6 +5,7 @@
 #   - cometd-nodejs-server (npm; the CometD project's own Node.js server, with its ack
 #     extension), into tests/servers/cometd/node_modules
 #   - Debian's redis-server (the tests start their own on a free port; no service is enabled)
+#   - Debian's microsocks, a SOCKS5 server (the tests start their own on a free port)
 # Idempotent; quick when everything is already there. Run as root (CI does).
 # Downloads only from Debian apt and the npm registry.
 set -euo pipefail
@@ -25,7 +26,8 @@ fi
 # ruby-actioncable pulls ruby-actionpack, ruby-activesupport, ruby-nio4r,
 # ruby-websocket-driver, ruby-rack, ruby-concurrent; puma is the web server.
 # redis-server: the leases, streams and Celery broker of the replica tests (started by the tests).
-APT_PKGS=(ruby ruby-actioncable ruby-rack ruby-nio4r ruby-websocket-driver puma redis-server)
+# microsocks: a real SOCKS5 server (with user/password) for the websocket's SOCKS tests.
+APT_PKGS=(ruby ruby-actioncable ruby-rack ruby-nio4r ruby-websocket-driver puma redis-server microsocks)
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   APT_PKGS+=(nodejs npm)
 fi

@@ -436,3 +436,82 @@ def test_events_flow_through_a_working_socks_proxy(
         assert socks.logins == [(USER, PASSWORD)]
     if credentials:
         assert PASSWORD not in caplog.text and all(PASSWORD not in t for t in texts)
+
+
+# -- a real SOCKS5 server: Debian's microsocks (bash .ci/install-servers.sh installs it) ---------
+
+
+@pytest.fixture
+def microsocks() -> Iterator[int]:
+    """A microsocks on 127.0.0.1 (user USER, password PASSWORD): its port."""
+    import shutil
+    import subprocess
+
+    from .servers.harness import free_port, require_servers
+
+    exe = shutil.which("microsocks")
+    if exe is None:
+        why = "microsocks not installed; run `bash .ci/install-servers.sh` (as root) to install it"
+        if require_servers():
+            pytest.fail(f"REALTIME_SYNC_REQUIRE_SERVERS=1 but {why}")
+        pytest.skip(why)
+    port = free_port()
+    proc = subprocess.Popen(
+        [exe, "-i", "127.0.0.1", "-p", str(port), "-u", USER, "-P", PASSWORD],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def listening() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return True
+        except OSError:
+            return proc.poll() is not None  # exited: reported below
+
+    try:
+        poll_until(listening, 10, "microsocks listening")
+        assert proc.poll() is None, f"microsocks exited with {proc.returncode}"
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(T(5))
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+@pytest.mark.parametrize("scheme", ["socks5", "socks5h"])
+def test_events_flow_through_microsocks(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, microsocks: int, where: str, scheme: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    from realtime_sync.testing.actioncable import message_payload
+
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    hub = rs.Hub(workers=1, name="t-microsocks") if where == "hub" else None
+    # socks5h: the proxy resolves the name (localhost), the client sends it as a name.
+    url = voxsig_server.url.replace("127.0.0.1", "localhost") if scheme == "socks5h" else voxsig_server.url
+    proxy = f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{microsocks}"
+    client = _client("voxsig", url, hub, proxy=proxy, origin=voxsig_server.origin, reconnect=False)
+    try:
+        rec = Recorder(client, timeout=10)
+        client.start()
+        rec.wait("subscribed")
+        voxsig_server.send_event("user-token-1", "message.created", message_payload(5, 42, "through microsocks"))
+        assert rec.wait("message.created").data.content == "through microsocks"
+        texts = [repr(client), repr(client.snapshot), str(client.stats), *(repr(e) for e in rec.events)]
+    finally:
+        client.close(timeout=T(10))
+        if hub is not None:
+            assert hub.close(T(10))
+    _no_secrets(caplog.text, *texts)
+
+
+def test_microsocks_refusing_the_password_is_named(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, microsocks: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    proxy = f"socks5://{USER}:wr0ng-pa55word@127.0.0.1:{microsocks}"
+    message, errors = _failure(_client("voxsig", voxsig_server.url, None, proxy=proxy, reconnect=False))
+    assert f"cannot tunnel through the proxy socks5://***@127.0.0.1:{microsocks} (for " in message, message
+    assert "refused the user name and password" in message, message
+    assert "wr0ng-pa55word" not in caplog.text + message + "".join(errors)
