@@ -23,7 +23,7 @@ import attrs
 from ._redact import redact, redact_url
 from .exceptions import ConfigurationError
 
-__all__ = ["check_event_name", "closest_event", "number", "number_converter", "websocket_url"]
+__all__ = ["check_event_name", "closest_event", "closest_pattern", "number", "number_converter", "websocket_url"]
 
 
 def seconds(timeout: Any) -> float | None:
@@ -166,20 +166,176 @@ def closest_event(name: str, known: Iterable[str]) -> str | None:
     return matches[0] if matches else None
 
 
+def closest_pattern(pattern: str, known: Iterable[str]) -> str | None:
+    """The glob pattern of the same shape as ``pattern`` (its wildcards kept where they are) with
+    the fewest edits to its literal text that makes it match a known name, if one is close.
+
+    ``mesage.*`` gives ``message.*`` (not one name it could have meant): the typo is fixed, the
+    wildcard kept.  Every wildcard of ``pattern`` stays in the suggestion, in its place.
+
+    >>> closest_pattern("mesage.*", ["message.created", "message.updated", "contact.created"])
+    'message.*'
+    >>> closest_pattern("*.creatd", ["message.created", "contact.created"])
+    '*.created'
+    >>> closest_pattern("zzz*", ["message.created"]) is None
+    True
+    """
+    if len(pattern) > 64:
+        return None  # longer than any event name: a table per name would cost too much for a hint
+    tokens = _glob_tokens(pattern)
+    literal = _literal(pattern)
+    tables = {name: _table(tokens, name) for name in set(known)}
+    fewest = min((t[-1][-1] for t in tables.values()), default=_NO_MATCH)
+    if fewest >= _NO_MATCH:
+        return None  # more one-character wildcards than any name has characters
+    best: tuple[int, float, str] | None = None
+    for name in sorted(n for n, t in tables.items() if t[-1][-1] == fewest):
+        for candidate in _edited(tokens, name, tables[name]):
+            if not fnmatch.fnmatchcase(name, candidate):  # pragma: no cover - edits keep it matching
+                continue
+            key = (fewest, -difflib.SequenceMatcher(None, literal, _literal(candidate)).ratio(), candidate)
+            if best is None or key < best:
+                best = key
+    # The cutoff closest_event uses, on the literal text only: the wildcards both share would
+    # make any two patterns look alike ('chat.*' is not 'ha*').
+    if best is None or -best[1] < 0.6:
+        return None
+    return best[2]
+
+
+def _literal(pattern: str) -> str:
+    """The literal characters of ``pattern`` (what a typo can be in)."""
+    return "".join(text for kind, text in _glob_tokens(pattern) if not kind)
+
+
+def _glob_tokens(pattern: str) -> list[tuple[str, str]]:
+    """``pattern`` as fnmatch reads it: ``("*", "*")``, ``("?", "?" or "[...]")`` (one character)
+    or ``("", c)`` (a literal character; an unclosed ``[`` is one)."""
+    out: list[tuple[str, str]] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*" or c == "?":
+            out.append((c, c))
+        elif c == "[":
+            j = i
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            while j < n and pattern[j] != "]":
+                j += 1
+            if j >= n:
+                out.append(("", c))
+            else:
+                out.append(("?", pattern[i - 1 : j + 1]))
+                i = j + 1
+        else:
+            out.append(("", c))
+    return out
+
+
+_NO_MATCH = 1 << 20
+
+
+def _table(tokens: list[tuple[str, str]], name: str) -> list[list[int]]:
+    """The fewest edits (insert, delete or replace a literal character) that make the pattern
+    ``tokens[:i]`` match ``name[:j]``, for every i and j (``[-1][-1]``: the whole pattern and name).
+
+    A Levenshtein table where ``*`` takes any run of ``name`` for free and a one-character
+    wildcard takes one matching character: O(len(tokens) * len(name)), for a warning only.
+    """
+    big = _NO_MATCH
+    n = len(name)
+    cost = [list(range(n + 1))]  # row 0: name[:j] inserted before the first token
+    for kind, text in tokens:
+        prev = cost[-1]
+        row = [big] * (n + 1)
+        if kind == "*":
+            row[0] = prev[0]
+            for j in range(1, n + 1):
+                row[j] = min(prev[j], row[j - 1])
+        elif kind == "?":
+            for j in range(1, n + 1):
+                fit = prev[j - 1] if fnmatch.fnmatchcase(name[j - 1], text) else big
+                row[j] = min(fit, row[j - 1] + 1)
+        else:
+            row[0] = prev[0] + 1
+            for j in range(1, n + 1):
+                row[j] = min(prev[j - 1] + (text != name[j - 1]), prev[j] + 1, row[j - 1] + 1)
+        cost.append(row)
+    return cost
+
+
+def _edited(tokens: list[tuple[str, str]], name: str, cost: list[list[int]]) -> set[str]:
+    """The pattern ``tokens`` edited to match ``name`` in the fewest edits of ``cost``
+    (:func:`_table`), wildcards kept: several when edits of the same cost differ (``eror*``
+    becomes ``error*`` or ``err*``)."""
+    memo: dict[tuple[int, int], set[str]] = {}
+
+    def edited(i: int, j: int) -> set[str]:
+        """The patterns tokens[:i] become on the cheapest ways to match name[:j] (a few)."""
+        if i == 0:
+            return {name[:j]}  # inserted before the first token
+        found = memo.get((i, j))
+        if found is not None:
+            return found
+        kind, text = tokens[i - 1]
+        here = cost[i][j]
+        found = set()
+        if kind == "*":
+            if j > 0 and here == cost[i][j - 1]:
+                found |= edited(i, j - 1)  # the star takes one more character
+            if here == cost[i - 1][j]:
+                found |= {p + "*" for p in edited(i - 1, j)}
+        else:
+            if j > 0 and kind == "?" and here == cost[i - 1][j - 1] and fnmatch.fnmatchcase(name[j - 1], text):
+                found |= {p + text for p in edited(i - 1, j - 1)}
+            if j > 0 and kind == "" and here == cost[i - 1][j - 1] + (text != name[j - 1]):
+                found |= {p + name[j - 1] for p in edited(i - 1, j - 1)}  # kept or replaced
+            if kind == "" and here == cost[i - 1][j] + 1:
+                found |= edited(i - 1, j)  # deleted
+            if j > 0 and here == cost[i][j - 1] + 1:
+                found |= {p + name[j - 1] for p in edited(i, j - 1)}  # inserted
+        found = set(sorted(found)[:8])  # ties are few; bounded whatever the input
+        memo[i, j] = found
+        return found
+
+    return edited(len(tokens), len(name))
+
+
+def is_pattern(name: str) -> bool:
+    """True when ``name`` is a glob pattern (``*``, ``?`` or ``[``) rather than one event name."""
+    return any(c in name for c in "*?[")
+
+
 def unknown_event_message(name: str, known: Collection[str] | None, client: str) -> str | None:
     """Why ``name`` (an event name or glob pattern) can never match an event of a client that
-    sends ``known`` (plus the lifecycle events), or None when it can (or ``known`` is open)."""
+    sends ``known`` (plus the lifecycle events), or None when it can (or ``known`` is open).
+
+    For a pattern the hint is the corrected pattern, for a name the nearest name:
+
+    >>> unknown_event_message("mesage.*", {"message.created", "message.updated"}, "VoxsigClient")
+    "VoxsigClient sends no event matching 'mesage.*'; did you mean 'message.*'?"
+    >>> unknown_event_message("mesage.created", {"message.created"}, "VoxsigClient")
+    "VoxsigClient sends no event named 'mesage.created'; did you mean 'message.created'?"
+    """
     if known is None or not isinstance(name, str):
         return None
     names = {*known, *_LIFECYCLE}
-    if any(c in name for c in "*?["):
+    if is_pattern(name):
         if any(fnmatch.fnmatchcase(n, name) for n in names):
             return None
+        nearest = closest_pattern(name, names)
+        what = "matching"
     elif name in names:
         return None
-    nearest = closest_event(name, names)
+    else:
+        nearest = closest_event(name, names)
+        what = "named"
     hint = f"; did you mean {nearest!r}?" if nearest else f"; it sends {sorted(known)}"
-    return f"{client} sends no event named {name!r}{hint}"
+    return f"{client} sends no event {what} {name!r}{hint}"
 
 
 def check_event_name(name: str, known: Collection[str] | None, client: str) -> None:

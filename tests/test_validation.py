@@ -177,6 +177,63 @@ def test_on_warns_about_an_unknown_event_name_with_the_nearest_one() -> None:
         partner.close()
 
 
+def _warning_of(client: rs.Client, name: str) -> str:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client.on(name, print)
+    texts = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    assert len(texts) == 1, texts
+    assert caught[0].filename == __file__  # the user's line
+    return texts[0]
+
+
+@pytest.mark.parametrize(
+    ("vendor", "name", "hint"),
+    [
+        # A pattern: the same pattern with the typo fixed, its wildcards where they were.
+        ("voxsig", "mesage.*", "matching 'mesage.*'; did you mean 'message.*'?"),
+        ("voxsig", "conversaton.*", "matching 'conversaton.*'; did you mean 'conversation.*'?"),
+        ("voxsig", "*.creatd", "matching '*.creatd'; did you mean '*.created'?"),
+        ("voxsig", "conversation.typng_*", "matching 'conversation.typng_*'; did you mean 'conversation.typing_*'?"),
+        ("voxsig", "mesage.?reated", "matching 'mesage.?reated'; did you mean 'message.?reated'?"),
+        ("voxsig", "notifcation.[cu]*", "matching 'notifcation.[cu]*'; did you mean 'notification.[cu]*'?"),
+        ("voxsig", "eror*", "matching 'eror*'; did you mean 'error*'?"),  # a lifecycle event
+        ("jifeline", "tiket.*", "matching 'tiket.*'; did you mean 'ticket.*'?"),
+        ("jifeline", "conection.*", "matching 'conection.*'; did you mean 'connection.*'?"),
+        ("jifeline", "*.updatd", "matching '*.updatd'; did you mean '*.updated'?"),
+        ("genesys", "chta.*", "matching 'chta.*'; did you mean 'chat.*'?"),
+        ("genesys", "chat.*_updatd", "matching 'chat.*_updatd'; did you mean 'chat.*_updated'?"),
+        # An exact name: the nearest name, as before.
+        ("voxsig", "mesage.created", "named 'mesage.created'; did you mean 'message.created'?"),
+        ("jifeline", "tickets.updated", "named 'tickets.updated'; did you mean 'ticket.updated'?"),
+        ("genesys", "chat.status_chnage", "named 'chat.status_chnage'; did you mean 'chat.status_change'?"),
+    ],
+)
+def test_the_typo_hint_of_a_pattern_is_the_corrected_pattern(vendor: str, name: str, hint: str) -> None:
+    # The hint for 'mesage.*' was 'message.updated': one name, not the pattern the user meant.
+    clients: dict[str, Any] = {
+        "voxsig": voxsig,
+        "jifeline": lambda: rs.JifelineCustomerClient("wss://h/ws"),
+        "genesys": lambda: rs.GenesysChatClient("https://gws.example.com"),
+    }
+    client = clients[vendor]()
+    try:
+        assert _warning_of(client, name) == f"{type(client).__name__} sends no event {hint}"
+    finally:
+        client.close()
+
+
+def test_a_pattern_with_no_close_correction_lists_the_events() -> None:
+    client = voxsig()
+    try:
+        text = _warning_of(client, "chat.*")  # a Genesys pattern on a Voxsig client: no 'ha*'
+        assert text.startswith("VoxsigClient sends no event matching 'chat.*'; it sends ['account.cache_invalidated',")
+        assert "did you mean" not in _warning_of(client, "?" * 40)  # longer than any name
+        assert "did you mean" not in _warning_of(client, "x" * 300 + "*")  # no quadratic work on a hint
+    finally:
+        client.close()
+
+
 _VOXSIG_SETTINGS = """{"VENDOR": "voxsig", "URL": "https://h/cable", "TOKEN": "user-token-1",
                              "OPTIONS": {"account_id": 1, "user_id": 7, "connect_timeout": "5"}}"""
 
