@@ -391,6 +391,8 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         # Read-only: ``identifier`` is one str attribute the transport thread replaces when a
         # callable token changes (an atomic read); nothing else of the adapter is touched here.
         self._room_adapter = adapter
+        # The identifier as shown: the token's value hidden, so the same for every token.
+        self._room_text = redact(room_identifier("-", account_id, user_id))
         self._pubsub_token = pubsub_token
         self.account_id = account_id
         self.user_id = user_id
@@ -403,18 +405,45 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         return (*super()._identity(), self._pubsub_token, self.account_id, self.user_id)
 
     @property
-    def identifier(self) -> str | None:
-        """The RoomChannel identifier string in use, the pubsub token in it shown as ``***``
-        (``None`` with a callable token until it was first read).  :meth:`perform` takes it."""
-        room = self.room
-        return None if room is None else str(room.key)
+    def identifier(self) -> str:
+        """The RoomChannel identifier string, the pubsub token in it shown as ``***``.
+
+        Always a string: it shows ``***`` in place of any token, so it is known from the start,
+        with a callable ``pubsub_token`` too (before it was first called, and after it returned
+        a new token).  :meth:`perform` and :meth:`unsubscribe` given it use the room with the
+        token of the moment.
+
+        >>> client = VoxsigClient("wss://app.voxsig.com/cable", lambda: "fresh-token", account_id=1, user_id=7)
+        >>> client.identifier
+        '{"channel":"RoomChannel","pubsub_token":"***","account_id":1,"user_id":7}'
+        >>> client.perform(client.identifier, "typing_status", typing_status="on")  # dropped: not connected
+        """
+        identifier = self._room_adapter.identifier
+        return self._room_text if identifier is None else str(self._public(identifier).key)
 
     @property
     def room(self) -> Subscription | None:
         """The RoomChannel subscription (``event.subscription`` of every Voxsig event; its key
-        shows the pubsub token as ``***``); ``None`` before a callable token was first read."""
+        shows the pubsub token as ``***``).
+
+        ``None`` only with a callable ``pubsub_token``, before it was first called (at the first
+        connect): a subscription compares equal only to the same token's, so it is not known
+        before then, and it changes when the callable returns a new token.  With a string token
+        it is set from the start.  :attr:`identifier` is a ``str`` in every case.
+        """
         identifier = self._room_adapter.identifier
         return None if identifier is None else self._public(identifier)
+
+    def _wire(self, subscription: Subscription | str) -> str:
+        # The room, given as identifier or as a Subscription (of any token the callable
+        # returned): the identifier with the token of the moment (read from the adapter's one
+        # str attribute, replaced whole by the transport thread).
+        key = subscription.key if isinstance(subscription, Subscription) else subscription
+        if key == self._room_text:
+            current = self._room_adapter.identifier
+            if current is not None:
+                return current
+        return super()._wire(subscription)
 
     @property
     def is_contact(self) -> bool:

@@ -607,6 +607,40 @@ def test_a_callable_pubsub_token_is_read_again_on_every_reconnect(
     assert "rotating-token" not in repr(client.room.key if client.room else "")
 
 
+def test_the_identifier_is_a_str_from_the_start_and_follows_a_callable_token(
+    voxsig_server: FakeVoxsigServer, clients: Any
+) -> None:
+    # VoxsigClient.identifier was typed str | None (None with a callable token before its first
+    # call), so mypy --strict users wrote an assert before every perform(client.identifier, ...).
+    # Shown with the token as ***, it is one string whatever the token: known from the start.
+    current = ["first-rotating-Tok-1"]
+    voxsig_server.users = {"first-rotating-Tok-1": 7}
+    client = clients(
+        VoxsigClient, voxsig_server.url, lambda: current[0], account_id=1, user_id=7, presence_interval=None
+    )
+    kept = client.identifier  # before start(): the callable was never called
+    assert kept == '{"channel":"RoomChannel","pubsub_token":"***","account_id":1,"user_id":7}'
+    assert client.room is None  # a Subscription is per token: not known yet (documented)
+    rec = Recorder(client)
+    client.start()
+    rec.wait_count("subscribed")
+    assert client.identifier == kept
+    client.perform(kept, "typing_status", typing_status="on")
+    (first,) = voxsig_server.wait_for_performed("typing_status")
+    assert "first-rotating-Tok-1" in first.identifier
+    # The token changes; the identifier kept from before start() still reaches the room, with the
+    # token of the moment (not the one it was first read with).
+    voxsig_server.users = {"second-rotating-Tok-2": 7}
+    current[0] = "second-rotating-Tok-2"
+    voxsig_server.drop_all()
+    rec.wait_count("subscribed", 2)
+    assert client.identifier == kept
+    client.perform(kept, "typing_status", typing_status="off")
+    second = voxsig_server.wait_for_performed("typing_status", 2)[1]
+    assert "second-rotating-Tok-2" in second.identifier and second.data["typing_status"] == "off"
+    assert "rotating-Tok" not in repr(client.room) + client.identifier
+
+
 def test_a_failing_pubsub_token_callable_is_a_token_error_and_the_client_retries(
     voxsig_server: FakeVoxsigServer, clients: Any
 ) -> None:

@@ -62,3 +62,10 @@ def wait_for_urgent() -> str | None:
     anything_at_all = client.wait_for("custom.*", timeout=1)  # a pattern: Event[Any]
     print(anything_at_all.data)
     return event.data.content
+
+
+# VoxsigClient.identifier is a str (the token shown as ***), with a callable token too: no
+# `assert client.identifier is not None` before perform() (it was typed str | None).
+client.perform(client.identifier, "typing_status", typing_status="on")
+rotating = rs.VoxsigClient("wss://app.voxsig.com/cable", pubsub_token=lambda: "token", account_id=1, user_id=7)
+shown: str = rotating.identifier
