@@ -149,11 +149,11 @@ def describe(event: Event) -> str:
     name, d = event.name, event.data
     if isinstance(d, ConnectionInfo):
         proto = f" ({d.subprotocol})" if d.subprotocol else ""
-        return redact(f"{d.url}{proto}" + (f"  attempt {d.attempt}" if d.attempt > 1 else ""))
+        return redact(f"{d.url}{proto}" + (f"  (connection attempt {d.attempt})" if d.attempt > 1 else ""))
     if isinstance(d, DisconnectInfo):
         return redact(d.reason) + ("" if d.will_reconnect else "  (for good)")
     if isinstance(d, ReconnectInfo):
-        return f"attempt {d.attempt} in {d.delay:.2f}s"
+        return f"in {d.delay:.2f}s ({d.attempt} failure{'' if d.attempt == 1 else 's'} in a row)"
     if isinstance(d, SubscriptionInfo):
         text = _subscription_text(d.subscription)
         return f"{text}: {redact(d.reason)}" if d.reason else text

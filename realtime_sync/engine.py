@@ -885,7 +885,7 @@ class Engine(Generic[A]):
             return
         self._request_url = redact(request.url)
         if self._debug:
-            self.log.debug("connecting to %s", self._request_url)
+            self.log.debug("connecting to %s (connection attempt %d)", self._request_url, self._tries)
         self._opening = conn
 
         def open_it() -> Connection:
@@ -950,14 +950,21 @@ class Engine(Generic[A]):
         if b.exhausted:
             if self.options.reconnect.max_attempts:
                 last = f"; the last: {b.history[-1]}" if b.history and b.history[-1] else ""
-                self._error("connect", f"giving up after {b.failures} consecutive failed attempts (max_attempts){last}")
+                self._error("connect", f"giving up after {_failures(b.failures)} in a row (max_attempts){last}")
             reason = "max_attempts reached" if self.options.reconnect.max_attempts else "reconnect disabled"
             self._finish(reason, announce=not announced)
             return
         self._phase = _WAITING
         self._set_state(State.RECONNECTING)
         self._emit("reconnecting", ReconnectInfo(b.failures, delay))
-        self.log.info("reconnecting in %.2fs (attempt %d)", delay, b.failures)
+        # Two counters, each named: the next attempt's number since the last connection (what
+        # ``connected`` will report) and the failures in a row (the backoff's; ReconnectInfo).
+        self.log.info(
+            "reconnecting in %.2fs (connection attempt %d next; %s in a row)",
+            delay,
+            self._tries + 1,
+            _failures(b.failures),
+        )
         self._deliver_events()
         self._publish()
         self._schedule(time.monotonic() + delay)
@@ -998,8 +1005,8 @@ class Engine(Generic[A]):
         self._announced = True
         self._set_state(State.CONNECTED)
         self._emit("connected", ConnectionInfo(self._request_url, conn.subprotocol, self._tries))
+        self.log.info("connected to %s (connection attempt %d)", self._request_url, self._tries)
         self._tries = 0
-        self.log.info("connected to %s", self._request_url)
 
     def _guarded_readable(self, conn: Connection) -> Callable[[], None]:
         def readable() -> None:
@@ -1497,3 +1504,8 @@ def _default_dispatch() -> Any:
 def backoff_of(engine: Engine[Any]) -> Backoff:
     """The engine's current :class:`~realtime_sync.config.Backoff` (for stats and tests)."""
     return engine.backoff.current
+
+
+def _failures(n: int) -> str:
+    """``"1 failure"``, ``"3 failures"``: the backoff's counter as the logs name it."""
+    return f"{n} failure" if n == 1 else f"{n} failures"

@@ -456,7 +456,7 @@ def test_max_attempts_counts_failed_attempts(procs: list[Proc]) -> None:
         procs.append(proc)
         assert proc.finish() == 1
     assert proc.errors.count("! error") == 3, proc.errors  # 2 refused connections + giving up
-    assert "giving up after 2 consecutive failed attempts" in proc.errors
+    assert "giving up after 2 failures in a row" in proc.errors
 
 
 def test_secrets_can_stay_out_of_argv_and_argv_secrets_are_warned_about(
