@@ -549,7 +549,7 @@ class LongPollingConnection(LongPollingBase):
             # On the client's own clean close (the engine set goodbye_until), the held
             # /meta/connect too, which the server answers on the disconnect: a socket closed with
             # an answer unread, or before it came, ends with a TCP reset instead of a FIN
-            # (measured against faye: 15 of 60 connections).  Not on a reconnect: no wait there.
+            # (measured against faye: 14 of 60 connections).  Not on a reconnect: no wait there.
             pending = self._pending
             held = self.goodbye_until is not None
             while (pending["send"] or (held and pending["connect"])) and not self._ended:

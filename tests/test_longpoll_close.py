@@ -4,8 +4,8 @@ A client that closes its HTTP sockets while an answer is still on its way (the h
 ``/meta/connect``, which the server answers on the disconnect, or the disconnect's own reply)
 makes the kernel answer that data with a reset; a socket closed with unread data resets at
 once.  Measured before the fix through :class:`~tests._relay.ResetRelay`: closing 10 hub
-clients ended 55 of 60 connections with a reset against faye (59 of 60 against
-cometd-nodejs-server), and 15 of 60 standalone against faye.  Now a clean ``close()`` sends its
+clients (3 times) ended 55 of 60 connections with a reset against faye (56 of 60 against
+cometd-nodejs-server), and standalone 14 of 60 against faye (2 of 60 against cometd).  Now a clean ``close()`` sends its
 goodbye and reads every answer still out before closing, within ``engine.CLOSE_LINGER`` and
 ``close(timeout=...)``, as a websocket waits for the server's close.
 
