@@ -262,6 +262,7 @@ class Client(Generic[A]):
         self._started = False
         self._closed = False
         self._released = False  # close() has run its one-time release (descriptors, hub)
+        self._ended_by_itself = False  # the engine stopped before close() (see _why_closed)
         self._closed_event = LazyEvent()  # (no condition per client until one waits: a hub holds thousands)
         self._owner_pid = os.getpid()
         self._waiters: set[queue.SimpleQueue[Any]] = set()
@@ -362,6 +363,8 @@ class Client(Generic[A]):
         # thread once it has delivered those final events, so that an events() loop sees them.
         with self._lock:
             self._closed = True
+            if not self._released:  # not close(): a refusal, "do not reconnect", max_attempts
+                self._ended_by_itself = True
         self._dispatcher.stop_soon(then=self._wake_waiters)
         self._closed_event.set()
 
@@ -414,9 +417,22 @@ class Client(Generic[A]):
             )
         if self._closed:
             on = f"{call} on a closed client: " if call else ""
+            why = self._why_closed()
+            fix = "fix that, then create a new client" if why else "create a new client"
             raise ClientClosedError(
-                f"{on}this {type(self).__name__} is closed and cannot be started again; create a new client{then}"
+                f"{on}this {type(self).__name__} is closed{why} and cannot be started again; {fix}{then}"
             )
+
+    def _why_closed(self) -> str:
+        """`` (it stopped by itself: <kind>: <message>)`` for a client whose engine stopped
+        before :meth:`close` (credentials refused, the server said not to come back, the
+        reconnect policy gave up), else ``""``: for the messages of :class:`ClientClosedError`."""
+        if not self._ended_by_itself:
+            return ""
+        last = self._engine.snapshot.last_error
+        if last is None:  # pragma: no cover - the engine records why it stopped
+            return " (it stopped by itself)"
+        return f" (it stopped by itself: {last.kind}: {redact(last.message)})"
 
     # -- handlers ---------------------------------------------------------------------------
 
@@ -500,9 +516,7 @@ class Client(Generic[A]):
             if self._forked():
                 self._check_usable()
             if self._closed:
-                raise ClientClosedError(
-                    f"this {type(self).__name__} is closed; clients cannot be restarted, create a new one"
-                )
+                self._check_usable("start()")
             if not self._started:
                 if self._hub is None:  # hub clients own no threads: one name for thousands is fine
                     _warn_same_name(self)
@@ -761,7 +775,7 @@ class Client(Generic[A]):
             except queue.Empty:
                 raise WaitTimeout(f"no {name!r} event within {timeout:g}s") from None
             if item is _CLOSED:
-                raise ClientClosedError(f"the client closed while waiting for {name!r}")
+                raise ClientClosedError(f"the client closed while waiting for {name!r}{self._why_closed()}")
             if type(item) is _WhereFailed:
                 raise ConfigurationError(
                     f"wait_for({name!r}, where=...): the where function raised "

@@ -19,20 +19,25 @@ from realtime_sync.testing.jifeline import FakeJifelineCustomerServer, FakeJifel
 
 from .conftest import Recorder, T, poll_until
 
-CLOSED = r"on a closed client: this {} is closed and cannot be started again; create a new client"
+CLOSED = r"on a closed client: this {} is closed{} and cannot be started again; {}create a new client"
+#: What a client that stopped by itself on a refusal adds: the cause, and to fix it first.
+REFUSED = (r" \(it stopped by itself: auth: .*unauthorized.*\)", "fix that, then ")
 
 
-def assert_refused(client: Any) -> None:
-    """Every way to register or wait on ``client`` raises, naming it and what to do."""
-    cls = type(client).__name__
-    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + CLOSED.format(cls) + " and register the handler"):
+def assert_refused(client: Any, why: tuple[str, str] = ("", "")) -> None:
+    """Every way to register, start or wait on ``client`` raises, naming it, why it closed (when
+    it stopped by itself) and what to do."""
+    closed = CLOSED.format(type(client).__name__, *why)
+    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + closed + " and register the handler"):
         client.on("connected", print)
-    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + CLOSED.format(cls)):
+    with pytest.raises(rs.ClientClosedError, match=r"^on\(\) " + closed):
         client.on("connected")  # the decorator form: at once, not when it decorates
-    with pytest.raises(rs.ClientClosedError, match=r"^wait_for\(\) " + CLOSED.format(cls) + "$"):
+    with pytest.raises(rs.ClientClosedError, match=r"^wait_for\(\) " + closed + "$"):
         client.wait_for("connected", timeout=T(5))
-    with pytest.raises(rs.ClientClosedError, match=r"^events\(\) " + CLOSED.format(cls) + "$"):
+    with pytest.raises(rs.ClientClosedError, match=r"^events\(\) " + closed + "$"):
         client.events("connected", timeout=T(5))
+    with pytest.raises(rs.ClientClosedError, match=r"^start\(\) " + closed + "$"):
+        client.start()
     with pytest.raises(rs.ClientClosedError):
         iter(client)
 
@@ -84,7 +89,18 @@ def test_a_client_stopped_for_good_by_itself_refuses_on(clients: Any) -> None:
         client.start()
         assert rec.wait("disconnected").data.will_reconnect is False
         poll_until(lambda: client.closed, what="the client stopped for good")
-        assert_refused(client)
+        assert_refused(client, REFUSED)  # a new client with the same token would fail the same way
+        client.close()
+        assert_refused(client, REFUSED)  # closing it afterwards does not hide why it stopped
+
+
+def test_a_wait_for_in_progress_says_why_the_client_stopped(clients: Any) -> None:
+    with FakeVoxsigServer() as server:
+        server.reject_connections = True
+        client: rs.VoxsigClient = clients(rs.VoxsigClient, server.url, "user-token-2", account_id=1, user_id=7)
+        with pytest.raises(rs.ClientClosedError, match=r"closed while waiting for 'message\.created'" + REFUSED[0]):
+            client.wait_for("message.created", timeout=T(10))  # starts the client, which is refused
+        assert "user-token-2" not in repr(client.snapshot)
 
 
 def test_an_events_loop_ends_and_a_wait_for_raises_when_the_client_closes_meanwhile(clients: Any) -> None:
