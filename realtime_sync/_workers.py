@@ -18,7 +18,10 @@ A slow handler holds one worker and delays only its own lane; the other lanes ke
 the remaining workers (with ``workers`` slow lanes at once, everyone waits: size the pool for it).
 
 Bounds: each lane holds at most ``max_queue`` items, those of the batch being delivered included
-(at least one may always wait), and the whole pool at most ``max_total``.  Flow control
+(at least one may always wait), at most ``max_bytes`` of them by the weights given to
+:meth:`Lane.put_many` (the client's ``max_queue_bytes``: at least one item is always kept), and the
+whole pool at most ``max_total``.  Both per-lane bounds and the overflow policies are the
+standalone dispatcher's own code (:func:`bounded_extend`).  Flow control
 (:meth:`Lane.flow_control`): a lane with ``high`` items or more tells its feeder to pause
 (:meth:`Lane.put_many` then leaves ``lane.drain_wanted`` true) and calls its ``on_drained()``
 once a worker has taken it down to ``low``, so a client's reader stops before the bound drops
@@ -57,7 +60,7 @@ import attrs
 from .config import OVERFLOW_POLICIES
 from .exceptions import ConfigurationError
 
-__all__ = ["Lane", "PoolStats", "WorkerPool", "not_ended"]
+__all__ = ["Lane", "PoolStats", "WorkerPool", "bounded_extend", "not_ended"]
 
 log = logging.getLogger("realtime_sync.hub.workers")
 
@@ -80,6 +83,60 @@ def not_ended(what: str, timeout: float | None, threads: Iterable[str], handlers
             "a thread or queue of your own), or close with a longer timeout"
         )
     return text
+
+
+def bounded_extend(
+    q: collections.deque[Any],
+    wq: collections.deque[int],
+    items: list[Any],
+    weights: list[int],
+    limit: int,
+    max_bytes: int,
+    queued_bytes: int,
+    newest: bool,
+) -> tuple[int, int]:
+    """Append ``items`` to ``q`` (their ``weights`` to ``wq``) under a count bound (``limit``) and a
+    byte bound (``max_bytes``; ``queued_bytes`` already queued), by the overflow policy
+    (``newest``: ``"drop_newest"``, else ``"drop_oldest"``).  Returns ``(dropped, queued_bytes)``.
+
+    The byte bound always lets one item wait; a ``limit`` of 0 takes nothing.  When everything
+    fits (the usual case) this is one sum and two C-level extends, whatever the batch's length.
+
+    >>> q, wq = collections.deque(), collections.deque()
+    >>> bounded_extend(q, wq, ["a", "b", "c"], [10, 10, 10], 5, 25, 0, False)
+    (1, 20)
+    >>> list(q)
+    ['b', 'c']
+    """
+    total = sum(weights)
+    if len(q) + len(items) <= limit and queued_bytes + total <= max_bytes:
+        q.extend(items)
+        wq.extend(weights)
+        return 0, queued_bytes + total
+    dropped = 0
+    if newest:
+        for item, w in zip(items, weights, strict=True):
+            if len(q) < limit and (queued_bytes + w <= max_bytes or not q):
+                q.append(item)
+                wq.append(w)
+                queued_bytes += w
+            else:
+                dropped += 1
+    else:
+        # drop_oldest: the newest items survive, whether queued or incoming (one read can carry a
+        # batch larger than the whole queue).
+        if len(items) > limit:
+            dropped += len(items) - limit
+            items = items[len(items) - limit :]
+            weights = weights[len(weights) - limit :]
+        q.extend(items)
+        wq.extend(weights)
+        queued_bytes += sum(weights)
+        while len(q) > 1 and (len(q) > limit or queued_bytes > max_bytes):
+            q.popleft()
+            queued_bytes -= wq.popleft()
+            dropped += 1
+    return dropped, queued_bytes
 
 
 @attrs.frozen
@@ -111,12 +168,15 @@ class Lane:
         "high",
         "items",
         "low",
+        "max_bytes",
         "max_queue",
         "name",
         "on_drained",
         "on_drop",
         "overflow",
+        "queued_bytes",
         "stopped",
+        "weights",
     )
 
     def __init__(
@@ -127,6 +187,7 @@ class Lane:
         max_queue: int,
         overflow: str,
         on_drop: Callable[[int], Any] | None,
+        max_bytes: int = 1 << 62,
     ) -> None:
         self._pool = pool
         self.deliver = deliver
@@ -137,6 +198,10 @@ class Lane:
         #: Waiting items; an empty tuple until the first (a deque is 600 bytes: a hub holds thousands
         #: of lanes, most of them empty) and again once drained.
         self.items: collections.deque[Any] | tuple[()] = ()
+        #: The waiting items' weights (same length as ``items``) and their sum.
+        self.weights: collections.deque[int] | tuple[()] = ()
+        self.queued_bytes = 0
+        self.max_bytes = max_bytes
         self.dropped = 0
         self._scheduled = False  # in the ready deque or running
         self._in_flight = 0  # items of the batch being delivered: they count in max_queue
@@ -163,9 +228,11 @@ class Lane:
         """Queue one item; returns how many items were dropped to respect the bounds."""
         return self.put_many((item,))
 
-    def put_many(self, items: Iterable[Any]) -> int:
-        """Queue items in order (one lock round-trip); returns how many were dropped."""
-        return self._pool._put(self, items)
+    def put_many(self, items: Iterable[Any], weights: list[int] | None = None) -> int:
+        """Queue items in order (one lock round-trip); returns how many were dropped.
+
+        ``weights``: each item's size for the lane's ``max_bytes`` (None: 0 each)."""
+        return self._pool._put(self, items, weights)
 
     def depth(self) -> int:
         """Items waiting (not counting a batch being delivered)."""
@@ -261,13 +328,17 @@ class WorkerPool:
         max_queue: int = 100_000,
         overflow: str = "drop_oldest",
         on_drop: Callable[[int], Any] | None = None,
+        max_bytes: int | None = None,
     ) -> Lane:
-        """A new serial lane delivering batches of items to ``deliver`` (in order, one at a time)."""
+        """A new serial lane delivering batches of items to ``deliver`` (in order, one at a time);
+        ``max_bytes`` bounds the waiting items' weights too (None: no byte bound)."""
         if overflow not in OVERFLOW_POLICIES:
             raise ConfigurationError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         if max_queue < 1:
             raise ConfigurationError(f"max_queue must be >= 1, got {max_queue!r}")
-        lane = Lane(self, deliver, name, max_queue, overflow, on_drop)
+        if max_bytes is not None and max_bytes < 1:
+            raise ConfigurationError(f"max_bytes must be >= 1, got {max_bytes!r}")
+        lane = Lane(self, deliver, name, max_queue, overflow, on_drop, 1 << 62 if max_bytes is None else max_bytes)
         with self._cond:
             if self._closing:
                 raise RuntimeError("this worker pool is closed")
@@ -288,28 +359,27 @@ class WorkerPool:
         for t in threads:
             t.start()
 
-    def _put(self, lane: Lane, items: Iterable[Any]) -> int:
-        dropped = 0
+    def _put(self, lane: Lane, items: Iterable[Any], weights: list[int] | None = None) -> int:
+        if type(items) is not list:
+            items = list(items)
+        if weights is None:
+            weights = [0] * len(items)
         with self._cond:
             if lane._stopping or self._closing:
                 return 0
-            q = lane.items
-            if not isinstance(q, collections.deque):
+            q, wq = lane.items, lane.weights
+            if not isinstance(q, collections.deque) or not isinstance(wq, collections.deque):
                 q = lane.items = collections.deque()
-            newest = lane.overflow == "drop_newest"
+                wq = lane.weights = collections.deque()
+            before = len(q)
             # The batch being delivered counts in the lane's bound (else a lane held max_queue
-            # waiting items plus a whole batch); at least one item may always wait.
-            limit = max(1, lane.max_queue - lane._in_flight)
-            for item in items:
-                if len(q) >= limit or self._total >= self.max_total:
-                    if newest or not q:
-                        dropped += 1
-                        continue
-                    q.popleft()
-                    self._total -= 1
-                    dropped += 1
-                q.append(item)
-                self._total += 1
+            # waiting items plus a whole batch); at least one item may always wait, unless the
+            # whole pool is full: then the lane may only replace its own items.
+            limit = min(max(1, lane.max_queue - lane._in_flight), before + max(0, self.max_total - self._total))
+            dropped, lane.queued_bytes = bounded_extend(
+                q, wq, items, weights, limit, lane.max_bytes, lane.queued_bytes, lane.overflow == "drop_newest"
+            )
+            self._total += len(q) - before
             if lane.high and len(q) + lane._in_flight >= lane.high:
                 lane.drain_wanted = True
             if q and not lane._scheduled:
@@ -329,7 +399,8 @@ class WorkerPool:
     def _discard(self, lane: Lane) -> int:
         with self._cond:
             n = len(lane.items)
-            lane.items = ()
+            lane.items = lane.weights = ()
+            lane.queued_bytes = 0
             self._total -= n
             return n
 
@@ -360,9 +431,19 @@ class WorkerPool:
                 if not self._ready:
                     return
                 lane = self._ready.popleft()
-                q = lane.items
+                q, wq = lane.items, lane.weights
                 n = min(len(q), self.batch)
-                batch = [q.popleft() for _ in range(n)]  # type: ignore[union-attr]  # (() only when n is 0)
+                batch: list[Any] = []
+                if not isinstance(q, collections.deque) or not isinstance(wq, collections.deque):
+                    pass  # () : discarded since it was scheduled
+                elif n == len(q):  # the usual case: the lane is taken whole (C-level copies)
+                    batch = list(q)
+                    q.clear()
+                    wq.clear()
+                    lane.queued_bytes = 0
+                else:
+                    batch = [q.popleft() for _ in range(n)]
+                    lane.queued_bytes -= sum([wq.popleft() for _ in range(n)])
                 self._total -= n
                 lane._in_flight = n
                 lane._running = True
@@ -392,7 +473,7 @@ class WorkerPool:
                     self._ready.append(lane)
                     cond.notify()
                 else:
-                    lane.items = ()  # (drained: the deque goes; see Lane.items)
+                    lane.items = lane.weights = ()  # (drained: the deques go; see Lane.items)
                     lane._scheduled = False
                     if lane._stopping and not lane.stopped:
                         lane.stopped = True

@@ -76,6 +76,8 @@ class Stats:
     ``last_frame_at`` is the wall-clock time of the last frame received, or None.
     ``reads_paused`` counts the times flow control stopped reading because the handlers were
     ``high_water`` events behind (see :class:`~realtime_sync.DispatchOptions`).
+    ``queue_bytes`` is the estimated size of the events waiting for the handlers (what
+    ``max_queue_bytes`` bounds; the batch being delivered no longer counts).
     """
 
     frames_received: int
@@ -86,6 +88,7 @@ class Stats:
     dropped: int
     last_frame_at: float | None
     reads_paused: int = 0
+    queue_bytes: int = 0
 
 
 _CLOSED = object()
@@ -394,6 +397,7 @@ class Client(Generic[A]):
             d.dropped,
             e.last_frame_at,
             e.pauses,
+            d.queued_bytes(),
         )
 
     @property

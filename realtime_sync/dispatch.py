@@ -51,6 +51,7 @@ import attrs
 from . import _json
 from ._build import Deferred
 from ._redact import redact
+from ._workers import bounded_extend
 from .config import DispatchOptions
 from .events import ErrorInfo, Event, stored_raw
 
@@ -250,7 +251,9 @@ class Dispatcher:
         self.dispatched = 0
         self.handler_errors = 0
         self.dropped = 0
-        self._reports = OverflowReports(f"max_queue={options.max_queue}", options.overflow, log)
+        self._reports = OverflowReports(
+            f"max_queue={options.max_queue}, max_queue_bytes={options.max_queue_bytes}", options.overflow, log
+        )
         # Flow control (see flow_control()): the feeder is told to pause at _high events, and
         # _on_drained() is called once they are down to _low.
         self._high = 0
@@ -362,38 +365,16 @@ class Dispatcher:
         """Append ``events`` under both bounds (count, with the events being delivered, and
         estimated bytes) and the overflow policy; returns how many were dropped.  Called with
         the lock held."""
-        q, wq = self._queue, self._weights
-        limit = max(1, self.options.max_queue - self._in_flight)
-        max_bytes = self.options.max_queue_bytes
-        total = sum(weights)
-        if len(q) + len(events) <= limit and self._queued_bytes + total <= max_bytes:
-            q.extend(events)  # everything fits: the usual case
-            wq.extend(weights)
-            self._queued_bytes += total
-            return 0
-        dropped = 0
-        if self.options.overflow == "drop_newest":
-            for event, w in zip(events, weights, strict=True):
-                if len(q) < limit and (self._queued_bytes + w <= max_bytes or not q):
-                    q.append(event)
-                    wq.append(w)
-                    self._queued_bytes += w
-                else:
-                    dropped += 1
-        else:
-            # drop_oldest: the newest events survive, whether queued or incoming (one read can
-            # carry a batch larger than the whole queue).
-            if len(events) > limit:
-                dropped += len(events) - limit
-                events = events[len(events) - limit :]
-                weights = weights[len(weights) - limit :]
-            q.extend(events)
-            wq.extend(weights)
-            self._queued_bytes += sum(weights)
-            while len(q) > 1 and (len(q) > limit or self._queued_bytes > max_bytes):
-                q.popleft()
-                self._queued_bytes -= wq.popleft()
-                dropped += 1
+        dropped, self._queued_bytes = bounded_extend(
+            self._queue,
+            self._weights,
+            events,
+            weights,
+            max(1, self.options.max_queue - self._in_flight),
+            self.options.max_queue_bytes,
+            self._queued_bytes,
+            self.options.overflow == "drop_newest",
+        )
         self.dropped += dropped
         return dropped
 
@@ -412,6 +393,10 @@ class Dispatcher:
 
     def depth(self) -> int:
         return len(self._queue) + self._in_flight
+
+    def queued_bytes(self) -> int:
+        """The estimated size of the waiting events (the ``max_queue_bytes`` count)."""
+        return self._queued_bytes
 
     def _run(self) -> None:
         try:

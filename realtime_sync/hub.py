@@ -31,7 +31,8 @@ Theory of operation
   _workers.Lane` on a :class:`~realtime_sync._workers.WorkerPool`: one client's callbacks never
   run concurrently and arrive in order; different clients run in parallel on the workers; a slow
   handler holds one worker and delays only its own client.  Each lane keeps the client's
-  ``max_queue`` and ``overflow`` policy; the hub bounds all lanes together (``max_queued``).
+  ``max_queue``, ``max_queue_bytes`` and ``overflow`` policy (the standalone dispatcher's code,
+  weights from the frames' wire size); the hub bounds all lanes together (``max_queued``).
 * **Connect storms.**  A :class:`~realtime_sync._limiter.HandshakeLimiter` in front of every
   opening handshake lets at most ``max_handshakes`` be in flight and spreads a burst (a server
   restart drops every client at once) over ``handshake_jitter`` seconds, so neither the server nor
@@ -65,7 +66,7 @@ from ._validate import number
 from ._workers import Lane, WorkerPool, not_ended
 from ._wsconn import Handshake, WebSocketConnection
 from .config import ConnectOptions, DispatchOptions
-from .dispatch import Dispatcher, OverflowReports
+from .dispatch import Dispatcher, OverflowReports, _weights
 from .engine import Loop, Timer
 from .events import Event
 from .exceptions import ConfigurationError, ConnectError
@@ -252,9 +253,12 @@ class LaneDispatcher(Dispatcher):
             max_queue=options.max_queue,
             overflow=options.overflow,
             on_drop=self._on_drop,
+            max_bytes=options.max_queue_bytes,
         )
         self._reports = OverflowReports(
-            f"max_queue={options.max_queue}, or the hub's max_queued", options.overflow, log
+            f"max_queue={options.max_queue}, max_queue_bytes={options.max_queue_bytes}, or the hub's max_queued",
+            options.overflow,
+            log,
         )
 
     def adopt(self, other: Dispatcher) -> None:
@@ -272,7 +276,12 @@ class LaneDispatcher(Dispatcher):
 
     def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> bool:
         lane = self._lane
-        lane.put_many(events)
+        if type(events) is not list:
+            events = list(events)
+        if events:
+            # Weighed as the standalone dispatcher does (from the frames' wire size when the
+            # engine knows it: one list of one repeated int), for the lane's max_queue_bytes.
+            lane.put_many(events, _weights(events, wire_size))
         # Set under the pool's lock by that put; cleared (with on_drained called) by a worker.
         return lane.drain_wanted
 
@@ -308,6 +317,9 @@ class LaneDispatcher(Dispatcher):
     def depth(self) -> int:
         return self._lane.depth() + self._in_flight
 
+    def queued_bytes(self) -> int:
+        return self._lane.queued_bytes
+
     def stop_soon(self, then: Callable[[], None] | None = None) -> None:
         self._lane.stop(then)
 
@@ -339,7 +351,7 @@ class Hub:
         handshake_jitter: seconds over which a burst of handshakes (startup, a server restart) is
             spread; a lone reconnect is not delayed.
         max_queued: the bound on events waiting in all the clients' queues together (each client
-            keeps its own ``max_queue`` and ``overflow`` policy too).
+            keeps its own ``max_queue``, ``max_queue_bytes`` and ``overflow`` policy too).
         name: for thread names (``realtime_sync-<name>-loop``, ``-worker-<k>``, ``-handshake``).
 
     Example::
