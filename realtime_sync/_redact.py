@@ -10,7 +10,9 @@ Two mechanisms work together:
 
 * shape-based rules that catch well-known secret carriers (``access_token=`` in a query string,
   ``Authorization``/``Cookie``/``X-Auth-Token`` headers, ``"pubsub_token": "..."`` and
-  ``"token"`` JSON members, nested ``"credentials": {...}`` objects, ``user:password@`` in URLs);
+  ``"token"`` JSON members, nested ``"credentials": {...}`` objects, ``user:password@`` in URLs,
+  and ``name: value`` in free text for the same names, unless the value reads as prose: see
+  :func:`_free_text`);
 * registries of literal secret values, replaced wherever they appear, including inside JSON
   that was escaped once (ActionCable identifiers are JSON in a JSON string).
 
@@ -296,13 +298,78 @@ def _header(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
         return None
     k = _skip(s, j, "'\"", 1)
     k = _skip(s, k, _WS)
-    if k >= len(s) or s[k] not in ":=":
-        return None
+    if k >= len(s) or s[k] not in ":=" or s.startswith("::", k):
+        return None  # (``Authorization::UnauthorizedError`` is a Ruby class, not a header)
     k = _skip(s, k + 1, _WS)
     k = _skip(s, k, "'\"", 1)
     m = _HEADER_VALUE.match(s, k)
     assert m is not None
     return k, m.end()
+
+
+# Free text: ``name: value`` (a server's ``invalid token: abc123``, a header dump of a name that
+# is not a header's, ``password: hunter2``).  The value is one run of characters up to a space, a
+# quote or a bracket; sentence punctuation at its end is left out.
+_FREE_VALUE = re.compile(r"[^\s'\"`,;()<>\[\]{}]*")
+#: Authentication schemes: ``token: Bearer abc`` hides the credential after the scheme too.
+_SCHEMES = frozenset({"bearer", "basic", "digest", "negotiate"})
+#: What a password is *said to be* in an error message: after a password name only these are
+#: kept (a password is often a plain word, so the prose rule below would show it).
+_STATUS_WORDS = frozenset(
+    "expired invalid incorrect wrong missing required empty none null not no unset changed reset "
+    "rejected refused revoked accepted ok set hidden redacted unknown mismatch weak too is was must".split()
+)
+#: The longest value that can read as a word of prose after a token-like name.
+_PROSE_MAX = 16
+
+
+def _free_text(s: str, start: int, j: int, name: str) -> tuple[int, int] | None:
+    """``name: value`` in free text: the value span, unless the value reads as prose.
+
+    The rule (documented in SECURITY.md): after a name ending with a secret word (as for JSON
+    members), a colon and optional spaces, the value is hidden unless it reads as a word of a
+    sentence: after a ``password``/``passwd`` name, one of a few status words (``expired``,
+    ``required``...); after any other secret name (tokens, secrets, keys, cookies, auth,
+    credentials), ASCII letters only and at most 16 of them (``token: expired``,
+    ``CSRF token: GET ...``, ``refused the credentials: HTTP 401``).  A token has digits,
+    symbols or length; a value the client registered is hidden everywhere anyway.
+    """
+    if start >= 3 and s[start - 3 : start] == "://":
+        return None  # scheme://token:pw@host is the userinfo rule's
+    n = len(s)
+    k = _skip(s, j, "'\"", 1)  # a quoted name with a bare value: {"token": 12345}
+    k = _skip(s, k, _WS)
+    if k >= n or s[k] != ":" or (k + 1 < n and s[k + 1] == ":"):
+        return None  # no colon, or a Ruby/C++ scope (Authorization::UnauthorizedError)
+    k = _skip(s, k + 1, _WS)
+    if k < n and s[k] in "'\"":
+        q = s.find(s[k], k + 1)  # a quoted value: token: "abc def"
+        vs, end = k + 1, (n if q < 0 else q)
+        value = s[vs:end]
+    else:
+        m = _FREE_VALUE.match(s, k)
+        assert m is not None
+        vs, end = k, m.end()
+        scheme = s[vs:end].lower() in _SCHEMES and end + 1 < n and s[end] == " "
+        if scheme:
+            m2 = _FREE_VALUE.match(s, end + 1)
+            assert m2 is not None
+            scheme = m2.end() > end + 1
+            if scheme:
+                end = m2.end()  # "Bearer abc": the scheme and its credential, as a header's
+        while end > vs and s[end - 1] in ".:!?":
+            end -= 1  # "invalid token: abc123." : the full stop is the sentence's
+        if scheme:
+            return vs, end
+        value = s[vs:end]
+    if not value:
+        return None
+    if name.endswith(("password", "passwd")):
+        if value.lower() in _STATUS_WORDS:
+            return None
+    elif len(value) <= _PROSE_MAX and value.isascii() and value.isalpha():
+        return None
+    return vs, end
 
 
 def _lower(s: str) -> str:
@@ -328,7 +395,12 @@ def _redact_shapes(s: str) -> str:
             continue
         start = _name_start(s, i)
         name = low[start:j]
-        span = _json_member(s, start, j, name) or _query_param(s, start, j) or _header(s, start, j, name)
+        span = (
+            _json_member(s, start, j, name)
+            or _query_param(s, start, j)
+            or _header(s, start, j, name)
+            or _free_text(s, start, j, name)
+        )
         if span is None or span[0] == span[1]:
             pos = j
             continue
@@ -386,6 +458,10 @@ def redact(text: Any) -> str:
     'cannot connect to ws://h/?access_token=***: ConnectionRefusedError'
     >>> redact("api_access_token: abc123")
     'api_access_token: ***'
+    >>> redact("handshake refused: invalid token: eyJhbGciOi.x1.y2")
+    'handshake refused: invalid token: ***'
+    >>> redact("token: expired; password: hunter2")
+    'token: expired; password: ***'
     """
     return _redact(text if isinstance(text, str) else str(text), False)
 

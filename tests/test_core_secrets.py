@@ -180,3 +180,29 @@ def test_a_password_in_message_text_is_hidden_alike_in_logs_reprs_and_raw(echo_s
     assert any("password=***" in r.getMessage() for r in caplog.records if r.name.startswith("realtime_sync"))
     views = [text, repr(event), str(event.raw), str(event.to_dict())]
     assert all(SECRET not in v for v in views), [v for v in views if SECRET in v]
+
+
+def test_free_text_name_colon_value_is_hidden_in_logs_reprs_raw_and_errors(echo_server, make_client, caplog):
+    # ``token: value`` (colon and space) in free text was not redacted anywhere: a server error
+    # "invalid token: ..." or a chat message "my password: ..." showed values no client had
+    # registered (another user's, a server-generated one).  A word of prose stays.
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    other_token = "srv-issued-9f8e7d6c5b"  # never registered: only the text rule can hide it
+    other_password = "hunter2x"
+    client = make_client(echo_server.url, reconnect=rs.ReconnectPolicy(instant_retries=1, interval=0.05, jitter=0))
+    rec = Recorder(client)
+    client.start()
+    echo_server.wait_for_connection(1, timeout=T(5)).close(4001, f"invalid token: {other_token}. token: expired")
+    gone = rec.wait("disconnected").data
+    assert gone.reason.endswith("(invalid token: ***. token: expired)"), gone.reason
+    conn = echo_server.wait_for_connection(2, timeout=T(5))
+    content = f"my password: {other_password}, the token: {other_token}; password: expired"
+    conn.send({"event": "x", "data": {"content": content}})
+    event = rec.wait("x")
+    client.close()
+    assert event.data["content"] == content  # the handler's payload: as the server sent it
+    assert event.raw["data"]["content"] == "my password: ***, the token: ***; password: expired"
+    views = [_all_text(caplog, rec), repr(event), str(event.raw), str(event.to_dict()), repr(gone), gone.reason]
+    for secret in (other_token, other_password):
+        assert all(secret not in v for v in views), [v for v in views if secret in v]
+    assert any("my password: ***" in r.getMessage() for r in caplog.records if r.name.startswith("realtime_sync"))

@@ -12,6 +12,8 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import realtime_sync as rs
 from realtime_sync import _redact
@@ -43,6 +45,9 @@ ADVERSARIAL = {
     "keys": '"token" "password" ',
     "header": "Authorization" + " " * 40,
     "unclosed credentials": '{"credentials":{',
+    "free text names": "token: password: ",
+    "free text quote": 'token: "',
+    "free text scheme": "token: Bearer ",
 }
 
 
@@ -76,6 +81,143 @@ def test_shapes() -> None:
     assert r('{"token_type":"bearer","session_token":"abc"}') == '{"token_type":"bearer","session_token":"***"}'
     assert r("http://u:p@h1/x http://u2:p2@h2/") == "http://u:***@h1/x http://u2:***@h2/"
     assert r("GET /x?a=1&access_token=zzz#f") == "GET /x?a=1&access_token=***#f"
+
+
+# -- redaction: free text ``name: value`` ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        # A value after a secret name and a colon is hidden...
+        ("invalid token: abc123", "invalid token: ***"),
+        ("handshake refused: invalid token: eyJhbGciOi.eyJzdWIi.c2ln.", "handshake refused: invalid token: ***."),
+        ("pubsub_token: k3yJxQ9sLmN0pQrStUvWxYz1", "pubsub_token: ***"),
+        ("VOXSIG_PUBSUB_TOKEN:k3yJxQ9sLmN0pQrStUvWxYz1 set", "VOXSIG_PUBSUB_TOKEN:*** set"),
+        ("access_token : ya29.a0AfH6SMB", "access_token : ***"),
+        ("error=invalid_token (token: eyJabc.def)", "error=invalid_token (token: ***)"),
+        ("client_secret: cs-1; api_key: k_live_9", "client_secret: ***; api_key: ***"),
+        ("token: Bearer abc123 was refused", "token: *** was refused"),
+        ('token: "two words 1" sent', 'token: "***" sent'),
+        ('{"token": 123456789}', '{"token": ***}'),
+        # ... a password unless it is a status word, even a plain word ...
+        ("password: hunter2", "password: ***"),
+        ("Password: sunshine", "Password: ***"),
+        ("password: expired", "password: expired"),
+        ("the password: required.", "the password: required."),
+        # ... any other secret unless it reads as a word of a sentence (letters, at most 16).
+        ("token: expired", "token: expired"),
+        ("OAuth: token expired", "OAuth: token expired"),
+        ("CSRF token: GET https://h/x failed", "CSRF token: GET https://h/x failed"),
+        ("ws://h/cable refused the credentials: HTTP 401", "ws://h/cable refused the credentials: HTTP 401"),
+        ("Check VOXSIG_PUBSUB_TOKEN: it must be the agent's", "Check VOXSIG_PUBSUB_TOKEN: it must be the agent's"),
+        ("token: abcdefghijklmnopq", "token: ***"),  # 17 letters: not a word
+        ('{"token": null}', '{"token": null}'),
+        # Not a name and a value: a scope operator, a URL's userinfo (its own rule), no colon.
+        (
+            "ActionCable::Connection::Authorization::UnauthorizedError",
+            "ActionCable::Connection::Authorization::UnauthorizedError",
+        ),
+        ("Cookie::Jar", "Cookie::Jar"),
+        ("wss://token:abc@h/x", "wss://token:***@h/x"),
+        ("the token is abc123", "the token is abc123"),
+        ("token_type: bearer", "token_type: bearer"),
+        # The shapes that were covered before stay as they were.
+        ("Authorization: Bearer x", "Authorization: ***"),
+        ("Cookie: sid=abc", "Cookie: ***"),
+        ("token=abc123", "token=***"),
+    ],
+)
+def test_free_text_name_value(text: str, shown: str) -> None:
+    assert _redact.redact(text) == shown
+    assert _redact.redact(shown) == shown  # idempotent
+
+
+_TOKEN_NAMES = ["token", "pubsub_token", "access_token", "refresh_token", "id_token", "client_secret",
+                "api_key", "apikey", "secret", "credentials", "auth", "OAuth", "session_token", "X_API_TOKEN",
+                "VOXSIG_PUBSUB_TOKEN", "authentication"]  # fmt: skip
+_PASSWORD_NAMES = ["password", "passwd", "Password", "db_password", "PROXY_PASSWORD"]
+_PREFIXES = ["", "invalid ", "error: ", "HTTP 401 (", "server said: ", "refused; the ", "[", "\n"]
+_SUFFIXES = ["", ".", " was rejected", ", retry", ")", "; see the logs", "!", "\n", " (expired)"]
+_SEPARATORS = [": ", ":", " : ", ":\t", ":  "]
+_TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~+/="
+
+
+def _token_like(value: str) -> bool:
+    """What the rule hides after a token name: not a word of prose."""
+    return not (len(value) <= 16 and value.isascii() and value.isalpha())
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_TOKEN_NAMES + _PASSWORD_NAMES),
+    st.sampled_from(_SEPARATORS),
+    st.text(_TOKEN_CHARS, min_size=1, max_size=80).filter(lambda v: v[-1].isalnum()),
+    st.sampled_from(_PREFIXES),
+    st.sampled_from(_SUFFIXES),
+    st.booleans(),
+)
+def test_a_secret_after_a_name_and_a_colon_never_shows(
+    name: str, sep: str, value: str, prefix: str, suffix: str, scheme: bool
+) -> None:
+    password = name.lower().endswith(("password", "passwd"))
+    if not password and not _token_like(value):
+        value += "1"  # a word of prose is kept by design (next test): make it a token
+    if password and value.lower() in _redact._STATUS_WORDS:
+        value += "1"
+    said = f"Bearer {value}" if scheme else value
+    text = f"{prefix}{name}{sep}{said}{suffix}"
+    if name.lower() in _redact._HEADER_NAMES:  # a header's value runs to the end of the line
+        assert _redact.redact(text).startswith(f"{prefix}{name}{sep}***"), text
+        return
+    assert _redact.redact(text) == f"{prefix}{name}{sep}***{suffix}", text
+    # The same inside a JSON frame's string (what event.raw and a DEBUG frame line show).
+    frame = f'{{"content": "{text}", "id": 1}}'
+    assert _redact.redact(frame) == f'{{"content": "{prefix}{name}{sep}***{suffix}", "id": 1}}', frame
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_TOKEN_NAMES),
+    st.sampled_from(_SEPARATORS),
+    st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=16),
+    st.sampled_from(_PREFIXES),
+    st.sampled_from(_SUFFIXES),
+)
+def test_a_word_after_a_token_name_is_prose_and_kept(name: str, sep: str, word: str, prefix: str, suffix: str) -> None:
+    if _redact.is_secret_header(name) and name.lower() in _redact._HEADER_NAMES:
+        return  # a header's name (apikey): its value is hidden whatever it is
+    if word.lower() in ("bearer", "basic", "digest", "negotiate") and suffix.startswith(" "):
+        return  # a scheme: what follows is its credential (tested above)
+    text = f"{prefix}{name}{sep}{word}{suffix}"
+    assert _redact.redact(text) == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(_PASSWORD_NAMES),
+    st.sampled_from(_SEPARATORS),
+    st.sampled_from(sorted(_redact._STATUS_WORDS)),
+    st.sampled_from(_PREFIXES),
+    st.sampled_from(_SUFFIXES),
+)
+def test_a_status_word_after_a_password_name_is_kept(name: str, sep: str, word: str, prefix: str, suffix: str) -> None:
+    text = f"{prefix}{name}{sep}{word}{suffix}"
+    assert _redact.redact(text) == text
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["token", "password", "Authorization", "Bearer", "cookie", ":", "::", ": ", "=", " ",
+                         '"', "'", "\\", "://", "@", "(", ")", "abc123", "expired", "{", "}", ",", ".", "\n"])
+        | st.text(max_size=6),
+        max_size=30,
+    ).map("".join)
+)  # fmt: skip
+def test_redaction_is_idempotent_and_total(text: str) -> None:
+    once = _redact.redact(text)
+    assert _redact.redact(once) == once
 
 
 # -- the registries: server input cannot evict the client's secrets ------------------------------
