@@ -192,9 +192,8 @@ class ActionCableAdapter(Adapter):
         self._last_frame: float | None = None
         # Subscribe frames sent on this connection and not answered yet (the guarantee timer).
         self._awaiting: dict[Subscription, _SubEntry] = {}
-        # identifier string -> (subscription, its public copy, the public identifier): every
-        # broadcast names its identifier; valid while the subscriptions and the secrets are.
-        #: identifier -> ((subscription, its public copy), the identifier's public copy)
+        # identifier string -> its _Route (see above): every broadcast names its identifier;
+        # valid while the subscriptions and the secrets are.
         self._routes: dict[str, _Route] = {}
         self._routes_for: tuple[int, tuple[str, ...]] = (-1, ())
 
