@@ -794,8 +794,11 @@ class Client(Generic[A]):
         """Iterate over events as they arrive, for scripts and notebooks.
 
         The iteration ends when no event arrives within ``timeout`` seconds (None: never), after
-        ``limit`` events, or when the client closes (the events received until then are
-        delivered first).  Starts the client if needed.  On a client that is already closed the
+        ``limit`` events, or when :meth:`close` closes the client (the events received until then
+        are delivered first).  A client that stops by itself (credentials refused, the server
+        said not to come back, the reconnect policy gave up) delivers its events, then raises
+        :class:`~realtime_sync.ClientClosedError` saying why: a script's loop does not end as if
+        all were well.  Starts the client if needed.  On a client that is already closed the
         call raises :class:`~realtime_sync.ClientClosedError` (a closed client cannot be started
         again: create a new one).  Typed by the event name like :meth:`wait_for`.
 
@@ -830,6 +833,10 @@ class Client(Generic[A]):
                 except queue.Empty:
                     return
                 if item is _CLOSED:
+                    if self._ended_by_itself:
+                        raise ClientClosedError(
+                            f"the client stopped while iterating events({name!r}){self._why_closed()}"
+                        )
                     return
                 count += 1
                 yield item

@@ -86,7 +86,7 @@ from ._redact import redact
 from .config import Backoff, ConnectOptions, ReconnectPolicy, SharedBackoff
 from .dispatch import Dispatcher
 from .events import ConnectionInfo, DisconnectInfo, ErrorInfo, Event, ReconnectInfo, Subscription, public_subscription
-from .exceptions import AuthenticationError, ConnectError, ProtocolError, TokenError
+from .exceptions import AuthenticationError, ConnectError, ProtocolError, RemoteError, TokenError
 from .protocols.base import Adapter, CloseRequest, ConnectRequest, HttpResult, SubState, truncate
 from .transport import Connection, FrameError, State
 
@@ -1358,6 +1358,11 @@ class Engine(Generic[A]):
             refusal = redact(self._refusal(reason))
             self._last_error = ErrorInfo("auth", refusal, None, AuthenticationError(refusal))
         if req is not None and not req.reconnect:
+            if not auth:
+                # Why it stopped, for the snapshot and for the ClientClosedError of a later call
+                # (the adapter's own "error" event, when it emitted one, already went out).
+                stopped = redact(f"stopped for good: {req.reason}")
+                self._last_error = ErrorInfo("server", stopped, None, RemoteError(stopped))
             self._finish(req.reason)
             return
         self.backoff.fail(reason, auth=auth)

@@ -29,6 +29,7 @@ import threading
 import time
 from typing import Any
 
+from realtime_sync import ClientClosedError
 from realtime_sync.voxsig import VoxsigClient
 
 DEMO_TOKEN = "contact-token-1"
@@ -125,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
                     break
     except KeyboardInterrupt:
         pass
+    except ClientClosedError as exc:  # it stopped by itself: e.g. the server refused the token
+        print(f"stopped: {exc}", file=sys.stderr, flush=True)
+        return 1
     finally:
         stop.set()
         client.close()

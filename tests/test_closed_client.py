@@ -118,3 +118,32 @@ def test_an_events_loop_ends_and_a_wait_for_raises_when_the_client_closes_meanwh
         client.on("ticket.updated", lambda event: client.close())  # close() is safe in a handler
         with pytest.raises(rs.ClientClosedError, match=r"closed while waiting for 'connector\.updated'"):
             client.wait_for("connector.updated", timeout=T(10))  # never pushed: not subscribed
+
+
+def test_an_events_loop_raises_why_when_the_client_stops_by_itself(clients: Any) -> None:
+    # A script's `for event in client.events(...)` must not end as if all were well when the
+    # server refuses the credentials: the events that came first are delivered, then the loop
+    # raises, saying why.  (After close() the loop ends quietly: see the test above.)
+    with FakeVoxsigServer() as server:
+        server.reject_connections = True  # {"type":"disconnect","reason":"unauthorized","reconnect":false}
+        client: rs.VoxsigClient = clients(rs.VoxsigClient, server.url, "user-token-3", account_id=1, user_id=7)
+        seen: list[str] = []
+        with pytest.raises(
+            rs.ClientClosedError, match=r"^the client stopped while iterating events\('\*'\)" + REFUSED[0]
+        ) as info:
+            for event in client.events(timeout=T(10)):  # starts the client, which is refused
+                seen.append(event.name)
+        assert "disconnected" in seen and "error" in seen  # delivered before the loop raised
+        assert "user-token-3" not in str(info.value)
+        # A loop that asks only for other names gets no event, and the same error.
+        with pytest.raises(rs.ClientClosedError, match=r"^events\(\) on a closed client: " + ".*" + REFUSED[0]):
+            list(client.events("message.created", timeout=T(10)))
+
+    with FakeVoxsigServer() as server:
+        server.reject_connections = True
+        client = clients(rs.VoxsigClient, server.url, "user-token-4", account_id=1, user_id=7)
+        messages = client.events("message.created", timeout=T(10))
+        with pytest.raises(
+            rs.ClientClosedError, match=r"^the client stopped while iterating events\('message\.created'\)" + REFUSED[0]
+        ):
+            next(messages)

@@ -240,7 +240,17 @@ def test_events_iterator_sees_the_final_events_when_the_server_stops_the_client(
     conn.send({"close": "go away", "reconnect": False})
     poll_until(lambda: client.state is rs.State.CLOSED)  # stopped while the final events wait
     release.set()
-    names = [e.name for e in events]
+    names: list[str] = []
+    # It stopped by itself (the server said not to come back): the loop gets every final
+    # event, then raises saying why (a loop ended by close() ends quietly: the test below).
+    with pytest.raises(
+        rs.ClientClosedError, match=r"^the client stopped while iterating events\('\*'\) \(it stopped by itself: "
+    ) as info:
+        for event in events:
+            names.append(event.name)
+    assert str(info.value).endswith("(it stopped by itself: server: stopped for good: go away)")
+    last = client.snapshot.last_error
+    assert last is not None and last.kind == "server" and last.message == "stopped for good: go away"
     assert names[-1] == "disconnected", names
     assert "block" in names
 
