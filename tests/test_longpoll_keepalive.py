@@ -24,7 +24,6 @@ import contextlib
 import socket
 import ssl
 import struct
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +35,7 @@ from realtime_sync.cometd import CometDClient
 from realtime_sync.testing.bayeux import FakeBayeuxServer
 from realtime_sync.transport_longpoll import _Http
 
+from ._relay import _Relaying
 from .conftest import FAST, Recorder, T, on
 from .conftest import poll_until as eventually
 from .servers.harness import CometDNodeServer, FayeServer, cometd_available, faye_available
@@ -43,7 +43,7 @@ from .servers.harness import CometDNodeServer, FayeServer, cometd_available, fay
 ROOM = "/chat/room"
 
 
-class KeepAliveProxy:
+class KeepAliveProxy(_Relaying):
     """Relays HTTP/1.1 requests to ``upstream`` (host, port), one upstream connection per client
     connection.  :meth:`plan` picks the first request whose body contains a needle for one action:
 
@@ -58,18 +58,11 @@ class KeepAliveProxy:
 
     def __init__(self, upstream: tuple[str, int]) -> None:
         self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.cond = threading.Condition()
         self.plans: list[tuple[bytes, str]] = []
         self.bodies: list[bytes] = []  # every request body relayed, in order
         self.done: list[str] = []
         self.late_bytes = 0
-        self._socks: set[socket.socket] = set()
-        self._threads: list[threading.Thread] = []
-        self._stopping = False
-        self._accepter = threading.Thread(target=self._accept, name="keepalive-proxy-fake", daemon=True)
-        self._accepter.start()
+        super().__init__("keepalive-proxy")  # listens and accepts; close() ends every connection
 
     def url(self, upstream_url: str) -> str:
         scheme, rest = upstream_url.split("://", 1)
@@ -84,30 +77,7 @@ class KeepAliveProxy:
         with self.cond:
             return sum(needle in b for b in self.bodies)
 
-    def close(self) -> None:
-        self._stopping = True
-        self.listener.close()
-        with self.cond:
-            socks = list(self._socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for t in self._threads:
-            t.join(T(5))
-
     # -- internals ---------------------------------------------------------------------------
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._serve, args=(client,), name="keepalive-proxy-fake-conn", daemon=True)
-            self._threads.append(t)
-            t.start()
 
     def _track(self, *socks: socket.socket) -> None:
         with self.cond:
@@ -132,7 +102,7 @@ class KeepAliveProxy:
         buf = b""
         try:
             self._track(client)
-            while not self._stopping:
+            while not self._closing:
                 request, buf = _read_request(client, buf)
                 if request is None:
                     return
