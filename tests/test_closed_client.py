@@ -147,3 +147,18 @@ def test_an_events_loop_raises_why_when_the_client_stops_by_itself(clients: Any)
             rs.ClientClosedError, match=r"^the client stopped while iterating events\('message\.created'\)" + REFUSED[0]
         ):
             next(messages)
+
+
+def test_an_events_loop_raises_why_when_the_reconnect_policy_gives_up(clients: Any) -> None:
+    # Nothing listens on the port: each attempt is refused; after max_attempts the client
+    # stops by itself and the loop says so, with the connect error.
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        url = server.url  # a port that was just served, then closed
+    policy = rs.ReconnectPolicy(max_attempts=2, instant_retries=2, interval=0.01, jitter=0)
+    client: rs.JifelineCustomerClient = clients(rs.JifelineCustomerClient, url, reconnect=policy)
+    with pytest.raises(
+        rs.ClientClosedError,
+        match=r"^the client stopped while iterating events\('ticket\.\*'\) \(it stopped by itself: connect: ",
+    ) as info:
+        list(client.events("ticket.*", timeout=T(20)))
+    assert "giving up after" in str(info.value) and "Connection refused" in str(info.value)
