@@ -87,6 +87,8 @@ _KEYWORDS = (
     "set-cookie",
     "x-api-key",
     "jsessionid",
+    "session_id",
+    "sessionid",
     "password",
     "passwd",
     "api_key",
@@ -96,6 +98,7 @@ _KEYWORDS = (
     "cookie",
     "token",
     "auth",
+    "jwt",
 )
 # Literal alternatives only: constant work per start position, no backtracking.  Matched on
 # an ASCII-lowercased copy of the text (IGNORECASE makes ``re`` five times slower here).

@@ -56,7 +56,8 @@ Events go to stdout (one line each, or JSON lines with --json); lifecycle events
 disconnected, reconnecting, subscribed, error...) go to stderr, and to stdout too when named
 with --event.  Exit status: 0 after Ctrl-C/SIGTERM/--duration/--count, 1 when the client
 stopped by itself (credentials refused, the server said not to reconnect, a refused
-subscription), 2 on usage errors.
+subscription), 2 on usage errors.  With --redis a listener serves on: a tenant whose client
+stopped by itself is released, logged with the reason, and taken again after 60 s.
 """
 
 #: Per vendor: where its secret comes from, and examples (a real server; the fake one to try).
@@ -418,7 +419,7 @@ def _listen_common() -> argparse.ArgumentParser:
         "--max-attempts",
         type=_number(int, minimum=1),
         metavar="N",
-        help="give up after N failed connection attempts in a row",
+        help="give up after N failed connection attempts in a row (ReconnectPolicy(max_attempts=N-1): the policy counts retries)",
     )
     run.add_argument(
         "--keep-trying-on-auth-failure",

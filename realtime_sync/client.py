@@ -366,7 +366,10 @@ class Client(Generic[A]):
         # thread once it has delivered those final events, so that an events() loop sees them.
         with self._lock:
             self._closed = True
-            if not self._released:  # not close(): a refusal, "do not reconnect", max_attempts
+            # By itself: a refusal, "do not reconnect", max_attempts, reconnect disabled.  Not
+            # when asked to stop: close(), or a hub's close() (which stops every engine before
+            # it closes each client, so _released alone would be set too late for some).
+            if not self._released and self._engine.stopped_by_server:
                 self._ended_by_itself = True
         self._dispatcher.stop_soon(then=self._wake_waiters)
         self._closed_event.set()

@@ -65,8 +65,10 @@ class ReconnectPolicy:
     spread), so they do not all reconnect in one instant.  Later retries follow the policy (the
     vendor's advice) unchanged.
 
-    ``max_attempts=0`` (what ``reconnect=False`` gives) never reconnects: the first failure or
-    drop ends the client.
+    ``max_attempts`` counts the retries after a failure: ``max_attempts=3`` gives up after 4
+    failures in a row (the CLI's ``--max-attempts`` counts every failed attempt instead);
+    ``None`` never gives up.  ``max_attempts=0`` (what ``reconnect=False`` gives) never
+    reconnects: the first failure or drop ends the client.
 
     >>> ReconnectPolicy().delay(0)
     0.0

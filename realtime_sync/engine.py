@@ -952,6 +952,13 @@ class Engine(Generic[A]):
                 last = f"; the last: {b.history[-1]}" if b.history and b.history[-1] else ""
                 self._error("connect", f"giving up after {_failures(b.failures)} in a row (max_attempts){last}")
             reason = "max_attempts reached" if self.options.reconnect.max_attempts else "reconnect disabled"
+            if announced and not self.options.reconnect.max_attempts:
+                # A connection that was up ended, and nothing recorded why (a failed open has
+                # its own "connect" error): no event of its own ("disconnected" said it), but
+                # the snapshot and a later ClientClosedError say why the client stopped.
+                last = f": {b.history[-1]}" if b.history and b.history[-1] else ""
+                why = redact(f"reconnect disabled (max_attempts=0); the connection ended{last}")
+                self._last_error = ErrorInfo("connect", why, None, ConnectionError(why))
             self._finish(reason, announce=not announced)
             return
         self._phase = _WAITING

@@ -120,7 +120,11 @@ def main(argv: list[str] | None = None) -> int:
                 elif event.name == "conversation.status_changed":
                     print(f"conversation {event.entity_id} is now {event.data.status}", flush=True)
                     count += 1
-                elif event.name in ("subscribed", "subscription_rejected", "disconnected"):
+                elif event.name == "subscription_rejected":
+                    # The room is the whole point: nothing will come (a wrong contact token).
+                    print(f"subscription_rejected: {event.data.reason}", file=sys.stderr, flush=True)
+                    return 1
+                elif event.name in ("subscribed", "disconnected"):
                     print(event.name, flush=True)
                 if deadline is not None and time.monotonic() >= deadline:
                     break

@@ -7,6 +7,7 @@ in progress raises.  Against the fake servers of realtime_sync.testing."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -162,3 +163,55 @@ def test_an_events_loop_raises_why_when_the_reconnect_policy_gives_up(clients: A
     ) as info:
         list(client.events("ticket.*", timeout=T(20)))
     assert "giving up after" in str(info.value) and "Connection refused" in str(info.value)
+
+
+def test_an_events_loop_raises_why_when_reconnect_is_disabled_and_the_server_drops_it(clients: Any) -> None:
+    with FakeJifelineCustomerServer(interval=0.1) as server:
+        client: rs.JifelineCustomerClient = clients(rs.JifelineCustomerClient, server.url, reconnect=False)
+        client.start(wait=True, timeout=T(10))
+        events = client.events(timeout=T(20))
+        server.close_all(1000, "bye")
+        with pytest.raises(rs.ClientClosedError, match=r"\(it stopped by itself: connect: reconnect disabled") as info:
+            for _event in events:
+                pass
+        assert "the connection ended" in str(info.value)
+        last = client.snapshot.last_error
+        assert last is not None and last.kind == "connect" and last.message.startswith("reconnect disabled")
+
+
+def test_closing_a_hub_ends_its_clients_events_loops_quietly(clients: Any) -> None:
+    # hub.close() is the user's own close: every loop ends quietly, none says "stopped by
+    # itself" (the hub stops every engine before it closes each client: the decision must not
+    # depend on which comes first).
+    with FakeVoxsigServer(users={f"user-token-h{i}": 7 for i in range(12)}) as server:
+        hub = rs.Hub()
+        try:
+            group = [
+                clients(rs.VoxsigClient, server.url, f"user-token-h{i}", account_id=1, user_id=7, hub=hub, name=f"h{i}")
+                for i in range(12)
+            ]
+            for c in group:
+                c.start(wait=True, timeout=T(20))
+            raised: list[BaseException] = []
+            ended = threading.Barrier(len(group) + 1, timeout=T(30))
+
+            def drain(c: rs.VoxsigClient) -> None:
+                try:
+                    for _event in c.events(timeout=T(30)):
+                        pass
+                except BaseException as exc:  # recorded for the assertion below
+                    raised.append(exc)
+                ended.wait()
+
+            loops = [threading.Thread(target=drain, args=(c,), name=f"test-drain-{i}") for i, c in enumerate(group)]
+            for t in loops:
+                t.start()
+        finally:
+            hub.close(timeout=T(10))
+        ended.wait()
+        assert raised == []
+        for c in group:
+            with pytest.raises(
+                rs.ClientClosedError, match=r"is closed and cannot be started again; create a new client"
+            ):
+                c.on("connected", print)

@@ -408,6 +408,10 @@ def test_a_tenant_whose_client_stopped_for_good_is_released_and_not_retried_at_o
                 "rounds",
             )
             assert listener.stats.acquired == 1 and len(partner.handshakes) == refused
+            # The operator sees why nothing is held (the token itself never).
+            last = listener.stats.last_error or ""
+            assert last.startswith("tenant bad: its client stopped by itself: auth: "), last
+            assert "HTTP 401" in last and "wrong" not in last
         finally:
             listener.close()
 

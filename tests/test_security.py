@@ -81,6 +81,12 @@ def test_shapes() -> None:
     assert r('{"token_type":"bearer","session_token":"abc"}') == '{"token_type":"bearer","session_token":"***"}'
     assert r("http://u:p@h1/x http://u2:p2@h2/") == "http://u:***@h1/x http://u2:***@h2/"
     assert r("GET /x?a=1&access_token=zzz#f") == "GET /x?a=1&access_token=***#f"
+    # JWTs and session ids in a query string, a JSON member, a header-like line (reviewer, session 10).
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiI3In0.c2lnbmF0dXJl"
+    assert r(f"ws://h/cable?jwt={jwt}&room=1") == "ws://h/cable?jwt=***&room=1"
+    assert r(f'{{"user_jwt": "{jwt}", "id": 7}}') == '{"user_jwt": "***", "id": 7}'
+    assert r("wss://h/ws?sessionid=a1b2c3d4e5&x=1 refused") == "wss://h/ws?sessionid=***&x=1 refused"
+    assert r("GET /poll?session_id=9f8e7d6c5b4a") == "GET /poll?session_id=***"
 
 
 # -- redaction: free text ``name: value`` ---------------------------------------------------------

@@ -7,17 +7,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from realtime_sync.testing.actioncable import FakeVoxsigServer
+
 from .conftest import T
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 
 
-def start(name: str, *args: str) -> subprocess.Popen[str]:
+def start(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    extra = env or {}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     for var in ("VOXSIG_URL", "VOXSIG_PUBSUB_TOKEN", "VOXSIG_CONTACT_PUBSUB_TOKEN"):
         env.pop(var, None)
+    env.update(extra)
     return subprocess.Popen(
         [sys.executable, str(SAMPLES / name), *args],
         cwd=ROOT,
@@ -79,3 +83,15 @@ def finish_status(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str
     out, err = proc.communicate(timeout=T(timeout))
     assert proc.returncode == 2, (out, err)
     return out, err
+
+
+def test_contact_sample_exits_1_when_its_room_is_rejected() -> None:
+    # A wrong contact token: the room subscription is refused, and nothing would ever come;
+    # the sample says so and exits 1 rather than waiting out --duration (reviewer, session 10).
+    with FakeVoxsigServer() as server:
+        server.rejected_channels.add("RoomChannel")
+        env_extra = {"VOXSIG_URL": server.url, "VOXSIG_CONTACT_PUBSUB_TOKEN": "contact-token-9x"}
+        proc = start("voxsig_contact.py", "--real", "--duration", "60", env=env_extra)
+        out, err = proc.communicate(timeout=T(60))
+    assert proc.returncode == 1, (out, err)
+    assert "subscription_rejected" in err and "contact-token-9x" not in out + err

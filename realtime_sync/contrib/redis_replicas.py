@@ -812,10 +812,15 @@ class ReplicaListener:
         with self._lock:
             stopped = [o for o in self._owned.values() if not o.releasing and o.client is not None and o.client.closed]
         for o in stopped:
+            assert o.client is not None
+            last = o.client.snapshot.last_error
+            why = f": {last.kind}: {last.message}" if last is not None else ""
+            # For ReplicaStats.last_error too: an operator sees why nothing is held.
+            self._last_error = redact(f"tenant {o.tenant.key}: its client stopped by itself{why}")
             log.error(
-                "%s: the client of tenant %s stopped by itself; releasing it, not retrying here for %gs",
+                "%s: %s; releasing it, not retrying here for %gs",
                 self.replica_id,
-                o.tenant.key,
+                self._last_error,
                 self.retry_stopped,
             )
             self._backoff[o.tenant.key] = time.monotonic() + self.retry_stopped
