@@ -37,8 +37,8 @@ import os
 import socket
 import ssl
 import time
-from typing import Any, Union
-from urllib.parse import unquote, urlsplit
+from typing import Any, Callable, Union
+from urllib.parse import SplitResult, unquote, urlsplit
 
 import attrs
 import websocket
@@ -48,6 +48,7 @@ from websocket._url import get_proxy_info
 
 from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
 from ._redact import redact, register_secret
+from ._socks import SCHEMES as SOCKS_SCHEMES
 from ._socks import SocksRefused, handshake
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConfigurationError, ConnectError, ProtocolError
@@ -333,7 +334,34 @@ def _proxy_hop(via: Any, target: _Target, options: ConnectOptions) -> _Hop | Non
     return _Hop("http", host, port, token, proxy_label("http", host, port, bool(auth)), source)
 
 
-def _tunnel_hint(status: int, authority: str) -> str:
+def url_hop(proxy: SplitResult, source: str) -> _Hop:
+    """The :class:`_Hop` of a proxy URL (the long-polling transports': ``proxy=`` or the
+    environment's, see :func:`realtime_sync.transport_longpoll._proxy_for`): an HTTP proxy with
+    its ``Proxy-Authorization`` token, a SOCKS one with its user and password (percent-decoded;
+    the password and the token registered as secrets).  ``source`` says where it was configured.
+
+    >>> url_hop(urlsplit("socks5h://agent:pw@10.0.0.1"), "the proxy= option").label
+    'the proxy socks5h://***@10.0.0.1:1080'
+    """
+    scheme = proxy.scheme.lower()
+    host = proxy.hostname or ""
+    user = unquote(proxy.username) if proxy.username else None
+    password = unquote(proxy.password or "")
+    if password:
+        register_secret(password)
+    if scheme in SOCKS_SCHEMES:
+        port = proxy.port or 1080
+        credentials = (user, password) if user else None
+        return _Hop(scheme, host, port, None, proxy_label(scheme, host, port, bool(user)), source, credentials)
+    port = proxy.port or 8080
+    token = None
+    if user:
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        register_secret(token)
+    return _Hop("http", host, port, token, proxy_label(scheme, host, port, bool(user)), source)
+
+
+def tunnel_hint(status: int, authority: str) -> str:
     """What to check when a proxy refused the tunnel with ``status``."""
     if status == 407:
         return "check the proxy's user name and password"
@@ -409,6 +437,171 @@ def _upgrade_request(request: ConnectRequest, target: _Target) -> tuple[str, byt
     if request.cookies:
         lines.append(f"Cookie: {request.cookies}")
     return key, ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+def dial(
+    host: str,
+    port: int,
+    hop: _Hop | None,
+    options: ConnectOptions,
+    deadline: float | None,
+    url: str,
+    own: Callable[[socket.socket], None],
+    aborted: Callable[[], bool],
+    *,
+    tunnel: bool = True,
+) -> socket.socket:
+    """TCP to ``host:port``, or to the proxy ``hop`` and, with ``tunnel``, through its tunnel to
+    ``host:port``: an HTTP proxy's ``CONNECT host:port`` (RFC 9110 9.3.6) or a SOCKS proxy's
+    handshake (:mod:`realtime_sync._socks`).  No TLS: the caller's.  Each step within the
+    deadline, each on a socket handed to ``own`` before it is used, so that the caller's
+    ``abort()`` can shut it down (which ends a blocked connect or read at once); ``aborted()``
+    says whether that happened.  An error in the proxy's part is a :class:`_Refused` naming the
+    proxy (credentials hidden) and what to check; the websocket and both long-polling
+    transports share it (``tunnel=False``: a plain-HTTP proxy taking absolute URIs).
+
+    Example (a caller keeping the socket where its ``abort()`` finds it)::
+
+        sock = dial("gws.example.com", 443, hop, options, time.monotonic() + 10, url, self._own,
+                    lambda: self._aborted)           # then TLS on sock
+    """
+    first = (host, port) if hop is None else (hop.host, hop.port)
+    try:
+        infos = socket.getaddrinfo(first[0], first[1], 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        if hop is None:
+            raise
+        raise hop.refused(url, f"cannot resolve its host name ({exc})", "check the proxy's host name") from None
+    sock: socket.socket | None = None
+    for i, (family, kind, proto, _name, addr) in enumerate(infos):
+        sock = socket.socket(family, kind, proto)
+        own(sock)
+        for opt in ws_socket.DEFAULT_SOCKET_OPTION:
+            sock.setsockopt(*opt)
+        try:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(addr)
+            break
+        except TimeoutError:
+            if hop is None:
+                raise
+            raise hop.refused(
+                url,
+                f"no TCP connection within connect_timeout={options.connect_timeout}s",
+                "check the proxy's host and port, and that this machine may reach it",
+            ) from None
+        except OSError as exc:
+            if aborted():
+                raise
+            if i + 1 < len(infos) and exc.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
+                sock.close()
+                continue  # the name's next address
+            if hop is None:
+                raise
+            raise hop.refused(url, f"{type(exc).__name__}: {exc}", "check the proxy's host and port") from None
+    assert sock is not None
+    own(sock)  # (again: abort() may have come while connecting)
+    if hop is not None and tunnel:
+        if hop.scheme == "http":
+            _tunnel(sock, hop, host, port, options, deadline, url, aborted)
+        else:
+            _socks(sock, hop, host, port, options, deadline, url, aborted)
+    return sock
+
+
+def _authority(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _tunnel(
+    sock: socket.socket,
+    hop: _Hop,
+    host: str,
+    port: int,
+    options: ConnectOptions,
+    deadline: float | None,
+    url: str,
+    aborted: Callable[[], bool],
+) -> None:
+    """``CONNECT host:port`` on ``sock`` (connected to the proxy); raises unless a 2xx answer
+    opened the tunnel."""
+    authority = _authority(host, port)
+    lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
+    if hop.auth is not None:
+        lines.append(f"Proxy-Authorization: Basic {hop.auth}")
+    try:
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
+        answer = _read_head(sock, deadline)  # not one byte more: TLS follows right behind it
+    except (OSError, _HandshakeFailed) as exc:
+        what, hint = (
+            f"no answer to CONNECT {authority}",
+            "check that it is an HTTP proxy (a SOCKS proxy needs socks5://)",
+        )
+        raise hop_failed(exc, hop, url, what, hint, options, aborted()) from None
+    if not 200 <= answer.status < 300:
+        what = f"CONNECT {authority} answered with HTTP {answer.status}"
+        raise hop.refused(url, what, tunnel_hint(answer.status, authority), verb="tunnel through")
+
+
+def _socks(
+    sock: socket.socket,
+    hop: _Hop,
+    host: str,
+    port: int,
+    options: ConnectOptions,
+    deadline: float | None,
+    url: str,
+    aborted: Callable[[], bool],
+) -> None:
+    """The SOCKS handshake on ``sock`` (connected to the proxy), each read within the
+    deadline; raises unless the proxy opened the tunnel."""
+    steps = handshake(hop.scheme, host, port, hop.credentials)
+    answer: bytes | None = None
+    try:
+        while True:
+            try:
+                out, want = steps.send(answer)  # type: ignore[arg-type]  # None starts it
+            except StopIteration:
+                return
+            sock.settimeout(_remaining(deadline))
+            if out:
+                sock.sendall(out)
+            answer = _read_exactly(sock, want, deadline)
+    except SocksRefused as exc:
+        raise socks_refused(exc, hop, url) from None
+    except socket.gaierror as exc:  # socks4/socks5 resolve the target's name here
+        raise _Refused(ConnectError(f"cannot connect to {redact(url)}: {redact(f'{type(exc).__name__}: {exc}')}"))
+    except OSError as exc:
+        what, hint = socks_silence(hop, host, port)
+        raise hop_failed(exc, hop, url, what, hint, options, aborted()) from None
+
+
+def socks_refused(exc: SocksRefused, hop: _Hop, url: str) -> _Refused:
+    """The error of a SOCKS proxy that refused the tunnel (or did not speak SOCKS)."""
+    return hop.refused(url, str(exc), exc.hint, verb="tunnel through")
+
+
+def socks_silence(hop: _Hop, host: str, port: int) -> tuple[str, str]:
+    """What happened and what to check, when a SOCKS proxy did not answer its handshake."""
+    return (
+        f"no answer to the SOCKS handshake for {_authority(host, port)}",
+        f"check that it is a {hop.scheme[:6]} proxy",
+    )
+
+
+def hop_failed(
+    exc: Exception, hop: _Hop, url: str, what: str, hint: str, options: ConnectOptions, aborted: bool
+) -> Exception:
+    """What a proxy's handshake that raised ``exc`` (timed out, or the connection failed)
+    reports: ``what`` happened and the ``hint``, naming the proxy; or the abort."""
+    if isinstance(exc, TimeoutError):
+        what = f"{what} within connect_timeout={options.connect_timeout}s"
+        return hop.refused(url, what, f"{hint} and that it is working", verb="tunnel through")
+    if aborted:
+        return ConnectionAbortedError("the handshake was aborted")
+    reason = "the proxy closed the connection" if isinstance(exc, ConnectionError) else str(exc)
+    return hop.refused(url, f"{what}: {redact(reason)}", hint, verb="tunnel through")
 
 
 class WebSocketConnection:
@@ -512,51 +705,9 @@ class WebSocketConnection:
     def _connect(
         self, target: _Target, hop: _Hop | None, options: ConnectOptions, deadline: float | None, url: str
     ) -> socket.socket:
-        """TCP to the server or to the HTTP proxy ``hop``; through a proxy, ``CONNECT host:port``
-        (RFC 9110 9.3.6); then TLS with the server for ``wss://``.  Each step within the
-        deadline, each on a socket that :meth:`abort` can shut down (which ends a blocked
-        connect, read or TLS handshake at once).  An error in the proxy's part names the proxy
-        (credentials hidden) and what to check."""
-        host, port = (target.host, target.port) if hop is None else (hop.host, hop.port)
-        try:
-            infos = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        except socket.gaierror as exc:
-            if hop is None:
-                raise
-            raise hop.refused(url, f"cannot resolve its host name ({exc})", "check the proxy's host name") from None
-        sock: socket.socket | None = None
-        for i, (family, kind, proto, _name, addr) in enumerate(infos):
-            sock = socket.socket(family, kind, proto)
-            self._own(sock)
-            for opt in ws_socket.DEFAULT_SOCKET_OPTION:
-                sock.setsockopt(*opt)
-            try:
-                sock.settimeout(_remaining(deadline))
-                sock.connect(addr)
-                break
-            except TimeoutError:
-                if hop is None:
-                    raise
-                raise hop.refused(
-                    url,
-                    f"no TCP connection within connect_timeout={options.connect_timeout}s",
-                    "check the proxy's host and port, and that this machine may reach it",
-                ) from None
-            except OSError as exc:
-                if self._aborted:
-                    raise
-                if i + 1 < len(infos) and exc.errno in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
-                    sock.close()
-                    continue  # the name's next address
-                if hop is None:
-                    raise
-                raise hop.refused(url, f"{type(exc).__name__}: {exc}", "check the proxy's host and port") from None
-        assert sock is not None
-        self._own(sock)  # (again: abort() may have come while connecting)
-        if hop is not None and hop.scheme == "http":
-            self._tunnel(sock, hop, target, options, deadline, url)
-        elif hop is not None:
-            self._socks(sock, hop, target, options, deadline, url)
+        """:func:`dial` (TCP, and a proxy's tunnel), then TLS with the server for ``wss://``, each
+        step within the deadline on a socket that :meth:`abort` can shut down."""
+        sock = dial(target.host, target.port, hop, options, deadline, url, self._own, lambda: self._aborted)
         if not target.secure:
             return sock
         # TLS with the server (end to end through a proxy's tunnel); the handshake runs once the
@@ -566,71 +717,6 @@ class WebSocketConnection:
         tls.settimeout(_remaining(deadline))
         tls.do_handshake()
         return tls
-
-    def _tunnel(
-        self, sock: socket.socket, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
-    ) -> None:
-        """``CONNECT host:port`` on ``sock`` (connected to the proxy); raises unless a 2xx answer
-        opened the tunnel."""
-        authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
-        lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
-        if hop.auth is not None:
-            lines.append(f"Proxy-Authorization: Basic {hop.auth}")
-        try:
-            sock.settimeout(_remaining(deadline))
-            sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("utf-8"))
-            answer = _read_head(sock, deadline)  # not one byte more: TLS follows right behind it
-        except (OSError, _HandshakeFailed) as exc:
-            what, hint = (
-                f"no answer to CONNECT {authority}",
-                "check that it is an HTTP proxy (a SOCKS proxy needs socks5://)",
-            )
-            raise self._hop_failed(exc, hop, url, what, hint, options) from None
-        if not 200 <= answer.status < 300:
-            what = f"CONNECT {authority} answered with HTTP {answer.status}"
-            raise hop.refused(url, what, _tunnel_hint(answer.status, authority), verb="tunnel through")
-
-    def _socks(
-        self, sock: socket.socket, hop: _Hop, target: _Target, options: ConnectOptions, deadline: float | None, url: str
-    ) -> None:
-        """The SOCKS handshake on ``sock`` (connected to the proxy), each read within the
-        deadline; raises unless the proxy opened the tunnel."""
-        authority = f"[{target.host}]:{target.port}" if ":" in target.host else f"{target.host}:{target.port}"
-        steps = handshake(hop.scheme, target.host, target.port, hop.credentials)
-        answer: bytes | None = None
-        try:
-            while True:
-                try:
-                    out, want = steps.send(answer)  # type: ignore[arg-type]  # None starts it
-                except StopIteration:
-                    return
-                sock.settimeout(_remaining(deadline))
-                if out:
-                    sock.sendall(out)
-                answer = _read_exactly(sock, want, deadline)
-        except SocksRefused as exc:
-            raise hop.refused(url, str(exc), exc.hint, verb="tunnel through") from None
-        except socket.gaierror as exc:  # socks4/socks5 resolve the target's name here
-            raise _Refused(ConnectError(f"cannot connect to {redact(url)}: {redact(f'{type(exc).__name__}: {exc}')}"))
-        except OSError as exc:
-            what, hint = (
-                f"no answer to the SOCKS handshake for {authority}",
-                f"check that it is a {hop.scheme[:6]} proxy",
-            )
-            raise self._hop_failed(exc, hop, url, what, hint, options) from None
-
-    def _hop_failed(
-        self, exc: Exception, hop: _Hop, url: str, what: str, hint: str, options: ConnectOptions
-    ) -> Exception:
-        """What a proxy's handshake that raised ``exc`` (timed out, or the connection failed)
-        reports: ``what`` happened and the ``hint``, naming the proxy; or the abort."""
-        if isinstance(exc, TimeoutError):
-            what = f"{what} within connect_timeout={options.connect_timeout}s"
-            return hop.refused(url, what, f"{hint} and that it is working", verb="tunnel through")
-        if self._aborted:
-            return ConnectionAbortedError("the handshake was aborted")
-        reason = "the proxy closed the connection" if isinstance(exc, ConnectionError) else str(exc)
-        return hop.refused(url, f"{what}: {redact(reason)}", hint, verb="tunnel through")
 
     def begin_open(self, request: ConnectRequest, options: ConnectOptions) -> Handshake | None:
         """The opening handshake as a non-blocking :class:`Handshake` for an I/O loop to drive
