@@ -51,7 +51,16 @@ call returns ``None`` (nothing finished yet) or the request's one result.
   uses one), as the standalone transport: an ``http://`` URL goes to the proxy in absolute form
   (``POST http://host/path``, with ``Proxy-Authorization`` when the proxy URL has credentials);
   an ``https://`` URL is tunnelled: ``CONNECT host:port`` (state TUNNEL: the request, then the
-  proxy's answer head, bounded), then TLS with the server through the tunnel.
+  proxy's answer head, bounded), then TLS with the server through the tunnel.  A SOCKS proxy
+  (``socks5h://``, ``socks5://``, ``socks4a://``, ``socks4://``) tunnels any URL: state SOCKS
+  drives the sans-I/O handshake of :mod:`realtime_sync._socks` (write what a step yields, read
+  exactly the bytes it wants, as they arrive).  The blocking first connect
+  (:meth:`HttpConnection.connect_blocking`) is the websocket transport's
+  :func:`~realtime_sync._wsconn.dial`, which :meth:`HttpConnection.abort` interrupts.  Every
+  proxy failure names the proxy (credentials hidden) and what to check, and a proxy that
+  accepted the connection and never answers fails at ``connect_timeout``, saying so: in the
+  handshake, and for a plain-HTTP proxy, the first answer on a fresh connection of a request
+  with a read timeout (the control requests: the server answers them at once).
 """
 
 from __future__ import annotations
@@ -61,18 +70,30 @@ import logging
 import selectors
 import socket
 import ssl
+import time
 import urllib.parse
-from typing import Union
+from typing import Any, Union
 
 import attrs
 
 from ._cookies import CookieJar
 from ._h1 import BodyTooLarge, HttpProtocolError, ResponseReader, build_request_head, check_header
 from ._redact import redact
-from ._wsconn import proxy_label
+from ._socks import SocksRefused, handshake
+from ._wsconn import (
+    _authority,
+    _Refused,
+    dial,
+    hop_failed,
+    proxy_label,
+    silent_proxy,
+    socks_refused,
+    socks_silence,
+    tunnel_hint,
+)
 from .config import ConnectOptions
 from .exceptions import ConnectError
-from .transport_longpoll import _proxy_for, _ssl_context, proxy_authorization
+from .transport_longpoll import _proxy_for, _ssl_context, proxy_authorization, proxy_hop
 
 __all__ = ["HttpConnection", "HttpFailure", "HttpResponse", "HttpResult"]
 
@@ -83,10 +104,11 @@ _WRITE = selectors.EVENT_WRITE
 _RECV_SIZE = 65536
 _MAX_HEADERS = 64 * 1024
 
-IDLE, CONNECTING, TUNNEL, TLS, SENDING, RECEIVING, CLOSED = (
+IDLE, CONNECTING, TUNNEL, SOCKS, TLS, SENDING, RECEIVING, CLOSED = (
     "idle",
     "connecting",
     "tunnel",
+    "socks",
     "tls",
     "sending",
     "receiving",
@@ -150,18 +172,26 @@ class HttpConnection:
 
     # A hub holds two per long-polling session: no per-instance __dict__.
     __slots__ = (
+        "_aborted",
+        "_absolute",
         "_addr",
         "_body",
+        "_bounded",
+        "_dialing",
         "_extra",
         "_family",
+        "_fresh",
         "_got_bytes",
         "_head",
+        "_hop",
         "_idempotent",
         "_out",
         "_prefix",
         "_reader",
         "_reused",
         "_sock",
+        "_steps",
+        "_steps_want",
         "_tunnel",
         "_want",
         "completed",
@@ -200,8 +230,11 @@ class HttpConnection:
         self.https = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.https else 80)
+        hop = self._hop = None if proxy is None else proxy_hop(parts, proxy, options)
         #: Where the socket goes: the server, or the proxy.
-        self.peer = (self.host, self.port) if proxy is None else (proxy.hostname or "", proxy.port or 8080)
+        self.peer: tuple[str, int] = (self.host, self.port) if hop is None else (hop.host, hop.port)
+        #: A plain-HTTP proxy taking the requests in absolute form (no tunnel).
+        self._absolute = hop is not None and hop.scheme == "http" and not self.https
         self._tunnel = b""  # the CONNECT request, for https:// through a proxy
         default_port = self.port == (443 if self.https else 80)
         self.host_header = self.host if default_port else f"{self.host}:{self.port}"
@@ -212,16 +245,22 @@ class HttpConnection:
         self.cookies = cookies if cookies is not None else CookieJar()
         self.max_body = max_body
         self.headers = dict(headers or {})
-        if proxy is not None:
+        if proxy is not None and hop is not None and hop.scheme == "http":
             auth = proxy_authorization(proxy)
             if self.https:
-                authority = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+                authority = _authority(self.host, self.port)
                 lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
                 lines += [f"{k}: {v}" for k, v in auth.items()]
                 self._tunnel = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
             else:  # a plain-HTTP proxy takes the absolute URI in the request line
                 self.target = urllib.parse.urlunsplit(parts)
                 self.headers.update(auth)
+        self._steps: Any = None  # the SOCKS handshake's steps (state SOCKS)
+        self._steps_want = 0  # bytes the current SOCKS step reads
+        self._dialing: socket.socket | None = None  # connect_blocking()'s socket, for abort()
+        self._aborted = False
+        self._fresh = False  # no request completed on the socket yet
+        self._bounded = False  # the request's deadline is connect_timeout's (see _ready_to_send)
         self.read_timeout = read_timeout
         self.state = IDLE
         #: Absolute monotonic time when :meth:`check` fails the request (None: no request).
@@ -300,6 +339,8 @@ class HttpConnection:
                 return self._connected(now)
             if self.state == TUNNEL:
                 return self._tunnelling(now)
+            if self.state == SOCKS:
+                return self._socksing(now)
             if self.state == TLS:
                 return self._handshake(now)
             if self.state == SENDING:
@@ -313,45 +354,77 @@ class HttpConnection:
     def check(self, now: float) -> HttpResult | None:
         """Fail the request when its deadline has passed (call when :attr:`deadline` is due)."""
         if self.busy and self.deadline is not None and now >= self.deadline:
-            what = "connect" if self.state in (CONNECTING, TLS) else "response"
-            return self._fail("timeout", f"no {what} from {self.url} in time")
+            hop, state = self._hop, self.state
+            if hop is not None and state in (CONNECTING, TUNNEL, SOCKS):
+                if state == CONNECTING:
+                    what = f"no TCP connection within connect_timeout={self.options.connect_timeout}s"
+                    return self._fail("timeout", _message(hop.refused(self.url, what, _NO_TCP)))
+                return self._fail("timeout", self._hop_error(TimeoutError()))
+            if self._bounded and hop is not None and state in (SENDING, RECEIVING):
+                return self._fail("timeout", _message(silent_proxy(hop, self.url, self.options)))
+            what = "connect" if state in (CONNECTING, TLS) else "response"
+            timeout = self.options.connect_timeout if state in (CONNECTING, TLS) else self.read_timeout
+            return self._fail("timeout", f"no {what} from {self.url} within {timeout}s")
         return None
 
     def connect_blocking(self) -> None:
-        """Open the socket now, blocking (TCP and TLS, within ``connect_timeout``), so that an
-        unreachable server fails at once, on the calling thread (the hub's handshake threads),
-        as a :class:`~realtime_sync.ConnectError`.  The socket is non-blocking afterwards."""
+        """Open the socket now, blocking (TCP, a proxy's tunnel and TLS, within
+        ``connect_timeout``), so that an unreachable server fails at once, on the calling thread
+        (the hub's handshake threads), as a :class:`~realtime_sync.ConnectError` (naming the
+        proxy and what to check when the proxy is at fault).  :meth:`abort` (another thread)
+        ends it at once.  The socket is non-blocking afterwards."""
         if self._sock is not None:
             return
         timeout = self.options.connect_timeout or None
+        deadline = None if timeout is None else time.monotonic() + timeout
         self.sockets_opened += 1
+        aborted = lambda: self._aborted  # noqa: E731
         try:
             try:
-                sock = socket.create_connection(self.peer, timeout=timeout)
-            except (ConnectionRefusedError, socket.gaierror) as exc:  # TCP or DNS: the first hop's
-                raise ConnectError(
-                    f"cannot connect to {self._peer_label()}: {redact(f'{type(exc).__name__}: {exc}')}"
-                ) from None
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._tunnel:
-                sock.sendall(self._tunnel)
-                head = b""
-                while not _tunnel_answered(head):
-                    data = sock.recv(4096)
-                    if not data:
-                        raise ConnectionError("the proxy closed the connection")
-                    head += data
-                refused = _tunnel_refused(head)
-                if refused:
-                    sock.close()
-                    raise ConnectError(f"cannot connect to {self.url}: {refused}")
-            if self.https:
-                sock = _ssl_context(self.options).wrap_socket(sock, server_hostname=self.host)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConnectError(f"cannot connect to {self.url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+                sock = dial(self.host, self.port, self._hop, self.options, deadline, self.url, self._own, aborted,
+                            tunnel=not self._absolute)  # fmt: skip
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if self.https:
+                    ctx = _ssl_context(self.options)
+                    sock = ctx.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+                    self._own(sock)  # abort() reaches the TLS handshake too
+                    sock.do_handshake()
+            except _Refused as exc:
+                raise exc.error from None
+            except (OSError, ssl.SSLError) as exc:
+                why = f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, TimeoutError):
+                    why += f" (connect_timeout={self.options.connect_timeout}s)"
+                raise ConnectError(f"cannot connect to {self.url}: {redact(why)}") from None
+        except BaseException:
+            self._drop_dialing()
+            raise
+        self._dialing = None
         sock.setblocking(False)
         self._sock = sock
+        self._fresh = True
         self.state = IDLE
+
+    def _own(self, sock: socket.socket) -> None:
+        self._dialing = sock
+        if self._aborted:
+            raise ConnectionAbortedError("aborted: the connection is closing")
+
+    def _drop_dialing(self) -> None:
+        sock, self._dialing = self._dialing, None
+        if sock is not None:
+            sock.close()
+
+    def abort(self) -> None:
+        """End a :meth:`connect_blocking` in progress at once (from another thread: the
+        connection is closing); sticky, so one that has not made its socket yet fails."""
+        self._aborted = True
+        sock = self._dialing
+        if sock is not None:
+            try:
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _peer_label(self) -> str:
         """What a failure to reach the peer names: the URL, or the proxy (credentials hidden)."""
@@ -405,6 +478,7 @@ class HttpConnection:
         except OSError:  # pragma: no cover - not TCP
             pass
         self._sock = sock
+        self._fresh = True
         timeout = self.options.connect_timeout
         self.deadline = now + timeout if timeout else None
         err = sock.connect_ex(self._addr)  # type: ignore[arg-type]
@@ -424,7 +498,60 @@ class HttpConnection:
             self._out = self._tunnel
             self._head = b""
             return self._tunnelling(now)
+        hop = self._hop
+        if hop is not None and hop.scheme != "http":
+            self.state = SOCKS
+            self._steps = handshake(hop.scheme, self.host, self.port, hop.credentials)
+            return self._socks_step(None, now)
         return self._start_tls(now)
+
+    def _socks_step(self, answer: bytes | None, now: float) -> HttpResult | None:
+        """The SOCKS handshake's next step (``answer``: the bytes the last one read)."""
+        hop = self._hop
+        assert hop is not None
+        try:
+            self._out, self._steps_want = self._steps.send(answer)
+        except StopIteration:
+            self._steps = None
+            return self._start_tls(now)
+        except SocksRefused as exc:
+            return self._fail("connect", _message(socks_refused(exc, hop, self.url)))
+        except OSError as exc:  # socks4/socks5 resolve the target's name here
+            return self._fail("connect", f"cannot connect to {self.url}: {type(exc).__name__}: {exc}")
+        self._head = b""
+        return self._socksing(now)
+
+    def _socksing(self, now: float) -> HttpResult | None:
+        """Write the step's bytes, then read exactly what it wants, as they arrive."""
+        sock = self._sock
+        assert sock is not None
+        while self._out:
+            try:
+                n = sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                self._want = _WRITE
+                return None
+            self._out = self._out[n:]
+        while len(self._head) < self._steps_want:
+            try:
+                data = sock.recv(self._steps_want - len(self._head))
+            except (BlockingIOError, InterruptedError):
+                self._want = _READ
+                return None
+            if not data:
+                return self._fail("connect", self._hop_error(ConnectionError()))
+            self._head += data
+        return self._socks_step(self._head, now)
+
+    def _hop_error(self, exc: Exception) -> str:
+        """The message of the proxy's handshake (CONNECT or SOCKS) failing with ``exc``."""
+        hop = self._hop
+        assert hop is not None
+        if self.state == SOCKS:
+            what, hint = socks_silence(hop, self.host, self.port)
+        else:
+            what, hint = f"no answer to CONNECT {_authority(self.host, self.port)}", _NOT_HTTP
+        return _message(hop_failed(exc, hop, self.url, what, hint, self.options, False))
 
     def _tunnelling(self, now: float) -> HttpResult | None:
         """``CONNECT`` through the proxy: write the request, then read the proxy's answer head
@@ -445,11 +572,11 @@ class HttpConnection:
                 self._want = _READ
                 return None
             if not data:
-                return self._fail("connect", f"cannot connect to {self.url}: the proxy closed the connection")
+                return self._fail("connect", self._hop_error(ConnectionError()))
             self._head += data
-        refused = _tunnel_refused(self._head)
+        refused = _tunnel_refused(self._head, self._hop, self.url, _authority(self.host, self.port))
         if refused:
-            return self._fail("connect", f"cannot connect to {self.url}: {refused}")
+            return self._fail("connect", refused)
         return self._start_tls(now)
 
     def _start_tls(self, now: float) -> HttpResult | None:
@@ -482,6 +609,12 @@ class HttpConnection:
             return failed
         self.state = SENDING
         self.deadline = now + self.read_timeout if self.read_timeout else None
+        # A fresh connection to a plain-HTTP proxy: its first answer within connect_timeout (a
+        # proxy that accepted the connection and never answers is named; see the docstring).
+        timeout = self.options.connect_timeout
+        self._bounded = bool(self._absolute and self._fresh and self.read_timeout and timeout)
+        if self._bounded:
+            self.deadline = now + min(self.read_timeout or 0.0, timeout)
         return self._send(now)
 
     def _queue_request(self) -> HttpFailure | None:
@@ -563,6 +696,7 @@ class HttpConnection:
         self._reader = None  # the response has its headers and body: not held while idle
         self._body = b""
         self.completed += 1
+        self._fresh = self._bounded = False
         self.deadline = None
         self.state = IDLE
         self._want = 0
@@ -573,6 +707,8 @@ class HttpConnection:
     def _io_error(self, exc: OSError, now: float) -> HttpResult | None:
         if self._reused and not self._got_bytes and isinstance(exc, (ConnectionResetError, BrokenPipeError)):
             return self._retry_fresh(now, type(exc).__name__)
+        if self._hop is not None and self.state in (TUNNEL, SOCKS):
+            return self._fail("connect", self._hop_error(exc))
         return self._fail("io" if self.state in (SENDING, RECEIVING) else "connect", f"{self.url}: {exc}")
 
     def _retry_fresh(self, now: float, why: str) -> HttpResult | None:
@@ -615,10 +751,24 @@ def _tunnel_answered(head: bytes) -> bool:
     return b"\r\n\r\n" in head
 
 
-def _tunnel_refused(head: bytes) -> str | None:
+def _tunnel_refused(head: bytes, hop: Any, url: str, authority: str) -> str | None:
     """None when the proxy opened the tunnel (a 2xx answer to CONNECT), else why not."""
     line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = line.split(" ", 2)
-    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit() and parts[1].startswith("2"):
-        return None
-    return f"the proxy refused the tunnel: {redact(line)[:80]!r}"
+    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
+        status = int(parts[1])
+        if 200 <= status < 300:
+            return None
+        what = f"CONNECT {authority} answered with HTTP {status}"
+        return _message(hop.refused(url, what, tunnel_hint(status, authority), verb="tunnel through"))
+    what = f"not an HTTP answer to CONNECT {authority}: {redact(line)[:80]!r}"
+    return _message(hop.refused(url, what, _NOT_HTTP, verb="tunnel through"))
+
+
+def _message(error: Exception) -> str:
+    """The text of a :class:`~realtime_sync._wsconn._Refused` (or any exception)."""
+    return str(error.error) if isinstance(error, _Refused) else str(error)
+
+
+_NOT_HTTP = "check that it is an HTTP proxy (a SOCKS proxy needs socks5://)"
+_NO_TCP = "check the proxy's host and port, and that this machine may reach it"

@@ -155,7 +155,11 @@ class HubLongPollingConnection(LongPollingBase):
         # The held request has no read timeout of its own: the server holds it up to
         # advice.timeout, and the adapter's deadline (timeout + network allowance) closes us.
         held = HttpConnection(url, options, self.cookies, max_body=limit, headers=headers, read_timeout=None)
-        control.connect_blocking()  # raises ConnectError: the engine's backoff applies
+        self._watch(control)  # close() (abort()) ends a connect stuck in a silent proxy at once
+        try:
+            control.connect_blocking()  # raises ConnectError: the engine's backoff applies
+        finally:
+            self._opening = None
         try:
             poller = _Poller()
         except ConnectError:  # pragma: no cover - not Linux, no kqueue

@@ -590,6 +590,13 @@ def socks_silence(hop: _Hop, host: str, port: int) -> tuple[str, str]:
     )
 
 
+def silent_proxy(hop: _Hop, url: str, options: ConnectOptions) -> _Refused:
+    """A plain-HTTP proxy (taking requests in absolute form, no tunnel) that accepted the
+    connection and did not answer the first request on it within ``connect_timeout``."""
+    what = f"no answer to the first request within connect_timeout={options.connect_timeout}s"
+    return hop.refused(url, what, "check that it is an HTTP proxy and that it is working", verb="get an answer through")
+
+
 def hop_failed(
     exc: Exception, hop: _Hop, url: str, what: str, hint: str, options: ConnectOptions, aborted: bool
 ) -> Exception:

@@ -75,7 +75,8 @@ import attrs
 from ._cookies import CookieJar
 from ._csrf import CsrfToken
 from ._redact import redact, redirect_target, register_secret
-from ._wsconn import FrameError, WebSocketConnection, is_loopback, proxy_label
+from ._socks import SCHEMES as SOCKS_SCHEMES
+from ._wsconn import FrameError, WebSocketConnection, _Hop, _Refused, dial, is_loopback, silent_proxy, url_hop
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
 from .protocols.base import ConnectRequest, HttpResult
@@ -153,6 +154,10 @@ def _ssl_context(options: ConnectOptions) -> ssl.SSLContext:
 
 
 def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urllib.parse.SplitResult | None:
+    """The proxy for ``parts`` (``proxy=``; with ``trust_env``, ``http_proxy``/``https_proxy``
+    unless ``no_proxy`` covers the host; a loopback URL never uses the environment's): an HTTP
+    proxy (an ``https://`` proxy URL is spoken to in plain HTTP, as the websocket transport
+    does) or a SOCKS one (``socks4``, ``socks4a``, ``socks5``, ``socks5h``)."""
     proxy = options.proxy
     if proxy is None and options.trust_env:
         host = parts.hostname or ""
@@ -162,11 +167,18 @@ def _proxy_for(parts: urllib.parse.SplitResult, options: ConnectOptions) -> urll
     if not proxy:
         return None
     found = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
-    if found.scheme.lower() not in ("http", "https") or not found.hostname:
-        # socks (which the websocket transport supports): not silently spoken as HTTP to it.
-        # An https:// proxy URL is spoken to in plain HTTP, as the websocket transport does.
-        raise ConnectError(f"long-polling supports HTTP proxies only, got {redact(proxy)!r}")
+    if found.scheme.lower() not in ("http", "https", *SOCKS_SCHEMES) or not found.hostname:
+        raise ConnectError(
+            f"unsupported proxy {redact(proxy)!r}: use http:// or socks5h:// (or socks5, socks4a, socks4)"
+        )
     return found
+
+
+def proxy_hop(parts: urllib.parse.SplitResult, proxy: urllib.parse.SplitResult, options: ConnectOptions) -> _Hop:
+    """The proxy hop (see :func:`realtime_sync._wsconn.url_hop`) of ``proxy``, naming where it
+    was configured for its errors."""
+    source = "the proxy= option" if options.proxy is not None else f"the {parts.scheme}_proxy environment variable"
+    return url_hop(proxy, source)
 
 
 def proxy_authorization(proxy: urllib.parse.SplitResult) -> dict[str, str]:
@@ -181,12 +193,23 @@ def proxy_authorization(proxy: urllib.parse.SplitResult) -> dict[str, str]:
 
 
 class _Http:
-    """One keep-alive HTTP connection, as used by one worker thread."""
+    """One keep-alive HTTP connection, as used by one worker thread.
+
+    Through a proxy, the socket is made by :func:`realtime_sync._wsconn.dial` (the websocket
+    transport's): TCP to the proxy, then its tunnel (an HTTP proxy's ``CONNECT`` for
+    ``https://``, or a SOCKS proxy's handshake), within ``connect_timeout``, on a socket that
+    :meth:`abort` reaches at every step; http.client then speaks TLS (``https://``) and HTTP
+    on it.  A plain-HTTP proxy gets ``http://`` requests in absolute form, and the first answer
+    on a fresh connection to it (the control requests': the server answers them at once) is
+    awaited ``connect_timeout`` at most: a proxy that accepted the connection and never answers
+    is named, with the timeout, instead of leaving a Bayeux reply timeout that names neither.
+    """
 
     def __init__(self, url: str, options: ConnectOptions, read_timeout: float | None) -> None:
         self.parts = urllib.parse.urlsplit(url)
         if self.parts.scheme not in ("http", "https") or not self.parts.hostname:
             raise ConnectError(f"not an http(s) URL: {redact(url)}")
+        self.url = url
         self.options = options
         self.read_timeout = read_timeout
         self.conn: http.client.HTTPConnection | None = None
@@ -196,6 +219,9 @@ class _Http:
             self.target += "?" + self.parts.query
         self.proxy_headers: dict[str, str] = {}
         self.aborted = False
+        self.hop: _Hop | None = None  # the proxy's hop (see proxy_hop), when there is one
+        self.absolute = False  # requests go to a plain-HTTP proxy in absolute form
+        self._dialing: socket.socket | None = None  # the socket dial() is making, for abort()
 
     def _new(self) -> http.client.HTTPConnection:
         p, o = self.parts, self.options
@@ -204,29 +230,47 @@ class _Http:
         https = p.scheme == "https"
         host = p.hostname or ""
         port = p.port or (443 if https else 80)
-        if proxy is None:
-            if https:
-                return http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(o))
-            return http.client.HTTPConnection(host, port, timeout=timeout)
-        auth = proxy_authorization(proxy)
-        phost, pport = proxy.hostname or "", proxy.port or 8080
         conn: http.client.HTTPConnection
         if https:
-            conn = http.client.HTTPSConnection(phost, pport, timeout=timeout, context=_ssl_context(o))
-            conn.set_tunnel(host, port, headers=auth)
+            conn = http.client.HTTPSConnection(host, port, timeout=timeout, context=_ssl_context(o))
         else:
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        if proxy is None:
+            return conn
+        hop = self.hop = proxy_hop(p, proxy, o)
+        if hop.scheme == "http" and not https:
             # A plain-HTTP proxy takes the absolute URI in the request line.
-            conn = http.client.HTTPConnection(phost, pport, timeout=timeout)
+            self.absolute = True
             self.target = urllib.parse.urlunsplit(p)
-            self.proxy_headers = auth
+            self.proxy_headers = proxy_authorization(proxy)
+        # http.client makes its socket with _create_connection: ours goes through the proxy.
+        conn._create_connection = self._dial  # type: ignore[attr-defined]
         return conn
+
+    def _dial(self, address: Any, timeout: Any = None, source_address: Any = None) -> socket.socket:
+        o = self.options
+        deadline = time.monotonic() + o.connect_timeout if o.connect_timeout else None
+        host, port = address
+        try:
+            return dial(host, port, self.hop, o, deadline, self.url, self._own, lambda: self.aborted,
+                        tunnel=not self.absolute)  # fmt: skip
+        except _Refused as exc:
+            raise exc.error from None
+
+    def _own(self, sock: socket.socket) -> None:
+        self._dialing = sock
+        if self.aborted:
+            raise ConnectionAbortedError("aborted: the connection is closing")
 
     def connect(self) -> None:
         if self.aborted:  # abort() came before the connection existed: it must not start one
             raise ConnectionAbortedError("aborted: the connection is closing")
         conn = self.conn or self._new()
         self.conn = conn
-        conn.connect()
+        try:
+            conn.connect()
+        finally:
+            self._dialing = None
         if self.aborted:  # abort() ran while the socket did not exist yet: it could not shut it
             conn.close()
             raise ConnectionAbortedError("aborted: the connection is closing")
@@ -281,7 +325,19 @@ class _Http:
                     headers={**headers, **self.proxy_headers},
                 )
                 sent = True
-                resp = conn.getresponse()
+                # A fresh connection to a plain-HTTP proxy: its first answer within connect_timeout.
+                first = self.absolute and not reused and self.read_timeout is not None and self.options.connect_timeout
+                if first and conn.sock is not None:
+                    conn.sock.settimeout(min(self.read_timeout or 0.0, self.options.connect_timeout))
+                try:
+                    resp = conn.getresponse()
+                except TimeoutError:
+                    if first and self.hop is not None and not self.aborted:
+                        conn.close()
+                        raise silent_proxy(self.hop, self.url, self.options).error from None
+                    raise
+                if first and conn.sock is not None:
+                    conn.sock.settimeout(self.read_timeout)
                 data = resp.read(max_size + 1) if max_size else resp.read()
                 if max_size and len(data) > max_size:
                     conn.close()
@@ -303,15 +359,16 @@ class _Http:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def abort(self) -> None:
-        """Unblock a request in progress (from another thread) and close."""
+        """Unblock a request in progress (from another thread) and close: a socket being made
+        by dial() too (a proxy that accepted the connection and never answers its handshake)."""
         self.aborted = True
         conn = self.conn
-        sock = conn.sock if conn is not None else None
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        for sock in (self._dialing, conn.sock if conn is not None else None):
+            if sock is not None:
+                try:
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
         if conn is not None:
             try:
                 conn.close()
@@ -369,7 +426,8 @@ class LongPollingBase:
         self._url = ""
         self._headers: dict[str, str] = {}
         self._aborted = False
-        self._opening: _Http | None = None  # the CSRF GET or the control connect under way
+        self._opening: Any = None  # the CSRF GET or the control connect under way (an _Http, or
+        # the hub's HttpConnection): what abort() interrupts
 
     def pending(self) -> bool:
         return False
@@ -386,7 +444,7 @@ class LongPollingBase:
         if h is not None:
             h.abort()
 
-    def _watch(self, h: _Http) -> None:
+    def _watch(self, h: Any) -> None:
         self._opening = h
         if self._aborted:
             h.abort()
@@ -467,16 +525,12 @@ class LongPollingConnection(LongPollingBase):
         try:
             self._watch(control)
             control.connect()  # fail fast (and let the transport's policy apply) if unreachable
+        except ConnectError:  # through a proxy: it names the proxy and what to check
+            control.abort()
+            raise
         except (OSError, http.client.HTTPException, ValueError) as exc:
             control.abort()
-            where = self._url
-            if isinstance(exc, (ConnectionRefusedError, socket.gaierror)):  # TCP or DNS: the first hop's
-                proxy = _proxy_for(urllib.parse.urlsplit(url), options)
-                if proxy is not None and proxy.hostname:
-                    where = (
-                        f"{proxy_label(proxy.scheme, proxy.hostname, proxy.port, bool(proxy.username))} (for {where})"
-                    )
-            raise ConnectError(f"cannot connect to {where}: {redact(f'{type(exc).__name__}: {exc}')}") from None
+            raise ConnectError(f"cannot connect to {self._url}: {redact(f'{type(exc).__name__}: {exc}')}") from None
         finally:
             self._opening = None
         # The connect worker's read has no timeout of its own: the server holds the request up to
