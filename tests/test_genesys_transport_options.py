@@ -324,10 +324,13 @@ def test_an_unreachable_proxy_is_a_connect_error(make: Any, no_env_proxy: pytest
         assert gws.http_requests == []
 
 
-def test_a_socks_proxy_is_refused_clearly_by_long_polling(make: Any, no_env_proxy: pytest.MonkeyPatch) -> None:
+def test_a_socks_proxy_on_a_closed_port_is_named(make: Any, no_env_proxy: pytest.MonkeyPatch, dead_port: int) -> None:
+    # Long-polling speaks SOCKS (it refused socks proxies before; tests/test_longpoll_socks.py).
     with FakeGenesysServer(timeout=1.0) as gws:
-        client = make(gws.http_url, proxy="socks5://127.0.0.1:9", reconnect=ONCE)
-        assert "HTTP proxies only" in _first_error(client, "connect").message
+        client = make(gws.http_url, proxy=f"socks5://127.0.0.1:{dead_port}", reconnect=ONCE)
+        message = _first_error(client, "connect").message
+        assert f"cannot connect to the proxy socks5://127.0.0.1:{dead_port} (for " in message, message
+        assert "ConnectionRefusedError" in message and "check the proxy's host and port" in message, message
         assert gws.http_requests == []
 
 
