@@ -24,6 +24,9 @@ held ``/meta/connect`` and the control requests).  On a hub that would be 2,000 
   eventfd, so the engine reads it at once instead of never;
 * :meth:`open` connects the control socket with a blocking connect on the hub's handshake
   thread, so an unreachable server fails there, like a websocket handshake;
+* a request's own deadline (``connect_timeout`` for a proxy that accepted the connection and
+  never answers; a control request's read timeout) is a timer on the hub's loop (``loop``), which
+  wakes the session through the same eventfd: the engine's timers know only the adapter's;
 * a clean close of the client's lingers (:meth:`start_closing`, :meth:`drain_closing`, run by
   :meth:`~realtime_sync.engine.Loop.linger`): the goodbye goes out and the answers still out
   are read before the sockets close, or a socket would end with a TCP reset.
@@ -130,10 +133,29 @@ class _Role:
 class HubLongPollingConnection(LongPollingBase):
     """One Bayeux long-polling session on the hub's loop (see the module docstring)."""
 
-    __slots__ = ("_control", "_ended", "_held", "_in_receive", "_inbox", "_poller", "_roles", "_wake_fd", "_wake_w")
+    __slots__ = (
+        "_control",
+        "_ended",
+        "_held",
+        "_in_receive",
+        "_inbox",
+        "_loop",
+        "_poller",
+        "_roles",
+        "_timer",
+        "_timer_at",
+        "_wake_fd",
+        "_wake_w",
+    )
 
-    def __init__(self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None) -> None:
+    def __init__(
+        self, cookies: CookieJar | None = None, name: str = "client", csrf: CsrfToken | None = None, loop: Any = None
+    ) -> None:
         super().__init__(cookies, name, csrf)
+        #: The hub's loop (``call_at``, ``cancel``; loop thread only), for the requests' deadlines.
+        self._loop = loop
+        self._timer: Any = None
+        self._timer_at: float | None = None
         self._poller: _Poller | None = None
         self._roles: tuple[_Role, ...] = ()
         self._control: _Role | None = None
@@ -214,6 +236,7 @@ class HubLongPollingConnection(LongPollingBase):
                     self._outcome(role, role.conn.check(now), now)
         finally:
             self._in_receive = False
+        self._arm()
         items = self._inbox
         if items:
             self._inbox = []
@@ -254,6 +277,9 @@ class HubLongPollingConnection(LongPollingBase):
         if self.closed and self._poller is None:
             return
         poller, self._poller = self._poller, None
+        if self._timer is not None and self._loop is not None:
+            self._loop.cancel(self._timer)
+        self._timer = self._timer_at = None
         for role in self._roles:
             role.conn.close()
             role.watched = None
@@ -316,11 +342,35 @@ class HubLongPollingConnection(LongPollingBase):
             except (BlockingIOError, OSError):
                 pass  # full: a wake-up is pending anyway
 
+    def _arm(self) -> None:
+        """A timer on the loop for the earliest request deadline (not already armed earlier):
+        it wakes us, and :meth:`receive` fails the request that is due."""
+        loop = self._loop
+        if loop is None or self._poller is None:
+            return
+        due = [d for d in (role.conn.deadline for role in self._roles) if d is not None]
+        if not due:
+            return
+        when = min(due)
+        at = self._timer_at
+        if at is not None and at <= when and self._timer is not None and not self._timer.cancelled:
+            return
+        if self._timer is not None:
+            loop.cancel(self._timer)
+        self._timer_at = when
+        self._timer = loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self._wake()
+
     def _sync(self, role: _Role) -> None:
         """(Re)register the role's socket in our poller for what its request waits for."""
         poller = self._poller
         if poller is None:
             return
+        if role.conn.deadline is not None:
+            self._arm()
         conn = role.conn
         interest = conn.interest
         fd = conn.fileno() if interest else -1

@@ -52,6 +52,7 @@ Theory of operation
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import selectors
 import threading
@@ -426,12 +427,16 @@ class Hub:
         def on_the_loop() -> Any:
             # Long-polling without threads: the hub's connection replaces the standalone one
             # (two blocking threads per session), forced or as the websocket's fallback.
+            # The loop's timers wake a session whose request's own deadline (a proxy that never
+            # answers) comes before any of the engine's.
             conn = factory()
             if type(conn) is LongPollingConnection:
-                return HubLongPollingConnection(conn.cookies, conn.name, csrf=conn.csrf)
+                return HubLongPollingConnection(conn.cookies, conn.name, csrf=conn.csrf, loop=loop)
             if isinstance(conn, AutoConnection):
-                conn.long_polling = HubLongPollingConnection
+                conn.long_polling = functools.partial(HubLongPollingConnection, loop=loop)
             return conn
+
+        loop = self._loop
 
         engine._factory = on_the_loop
 
