@@ -687,7 +687,8 @@ class LongPollingConnection(LongPollingBase):
             return
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             if not self._closing:
-                self._end(f"long-polling request to {self._url} failed: {redact(f'{type(exc).__name__}: {exc}')}")
+                why = str(exc) if isinstance(exc, ConnectError) else f"{type(exc).__name__}: {exc}"
+                self._end(f"long-polling request to {self._url} failed: {redact(why)}")
             return
         except AttributeError:
             # close() aborted the request from another thread: http.client's response lost its

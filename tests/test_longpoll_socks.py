@@ -27,9 +27,13 @@ import pytest
 import realtime_sync as rs
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
+from . import test_ws_proxy
 from ._relay import Socks5Server
 from .conftest import Recorder, T, poll_until
-from .test_ws_proxy import PASSWORD, USER, StubProxy, _no_secrets, microsocks  # noqa: F401 (a fixture)
+from .test_ws_proxy import PASSWORD, USER, StubProxy, _no_secrets
+
+#: Debian's microsocks on 127.0.0.1 (user USER, password PASSWORD), skipped cleanly when absent.
+microsocks = test_ws_proxy.microsocks
 
 WHERE = ["standalone", "hub"]
 
@@ -260,25 +264,36 @@ def test_a_silent_socks_proxy_times_out_naming_the_proxy(
     assert gws.http_requests == []
 
 
-def test_close_ends_a_connect_stuck_in_a_silent_socks_proxy_at_once(
-    gws: FakeGenesysServer, hub: rs.Hub | None, no_env_proxy: Any
+@pytest.mark.parametrize("proxy", ["socks5h", "http-connect"])
+def test_close_ends_a_connect_stuck_in_a_silent_proxy_at_once(
+    hub: rs.Hub | None, proxy: str, tls_files: tuple[str, str], no_env_proxy: Any
 ) -> None:
+    """Before, a hub's handshake thread stayed in a silent proxy's CONNECT for the whole
+    ``connect_timeout`` (measured: ``hub.close()`` took 57 s with connect_timeout=60)."""
+    ctx = None
+    if proxy == "http-connect":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*tls_files)
     silent = StubProxy(None)
+    url = silent.url() if proxy == "http-connect" else f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{silent.port}"
     before = _realtime_threads()
     try:
-        client = _client(gws.http_url, hub, f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{silent.port}",
-                         connect_timeout=T(60))  # fmt: skip
-        client.start()
-        assert silent.heard.wait(T(10)), "the client never spoke to the proxy"
-        started = time.monotonic()
-        client.close(timeout=1)
-        took = time.monotonic() - started
-        assert took < T(1), f"close(timeout=1) took {took:.2f}s"
-        assert silent.ended.wait(T(2)), "the connection to the proxy was not closed"
-        if hub is None:
-            assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
-        else:
-            poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
+        with FakeGenesysServer(timeout=1.0, ssl_context=ctx) as gws:
+            client = _client(gws.http_url, hub, url, connect_timeout=T(60), ca_bundle=tls_files[0])
+            client.start()
+            assert silent.heard.wait(T(10)), "the client never spoke to the proxy"
+            started = time.monotonic()
+            client.close(timeout=1)
+            took = time.monotonic() - started
+            assert took < T(1), f"close(timeout=1) took {took:.2f}s"
+            assert silent.ended.wait(T(2)), "the connection to the proxy was not closed"
+            if hub is None:
+                assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
+            else:
+                poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
+                started = time.monotonic()
+                assert hub.close(T(10))
+                assert time.monotonic() - started < T(2)
     finally:
         silent.close()
 
