@@ -327,3 +327,21 @@ def test_a_silent_http_proxy_times_out_naming_the_proxy_and_the_timeout(
     assert errors and label in errors[0], errors
     assert "no reply to /meta/handshake" not in message + "".join(errors)
     _no_secrets(message, *errors, caplog.text)
+
+
+def test_a_socks_proxy_from_the_environment(
+    gws: FakeGenesysServer, hub: rs.Hub | None, no_env_proxy: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``http_proxy=socks5h://...`` with ``trust_env`` (the default), for a name only the proxy
+    resolves (a loopback URL never uses the environment's proxy)."""
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    socks = Socks5Server(credentials=(USER, PASSWORD))
+    no_env_proxy.setenv("http_proxy", f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{socks.port}")
+    try:
+        client = rs.GenesysChatClient(gws.http_url.replace("127.0.0.1", "gws.test"), transport="long-polling",
+                                      hub=hub, reconnect=False)  # fmt: skip
+        texts = _round_trip(gws, client)
+    finally:
+        socks.close()
+    assert socks.requests and set(socks.requests) == {("gws.test", gws.port)}, socks.requests
+    _no_secrets(caplog.text, *texts)
