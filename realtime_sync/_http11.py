@@ -525,13 +525,8 @@ class HttpConnection:
         """Write the step's bytes, then read exactly what it wants, as they arrive."""
         sock = self._sock
         assert sock is not None
-        while self._out:
-            try:
-                n = sock.send(self._out)
-            except (BlockingIOError, InterruptedError):
-                self._want = _WRITE
-                return None
-            self._out = self._out[n:]
+        if not self._flush(sock):
+            return None
         while len(self._head) < self._steps_want:
             try:
                 data = sock.recv(self._steps_want - len(self._head))
@@ -542,6 +537,17 @@ class HttpConnection:
                 return self._fail("connect", self._hop_error(ConnectionError()))
             self._head += data
         return self._socks_step(self._head, now)
+
+    def _flush(self, sock: socket.socket) -> bool:
+        """Write what a proxy's handshake has to say (plain socket); False: wait for writable."""
+        while self._out:
+            try:
+                n = sock.send(self._out)
+            except (BlockingIOError, InterruptedError):
+                self._want = _WRITE
+                return False
+            self._out = self._out[n:]
+        return True
 
     def _hop_error(self, exc: Exception) -> str:
         """The message of the proxy's handshake (CONNECT or SOCKS) failing with ``exc``."""
@@ -558,13 +564,8 @@ class HttpConnection:
         (it sends nothing more until our TLS hello, so no byte of the server's is read here)."""
         sock = self._sock
         assert sock is not None
-        while self._out:
-            try:
-                n = sock.send(self._out)
-            except (BlockingIOError, InterruptedError):
-                self._want = _WRITE
-                return None
-            self._out = self._out[n:]
+        if not self._flush(sock):
+            return None
         while not _tunnel_answered(self._head):
             try:
                 data = sock.recv(4096)
