@@ -111,3 +111,29 @@ def test_values_that_do_not_fit_are_refused_not_guessed(value, kind):
 def test_errors_still_name_the_bad_field():
     with pytest.raises(ProtocolError, match=r"Ticket.state"):
         cv.structure(jifeline._converter, {"id": 1, "state": "open"}, jifeline.Ticket)
+
+
+def test_the_fast_path_serves_a_payload_that_fits_without_falling_back():
+    # Every model whose fields all have defaults, given a payload that fits (each field null,
+    # missing, or an empty object for a nested model), must be built by the generated code
+    # itself: a fallback to cattrs' detailed function (the slow path, right for bad input)
+    # would be a generator bug the results cannot show.  It happened: every ``Model | None``
+    # field referenced an undefined name, so 16 models (Conversation, TypingEvent, Ticket,
+    # ChatStateChange...) took the slow path on every payload.
+    checked = []
+    for conv, cls in TARGETS:
+        hook = conv.get_structure_hook(cls)
+        g = getattr(hook, "__globals__", {})
+        if "_detailed" not in g or any(a.default is attrs.NOTHING for a in attrs.fields(cls)):
+            continue
+        fallbacks = []
+        detailed = g["_detailed"]
+        g["_detailed"] = lambda o, t, _d=detailed, _f=fallbacks: _f.append(t) or _d(o, t)
+        try:
+            for payload in ({}, {a.name: None for a in attrs.fields(cls)}):
+                assert hook(payload, cls) == detailed(payload, cls)
+        finally:
+            g["_detailed"] = detailed
+        assert fallbacks == [], f"{cls.__qualname__}: the generated code fell back to cattrs"
+        checked.append(cls.__qualname__)
+    assert {"Conversation", "TypingEvent", "Ticket", "ChatStateChange", "Message"} <= set(checked), checked

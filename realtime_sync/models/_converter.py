@@ -52,6 +52,7 @@ omits a field depending on the version.  So:
 
 from __future__ import annotations
 
+import builtins
 import re
 import types
 import typing
@@ -346,7 +347,9 @@ def _inexact(i: int, exact: frozenset[Any], ns: dict[str, Any]) -> str:
     types.sort(key=lambda t: _COMMON.get(t, len(_COMMON)))  # the likelier first: it ends the test
     for j, t in enumerate(types):
         ns[f"_x{i}_{j}"] = t
-    if len(types) == 1:
+    if not types:  # ``Model | None`` whose hook passes nothing through: only None is exact
+        tests = []
+    elif len(types) == 1:
         tests = [f"_type(v{i}) is not _x{i}_0"]
     else:
         tests = [f"(_k := _type(v{i})) is not _x{i}_0"] + [f"_k is not _x{i}_{j}" for j in range(1, len(types))]
@@ -431,7 +434,15 @@ def _generate(
             "        return _detailed(o, t)",
         ]
     )
-    exec(compile(src, f"<realtime_sync structure {cls.__qualname__}>", "exec"), ns)
+    code = compile(src, f"<realtime_sync structure {cls.__qualname__}>", "exec")
+    # Every global the code reads must exist: a missing one would raise NameError on every
+    # call, which the ``except`` turns into the slow path, silently (it happened: every
+    # ``Model | None`` field sent its whole model to cattrs).
+    inner = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+    undefined = [n for n in inner.co_names if n.startswith("_") and n not in ns and not hasattr(builtins, n)]
+    if undefined:  # pragma: no cover - a generator bug: cattrs serves (tests/test_models_fast_path.py fails)
+        raise RuntimeError(f"structure of {cls.__qualname__}: names not defined: {undefined}")
+    exec(code, ns)
     return ns["structure"]  # type: ignore[no-any-return]
 
 
