@@ -322,6 +322,13 @@ def _proxy_hop(via: Any, target: _Target, options: ConnectOptions) -> _Hop | Non
     )
     if host is None:
         return None
+    if options.proxy is None:
+        # From the environment: websocket-client keeps no scheme, so a SOCKS URL there would be
+        # spoken to in HTTP (a CONNECT to a SOCKS proxy).  Long-polling takes it as SOCKS; so here.
+        var = "https_proxy" if target.secure else "http_proxy"
+        raw = os.environ.get(var, os.environ.get(var.upper(), "")).replace(" ", "")  # as websocket-client reads it
+        if "://" in raw and raw.split("://", 1)[0].lower() in SOCKS_SCHEMES:
+            return url_hop(urlsplit(raw), f"the {var} environment variable")
     port = int(port or 80)  # websocket-client's default for an environment proxy without a port
     token = None
     if auth and auth[0]:

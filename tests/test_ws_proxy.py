@@ -515,3 +515,34 @@ def test_microsocks_refusing_the_password_is_named(
     assert f"cannot tunnel through the proxy socks5://***@127.0.0.1:{microsocks} (for " in message, message
     assert "refused the user name and password" in message, message
     assert "wr0ng-pa55word" not in caplog.text + message + "".join(errors)
+
+
+@pytest.mark.parametrize("where", ["standalone", "hub"])
+def test_a_socks_proxy_from_the_environment(
+    voxsig_server: FakeVoxsigServer, no_env_proxy: Any, where: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # http_proxy=socks5h://... (trust_env, the default): spoken to as SOCKS, as long-polling does;
+    # it was taken for an HTTP proxy (a CONNECT sent to a SOCKS proxy, failing for ever and
+    # naming the wrong scheme; reviewer, session 10).
+    from realtime_sync.testing.actioncable import message_payload
+
+    caplog.set_level(logging.DEBUG, logger="realtime_sync")
+    socks = Socks5Server(credentials=(USER, PASSWORD))
+    no_env_proxy.setenv("http_proxy", f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{socks.port}")
+    hub = rs.Hub(workers=1, name="t-socks-env") if where == "hub" else None
+    url = voxsig_server.url.replace("127.0.0.1", "vox.test")  # a loopback URL never uses the environment's proxy
+    client = _client("voxsig", url, hub, origin=voxsig_server.origin, reconnect=False)
+    try:
+        rec = Recorder(client, timeout=10)
+        client.start()
+        rec.wait("subscribed")
+        voxsig_server.send_event("user-token-1", "message.created", message_payload(5, 42, "through env socks"))
+        assert rec.wait("message.created").data.content == "through env socks"
+        texts = [repr(client), repr(client.snapshot), *(repr(e) for e in rec.events)]
+    finally:
+        client.close(timeout=T(10))
+        socks.close()
+        if hub is not None:
+            assert hub.close(T(10))
+    assert socks.requests == [("vox.test", voxsig_server.port)] and socks.logins == [(USER, PASSWORD)]
+    assert PASSWORD not in caplog.text and all(PASSWORD not in t for t in texts)
