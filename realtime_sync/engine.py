@@ -70,6 +70,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import gc
 import heapq
 import itertools
 import logging
@@ -461,13 +462,48 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #: Frames fed to the adapter between two hand-overs to the dispatcher (see _feed_some).
 #: Between two slices of one read the loop thread releases the GIL (``time.sleep(0)``), so
 #: the dispatcher runs the handlers then rather than after the whole read: one 256 KiB read
-#: holds ~270 Voxsig frames, each leaving ~15 objects for the garbage collector, and events
-#: kept alive that long were traversed by young, middle and full collections (the last walk
-#: every object of the process): ~3.5 µs of collector time per message, ~2 µs with the yield
-#: after slices of 64, ~0.3 µs after slices of 32 (the young generation's threshold, 700
-#: objects, is then rarely reached before the handlers free them); client CPU per message
-#: ~15% lower (benchmarks/throughput.py).
-_SLICE = 32
+#: holds ~270 Voxsig frames, each leaving ~6 objects alive until its handlers ran (the event,
+#: its models, its deferred raw) and adding ~10 to the young generation's count, and events
+#: kept alive across young collections were promoted and traversed again by middle and full
+#: collections (the last walk every object of the process).  Each hand-over costs both
+#: threads a GIL transfer, though: ~40 µs of wall time a round trip on the 2-core VM of the
+#: README's figures (``Lock`` ping-pong between two threads: 43 µs; ``time.sleep(0)`` alone:
+#: 71 µs), mostly waking the other thread.  So a slice is as long as it can be without
+#: filling the young generation: the count each slice added per frame sets the next one at
+#: 85% of the young threshold's worth (``gc.get_threshold()[0]``, 700 by default: ~55 Voxsig
+#: frames; smaller frames that leave fewer objects get longer slices), within
+#: [_SLICE_MIN, _SLICE_MAX], and a rest shorter than half a slice goes with the last one.
+#: Measured on benchmarks/throughput.py's stream, 200,000 messages (wall time a message;
+#: collector time a message; dispatcher batches):
+#:
+#:   =============  =============  ==========  ==========
+#:   slice          wall           collector   hand-overs
+#:   32 (before)    8.6-9.1 µs     0.00-0.05   6,450
+#:   64             7.7-8.1 µs     0.10-0.23   3,600
+#:   96             7.9-8.0 µs     0.76-0.91   (not counted)
+#:   whole read     7.8-8.1 µs     0.98-1.14   3,600 (the dispatcher takes 64 at most)
+#:   these (~55)    7.9-8.2 µs     0.20-0.22   4,280
+#:   =============  =============  ==========  ==========
+#:
+#: With 300,000 more objects in the process (a framework's worth), 64 still beat 32 (7.7-9.1
+#: against 8.7-10.4 µs) and ran no full collection; 128 ran one (~90 ms).
+_SLICE = 64  # a connection's first slice, before one was measured
+_SLICE_MIN, _SLICE_MAX = 16, 256
+
+
+def _next_slice(k: int, before: tuple[int, int, int], after: tuple[int, int, int]) -> int:
+    """The slice after one of ``k`` frames that took the collector's counts from ``before``
+    to ``after`` (see _SLICE)."""
+    if after[1:] != before[1:] or after[0] < before[0]:
+        return max(_SLICE_MIN, k * 3 // 4)  # a collection ran meanwhile: the slice was too long
+    added = after[0] - before[0]
+    young = _gc_threshold()[0] if _gc_enabled() else 0
+    if young <= 0:
+        return _SLICE_MAX  # no automatic collection: nothing to stay under
+    if added <= 0:
+        return min(_SLICE_MAX, k * 2)
+    return min(_SLICE_MAX, max(_SLICE_MIN, young * 85 * k // (100 * added)))
+
 
 #: Seconds a clean close waits for the server to close TCP after our close frame (python-
 #: websockets' client waits up to 10, websocket-client's up to 3); half of what is left of
@@ -475,6 +511,9 @@ _SLICE = 32
 CLOSE_LINGER = 2.0
 
 _yield_gil = time.sleep
+_gc_count = gc.get_count
+_gc_threshold = gc.get_threshold
+_gc_enabled = gc.isenabled
 
 
 class Engine(Generic[A]):
@@ -524,6 +563,7 @@ class Engine(Generic[A]):
         "_reader",
         "_request_url",
         "_seen",
+        "_slice",
         "_snapshot",
         "_started",
         "_stop_requested",
@@ -596,6 +636,7 @@ class Engine(Generic[A]):
         #: so); frames already read and not yet fed wait in _backlog, in order.
         self._paused = False
         self._backlog: list[Any] = []
+        self._slice = _SLICE  # frames fed between two hand-overs (see _SLICE)
         #: Batches of events the dispatcher delivered, freed here (see _release).
         self._delivered: collections.deque[list[Event]] = collections.deque()
         self._reader: Callable[[], None] | None = None
@@ -1072,19 +1113,28 @@ class Engine(Generic[A]):
         """Feed ``items`` and hand their events over, slice by slice; True if the dispatcher
         asked to pause (the items not fed yet are then kept in ``_backlog``)."""
         n = len(items)
-        if n <= _SLICE:
+        k = self._slice
+        if n <= k + k // 2:
             self._feed(items, now)
             return self._hand_over()
-        for i in range(0, n, _SLICE):
+        i = 0
+        while i < n:
             if i:
                 # Let the dispatcher have the GIL for the events just handed over, as the
                 # next recv() would: delivered sooner, they also die young (see _SLICE).
                 _yield_gil(0)
                 if self._delivered:
                     self._free_delivered()
-            self._feed(items[i : i + _SLICE], now)
+            j = i + k
+            if n - j < k // 2:
+                j = n  # a short rest goes with this slice: one hand-over less a read
+            before = _gc_count()
+            self._feed(items[i:j], now)
+            after = _gc_count()
+            k = self._slice = _next_slice(j - i, before, after)
+            i = j
             if self._hand_over():
-                self._backlog = list(items[i + _SLICE :])
+                self._backlog = list(items[i:])
                 return True
         return False
 
