@@ -29,8 +29,8 @@ from realtime_sync.testing.bayeux import FakeGenesysServer
 
 from . import test_ws_proxy
 from ._relay import Socks5Server
-from .conftest import Recorder, T, poll_until
-from .test_ws_proxy import PASSWORD, USER, StubProxy, _no_secrets
+from .conftest import Recorder, T
+from .test_ws_proxy import PASSWORD, USER, StubProxy, _closes_at_once, _no_secrets, _realtime_threads
 
 #: Debian's microsocks on 127.0.0.1 (user USER, password PASSWORD), skipped cleanly when absent.
 microsocks = test_ws_proxy.microsocks
@@ -237,10 +237,6 @@ def test_a_peer_that_is_no_socks_proxy_is_named(gws: FakeGenesysServer, hub: rs.
 # -- a proxy that accepts the connection and never answers ---------------------------------------
 
 
-def _realtime_threads() -> set[str]:
-    return {t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name}
-
-
 @pytest.mark.parametrize("scheme", ["socks5h", "socks4a"])
 def test_a_silent_socks_proxy_times_out_naming_the_proxy(
     gws: FakeGenesysServer, hub: rs.Hub | None, scheme: str, no_env_proxy: Any, caplog: pytest.LogCaptureFixture
@@ -282,18 +278,7 @@ def test_close_ends_a_connect_stuck_in_a_silent_proxy_at_once(
             client = _client(gws.http_url, hub, url, connect_timeout=T(60), ca_bundle=tls_files[0])
             client.start()
             assert silent.heard.wait(T(10)), "the client never spoke to the proxy"
-            started = time.monotonic()
-            client.close(timeout=1)
-            took = time.monotonic() - started
-            assert took < T(1), f"close(timeout=1) took {took:.2f}s"
-            assert silent.ended.wait(T(2)), "the connection to the proxy was not closed"
-            if hub is None:
-                assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
-            else:
-                poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
-                started = time.monotonic()
-                assert hub.close(T(10))
-                assert time.monotonic() - started < T(2)
+            _closes_at_once(client, silent, hub, before, timeout=1, within=T(1), hub_within=T(2))
     finally:
         silent.close()
 

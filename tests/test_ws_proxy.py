@@ -106,14 +106,26 @@ def _realtime_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name}
 
 
-def _closes_at_once(client: Any, peer: StubProxy, hub: rs.Hub | None, before: set[str]) -> None:
-    """``client.close()`` returns at once (well within a second plus the 1 s goodbye grace),
-    the peer sees its connection end, and no thread of the client's is left working: standalone,
-    none alive; on ``hub``, the handshake thread free and ``hub.close()`` as quick."""
+def _closes_at_once(
+    client: Any,
+    peer: StubProxy,
+    hub: rs.Hub | None,
+    before: set[str],
+    *,
+    timeout: float | None = None,
+    within: float | None = None,
+    hub_within: float | None = None,
+    hub_threads: bool = False,
+) -> None:
+    """``client.close(timeout)`` returns ``within`` seconds (default: well within a second plus
+    the 1 s goodbye grace), the peer sees its connection end, and no thread of the client's is
+    left working: standalone, none alive; on ``hub``, the handshake thread free and
+    ``hub.close()`` as quick (``hub_within``; ``hub_threads``: and no thread left after it)."""
+    within = T(2.0) if within is None else within
     started = time.monotonic()
-    client.close(timeout=T(10))
+    client.close(timeout=T(10) if timeout is None else timeout)
     took = time.monotonic() - started
-    assert took < T(2.0), f"close() took {took:.2f}s with the handshake stuck"
+    assert took < within, f"close() took {took:.2f}s with the handshake stuck"
     assert peer.ended.wait(T(2)), "the connection was not closed"
     if hub is None:
         assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
@@ -121,7 +133,9 @@ def _closes_at_once(client: Any, peer: StubProxy, hub: rs.Hub | None, before: se
     poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
     started = time.monotonic()
     assert hub.close(T(10))
-    assert time.monotonic() - started < T(2.0)
+    assert time.monotonic() - started < (within if hub_within is None else hub_within)
+    if hub_threads:
+        assert _realtime_threads() <= before, f"threads outlived hub.close(): {_realtime_threads() - before}"
 
 
 # -- close() during a handshake stuck in the proxy ------------------------------------------------
@@ -326,19 +340,7 @@ def test_close_ends_a_handshake_stuck_in_a_silent_socks_proxy_within_its_timeout
                          connect_timeout=T(60), reconnect=False)  # fmt: skip
         client.start()
         assert silent.heard.wait(T(10)), "the client never spoke to the proxy"
-        started = time.monotonic()
-        client.close(timeout=1)
-        took = time.monotonic() - started
-        assert took < T(1), f"close(timeout=1) took {took:.2f}s"
-        assert silent.ended.wait(T(2)), "the connection to the proxy was not closed"
-        if hub is None:
-            assert _realtime_threads() <= before, f"threads outlived close(): {_realtime_threads() - before}"
-        else:
-            poll_until(lambda: hub.stats.handshakes_in_flight == 0, 2, "the hub's handshake slot freed")
-            started = time.monotonic()
-            assert hub.close(T(10))
-            assert time.monotonic() - started < T(1)
-            assert _realtime_threads() <= before
+        _closes_at_once(client, silent, hub, before, timeout=1, within=T(1), hub_threads=True)
     finally:
         silent.close()
         if hub is not None:
