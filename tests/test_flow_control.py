@@ -298,3 +298,60 @@ def test_actioncable_stale_detection_waits_while_reading_is_paused() -> None:
     assert a.next_deadline() == 66.0  # the silence clock restarts when reading resumes
     a.handle_timer(66.0)
     assert a.close_request() is not None
+
+
+def test_with_the_collector_disabled_one_read_overshoots_high_water_by_at_most_one_slice() -> None:
+    """The documented bound (CHANGELOG, _SLICE): with flow control the queue overshoots
+    ``high_water`` by at most one slice, 256 frames.  With ``gc.disable()`` (as many services
+    run) the slice is 256 once a long read was measured; a read of 300 small frames (24 KB, waiting in
+    the socket while reading was paused, so one recv) must still stop at high_water + 256."""
+    import gc
+
+    def small(start: int, n: int) -> bytes:  # Jifeline ticket snapshots, ~80 bytes each
+        return b"".join(
+            server_frame(1, json.dumps({"action": "subscribeToTicket", "message": {"id": 1, "state": i}}).encode())
+            for i in range(start, start + n)
+        )
+
+    gates = {200: threading.Event(), 300: threading.Event()}  # the handler is busy on these ids
+    entered = {200: threading.Event(), 300: threading.Event()}
+    ids: list[int] = []
+
+    def on_message(event: rs.Event) -> None:
+        i = event.data.state
+        if i in gates:
+            entered[i].set()
+            gates[i].wait(T(30))
+        ids.append(i)
+
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with RawServer() as server:
+            client = rs.JifelineCustomerClient(server.url, token="t", high_water=8, reconnect=FAST)
+            client.subscribe_ticket(1)
+            client.on("ticket.updated", on_message)
+            try:
+                client.start()
+                conn = server.wait_for_connection(timeout=T(5))
+                conn.wait_text("subscribeToTicket", timeout=T(10))
+                conn.send_raw(small(0, 300))  # a long read: its slices are measured (256 from now on)
+                assert entered[200].wait(T(10))
+                poll_until(lambda: client.stats.reads_paused >= 1, 10, "reading paused (99 events queued)")
+                conn.send_raw(small(300, 300))  # 24 KB: waits in the socket, read at once on resuming
+                paused = client.stats.reads_paused
+                gates[200].set()  # the handler drains, reading resumes: one read of 300 frames
+                assert entered[300].wait(T(10))
+                poll_until(lambda: client.stats.reads_paused > paused, 10, "reading paused again")
+                depth = client.stats.queue_depth
+                gates[300].set()
+                poll_until(lambda: len(ids) >= 600, 20, "every event delivered")
+                assert ids == list(range(600))
+                assert depth <= 8 + 256, f"{depth} events queued with high_water=8"
+            finally:
+                for g in gates.values():
+                    g.set()
+                client.close(timeout=T(10))
+    finally:
+        if was_enabled:
+            gc.enable()
