@@ -468,11 +468,13 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #: collections (the last walk every object of the process).  Each hand-over costs both
 #: threads a GIL transfer, though: ~40 µs of wall time a round trip on the 2-core VM of the
 #: README's figures (``Lock`` ping-pong between two threads: 43 µs; ``time.sleep(0)`` alone:
-#: 71 µs), mostly waking the other thread.  So a slice is as long as it can be without
-#: filling the young generation: the count each slice added per frame sets the next one at
-#: 85% of the young threshold's worth (``gc.get_threshold()[0]``, 700 by default: ~55 Voxsig
-#: frames; smaller frames that leave fewer objects get longer slices), within
-#: [_SLICE_MIN, _SLICE_MAX], and a rest shorter than half a slice goes with the last one.
+#: 71 µs), mostly waking the other thread.  So a slice is as long as it can be without a
+#: young collection while its events are alive: the young count each slice added per frame is
+#: measured, and the next slice takes the frames that fit in the room left before the young
+#: threshold (``gc.get_threshold()[0] - gc.get_count()[0]``; 700 by default: ~65 Voxsig frames
+#: right after the delivered events were freed), 85% of them when the read holds more (the rest
+#: of a read that fits goes whole), within [_SLICE_MIN, _SLICE_MAX]; with the collector off,
+#: _SLICE_MAX.  So the queue overshoots ``high_water`` by at most _SLICE_MAX events.
 #: Measured on benchmarks/throughput.py's stream, 200,000 messages (wall time a message;
 #: collector time a message; dispatcher batches):
 #:
@@ -482,27 +484,14 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #:   64             7.7-8.1 µs     0.10-0.23   3,600
 #:   96             7.9-8.0 µs     0.76-0.91   (not counted)
 #:   whole read     7.8-8.1 µs     0.98-1.14   3,600 (the dispatcher takes 64 at most)
-#:   these (~55)    7.9-8.2 µs     0.20-0.22   4,280
+#:   85% of a fixed 7.9-8.2 µs     0.20-0.22   4,280 (full collections with 1M objects: 3-4x)
+#:   what fits      8.0-8.3 µs     0.04-0.06   4,285 (young collections 280, not 660)
 #:   =============  =============  ==========  ==========
 #:
 #: With 300,000 more objects in the process (a framework's worth), 64 still beat 32 (7.7-9.1
 #: against 8.7-10.4 µs) and ran no full collection; 128 ran one (~90 ms).
-_SLICE = 64  # a connection's first slice, before one was measured
+_SLICE = 64  # what fits before anything was measured
 _SLICE_MIN, _SLICE_MAX = 16, 256
-
-
-def _next_slice(k: int, before: tuple[int, int, int], after: tuple[int, int, int]) -> int:
-    """The slice after one of ``k`` frames that took the collector's counts from ``before``
-    to ``after`` (see _SLICE)."""
-    if after[1:] != before[1:] or after[0] < before[0]:
-        return max(_SLICE_MIN, k * 3 // 4)  # a collection ran meanwhile: the slice was too long
-    added = after[0] - before[0]
-    young = _gc_threshold()[0] if _gc_enabled() else 0
-    if young <= 0:
-        return _SLICE_MAX  # no automatic collection: nothing to stay under
-    if added <= 0:
-        return min(_SLICE_MAX, k * 2)
-    return min(_SLICE_MAX, max(_SLICE_MIN, young * 85 * k // (100 * added)))
 
 
 #: Seconds a clean close waits for the server to close TCP after our close frame (python-
@@ -558,12 +547,12 @@ class Engine(Generic[A]):
         "_opening",
         "_own_loop",
         "_paused",
+        "_per_frame",
         "_phase",
         "_ping_sent",
         "_reader",
         "_request_url",
         "_seen",
-        "_slice",
         "_snapshot",
         "_started",
         "_stop_requested",
@@ -636,7 +625,8 @@ class Engine(Generic[A]):
         #: so); frames already read and not yet fed wait in _backlog, in order.
         self._paused = False
         self._backlog: list[Any] = []
-        self._slice = _SLICE  # frames fed between two hand-overs (see _SLICE)
+        #: The young generation's count added per frame fed, last measured (see _SLICE).
+        self._per_frame: float | None = None
         #: Batches of events the dispatcher delivered, freed here (see _release).
         self._delivered: collections.deque[list[Event]] = collections.deque()
         self._reader: Callable[[], None] | None = None
@@ -1113,10 +1103,6 @@ class Engine(Generic[A]):
         """Feed ``items`` and hand their events over, slice by slice; True if the dispatcher
         asked to pause (the items not fed yet are then kept in ``_backlog``)."""
         n = len(items)
-        k = self._slice
-        if n <= k + k // 2:
-            self._feed(items, now)
-            return self._hand_over()
         i = 0
         while i < n:
             if i:
@@ -1125,18 +1111,39 @@ class Engine(Generic[A]):
                 _yield_gil(0)
                 if self._delivered:
                     self._free_delivered()
-            j = i + k
-            if n - j < k // 2:
-                j = n  # a short rest goes with this slice: one hand-over less a read
             before = _gc_count()
+            fit = self._fit(before[0])
+            j = n if n - i <= fit else i + max(_SLICE_MIN, fit * 85 // 100)
             self._feed(items[i:j], now)
-            after = _gc_count()
-            k = self._slice = _next_slice(j - i, before, after)
+            self._measure(j - i, before, _gc_count())
             i = j
             if self._hand_over():
                 self._backlog = list(items[i:])
                 return True
         return False
+
+    def _fit(self, count: int) -> int:
+        """Frames that fit before the young generation's next collection, the collector's
+        count being ``count`` (at most _SLICE_MAX; see _SLICE)."""
+        per = self._per_frame
+        if per is None:
+            return _SLICE  # nothing measured yet
+        young = _gc_threshold()[0] if _gc_enabled() else 0
+        if young <= 0 or per <= 0.0:
+            return _SLICE_MAX  # no automatic collection, or frames that leave nothing behind
+        return min(_SLICE_MAX, max(_SLICE_MIN, int((young - count) / per)))
+
+    def _measure(self, k: int, before: tuple[int, int, int], after: tuple[int, int, int]) -> None:
+        """Learn the young count that ``k`` frames added (from the collector's counts before
+        and after them)."""
+        if k < _SLICE_MIN:
+            return  # too few to say
+        added = after[0] - before[0]
+        if after[1:] != before[1:] or added < 0:
+            # A collection ran meanwhile: the count reached the threshold, restarted, and grew.
+            young = _gc_threshold()[0]
+            added = max(0, young - before[0]) + after[0]
+        self._per_frame = added / k
 
     # -- freeing delivered events on this thread -------------------------------------------
     #
