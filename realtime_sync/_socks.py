@@ -161,7 +161,13 @@ def _socks4(host: str, port: int, user: str, *, remote_dns: bool) -> Steps:
         raise SocksRefused("it did not answer as a SOCKS4 proxy", "check that it is a SOCKS4 proxy (the scheme)")
     if answer[1] != 90:
         why = _SOCKS4_REPLIES.get(answer[1], f"reply code {answer[1]}")
-        raise SocksRefused(f"CONNECT {host}:{port} refused: {why}", "check that the proxy may reach it")
+        if answer[1] in (92, 93):
+            hint = "check the user id in the proxy URL (socks4://USER@host:port): the proxy asks the client's identd"
+        elif user:
+            hint = "check that the proxy may reach it and accepts the user id of the proxy URL"
+        else:
+            hint = "check that the proxy may reach it (and whether it wants a user id: socks4://USER@host:port)"
+        raise SocksRefused(f"CONNECT {host}:{port} refused: {why}", hint)
 
 
 def _hint(code: int) -> str:

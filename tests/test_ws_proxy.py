@@ -396,6 +396,7 @@ def test_a_socks_proxy_refusing_the_credentials_is_named_with_what_to_check(
         assert socks.logins == [(USER, PASSWORD)]  # RFC 1929: what the URL said
     else:
         assert "refused: request rejected or failed" in message, message
+        assert "accepts the user id of the proxy URL" in message, message  # SOCKS4 sends only that
     _no_secrets(message, *errors, caplog.text)
 
 
