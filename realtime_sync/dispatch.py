@@ -339,6 +339,11 @@ class Dispatcher:
             self._on_drained = on_drained if high > 0 else None
             self._drain_wanted = False
 
+    @property
+    def high_water(self) -> int:
+        """The back-pressure mark set by :meth:`flow_control` (0: none)."""
+        return self._high
+
     def put_many(self, events: Iterable[Event], wire_size: int | None = None) -> bool:
         """Queue ``events`` (from the transport thread).  ``wire_size``: the length of the
         frames they were decoded from, when known; their ``max_queue_bytes`` weight is then

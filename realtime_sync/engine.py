@@ -474,7 +474,13 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #: threshold (``gc.get_threshold()[0] - gc.get_count()[0]``; 700 by default: ~65 Voxsig frames
 #: right after the delivered events were freed), 85% of them when the read holds more (the rest
 #: of a read that fits goes whole), within [_SLICE_MIN, _SLICE_MAX]; with the collector off,
-#: _SLICE_MAX.  So the queue overshoots ``high_water`` by at most _SLICE_MAX events.
+#: _SLICE_MAX.  When fewer than _SLICE_MIN frames fit, the young generation is collected right
+#: then (``gc.collect(0)``, at most a few frames before it would have been anyway), with none of
+#: the coming events alive, instead of a few frames into the slice, which promoted them: with a
+#: million objects in the process, middle collections (which lead to full ones) fell from ~40
+#: to ~11 per 300,000 messages.  A slice is also at most the flow-control mark (``high_water``,
+#: 16 at least): with flow control the queue goes beyond it by at most a slice and the batch
+#: being delivered (the dispatcher's 64).
 #: Measured on benchmarks/throughput.py's stream, 200,000 messages (wall time a message;
 #: collector time a message; dispatcher batches):
 #:
@@ -503,6 +509,7 @@ _yield_gil = time.sleep
 _gc_count = gc.get_count
 _gc_threshold = gc.get_threshold
 _gc_enabled = gc.isenabled
+_gc_collect = gc.collect
 
 
 class Engine(Generic[A]):
@@ -1111,9 +1118,9 @@ class Engine(Generic[A]):
                 _yield_gil(0)
                 if self._delivered:
                     self._free_delivered()
-            before = _gc_count()
-            fit = self._fit(before[0])
+            fit = self._fit(_gc_count()[0])
             j = n if n - i <= fit else i + max(_SLICE_MIN, fit * 85 // 100)
+            before = _gc_count()  # (after _fit: it may have collected)
             self._feed(items[i:j], now)
             self._measure(j - i, before, _gc_count())
             i = j
@@ -1124,14 +1131,25 @@ class Engine(Generic[A]):
 
     def _fit(self, count: int) -> int:
         """Frames that fit before the young generation's next collection, the collector's
-        count being ``count`` (at most _SLICE_MAX; see _SLICE)."""
+        count being ``count`` (at most _SLICE_MAX, and at most the flow-control mark; see
+        _SLICE)."""
+        high = self.dispatcher.high_water
+        most = min(_SLICE_MAX, max(_SLICE_MIN, high)) if high > 0 else _SLICE_MAX
         per = self._per_frame
         if per is None:
-            return _SLICE  # nothing measured yet
+            return min(most, _SLICE)  # nothing measured yet
         young = _gc_threshold()[0] if _gc_enabled() else 0
         if young <= 0 or per <= 0.0:
-            return _SLICE_MAX  # no automatic collection, or frames that leave nothing behind
-        return min(_SLICE_MAX, max(_SLICE_MIN, int((young - count) / per)))
+            return most  # no automatic collection, or frames that leave nothing behind
+        fit = int((young - count) / per)
+        if fit < _SLICE_MIN:
+            # The young generation is nearly full: collect it now, while none of the events
+            # still to come is alive (the delivered ones were just freed), rather than a few
+            # frames into the slice, where it would promote the slice's events (it comes
+            # either way: this one only comes a few frames early).
+            _gc_collect(0)
+            fit = int(young / per)
+        return min(most, max(_SLICE_MIN, fit))
 
     def _measure(self, k: int, before: tuple[int, int, int], after: tuple[int, int, int]) -> None:
         """Learn the young count that ``k`` frames added (from the collector's counts before
