@@ -106,6 +106,19 @@ def _realtime_threads() -> set[str]:
     return {t.name for t in threading.enumerate() if t.name.startswith("realtime_sync-") and "fake" not in t.name}
 
 
+def _one_event_through(client: Any, server: FakeVoxsigServer, content: str) -> list[str]:
+    """Start ``client``, wait for its subscription, have ``server`` send one ``message.created``
+    with ``content`` and wait for it; returns the reprs a secret must not appear in."""
+    from realtime_sync.testing.actioncable import message_payload
+
+    rec = Recorder(client, timeout=10)
+    client.start()
+    rec.wait("subscribed")
+    server.send_event("user-token-1", "message.created", message_payload(5, 42, content))
+    assert rec.wait("message.created").data.content == content
+    return [repr(client), repr(client.snapshot), *(repr(e) for e in rec.events)]
+
+
 def _closes_at_once(
     client: Any,
     peer: StubProxy,
@@ -487,8 +500,6 @@ def test_events_flow_through_microsocks(
     voxsig_server: FakeVoxsigServer, no_env_proxy: Any, microsocks: int, where: str, scheme: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    from realtime_sync.testing.actioncable import message_payload
-
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     hub = rs.Hub(workers=1, name="t-microsocks") if where == "hub" else None
     # socks5h: the proxy resolves the name (localhost), the client sends it as a name.
@@ -496,12 +507,7 @@ def test_events_flow_through_microsocks(
     proxy = f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{microsocks}"
     client = _client("voxsig", url, hub, proxy=proxy, origin=voxsig_server.origin, reconnect=False)
     try:
-        rec = Recorder(client, timeout=10)
-        client.start()
-        rec.wait("subscribed")
-        voxsig_server.send_event("user-token-1", "message.created", message_payload(5, 42, "through microsocks"))
-        assert rec.wait("message.created").data.content == "through microsocks"
-        texts = [repr(client), repr(client.snapshot), str(client.stats), *(repr(e) for e in rec.events)]
+        texts = [*_one_event_through(client, voxsig_server, "through microsocks"), str(client.stats)]
     finally:
         client.close(timeout=T(10))
         if hub is not None:
@@ -527,8 +533,6 @@ def test_a_socks_proxy_from_the_environment(
     # http_proxy=socks5h://... (trust_env, the default): spoken to as SOCKS, as long-polling does;
     # it was taken for an HTTP proxy (a CONNECT sent to a SOCKS proxy, failing for ever and
     # naming the wrong scheme; reviewer, session 10).
-    from realtime_sync.testing.actioncable import message_payload
-
     caplog.set_level(logging.DEBUG, logger="realtime_sync")
     socks = Socks5Server(credentials=(USER, PASSWORD))
     no_env_proxy.setenv("http_proxy", f"socks5h://{USER}:{PASSWORD}@127.0.0.1:{socks.port}")
@@ -536,12 +540,7 @@ def test_a_socks_proxy_from_the_environment(
     url = voxsig_server.url.replace("127.0.0.1", "vox.test")  # a loopback URL never uses the environment's proxy
     client = _client("voxsig", url, hub, origin=voxsig_server.origin, reconnect=False)
     try:
-        rec = Recorder(client, timeout=10)
-        client.start()
-        rec.wait("subscribed")
-        voxsig_server.send_event("user-token-1", "message.created", message_payload(5, 42, "through env socks"))
-        assert rec.wait("message.created").data.content == "through env socks"
-        texts = [repr(client), repr(client.snapshot), *(repr(e) for e in rec.events)]
+        texts = _one_event_through(client, voxsig_server, "through env socks")
     finally:
         client.close(timeout=T(10))
         socks.close()
