@@ -496,6 +496,12 @@ _IDLE, _OPENING, _SERVING, _WAITING, _DONE = "idle", "opening", "serving", "wait
 #:
 #: With 300,000 more objects in the process (a framework's worth), 64 still beat 32 (7.7-9.1
 #: against 8.7-10.4 µs) and ran no full collection; 128 ran one (~90 ms).
+#: The delivered events are freed before *every* slice is sized, the first of a read too: the
+#: dispatcher hands a batch back while this thread waits in recv(), and sized with that batch
+#: alive (a young count of ~680), the first slice found no room and collected it, promoting
+#: 64 delivered events, about every fifth slice (benchmarks/big_heap.py, a million live objects,
+#: 600,000 messages: young collections ~2,000 -> ~90-160, middle ~37 -> 6-12, collector
+#: 60-135 -> 3-34 ms, wall time a message 7.7-8.0 -> 7.4-7.7 µs).
 _SLICE = 64  # what fits before anything was measured
 _SLICE_MIN, _SLICE_MAX = 16, 256
 
@@ -1116,8 +1122,10 @@ class Engine(Generic[A]):
                 # Let the dispatcher have the GIL for the events just handed over, as the
                 # next recv() would: delivered sooner, they also die young (see _SLICE).
                 _yield_gil(0)
-                if self._delivered:
-                    self._free_delivered()
+            if self._delivered:
+                # Also before the first slice of a read: the dispatcher may have handed a
+                # batch back during recv(), and the room left is measured without it.
+                self._free_delivered()
             fit = self._fit(_gc_count()[0])
             j = n if n - i <= fit else i + max(_SLICE_MIN, fit * 85 // 100)
             before = _gc_count()  # (after _fit: it may have collected)
