@@ -185,6 +185,7 @@ class CsrfToken:
     def _get(
         self, headers: Mapping[str, str], options: ConnectOptions, cookies: object, watch: Callable[[Any], None] | None
     ) -> tuple[str, str | None]:
+        from ._wsconn import proxy_credentials_refused
         from .transport_longpoll import _Http  # the transport's HTTP: same TLS, proxy and timeouts
 
         url = self._url
@@ -198,6 +199,8 @@ class CsrfToken:
             if watch is not None:
                 watch(h)  # may abort it at once: the connection is closing
             status, reason, msg, _body = h.post(b"", send, _MAX_BODY, method="GET")
+        except AuthenticationError as exc:  # a proxy refused our proxy credentials (it names the proxy)
+            raise AuthenticationError(f"CSRF token: GET {shown} failed: {exc}") from None
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             raise ConnectError(f"CSRF token: GET {shown} failed: {redact(f'{type(exc).__name__}: {exc}')}") from None
         finally:
@@ -205,6 +208,8 @@ class CsrfToken:
         set_cookies = msg.get_all("Set-Cookie") or []
         if set_cookies and hasattr(cookies, "update"):
             cookies.update(set_cookies)  # the token belongs to this HTTP session (JSESSIONID)
+        if status == 407 and h.absolute and h.hop is not None:  # a plain-HTTP proxy refused our credentials
+            raise AuthenticationError(f"CSRF token: GET {shown} failed: {proxy_credentials_refused(h.hop, url)}")
         if status in (401, 403):
             raise AuthenticationError(f"CSRF token: GET {shown} refused: HTTP {status} {reason}".strip(), status=status)
         if status != 200:

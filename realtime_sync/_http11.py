@@ -82,9 +82,11 @@ from ._redact import redact
 from ._socks import SocksRefused, handshake
 from ._wsconn import (
     _authority,
+    _Hop,
     _Refused,
     dial,
     hop_failed,
+    proxy_credentials_refused,
     proxy_label,
     silent_proxy,
     socks_refused,
@@ -92,7 +94,7 @@ from ._wsconn import (
     tunnel_hint,
 )
 from .config import ConnectOptions
-from .exceptions import ConnectError
+from .exceptions import AuthenticationError, ConnectError
 from .transport_longpoll import _proxy_for, _ssl_context, proxy_authorization, proxy_hop
 
 __all__ = ["HttpConnection", "HttpFailure", "HttpResponse", "HttpResult"]
@@ -136,7 +138,8 @@ class HttpResponse:
 @attrs.frozen
 class HttpFailure:
     """A request that got no complete response: ``kind`` is ``"connect"`` (no connection or no
-    TLS), ``"timeout"``, ``"too_big"`` (body over ``max_body``), ``"protocol"`` (not a valid HTTP/1.1
+    TLS), ``"auth"`` (a proxy refused our proxy credentials: an HTTP proxy's 407 to ``CONNECT``,
+    a SOCKS5 proxy's refusal; a credential refusal, not to be retried every few seconds), ``"timeout"``, ``"too_big"`` (body over ``max_body``), ``"protocol"`` (not a valid HTTP/1.1
     response, or a header that cannot be sent) or ``"io"`` (the connection broke mid-request).  ``message`` is redacted."""
 
     kind: str
@@ -426,6 +429,13 @@ class HttpConnection:
             except OSError:
                 pass
 
+    def proxy_refusal(self, status: int) -> str:
+        """For a response with ``status``: when it is a plain-HTTP proxy's 407 (requests in
+        absolute form), what happened, naming the proxy (a credential refusal); else ``""``."""
+        if status != 407 or not self._absolute or self._hop is None:
+            return ""
+        return proxy_credentials_refused(self._hop, self.url)
+
     def _peer_label(self) -> str:
         """What a failure to reach the peer names: the URL, or the proxy (credentials hidden)."""
         proxy = _proxy_for(urllib.parse.urlsplit(self.url), self.options)
@@ -515,7 +525,7 @@ class HttpConnection:
             self._steps = None
             return self._start_tls(now)
         except SocksRefused as exc:
-            return self._fail("connect", _message(socks_refused(exc, hop, self.url)))
+            return self._fail("auth" if exc.auth else "connect", _message(socks_refused(exc, hop, self.url)))
         except OSError as exc:  # socks4/socks5 resolve the target's name here
             return self._fail("connect", f"cannot connect to {self.url}: {type(exc).__name__}: {exc}")
         self._head = b""
@@ -575,9 +585,12 @@ class HttpConnection:
             if not data:
                 return self._fail("connect", self._hop_error(ConnectionError()))
             self._head += data
+        assert self._hop is not None  # a tunnel is only ever through a proxy
         refused = _tunnel_refused(self._head, self._hop, self.url, _authority(self.host, self.port))
         if refused:
-            return self._fail("connect", refused)
+            return self._fail(
+                "auth" if isinstance(refused.error, AuthenticationError) else "connect", _message(refused)
+            )
         return self._start_tls(now)
 
     def _start_tls(self, now: float) -> HttpResult | None:
@@ -752,8 +765,9 @@ def _tunnel_answered(head: bytes) -> bool:
     return b"\r\n\r\n" in head
 
 
-def _tunnel_refused(head: bytes, hop: Any, url: str, authority: str) -> str | None:
-    """None when the proxy opened the tunnel (a 2xx answer to CONNECT), else why not."""
+def _tunnel_refused(head: bytes, hop: _Hop, url: str, authority: str) -> _Refused | None:
+    """None when the proxy opened the tunnel (a 2xx answer to CONNECT), else why not (an
+    :class:`~realtime_sync.AuthenticationError` for a 407: our proxy credentials refused)."""
     line = head.split(b"\r\n", 1)[0].decode("latin-1")
     parts = line.split(" ", 2)
     if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
@@ -761,9 +775,11 @@ def _tunnel_refused(head: bytes, hop: Any, url: str, authority: str) -> str | No
         if 200 <= status < 300:
             return None
         what = f"CONNECT {authority} answered with HTTP {status}"
-        return _message(hop.refused(url, what, tunnel_hint(status, authority), verb="tunnel through"))
+        return hop.refused(
+            url, what, tunnel_hint(status, authority, hop.auth is not None), verb="tunnel through", auth=status == 407
+        )
     what = f"not an HTTP answer to CONNECT {authority}: {redact(line)[:80]!r}"
-    return _message(hop.refused(url, what, _NOT_HTTP, verb="tunnel through"))
+    return hop.refused(url, what, _NOT_HTTP, verb="tunnel through")
 
 
 def _message(error: Exception) -> str:

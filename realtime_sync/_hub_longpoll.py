@@ -312,10 +312,16 @@ class HubLongPollingConnection(LongPollingBase):
             self.last_activity = now
             status = outcome.status
             location = outcome.header("location") if 300 <= status < 400 else None
-            self._inbox.append(self._response(status, outcome.reason, outcome.body, location, role.held))
+            proxy = role.conn.proxy_refusal(status)
+            self._inbox.append(self._response(status, outcome.reason, outcome.body, location, role.held, proxy))
         elif isinstance(outcome, HttpFailure):
             if outcome.kind == "too_big":
                 self._inbox.append(FrameError(outcome.message))
+            elif outcome.kind == "auth":  # a proxy refused our proxy credentials: the adapter's auth refusal
+                refusal = HttpResult(
+                    407, "Proxy Authentication Required", held=role.held, url=self._url, proxy=outcome.message
+                )
+                self._inbox.append(refusal)
             self._end(f"long-polling request to {self._url} failed: {outcome.message}")
         if not self._in_receive:
             self._wake()

@@ -61,11 +61,16 @@ _SOCKS4_REPLIES = {
 
 class SocksRefused(Exception):
     """The proxy refused the tunnel, or did not speak SOCKS: ``str()`` says why, ``hint`` what
-    to check.  Never carries the credentials."""
+    to check.  Never carries the credentials.  ``auth``: a SOCKS5 proxy refused our credentials
+    (RFC 1929 status not 0) or accepts none of the methods we offered (0xFF: it requires an
+    authentication we did not give): a credential refusal, which a client must not retry every
+    few seconds (a proxy checking directory credentials locks the account).  A SOCKS4 rejection
+    (91) says too little to be one."""
 
-    def __init__(self, what: str, hint: str) -> None:
+    def __init__(self, what: str, hint: str, *, auth: bool = False) -> None:
         super().__init__(what)
         self.hint = hint
+        self.auth = auth
 
 
 def handshake(scheme: str, host: str, port: int, credentials: tuple[str, str] | None = None) -> Steps:
@@ -102,11 +107,16 @@ def _socks5(host: str, port: int, credentials: tuple[str, str] | None, *, remote
         raise SocksRefused("it did not answer as a SOCKS5 proxy", "check that it is a SOCKS5 proxy (the scheme)")
     method = answer[1]
     if method == 0xFF or bytes([method]) not in methods:
+        refused = method == 0xFF  # "no acceptable methods": an authentication we did not give
         if credentials:
             raise SocksRefused(
-                "it accepts no user name and password (RFC 1929)", "check the proxy's authentication methods"
+                "it accepts no user name and password (RFC 1929)",
+                "check the proxy's authentication methods",
+                auth=refused,
             )
-        raise SocksRefused("it requires authentication", "give the user name and password in the proxy URL")
+        raise SocksRefused(
+            "it requires authentication", "give the user name and password in the proxy URL", auth=refused
+        )
     if method == 2:
         assert credentials is not None
         user, password = (part.encode("utf-8") for part in credentials)
@@ -115,7 +125,9 @@ def _socks5(host: str, port: int, credentials: tuple[str, str] | None, *, remote
         # RFC 1929 section 2.
         answer = yield b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password, 2
         if answer[1] != 0:
-            raise SocksRefused("it refused the user name and password", "check the proxy's user name and password")
+            raise SocksRefused(
+                "it refused the user name and password", "check the proxy's user name and password", auth=True
+            )
     # RFC 1928 section 4: CONNECT.
     ip = None if remote_dns else _resolve(host, port, socket.AF_UNSPEC)
     if ip is None:

@@ -302,9 +302,16 @@ class _Hop:
     source: str  # where it was configured, for the hint: "proxy=" or an environment variable
     credentials: tuple[str, str] | None = attrs.field(default=None, repr=False)
 
-    def refused(self, url: str, what: str, hint: str, *, verb: str = "connect to") -> _Refused:
-        """``cannot connect to the proxy http://***@host:port (for URL): what; hint (source)``."""
-        return _Refused(ConnectError(f"cannot {verb} {self.label} (for {redact(url)}): {what}; {hint} ({self.source})"))
+    def refused(self, url: str, what: str, hint: str, *, verb: str = "connect to", auth: bool = False) -> _Refused:
+        """``cannot connect to the proxy http://***@host:port (for URL): what; hint (source)``.
+
+        ``auth``: the proxy refused our proxy credentials (HTTP 407, a SOCKS5 refusal): an
+        :class:`~realtime_sync.AuthenticationError`, so that the client applies the
+        credential-refusal policy (no instant retries, ``auth_failure_delay``,
+        ``stop_on_auth_failure``) instead of retrying a wrong proxy password every few seconds,
+        which locks the account of a proxy checking directory (AD/LDAP) credentials."""
+        message = f"cannot {verb} {self.label} (for {redact(url)}): {what}; {hint} ({self.source})"
+        return _Refused(AuthenticationError(message) if auth else ConnectError(message))
 
 
 def _proxy_hop(via: Any, target: _Target, options: ConnectOptions) -> _Hop | None:
@@ -368,15 +375,19 @@ def url_hop(proxy: SplitResult, source: str) -> _Hop:
     return _Hop("http", host, port, token, proxy_label(scheme, host, port, bool(user)), source)
 
 
-def tunnel_hint(status: int, authority: str) -> str:
-    """What to check when a proxy refused the tunnel with ``status``."""
+def tunnel_hint(status: int, authority: str, credentials: bool = True) -> str:
+    """What to check when a proxy refused the tunnel with ``status`` (``credentials``: the
+    proxy URL gave a user name and password)."""
     if status == 407:
-        return "check the proxy's user name and password"
+        return "check the proxy's user name and password" if credentials else _NO_CREDENTIALS
     if status in (403, 405):
         return f"check that the proxy allows CONNECT to {authority}"
     if status in (502, 503, 504):
         return f"the proxy could not reach {authority}: check the URL, and that the proxy may reach it"
     return "check that it is an HTTP proxy and that it allows CONNECT"
+
+
+_NO_CREDENTIALS = "give the user name and password in the proxy URL"
 
 
 def proxy_label(scheme: str | None, host: str, port: int | None, credentials: bool) -> str:
@@ -548,7 +559,8 @@ def _tunnel(
         raise hop_failed(exc, hop, url, what, hint, options, aborted()) from None
     if not 200 <= answer.status < 300:
         what = f"CONNECT {authority} answered with HTTP {answer.status}"
-        raise hop.refused(url, what, tunnel_hint(answer.status, authority), verb="tunnel through")
+        hint = tunnel_hint(answer.status, authority, hop.auth is not None)
+        raise hop.refused(url, what, hint, verb="tunnel through", auth=answer.status == 407)
 
 
 def _socks(
@@ -586,7 +598,14 @@ def _socks(
 
 def socks_refused(exc: SocksRefused, hop: _Hop, url: str) -> _Refused:
     """The error of a SOCKS proxy that refused the tunnel (or did not speak SOCKS)."""
-    return hop.refused(url, str(exc), exc.hint, verb="tunnel through")
+    return hop.refused(url, str(exc), exc.hint, verb="tunnel through", auth=exc.auth)
+
+
+def proxy_credentials_refused(hop: _Hop, url: str) -> str:
+    """The message of a plain-HTTP proxy (taking requests in absolute form, no tunnel) that
+    answered a request with 407: it refused our proxy credentials (a credential refusal)."""
+    hint = tunnel_hint(407, "", hop.auth is not None)
+    return str(hop.refused(url, "it answered with HTTP 407", hint, verb="get an answer through", auth=True).error)
 
 
 def socks_silence(hop: _Hop, host: str, port: int) -> tuple[str, str]:

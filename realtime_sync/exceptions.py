@@ -82,7 +82,8 @@ class ConnectError(RemoteError):
 
 
 class AuthenticationError(ConnectError):
-    """The server refused our credentials (HTTP 401/403, or a protocol-level refusal)."""
+    """The server refused our credentials (HTTP 401/403, or a protocol-level refusal), or a proxy
+    refused our proxy credentials (HTTP 407, a SOCKS5 refusal of the user name and password)."""
 
 
 class ProtocolError(RemoteError):

@@ -31,7 +31,11 @@ publish) ends the connection, and the adapter reports it (RFC 9110 section 9.2.2
 Outcomes are typed: a 200 response is its body (a text frame for the adapter); any other status
 is an :class:`~realtime_sync.protocols.base.HttpResult` (``status``, ``auth`` for 401/403,
 ``held``), handed to the adapter's ``http_result()`` (default: a credential refusal, or the end
-of the connection), after which the connection ends.  No protocol reply is invented.
+of the connection), after which the connection ends.  No protocol reply is invented.  A proxy
+refusing our proxy credentials (a plain-HTTP proxy's 407 to a request; an HTTP proxy's 407 to
+``CONNECT`` or a SOCKS5 refusal when a request needs a new connection) is an ``HttpResult`` of
+status 407 too, ``auth``, its ``proxy`` naming the proxy: the adapter's credential refusal.  On
+the first connection it is raised from ``open()`` as an :class:`~realtime_sync.AuthenticationError`.
 
 Ordering: outcomes are delivered in the order the responses arrived, and the messages of one
 response in the order the server wrote them.  Between the two HTTP connections no order is
@@ -76,7 +80,17 @@ from ._cookies import CookieJar
 from ._csrf import CsrfToken
 from ._redact import redact, redirect_target, register_secret
 from ._socks import SCHEMES as SOCKS_SCHEMES
-from ._wsconn import FrameError, WebSocketConnection, _Hop, _Refused, dial, is_loopback, silent_proxy, url_hop
+from ._wsconn import (
+    FrameError,
+    WebSocketConnection,
+    _Hop,
+    _Refused,
+    dial,
+    is_loopback,
+    proxy_credentials_refused,
+    silent_proxy,
+    url_hop,
+)
 from .config import ConnectOptions
 from .exceptions import AuthenticationError, ConnectError
 from .protocols.base import ConnectRequest, HttpResult
@@ -462,9 +476,12 @@ class LongPollingBase:
         self._headers = headers
         return url
 
-    def _response(self, status: int, reason: str, body: bytes, location: str | None, held: bool) -> Any:
+    def _response(
+        self, status: int, reason: str, body: bytes, location: str | None, held: bool, proxy: str = ""
+    ) -> Any:
         """A response as the engine takes it: a 200's body (a text frame), else an
-        :class:`HttpResult` (a redirect names its target; a 403 may renew the CSRF token)."""
+        :class:`HttpResult` (a redirect names its target; a 403 may renew the CSRF token;
+        ``proxy``: a plain-HTTP proxy's 407, naming the proxy: a credential refusal)."""
         if status == 200:
             self.established = True
             if self.csrf is not None:
@@ -477,7 +494,7 @@ class LongPollingBase:
         if 300 <= status < 400:
             detail = f"a redirect to {redirect_target(self._url, location)}, not followed"
         renewed = status == 403 and self.csrf is not None and self.csrf.refused(self._headers)
-        result = HttpResult(status, reason, held=held, detail=detail, renewed=renewed, url=self._url)
+        result = HttpResult(status, reason, held=held, detail=detail, renewed=renewed, url=self._url, proxy=proxy)
         if not renewed:  # a renewed CSRF token is routine (logged at INFO by the token)
             log.warning("long-polling request refused: %s", result)
         return result
@@ -685,6 +702,15 @@ class LongPollingConnection(LongPollingBase):
             self._push(FrameError(str(exc)))
             self._end(f"long-polling response too big from {self._url}")
             return
+        except AuthenticationError as exc:  # a proxy refused our credentials on a new connection
+            if not self._closing:
+                self._push(
+                    HttpResult(
+                        407, "Proxy Authentication Required", held=role == "connect", url=self._url, proxy=str(exc)
+                    )
+                )
+                self._end(f"long-polling request to {self._url} failed: {exc}")
+            return
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
             if not self._closing:
                 why = str(exc) if isinstance(exc, ConnectError) else f"{type(exc).__name__}: {exc}"
@@ -701,7 +727,8 @@ class LongPollingConnection(LongPollingBase):
         set_cookies = msg.get_all("Set-Cookie")
         if set_cookies:
             self.cookies.update(set_cookies)
-        result = self._response(status, reason, data, msg.get("Location"), role == "connect")
+        proxy = proxy_credentials_refused(h.hop, self._url) if status == 407 and h.absolute and h.hop else ""
+        result = self._response(status, reason, data, msg.get("Location"), role == "connect", proxy)
         self._push(result)
         if not isinstance(result, HttpResult):
             return

@@ -334,9 +334,14 @@ def test_a_socks_proxy_on_a_closed_port_is_named(make: Any, no_env_proxy: pytest
         assert gws.http_requests == []
 
 
+@pytest.mark.parametrize(
+    ("answer", "kind"), [(b"407 Proxy Authentication Required", "auth"), (b"403 Forbidden", "connect")]
+)
 def test_a_proxy_refusing_the_tunnel_is_a_connect_error(
-    tls_files: tuple[str, str], make: Any, no_env_proxy: pytest.MonkeyPatch
+    tls_files: tuple[str, str], make: Any, no_env_proxy: pytest.MonkeyPatch, answer: bytes, kind: str
 ) -> None:
+    # A 407 (our proxy credentials refused) is a credential refusal ("auth": the slow backoff, a
+    # stop with stop_on_auth_failure); any other refusal of the tunnel is a connect error.
     stop = threading.Event()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
@@ -352,7 +357,7 @@ def test_a_proxy_refusing_the_tunnel_is_a_connect_error(
                     conn.settimeout(5)
                     try:
                         conn.recv(4096)
-                        conn.sendall(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+                        conn.sendall(b"HTTP/1.1 " + answer + b"\r\nContent-Length: 0\r\n\r\n")
                     except OSError:
                         pass
 
@@ -361,8 +366,9 @@ def test_a_proxy_refusing_the_tunnel_is_a_connect_error(
         try:
             with _tls_gws(tls_files) as gws:
                 client = make(gws.http_url, proxy=f"http://agent:proxy-pw@127.0.0.1:{port}", reconnect=ONCE)
-                message = _first_error(client, "connect").message
-                assert "407" in message and "proxy-pw" not in message
+                message = _first_error(client, kind).message
+                assert answer[:3].decode() in message and "proxy-pw" not in message
+                assert f"the proxy http://***@127.0.0.1:{port}" in message, message
                 assert gws.http_requests == []
         finally:
             stop.set()

@@ -60,18 +60,41 @@ def test_socks4(scheme: str, request_bytes: bytes) -> None:
 
 
 @pytest.mark.parametrize(
-    ("answers", "what"),
+    ("answers", "what", "auth"),
     [
-        ([b"\x05\xff"], "requires authentication"),
-        ([b"\x04\x00"], "did not answer as a SOCKS5 proxy"),
-        ([b"\x05\x00", b"\x05\x05\x00\x01"], "connection refused"),
-        ([b"\x05\x00", b"\x05\x02\x00\x01"], "not allowed by ruleset"),
+        ([b"\x05\xff"], "requires authentication", True),
+        ([b"\x04\x00"], "did not answer as a SOCKS5 proxy", False),
+        ([b"\x05\x00", b"\x05\x05\x00\x01"], "connection refused", False),
+        ([b"\x05\x00", b"\x05\x02\x00\x01"], "not allowed by ruleset", False),
     ],
 )
-def test_socks5_refusals_say_why(answers: list[bytes], what: str) -> None:
+def test_socks5_refusals_say_why(answers: list[bytes], what: str, auth: bool) -> None:
     with pytest.raises(SocksRefused, match=what) as caught:
         run(handshake("socks5h", "vox.test", 443), answers)
     assert caught.value.hint
+    # Only a refusal of authentication is a credential refusal (the client's slow auth backoff).
+    assert caught.value.auth is auth
+
+
+@pytest.mark.parametrize(
+    ("answers", "auth"),
+    [
+        ([b"\x05\x02", b"\x01\x01"], True),  # RFC 1929: the user name and password refused
+        ([b"\x05\xff"], True),  # no acceptable method: an authentication we cannot give
+        ([b"\x05\x01"], False),  # GSSAPI, which we did not offer: no SOCKS5 proxy we can speak to
+    ],
+)
+def test_socks5_credential_refusals(answers: list[bytes], auth: bool) -> None:
+    with pytest.raises(SocksRefused) as caught:
+        run(handshake("socks5", "127.0.0.1", 443, ("agent", "pw")), answers)
+    assert caught.value.auth is auth
+
+
+def test_a_socks4_rejection_is_no_credential_refusal() -> None:
+    # 91 "request rejected or failed" may be the user id, a rule or an unreachable target.
+    with pytest.raises(SocksRefused) as caught:
+        run(handshake("socks4", "127.0.0.1", 80, ("me", "")), [b"\x00\x5b" + bytes(6)])
+    assert caught.value.auth is False
 
 
 def test_refused_credentials_never_appear_in_the_error() -> None:

@@ -156,7 +156,11 @@ class HttpResult:
     """The HTTP outcome of a long-polling request that carried no protocol reply.
 
     Returned by a long-polling connection among its received items, handed to
-    :meth:`Adapter.http_result`.  ``auth`` is true for 401/403 (credentials refused).
+    :meth:`Adapter.http_result`.  ``auth`` is true for 401/403 (credentials refused) and for
+    407: a proxy in the way refused our proxy credentials, either answering the request itself
+    (a plain-HTTP proxy) or refusing the tunnel of a connection made anew (an HTTP proxy's 407
+    to ``CONNECT``, a SOCKS5 proxy's refusal: 407 stands for both); ``proxy`` then says what
+    happened, naming the proxy (credentials hidden) and what to check.
     ``detail`` says more, safe to show (a redirect's target, redacted); ``renewed`` means the
     transport renewed a credential it fetches itself (GWS' CSRF token, see
     :mod:`realtime_sync._csrf`) after this refusal: a new connection carries the renewed one,
@@ -172,12 +176,15 @@ class HttpResult:
     detail: str = ""
     renewed: bool = False
     url: str = ""  # the request's URL, redacted
+    proxy: str = ""  # a proxy's refusal of our proxy credentials (407), redacted
 
     @property
     def auth(self) -> bool:
-        return self.status in (401, 403) and not self.renewed
+        return (self.status in (401, 403) and not self.renewed) or self.status == 407
 
     def __str__(self) -> str:
+        if self.proxy:
+            return self.proxy
         text = f"HTTP {self.status} {self.reason}".strip()
         return f"{text} ({self.detail})" if self.detail else text
 
@@ -400,8 +407,8 @@ class Adapter:
     def http_result(self, result: HttpResult, now: float) -> None:
         """A long-polling request ended with an HTTP status instead of a reply.
 
-        Default: 401/403 is a credential refusal (``error`` kind ``auth``, then the hard auth
-        backoff), unless the transport renewed the refused credential (``renewed``: a new
+        Default: 401/403 (and a proxy's 407) is a credential refusal (``error`` kind ``auth``,
+        then the hard auth backoff), unless the transport renewed the refused credential (``renewed``: a new
         connection at once, carrying the new one); any other status ends the connection (the
         policy's delay applies).
         """
@@ -409,7 +416,7 @@ class Adapter:
             self._request_close(f"{result}: reconnecting with a renewed token", delay=0.0, reported=True)
         elif result.auth:
             where = f"request to {result.url}" if result.url else "request"
-            message = f"{where} refused: {result} (credentials refused)"
+            message = result.proxy or f"{where} refused: {result} (credentials refused)"
             self._error("auth", message, now)
             self._request_close(message, auth=True)
         else:
