@@ -260,6 +260,10 @@ class Dispatcher:
         self._low = 0
         self._on_drained: Callable[[], Any] | None = None
         self._drain_wanted = False
+        # An ``error`` nobody would see (no handler of the user's, no logging configured) is
+        # printed to stderr, as Python's last-resort handler would print a warning.
+        self._printed: dict[tuple[str, str], float] = {}
+        self.add("error", self._last_resort, internal=True)
 
     # -- registration (any thread) ---------------------------------------------------------
 
@@ -511,6 +515,31 @@ class Dispatcher:
             info = ErrorInfo("handler", f"handler {name} raised {type(exc).__name__}: {exc}", None, exc)
             self._deliver(Event("error", info, event.entity_id, event, time.time(), event.subscription))
 
+    def _last_resort(self, event: Event) -> None:
+        """Print an ``error`` event to stderr when nothing else shows it: no ``error`` handler
+        of the user's and no logging configured (the package's NullHandler swallows the log
+        lines).  A wrong token, a refused subscription or a refused proxy password would
+        otherwise leave a script silent while it retries.  Handler errors are left out (their
+        traceback is printed, see _failed); the same kind and message at most once a minute."""
+        info = event.data
+        kind = getattr(info, "kind", "")
+        if kind == "handler" or _logging_configured(self.log) or self._has_user_handler("error"):
+            return
+        message = str(getattr(info, "message", info))
+        key = (str(kind), message)
+        now = time.monotonic()
+        if now - self._printed.get(key, -1e9) < _REPEAT_AFTER:
+            return
+        if len(self._printed) >= 64:
+            self._printed.clear()
+        self._printed[key] = now
+        line = f"realtime_sync {self.name}: error ({kind}): {message}\n"
+        try:
+            sys.stderr.write(redact(line))
+            sys.stderr.flush()
+        except (OSError, ValueError, AttributeError):  # no usable stderr (pythonw, closed)
+            pass
+
     def _has_user_handler(self, name: str) -> bool:
         """True if a handler of the user's (not the library's own) would receive ``name``."""
         with self._reg_lock:
@@ -573,6 +602,10 @@ def same_handler(a: Any, b: Any) -> bool:
         and qualname == getattr(b, "__qualname__", None)
         and getattr(a, "__module__", None) == getattr(b, "__module__", None)
     )
+
+
+#: Seconds before the same unseen error (kind and message) is printed again (see _last_resort).
+_REPEAT_AFTER = 60.0
 
 
 def _logging_configured(logger: logging.Logger) -> bool:

@@ -216,3 +216,85 @@ def test_run_forever_leaves_an_application_sigterm_handler_alone() -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert isinstance(rs.State.CLOSED, rs.State)
+
+
+# -- an error nobody would see is printed (session 12's reviewer: a wrong token was silent) ------
+
+UNSEEN_SCRIPT = """
+    import logging, socket, sys, threading
+    import realtime_sync as rs
+    from realtime_sync.testing.actioncable import FakeVoxsigServer
+
+    mode = sys.argv[1]
+    if mode == "logging":
+        logging.basicConfig()
+    if mode == "closed_port":  # every attempt fails alike: printed once, not once an attempt
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+        failed = threading.Semaphore(0)
+        client = rs.VoxsigClient(f"ws://127.0.0.1:{port}/cable", pubsub_token="user-token-1", account_id=1, user_id=7)
+        client.on("reconnecting", lambda e: failed.release())
+        client.start()
+        for _ in range(3):  # the three instant retries, each a connect error
+            assert failed.acquire(timeout=30)
+        client.close()
+        print("closed", flush=True)
+        raise SystemExit(0)
+    with FakeVoxsigServer() as server:
+        if mode == "unknown_token":  # as Chatwoot: no answer to the subscribe, then confirm_timeout
+            client = rs.VoxsigClient(server.url, pubsub_token="wrong-token-1234", account_id=1, user_id=7,
+                                     confirm_timeout=1)
+            rejected = threading.Event()
+            client.on("subscription_rejected", lambda e: rejected.set())
+            client.start()
+            assert rejected.wait(30)
+            client.close()  # delivers what is queued
+            print("closed", flush=True)
+            raise SystemExit(0)
+        server.reject_connections = True  # reject_unauthorized_connection (reconnect: false)
+        client = rs.VoxsigClient(server.url, pubsub_token="wrong-token-1234", account_id=1, user_id=7)
+        if mode == "error_handler":
+            client.on("error", lambda e: print("ERROR HANDLER", e.data.kind, flush=True))
+        threading.Timer(30, client.close).start()  # a deadline: run_forever() must return before
+        client.run_forever()  # returns: the server asked not to reconnect
+        print("closed", flush=True)
+"""
+
+
+def test_an_error_nobody_would_see_is_printed_to_stderr() -> None:
+    result = _run(UNSEEN_SCRIPT, "plain")
+    assert result.returncode == 0, result.stderr
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("realtime_sync VoxsigClient: error (auth): ")
+    ]
+    assert len(lines) == 1, result.stderr
+    assert "unauthorized" in lines[0]
+    assert "wrong-token-1234" not in result.stderr
+
+
+def test_an_unanswered_subscription_is_not_silent_either() -> None:
+    result = _run(UNSEEN_SCRIPT, "unknown_token")
+    assert result.returncode == 0, result.stderr
+    assert "realtime_sync VoxsigClient: error (subscription): " in result.stderr, result.stderr
+    assert "wrong-token-1234" not in result.stderr
+
+
+def test_an_error_handler_or_logging_takes_the_unseen_error_instead() -> None:
+    handled = _run(UNSEEN_SCRIPT, "error_handler")
+    assert handled.returncode == 0, handled.stderr
+    assert "ERROR HANDLER auth" in handled.stdout
+    assert "error (auth)" not in handled.stderr, handled.stderr
+    logged = _run(UNSEEN_SCRIPT, "logging")
+    assert logged.returncode == 0, logged.stderr
+    assert "realtime_sync VoxsigClient: error" not in logged.stderr, logged.stderr
+    assert "unauthorized" in logged.stderr  # the log line says it instead
+    assert "wrong-token-1234" not in logged.stderr
+
+
+def test_the_same_unseen_error_is_printed_once_not_at_every_attempt() -> None:
+    result = _run(UNSEEN_SCRIPT, "closed_port")
+    assert result.returncode == 0, result.stderr
+    assert "closed" in result.stdout
+    lines = [
+        line for line in result.stderr.splitlines() if line.startswith("realtime_sync VoxsigClient: error (connect): ")
+    ]
+    assert len(lines) == 1, result.stderr

@@ -50,11 +50,13 @@ import attrs
 
 from .._build import Deferred
 from .._json import decode, dumps
-from .._redact import redact
+from .._redact import get_logger, redact
 from .._redact import truncate as _truncate
 from ..config import ReconnectPolicy, SharedBackoff
 from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, build_event, deferred_raw, public_subscription
 from ..exceptions import ProtocolError
+
+log = get_logger("realtime_sync.protocols")
 
 __all__ = [
     "Adapter",
@@ -548,6 +550,10 @@ class Adapter:
         excerpt = None if frame is None else truncate(frame)
         if exc is None and kind == "bad_frame":
             exc = ProtocolError(redact(message))
+        if kind == "auth":
+            # Credentials refused: rare (the credential-refusal backoff), and what a user whose
+            # logging shows warnings must see even without an ``error`` handler.
+            log.warning("auth: %s", redact(message))
         info = ErrorInfo(kind, redact(message), excerpt, exc)
         self._emit("error", now, info, raw=raw, subscription=subscription)
 
