@@ -256,8 +256,8 @@ class HubLongPollingConnection(LongPollingBase):
         answers on the disconnect, or the disconnect's own reply) makes the kernel send a TCP
         reset instead of a FIN, and the answer that comes after the close is refused with one:
         measured: 55 (faye) and 56 (cometd-nodejs-server) of 60 hub connections ended so."""
-        if self._poller is None or self._ended or code != 1000:
-            return False
+        if self._poller is None or self._ended or code != 1000 or not self.established:
+            return False  # (not established: no answer yet, no session to say goodbye to)
         return self._busy()
 
     def drain_closing(self) -> bool:

@@ -614,7 +614,9 @@ class LongPollingConnection(LongPollingBase):
             self._close_called = True
             # On a normal close (code 1000) /meta/disconnect was queued just before: give it a
             # moment to reach the server.  A dead connection (1001) is abandoned at once.
-            deadline = time.monotonic() + (_GOODBYE_GRACE if code == 1000 else 0.0)
+            # No answer yet from the server (the handshake still out, a server that accepted
+            # the connection and never answered): no session to say goodbye to, close at once.
+            deadline = time.monotonic() + (_GOODBYE_GRACE if code == 1000 and self.established else 0.0)
             if self.goodbye_until is not None:  # what close(timeout=...) leaves for it
                 deadline = min(deadline, self.goodbye_until)
             # On the client's own clean close (the engine set goodbye_until), the held

@@ -126,3 +126,27 @@ def test_close_gives_up_waiting_for_answers_that_never_come(on_hub: bool) -> Non
         poll_until(lambda: fake.failed_posts, 5, "the goodbye reached the server")
         alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-")]
         assert [n for n in alive if "fake" not in n] == []
+
+
+@pytest.mark.parametrize("on_hub", [True, False], ids=["hub", "standalone"])
+def test_close_before_any_answer_does_not_wait_for_a_goodbye(on_hub: bool) -> None:
+    """A server that took the handshake and never answered: there is no session to say goodbye
+    to, so close() and hub.close() do not wait the goodbye's grace (a reviewer measured 1.00 s
+    standalone and 2.00 s on a hub, 6 of 6 runs, against ~0.05 s over the websocket)."""
+    before = set(threading.enumerate())
+    with FakeBayeuxServer(websocket=False, timeout=2.0) as fake:
+        fake.fail_post("hang", channel="/meta/handshake")
+        hub = rs.Hub(workers=1, name="t-lp-unanswered") if on_hub else None
+        extra: dict[str, Any] = {"hub": hub} if hub is not None else {}
+        client = CometDClient(fake.http_url, transport="long-polling", name="lp-unanswered", **extra)
+        client.subscribe(ROOM)
+        client.start()
+        poll_until(lambda: fake.failed_posts, 10, "the handshake reached the server")
+        t0 = time.monotonic()
+        client.close(timeout=T(10))
+        if hub is not None:
+            assert hub.close(T(10))
+        took = time.monotonic() - t0
+        alive = [t.name for t in set(threading.enumerate()) - before if t.name.startswith("realtime_sync-")]
+        assert [n for n in alive if "fake" not in n] == []
+    assert took < T(0.8), f"close() took {took:.2f}s with no session to say goodbye to"
