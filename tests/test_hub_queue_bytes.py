@@ -24,6 +24,10 @@ MAX_BYTES = 20_000
 @pytest.fixture
 def server() -> Iterator[FakeVoxsigServer]:
     with FakeVoxsigServer(users={TOKEN: 77}) as srv:
+        # No presence.update at subscribe: broadcast right after the confirmation, it could come
+        # behind the first message (under load, 1 run in ~20) and be dropped with the burst,
+        # one drop more than the messages sent.
+        srv.answer_presence = False
         yield srv
 
 
