@@ -57,6 +57,7 @@ import logging
 import selectors
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import attrs
@@ -339,6 +340,15 @@ class LaneDispatcher(Dispatcher):
         return self._lane.in_lane()
 
 
+def _stop_unreachable(clients: dict[int, Any], pool: WorkerPool, loop: Loop) -> None:
+    """Stop the threads of a hub that was collected without ``close()`` (see Hub.__init__);
+    never blocks (it runs wherever the collector ran, a hub thread included)."""
+    if clients:  # pragma: no cover - clients hold their hub: it cannot be collected with them
+        return
+    loop.stop()
+    pool.close(0.0)
+
+
 class Hub:
     """Runs many clients on one I/O thread and a small pool of dispatcher workers.
 
@@ -405,6 +415,12 @@ class Hub:
         )
         self._pool.start()
         self._loop.start(f"realtime_sync-{name}-loop")
+        # A hub nobody can reach any more (a notebook cell run again: ``hub = rs.Hub()``) with no
+        # client attached stops its threads when it is collected, instead of keeping them until
+        # the process ends.  The finalizer holds the clients' table, whose clients hold the hub:
+        # a hub with clients is never collected, so it never stops under running clients.
+        self._finalizer = weakref.finalize(self, _stop_unreachable, self._clients, self._pool, self._loop)
+        self._finalizer.atexit = False
 
     # -- clients ---------------------------------------------------------------------------
 
@@ -503,6 +519,7 @@ class Hub:
         def left() -> float | None:
             return None if deadline is None else max(0.1, deadline - time.monotonic())
 
+        self._finalizer.detach()  # closed here: nothing left for the collector to stop
         with self._lock:
             self._closed = True
             clients = list(self._clients.values())

@@ -371,3 +371,34 @@ def test_the_hub_handshake_reports_a_refusal_as_a_standalone_client_does(server:
         client.wait_connected(T(10))
     finally:
         assert hub.close(T(10))
+
+
+def test_a_hub_nobody_can_reach_stops_its_threads_and_one_with_clients_does_not() -> None:
+    """A notebook cell run again (``hub = rs.Hub()``) dropped the old hub, whose 5 threads ran
+    until the process ended (a reviewer's report).  Collected without clients, it stops them;
+    a hub whose clients are alive is kept, with its threads, even when the user dropped it."""
+    import gc
+    import weakref
+
+    def hub_threads(name: str) -> list[str]:
+        return [t.name for t in threading.enumerate() if t.name.startswith(f"realtime_sync-{name}-")]
+
+    hub = rs.Hub(workers=4, name="t-dropped")
+    assert len(hub_threads("t-dropped")) == 5
+    gone = weakref.ref(hub)
+    del hub
+    gc.collect()
+    assert gone() is None
+    poll_until(lambda: not hub_threads("t-dropped"), 10, "the dropped hub's threads ended")
+
+    kept = rs.Hub(workers=2, name="t-kept")
+    held = weakref.ref(kept)
+    client = rs.CometDClient("ws://127.0.0.1:9/cometd", hub=kept)
+    del kept
+    gc.collect()
+    assert held() is not None and len(hub_threads("t-kept")) == 3  # its client holds it
+    client.close()
+    del client  # closed and dropped: nothing holds the hub now
+    gc.collect()
+    assert held() is None
+    poll_until(lambda: not hub_threads("t-kept"), 10, "the hub's threads ended after its client's")
