@@ -73,6 +73,8 @@ _seconds = seconds
 class Stats:
     """A snapshot of a client's counters (``client.stats``).
 
+    ``frames_received`` counts websocket text frames, or with Bayeux long-polling the HTTP
+    responses (each may carry many messages).
     ``last_frame_at`` is the wall-clock time of the last frame received, or None.
     ``reads_paused`` counts the times flow control stopped reading because the handlers were
     ``high_water`` events behind (see :class:`~realtime_sync.DispatchOptions`).
