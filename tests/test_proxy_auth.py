@@ -32,7 +32,7 @@ import realtime_sync as rs
 from realtime_sync.testing import FakeVoxsigServer
 from realtime_sync.testing.bayeux import FakeGenesysServer
 
-from . import test_ws_proxy
+from . import test_longpoll_socks, test_ws_proxy
 from ._relay import ResetRelay, Socks5Server
 from .conftest import Recorder, T, poll_until
 from .test_genesys_transport_options import HttpProxy, _read_head
@@ -40,6 +40,8 @@ from .test_ws_proxy import PASSWORD, USER, StubProxy
 
 #: Debian's microsocks on 127.0.0.1 (user USER, password PASSWORD), skipped cleanly when absent.
 microsocks = test_ws_proxy.microsocks
+#: Each test standalone, then on a hub.
+hub = test_longpoll_socks.hub
 
 WRONG = "wr0ng-pa55word"
 TRANSPORTS = ["websocket", "long-polling-https", "long-polling-http"]
@@ -106,16 +108,6 @@ class Proxy:
 def gws() -> Iterator[FakeGenesysServer]:
     with FakeGenesysServer(timeout=1.0) as server:
         yield server
-
-
-@pytest.fixture(params=["standalone", "hub"])
-def hub(request: pytest.FixtureRequest) -> Iterator[rs.Hub | None]:
-    if request.param == "standalone":
-        yield None
-        return
-    h = rs.Hub(workers=1, handshake_workers=1, name="t-proxy-auth")
-    yield h
-    assert h.close(T(10))
 
 
 @pytest.fixture(params=PROXIES)
