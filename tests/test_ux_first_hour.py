@@ -254,8 +254,10 @@ UNSEEN_SCRIPT = """
         client = rs.VoxsigClient(server.url, pubsub_token="wrong-token-1234", account_id=1, user_id=7)
         if mode == "error_handler":
             client.on("error", lambda e: print("ERROR HANDLER", e.data.kind, flush=True))
-        threading.Timer(30, client.close).start()  # a deadline: run_forever() must return before
+        deadline = threading.Timer(30, client.close)  # run_forever() must return before
+        deadline.start()
         client.run_forever()  # returns: the server asked not to reconnect
+        deadline.cancel()
         print("closed", flush=True)
 """
 
