@@ -208,8 +208,9 @@ class CsrfToken:
         set_cookies = msg.get_all("Set-Cookie") or []
         if set_cookies and hasattr(cookies, "update"):
             cookies.update(set_cookies)  # the token belongs to this HTTP session (JSESSIONID)
-        if status == 407 and h.absolute and h.hop is not None:  # a plain-HTTP proxy refused our credentials
-            raise AuthenticationError(f"CSRF token: GET {shown} failed: {proxy_credentials_refused(h.hop, url)}")
+        refusal = proxy_credentials_refused(h.hop, url, status, h.absolute)  # a plain-HTTP proxy's 407
+        if refusal:
+            raise AuthenticationError(f"CSRF token: GET {shown} failed: {refusal}")
         if status in (401, 403):
             raise AuthenticationError(f"CSRF token: GET {shown} refused: HTTP {status} {reason}".strip(), status=status)
         if status != 200:

@@ -432,9 +432,7 @@ class HttpConnection:
     def proxy_refusal(self, status: int) -> str:
         """For a response with ``status``: when it is a plain-HTTP proxy's 407 (requests in
         absolute form), what happened, naming the proxy (a credential refusal); else ``""``."""
-        if status != 407 or not self._absolute or self._hop is None:
-            return ""
-        return proxy_credentials_refused(self._hop, self.url)
+        return proxy_credentials_refused(self._hop, self.url, status, self._absolute)
 
     def _peer_label(self) -> str:
         """What a failure to reach the peer names: the URL, or the proxy (credentials hidden)."""

@@ -318,10 +318,7 @@ class HubLongPollingConnection(LongPollingBase):
             if outcome.kind == "too_big":
                 self._inbox.append(FrameError(outcome.message))
             elif outcome.kind == "auth":  # a proxy refused our proxy credentials: the adapter's auth refusal
-                refusal = HttpResult(
-                    407, "Proxy Authentication Required", held=role.held, url=self._url, proxy=outcome.message
-                )
-                self._inbox.append(refusal)
+                self._inbox.append(HttpResult.proxy_refused(outcome.message, held=role.held, url=self._url))
             self._end(f"long-polling request to {self._url} failed: {outcome.message}")
         if not self._in_receive:
             self._wake()

@@ -601,9 +601,12 @@ def socks_refused(exc: SocksRefused, hop: _Hop, url: str) -> _Refused:
     return hop.refused(url, str(exc), exc.hint, verb="tunnel through", auth=exc.auth)
 
 
-def proxy_credentials_refused(hop: _Hop, url: str) -> str:
-    """The message of a plain-HTTP proxy (taking requests in absolute form, no tunnel) that
-    answered a request with 407: it refused our proxy credentials (a credential refusal)."""
+def proxy_credentials_refused(hop: _Hop | None, url: str, status: int, absolute: bool) -> str:
+    """For a response with ``status`` to a request sent to a plain-HTTP proxy in absolute form
+    (``absolute``, no tunnel): when it is the proxy's 407, the message of a credential refusal
+    naming the proxy; else ``""``."""
+    if status != 407 or not absolute or hop is None:
+        return ""
     hint = tunnel_hint(407, "", hop.auth is not None)
     return str(hop.refused(url, "it answered with HTTP 407", hint, verb="get an answer through", auth=True).error)
 

@@ -706,11 +706,7 @@ class LongPollingConnection(LongPollingBase):
             return
         except AuthenticationError as exc:  # a proxy refused our credentials on a new connection
             if not self._closing:
-                self._push(
-                    HttpResult(
-                        407, "Proxy Authentication Required", held=role == "connect", url=self._url, proxy=str(exc)
-                    )
-                )
+                self._push(HttpResult.proxy_refused(str(exc), held=role == "connect", url=self._url))
                 self._end(f"long-polling request to {self._url} failed: {exc}")
             return
         except (OSError, http.client.HTTPException, ValueError, ConnectError) as exc:
@@ -729,7 +725,7 @@ class LongPollingConnection(LongPollingBase):
         set_cookies = msg.get_all("Set-Cookie")
         if set_cookies:
             self.cookies.update(set_cookies)
-        proxy = proxy_credentials_refused(h.hop, self._url) if status == 407 and h.absolute and h.hop else ""
+        proxy = proxy_credentials_refused(h.hop, self._url, status, h.absolute)
         result = self._response(status, reason, data, msg.get("Location"), role == "connect", proxy)
         self._push(result)
         if not isinstance(result, HttpResult):

@@ -180,6 +180,12 @@ class HttpResult:
     url: str = ""  # the request's URL, redacted
     proxy: str = ""  # a proxy's refusal of our proxy credentials (407), redacted
 
+    @classmethod
+    def proxy_refused(cls, message: str, *, held: bool, url: str) -> HttpResult:
+        """A proxy refused our proxy credentials on a connection made anew for a request
+        (``message`` names the proxy): a 407, ``auth``."""
+        return cls(407, "Proxy Authentication Required", held=held, url=url, proxy=message)
+
     @property
     def auth(self) -> bool:
         return (self.status in (401, 403) and not self.renewed) or self.status == 407
