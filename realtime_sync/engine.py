@@ -609,6 +609,7 @@ class Engine(Generic[A]):
         #: The one backoff of this client, lent to the adapter for its in-session retries.
         self.backoff = SharedBackoff(options.reconnect)
         adapter.backoff = self.backoff
+        adapter.log = self.log  # its warnings name the client, as the engine's do
         self._lock = threading.Lock()
         self._changed = LazyCondition(self._lock)  # (a hub holds thousands: no waiter queue until one waits)
         self._snapshot = Snapshot()

@@ -44,6 +44,7 @@ state is unchanged, so every later valid frame is processed.
 from __future__ import annotations
 
 import enum
+import logging
 from typing import Any, Hashable, Iterator, Mapping
 
 import attrs
@@ -57,6 +58,11 @@ from ..events import ErrorInfo, Event, Subscription, SubscriptionInfo, build_eve
 from ..exceptions import ProtocolError
 
 log = get_logger("realtime_sync.protocols")
+
+#: The ``error`` events an adapter logs at WARNING: at most _WARN_BURST of a kind in
+#: _WARN_WINDOW seconds; the rest are counted and the count is said with the next line logged.
+_WARN_WINDOW = 60.0
+_WARN_BURST = 10
 
 __all__ = [
     "Adapter",
@@ -349,6 +355,11 @@ class Adapter:
         #: The client's one backoff (the engine lends its own; a bare adapter has a default
         #: one): in-session retries count on it, so they and reconnects share their counters.
         self.backoff = SharedBackoff(self.default_backoff_policy())
+        #: Where the ``error`` events are logged at WARNING: the client's logger once an engine
+        #: holds the adapter (``realtime_sync.transport.<client name>``), else ``realtime_sync.protocols``.
+        self.log: logging.Logger = log
+        # kind -> [start of its window, lines logged in it, errors not logged in it]
+        self._warned: dict[str, list[Any]] = {}
 
     @classmethod
     def default_backoff_policy(cls) -> ReconnectPolicy:
@@ -552,16 +563,50 @@ class Adapter:
         exc: BaseException | None = None,
         raw: Any = None,
         subscription: Subscription | None = None,
+        level: int = logging.WARNING,
     ) -> None:
         excerpt = None if frame is None else truncate(frame)
         if exc is None and kind == "bad_frame":
             exc = ProtocolError(redact(message))
-        if kind == "auth":
-            # Credentials refused: rare (the credential-refusal backoff), and what a user whose
-            # logging shows warnings must see even without an ``error`` handler.
-            log.warning("auth: %s", redact(message))
         info = ErrorInfo(kind, redact(message), excerpt, exc)
+        self._emit_error(info, now, raw=raw, subscription=subscription, level=level)
+
+    def _emit_error(
+        self,
+        info: ErrorInfo,
+        now: float,
+        *,
+        raw: Any = None,
+        subscription: Subscription | None = None,
+        level: int = logging.WARNING,
+    ) -> None:
+        """Emit the ``error`` event ``info`` and log it (at WARNING unless ``level`` says less:
+        a transient failure the adapter retries), as the engine logs its own: a user whose
+        logging shows warnings sees a refused token, a server's error, a bad frame or a payload
+        that does not fit its model without an ``error`` handler.  A flood (a server sending a
+        bad frame a millisecond) is cut to _WARN_BURST lines a kind a minute."""
+        self._warn(info.kind, info.message, now, level)
         self._emit("error", now, info, raw=raw, subscription=subscription)
+
+    def _warn(self, kind: str, message: str, now: float, level: int = logging.WARNING) -> None:
+        state = self._warned.get(kind)
+        if state is None or now - state[0] >= _WARN_WINDOW:
+            skipped = 0 if state is None else state[2]
+            state = self._warned[kind] = [now, 0, 0]
+            if skipped:
+                message = f"{message} ({skipped} more {kind!r} errors in the minute before were not logged)"
+        if state[1] >= _WARN_BURST:
+            if state[2] == 0:
+                self.log.log(
+                    level,
+                    "%s: %d errors of this kind in a minute; the rest of this minute's are not logged",
+                    kind,
+                    _WARN_BURST,
+                )
+            state[2] += 1
+            return
+        state[1] += 1
+        self.log.log(level, "%s: %s", kind, redact(message))
 
     def _bad_frame(
         self, message: str, text: Any, now: float, raw: Any = None, exc: BaseException | None = None

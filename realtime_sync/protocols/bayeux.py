@@ -1007,8 +1007,7 @@ class BayeuxAdapter(Adapter):
     def _server_error(self, what: str, message: dict[str, Any], now: float, level: int = logging.WARNING) -> None:
         error = message.get("error")
         text = f"{what}: {error}" if error is not None else what
-        log.log(level, "%s", redact(text))
-        self._error("server", text, now, raw=message)
+        self._error("server", text, now, raw=message, level=level)  # logged there
 
     def _session_may_live(self, now: float) -> bool:
         if self._last_contact is None:

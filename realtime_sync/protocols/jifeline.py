@@ -583,7 +583,7 @@ class JifelinePartnerAdapter(_JifelineAdapter):
             log.debug("dropping results of superseded gap recovery %d", generation)
             return
         if error is not None:
-            self._emit("error", now, error)
+            self._emit_error(error, now)
         if not self.recovering and items:
             log.warning("gap recovery results arrived after gap_timeout; delivering them late")
         wanted = {s.key for s in self.subscriptions if s.kind == "event"}

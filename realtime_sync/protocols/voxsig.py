@@ -503,7 +503,7 @@ class VoxsigAdapter(ActionCableAdapter):
             log.debug("dropping results of superseded catch-up %d", generation)
             return
         if error is not None:
-            self._emit("error", now, ErrorInfo("catch_up", error.message, error.frame, error.exception))
+            self._emit_error(ErrorInfo("catch_up", error.message, error.frame, error.exception), now)
         else:
             self._lost_at = None
             self._floor = None  # caught up: later reconnects start from what this process saw
