@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -622,7 +623,8 @@ def test_unsubscribe_sends_and_forgets() -> None:
     assert a.data_to_send() == []
 
 
-def test_extensions_see_every_message_both_ways() -> None:
+def test_extensions_see_every_message_both_ways(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="realtime_sync")
     seen: list[str] = []
 
     class Spy:
@@ -644,6 +646,8 @@ def test_extensions_see_every_message_both_ways() -> None:
     assert hs["ext"] == {"auth": "tok-123456"}
     errors = a.events_received()
     assert [e.data.kind for e in errors] == ["handler"]  # Broken raised; the message went on
+    # Logged once, with its traceback, at ERROR (not again as a WARNING line of the error event).
+    assert [(r.levelname, r.exc_info is not None) for r in caplog.records] == [("ERROR", True)]
     feed(a, 0.1, hs_reply(hs["id"]))
     a.events_received()
     frames(a)

@@ -585,7 +585,8 @@ class Adapter:
         logging shows warnings sees a refused token, a server's error, a bad frame or a payload
         that does not fit its model without an ``error`` handler.  A flood (a server sending a
         bad frame a millisecond) is cut to _WARN_BURST lines a kind a minute."""
-        self._warn(info.kind, info.message, now, level)
+        if info.kind != "handler":  # (an extension that raised: its traceback is logged at ERROR)
+            self._warn(info.kind, info.message, now, level)
         self._emit("error", now, info, raw=raw, subscription=subscription)
 
     def _warn(self, kind: str, message: str, now: float, level: int = logging.WARNING) -> None:
