@@ -19,6 +19,7 @@ import atexit
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -96,16 +97,48 @@ def client_class(vendor: str) -> type[Client]:
 
 
 def import_string(path: str) -> Any:
-    """``"package.module:attr"`` or ``"package.module.attr"`` -> the object."""
+    """``"package.module:attr"`` or ``"package.module.attr"`` -> the object.
+
+    A module that is not importable from ``sys.path`` is looked for in the working directory
+    too, as gunicorn and celery do: the ``realtime-sync`` console script, unlike ``python -m``,
+    does not put the working directory on ``sys.path``, so ``realtime-sync listen ... --tenants
+    myapp.tenants:all_agents`` run from the project's directory would not find ``myapp``.  The
+    directory is appended (it never shadows an installed module) and only when needed.
+    """
     module, sep, attr = path.partition(":")
     if not sep:
         module, _, attr = path.rpartition(".")
     if not module or not attr:
         raise ConfigurationError(f"{path!r} is not an importable 'module:attribute' path")
     try:
-        return getattr(importlib.import_module(module), attr)
+        try:
+            imported = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if not _from_working_directory(exc, module):
+                raise
+            imported = importlib.import_module(module)
+        return getattr(imported, attr)
     except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(f"cannot import {path!r}: {exc}") from exc
+        hint = ""
+        if isinstance(exc, ModuleNotFoundError) and exc.name == module.partition(".")[0]:
+            hint = f" (looked in sys.path and in the working directory {os.getcwd()!r}: run from the directory that holds it, or set PYTHONPATH)"
+        raise ConfigurationError(f"cannot import {path!r}: {exc}{hint}") from exc
+
+
+def _from_working_directory(exc: ModuleNotFoundError, module: str) -> bool:
+    """True if ``module``'s top-level package was missing and the working directory, not yet on
+    ``sys.path``, was appended to it (so importing again may find it there)."""
+    if exc.name != module.partition(".")[0]:
+        return False  # something the module itself imports is missing: not ours to fix
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        return False
+    if any(os.path.abspath(p or os.curdir) == cwd for p in sys.path):
+        return False  # it was looked in already
+    sys.path.append(cwd)
+    importlib.invalidate_caches()
+    return True
 
 
 def token_from_config(token: Any, provider: Any = None) -> Any:
