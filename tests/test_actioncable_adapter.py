@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 from typing import Any
 
 import pytest
@@ -180,7 +181,8 @@ def test_reject_is_reported_and_forgotten() -> None:
     assert a.data_to_send() == []  # not re-sent after a reconnect
 
 
-def test_unconfirmed_subscribe_is_retried_then_reported_after_the_timeout() -> None:
+def test_unconfirmed_subscribe_is_retried_then_reported_after_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="realtime_sync")
     a = ActionCableAdapter(confirm_timeout=10.0, retry_interval=0.5)
     welcome(a)
     sub = a.subscribe(CHAT, 0.0)
@@ -201,7 +203,14 @@ def test_unconfirmed_subscribe_is_retried_then_reported_after_the_timeout() -> N
     events = a.events_received()
     assert [e.name for e in events] == ["subscription_rejected", "error"]
     assert "no confirmation within 10 s" in (events[0].data.reason or "")
+    # Rails answers a subscribe to a class it does not have with silence (it logs "Subscription
+    # class not found"): the reason names that cause too (review 13: a wrong channel name).
+    assert "no such channel class" in (events[0].data.reason or "")
     assert isinstance(events[1].data, ErrorInfo) and events[1].data.kind == "subscription"
+    # One WARNING line for it (the error event's), not two.
+    assert [r.getMessage().split(" not confirmed")[0] for r in caplog.records] == [
+        'subscription: subscription {"channel":"ChatChannel","room":"lobby"}'
+    ]
     assert events[1].subscription == sub
     a.handle_timer(20.0)
     assert a.data_to_send() == [] and a.events_received() == []

@@ -169,7 +169,10 @@ class ActionCableAdapter(Adapter):
 
     name = "actioncable"
     #: What the ``confirm_timeout`` error adds: why a server may say nothing.
-    unconfirmed_hint = "the channel may have failed in `subscribed` or refused the identifier silently"
+    unconfirmed_hint = (
+        "the server may have no such channel class (Rails logs 'Subscription class not found' and "
+        "answers nothing), or the channel failed in `subscribed` or refused the identifier silently"
+    )
     has_heartbeat = True
     subprotocols = PROTOCOLS
 
@@ -520,7 +523,6 @@ class ActionCableAdapter(Adapter):
                     f"no confirmation within {self.confirm_timeout:g} s after {entry.attempts} subscribe(s); "
                     + self.unconfirmed_hint
                 )
-                log.warning("subscription not confirmed: %s", redact(sub.key))
                 self._rejected(sub, reason, now)
                 self._error(
                     "subscription",
