@@ -53,6 +53,9 @@ __all__ = ["Client", "Stats"]
 
 H = TypeVar("H", bound=Handler)
 A = TypeVar("A", bound=Adapter)
+#: The instance's own type for the methods that return it (``start()``, ``with ... as c``), so a
+#: vendor client keeps its vendor methods and typed waits (``typing.Self`` is Python 3.11+).
+_C = TypeVar("_C", bound="Client[Any]")
 
 #: ``wait_for(where=...)``.  The vendor clients' typed overloads take it as a function of an
 #: ``Event[Any]``: mypy types a lambda from the first overload, so a model-typed ``where``
@@ -505,7 +508,7 @@ class Client(Generic[A]):
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, wait: bool = False, timeout: float | None = None) -> Client[A]:
+    def start(self: _C, wait: bool = False, timeout: float | None = None) -> _C:
         """Start the background threads and connect.  Idempotent; returns the client.
 
         The state is ``connecting`` as soon as it returns.  With ``wait=True`` it blocks until
@@ -536,7 +539,7 @@ class Client(Generic[A]):
             self._wait_connected(timeout, before)
         return self
 
-    def wait_connected(self, timeout: float | None = None) -> Client[A]:
+    def wait_connected(self: _C, timeout: float | None = None) -> _C:
         """Start if needed, and block until connected with every subscription confirmed.
 
         Raises (and closes the client): :class:`~realtime_sync.WaitTimeout` after ``timeout``
@@ -562,7 +565,7 @@ class Client(Generic[A]):
         if self._dispatcher.is_dispatch_thread():
             raise ConfigurationError("wait_connected() cannot be called from inside a handler")
 
-    def _wait_connected(self, timeout: float | None, before: ErrorInfo | None) -> Client[A]:
+    def _wait_connected(self: _C, timeout: float | None, before: ErrorInfo | None) -> _C:
         """:meth:`wait_connected`, counting only errors other than ``before`` (the last error
         recorded before this start or wait began)."""
         engine = self._engine
@@ -653,7 +656,7 @@ class Client(Generic[A]):
             handlers.append(d.name)
         return not_ended("close()", timeout, names, handlers)
 
-    def __enter__(self) -> Client[A]:
+    def __enter__(self: _C) -> _C:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

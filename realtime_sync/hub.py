@@ -58,7 +58,7 @@ import selectors
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, TypeVar
 
 import attrs
 
@@ -81,6 +81,10 @@ if TYPE_CHECKING:
 __all__ = ["Hub", "HubStats"]
 
 log = logging.getLogger("realtime_sync.hub")
+
+#: ``hub.add(client)`` returns the client with its own (vendor) type; ``with Hub() as hub`` too.
+_C = TypeVar("_C", bound="Client[Any]")
+_H = TypeVar("_H", bound="Hub")
 
 #: The most threads a hub may run (loop + handshake workers + dispatch workers).
 MAX_THREADS = 8
@@ -460,7 +464,7 @@ class Hub:
         with self._lock:
             self._clients.pop(id(client), None)
 
-    def add(self, client: Client[Any]) -> Client[Any]:
+    def add(self, client: _C) -> _C:
         """Move a client that was made without ``hub=`` onto this hub (before its ``start()``);
         returns it.
 
@@ -550,7 +554,7 @@ class Hub:
             log.warning("%s", not_ended("hub.close()", timeout, [t.name for t in alive], handlers))
         return ok
 
-    def __enter__(self) -> Hub:
+    def __enter__(self: _H) -> _H:
         return self
 
     def __exit__(self, *exc: object) -> None:

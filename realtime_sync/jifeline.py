@@ -141,6 +141,8 @@ class _ChangesOnly:
 
 
 J = TypeVar("J", bound=_JifelineAdapter)
+#: ``JifelinePartnerClient.from_client_credentials()`` on a subclass returns that subclass.
+_P = TypeVar("_P", bound="JifelinePartnerClient")
 
 # The event names whose data is typed, for the typed overloads of wait_for() and events().
 _TicketEvents = Literal["ticket.updated"]
@@ -721,7 +723,7 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
 
     @classmethod
     def from_client_credentials(
-        cls,
+        cls: type[_P],
         client_id: str,
         client_secret: str,
         *,
@@ -729,7 +731,7 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
         cluster: str | int | None = None,
         extra_headers: Mapping[str, str] | None = None,
         **kwargs: Any,
-    ) -> JifelinePartnerClient:
+    ) -> _P:
         """A client whose token comes from a :class:`ClientCredentialsTokenProvider`.
 
         ``token_url`` defaults to the cluster's ``/oauth2/token``.

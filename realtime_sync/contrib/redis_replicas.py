@@ -80,7 +80,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
 import attrs
 
@@ -114,6 +114,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("realtime_sync.replicas")
+
+#: ``start()`` and ``with ... as x`` return the instance with its own type (a subclass keeps it).
+_S = TypeVar("_S", bound="ReplicaListener")
 
 Handler = Callable[[Event], Any]
 
@@ -667,7 +670,7 @@ class ReplicaListener:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def start(self) -> ReplicaListener:
+    def start(self: _S) -> _S:
         """Start the coordinator thread (idempotent); the replica joins the group at once."""
         with self._lock:
             if self._thread is not None:
@@ -711,7 +714,7 @@ class ReplicaListener:
             for o in owned:
                 self._close_and_release(o)
 
-    def __enter__(self) -> ReplicaListener:
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -44,7 +44,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import attrs
 
@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("realtime_sync.sinks")
+
+#: ``start()`` and ``with ... as x`` return the instance with its own type (a subclass keeps it).
+_S = TypeVar("_S", bound="BufferedSink")
 
 
 def _redis_module() -> Any:
@@ -212,7 +215,7 @@ class BufferedSink:
 
     # -- the sender ----------------------------------------------------------------------------
 
-    def start(self) -> BufferedSink:
+    def start(self: _S) -> _S:
         """Start the sender thread (``put()`` does it on first use); idempotent."""
         with self._cond:
             if self._thread is None or self._pid != os.getpid():
@@ -319,7 +322,7 @@ class BufferedSink:
         for item in left:
             self._report_drop(item.event, "closed", dropped)
 
-    def __enter__(self) -> BufferedSink:
+    def __enter__(self: _S) -> _S:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
