@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import urllib.parse
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Mapping, overload
 
 import attrs
 
@@ -17,11 +17,12 @@ from ._cookies import CookieJar
 from ._csrf import CsrfSource, CsrfToken
 from ._redact import register_secret
 from ._validate import number
-from .client import Client
+from .client import Client, _Timeout, _Where
 from .config import ReconnectPolicy
+from .events import Event
 from .exceptions import ConfigurationError
 from .protocols.base import ConnectRequest
-from .protocols.bayeux import AckExtension, AuthExtension, BayeuxAdapter, Decoder, validate_channel
+from .protocols.bayeux import AckExtension, AuthExtension, BayeuxAdapter, Decoder, SessionInfo, validate_channel
 from .transport_longpoll import TRANSPORTS, make_connection_factory
 
 __all__ = ["CometDClient"]
@@ -49,6 +50,10 @@ def split_userinfo(url: Any) -> tuple[Any, str | None, str | None]:
     for secret in {password, quoted} - {""}:
         register_secret(secret)
     return urllib.parse.urlunsplit(parts._replace(netloc=host)), urllib.parse.unquote(user), password
+
+
+#: The event name whose data is typed (SessionInfo), for the overloads of wait_for() and events().
+_HandshakeEvents = Literal["handshake"]
 
 
 class CometDClient(Client[BayeuxAdapter]):
@@ -115,6 +120,31 @@ class CometDClient(Client[BayeuxAdapter]):
     url_example = "https://host/cometd"
 
     default_reconnect = ReconnectPolicy(instant_retries=0, interval=1.0, step=1.0, max_interval=60.0, jitter=0.1)
+
+    if TYPE_CHECKING:
+        # For type checkers only (at run time these are Client's methods): wait_for() and
+        # events() of "handshake" give Event[SessionInfo]; "message" (whatever the server
+        # publishes), any other name or a pattern give Event[Any].
+
+        @overload
+        def wait_for(
+            self, name: _HandshakeEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[SessionInfo]: ...
+        @overload
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+        def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
+
+        @overload
+        def events(
+            self, name: _HandshakeEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[SessionInfo]]: ...
+        @overload
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
+        def events(
+            self, name: str = "*", *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[Any]]: ...
 
     def __init__(
         self,

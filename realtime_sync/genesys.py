@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, overload
 from ._csrf import CsrfSource
 from ._validate import websocket_url
 from .client import _Timeout, _Where
-from .cometd import CometDClient
+from .cometd import CometDClient, _HandshakeEvents
 from .events import Event
 from .models.genesys import (
     _EVENT_NAMES,
@@ -47,6 +47,7 @@ from .models.genesys import (
     _topic,
     decode_notification,
 )
+from .protocols.bayeux import SessionInfo
 
 __all__ = ["GENESYS_NOTIFICATIONS_PATH", "GenesysChatClient"]
 
@@ -128,9 +129,16 @@ class GenesysChatClient(CometDClient):
 
     if TYPE_CHECKING:
         # For type checkers only (at run time these are Client's methods): wait_for() and
-        # events() of a chat, call or device event name give its model; "notification" (the
-        # decoded data of another topic), any other name or a pattern give Event[Any].
+        # events() of a chat, call or device event name give its model, "handshake" a
+        # SessionInfo (as on CometDClient); "notification" (the decoded data of another topic),
+        # any other name or a pattern give Event[Any].  The ignores: mypy refuses narrower
+        # names in front of the parent's catch-all str overload although every return here is
+        # an Event[...] where the parent promises Event[Any] for the same name.
 
+        @overload  # type: ignore[override]
+        def wait_for(
+            self, name: _HandshakeEvents, timeout: _Timeout = None, where: _Where = None
+        ) -> Event[SessionInfo]: ...
         @overload
         def wait_for(
             self, name: _ChatStateEvents, timeout: _Timeout = None, where: _Where = None
@@ -151,6 +159,10 @@ class GenesysChatClient(CometDClient):
         def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
         def wait_for(self, name: str, timeout: _Timeout = None, where: _Where = None) -> Event[Any]: ...
 
+        @overload  # type: ignore[override]
+        def events(
+            self, name: _HandshakeEvents, *, timeout: _Timeout = None, limit: int | None = None
+        ) -> Iterator[Event[SessionInfo]]: ...
         @overload
         def events(
             self, name: _ChatStateEvents, *, timeout: _Timeout = None, limit: int | None = None
