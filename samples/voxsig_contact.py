@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from realtime_sync import ClientClosedError
 from realtime_sync.voxsig import VoxsigClient
@@ -49,7 +49,7 @@ def run_fake_script(server: Any, stop: threading.Event) -> None:
     """The agent's side, played by the fake server."""
     from realtime_sync.testing.actioncable import conversation_payload, message_payload, typing_payload
 
-    steps = [
+    steps: list[tuple[float, Callable[[], object]]] = [
         (0.6, lambda: server.send_event(DEMO_TOKEN, "conversation.typing_on", typing_payload(42, by_contact=False))),
         (
             1.2,

@@ -45,7 +45,7 @@ import functools
 import os
 import sys
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 import click
 from flask import Flask, current_app
@@ -55,7 +55,7 @@ from .._redact import redact
 from ..client import Client
 from ..events import LIFECYCLE_EVENTS, Event
 from ..exceptions import ConfigurationError
-from ._common import HandlerRegistry, ProcessLocalClient, make_client, run_clients, token_from_config
+from ._common import H, HandlerRegistry, ProcessLocalClient, S, make_client, run_clients, token_from_config
 
 __all__ = ["RealtimeSync"]
 
@@ -131,11 +131,25 @@ class RealtimeSync:
 
     # -- registration ------------------------------------------------------------------------
 
-    def on(self, pattern: str, handler: Callable[[Event], Any] | None = None, **kwargs: Any) -> Any:
-        """Register a handler (decorator too); ``entity_id=``, ``changes_only=`` as on a client."""
+    @overload
+    def on(self, pattern: str, handler: None = None, **kwargs: Any) -> Callable[[H], H]: ...
+
+    @overload
+    def on(self, pattern: str, handler: H, **kwargs: Any) -> H: ...
+
+    def on(self, pattern: str, handler: H | None = None, **kwargs: Any) -> Any:
+        """Register a handler (decorator too); ``entity_id=``, ``changes_only=`` as on a client.
+
+        The decorated function keeps its type: annotate ``event`` with ``rs.Event[Model]``."""
         return self.handlers.on(pattern, handler, **kwargs)
 
-    def setup(self, fn: Callable[[Client], Any] | None = None) -> Any:
+    @overload
+    def setup(self, fn: None = None) -> Callable[[S], S]: ...
+
+    @overload
+    def setup(self, fn: S) -> S: ...
+
+    def setup(self, fn: S | None = None) -> Any:
         """Register ``fn(client)``, called (inside an app context) before the client starts."""
         return self.handlers.setup(fn)
 

@@ -4,14 +4,16 @@ They run in the ``manage.py realtime_listen`` process, on the client's dispatche
 event at a time and in order; stale database connections are closed around each call.
 """
 
+import realtime_sync as rs
 from realtime_sync.contrib.django import realtime
+from realtime_sync.models import voxsig
 
 from .models import Message
 
 
 @realtime.on("message.created")
 @realtime.on("message.updated")
-def store_message(event):
+def store_message(event: rs.Event[voxsig.Message]) -> None:
     m = event.data
     sender = getattr(m.sender, "name", None) or m.sender_type or ""
     Message.objects.update_or_create(
@@ -21,5 +23,5 @@ def store_message(event):
 
 
 @realtime.on("conversation.status_changed")
-def status_changed(event):
+def status_changed(event: rs.Event[voxsig.Conversation]) -> None:
     print(f"conversation {event.entity_id} is now {event.data.status}", flush=True)

@@ -1,8 +1,8 @@
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 
 from .models import Message
 
 
-def messages(request):
+def messages(request: HttpRequest) -> JsonResponse:
     rows = Message.objects.order_by("id").values("id", "conversation", "sender", "text")
     return JsonResponse({"messages": list(rows)})

@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     initial = True
-    dependencies: list = []
+    dependencies: list[tuple[str, str]] = []
 
     operations = [
         migrations.CreateModel(
