@@ -109,7 +109,8 @@ class Event(Generic[DataT]):
             the model with every field that fit (the others at their defaults), or the decoded
             JSON when it was not an object, and an ``error`` event of kind ``"decode"`` follows.
         account_id: the account the event belongs to, where the vendor has accounts (Voxsig:
-            ``data.account_id`` of the broadcast); else ``None``.
+            ``data.account_id`` of the broadcast, an int, or the string sent when it is not a
+            number); else ``None``.
         recovered: ``True`` when the event was not received live but fetched after a reconnect
             (Voxsig catch-up over Chatwoot's REST API); else ``False``.
 
@@ -125,7 +126,7 @@ class Event(Generic[DataT]):
     subscription: Subscription | None = None
     changes: frozenset[str] | None = None
     decode_error: str | None = None
-    account_id: Any = None
+    account_id: int | str | None = None
     recovered: bool = False
 
     def __repr__(self) -> str:

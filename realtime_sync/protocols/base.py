@@ -478,7 +478,7 @@ class Adapter:
         subscription: Subscription | None = None,
         changes: frozenset[str] | None = None,
         decode_error: str | None = None,
-        account_id: Any = None,
+        account_id: int | str | None = None,
         recovered: bool = False,
     ) -> Event:
         # Events leave the library: they carry redacted copies of the frame and the subscription
@@ -518,7 +518,7 @@ class Adapter:
         raw: Any = None,
         subscription: Subscription | None = None,
         changes: frozenset[str] | None = None,
-        account_id: Any = None,
+        account_id: int | str | None = None,
         frame: Any = None,
         recovered: bool = False,
     ) -> Event:
