@@ -41,6 +41,14 @@ _SECONDS = number_converter(unit="seconds")
 _NUMBER = number_converter()
 
 
+def _default_max_interval(policy: Any) -> float:
+    """``max_interval`` when none is given: ``interval`` (at least the 5 s of the default
+    policy) for a constant delay; for a growing one (``multiplier > 1``, ``step > 0``) a cap of a
+    minute (or ``interval``, when longer), as CometD's reference client caps its backoff."""
+    growing = policy.multiplier > 1 or policy.step > 0
+    return max(60.0 if growing else 5.0, float(policy.interval))
+
+
 @attrs.frozen
 class ReconnectPolicy:
     """When to try again after a connection fails or drops.
@@ -54,6 +62,9 @@ class ReconnectPolicy:
     The delay before attempt ``n`` (0-based count of consecutive failures), past the instant
     retries (``k = n - instant_retries``), is
     ``min(max_interval, interval * multiplier**k + step * k) * (1 + jitter * random())``.
+    ``max_interval`` not given follows ``interval``: ``ReconnectPolicy(interval=30)`` waits 30 s
+    (a growing delay is capped at a minute, or at ``interval`` when longer); given, it must not be
+    below ``interval`` (0: no cap).
 
     Credentials refused by the server (HTTP 401/403, an ActionCable ``unauthorized``) never
     retry quickly: the client waits ``auth_failure_delay`` seconds, doubling each time up to
@@ -78,6 +89,10 @@ class ReconnectPolicy:
     >>> linear = ReconnectPolicy(instant_retries=0, interval=1, step=1, max_interval=60, jitter=0)
     >>> linear.delay(3)
     4.0
+    >>> ReconnectPolicy(interval=30, jitter=0).delay(5)
+    30.0
+    >>> ReconnectPolicy().max_interval, ReconnectPolicy(interval=1, multiplier=2).max_interval
+    (5.0, 60.0)
     """
 
     # Numbers from settings may be strings ("5"), as everywhere in the configuration.
@@ -89,7 +104,13 @@ class ReconnectPolicy:
     interval: float = attrs.field(default=5.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
     multiplier: float = attrs.field(default=1.0, converter=_NUMBER, validator=_non_negative)  # type: ignore[misc]
     step: float = attrs.field(default=0.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
-    max_interval: float = attrs.field(default=5.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+    #: Not given: ``interval`` (at least 5 s) for a constant delay, ``max(60, interval)`` for a
+    #: growing one (``multiplier > 1`` or ``step > 0``), so ``interval=30`` waits 30 s.
+    max_interval: float = attrs.field(
+        default=attrs.Factory(lambda self: _default_max_interval(self), takes_self=True),
+        converter=_SECONDS,  # type: ignore[misc]
+        validator=_non_negative,
+    )
     jitter: float = attrs.field(default=0.25, converter=_NUMBER, validator=_non_negative)  # type: ignore[misc]
     max_attempts: int | None = attrs.field(
         default=None,
@@ -109,6 +130,14 @@ class ReconnectPolicy:
     )
     stop_on_auth_failure: bool = False
     restart_jitter: float = attrs.field(default=1.0, converter=_SECONDS, validator=_non_negative)  # type: ignore[misc]
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_interval and self.max_interval < self.interval:
+            raise ConfigurationError(
+                f"max_interval ({self.max_interval:g} s) is below interval ({self.interval:g} s): it caps every "
+                f"delay, so the client would retry every {self.max_interval:g} s; raise max_interval, or leave it "
+                "out (it then follows interval)"
+            )
 
     @classmethod
     def never(cls) -> ReconnectPolicy:
