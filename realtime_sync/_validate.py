@@ -13,17 +13,36 @@ import difflib
 import fnmatch
 import math
 import os
+import re
 import sys
 import urllib.parse
 import warnings
-from typing import Any, Collection, Iterable
+from typing import Any, Collection, Iterable, Mapping
 
 import attrs
 
 from ._redact import redact, redact_url
 from .exceptions import ConfigurationError
 
-__all__ = ["check_event_name", "closest_event", "closest_pattern", "number", "number_converter", "websocket_url"]
+__all__ = [
+    "check_event_name",
+    "closest_event",
+    "closest_pattern",
+    "flag",
+    "header_map",
+    "number",
+    "number_converter",
+    "secret_text",
+    "websocket_url",
+]
+
+#: Control characters (C0 and DEL): never inside a token; CR, LF and NUL would split the HTTP
+#: request they are written into (header injection), the others make the server refuse it.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: The same for a header value, where a tab is allowed (RFC 9110 5.5: field-vchar, SP, HTAB).
+_CONTROL_IN_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+#: A header name is an RFC 9110 token.
+_HEADER_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
 
 def seconds(timeout: Any) -> float | None:
@@ -91,6 +110,104 @@ def number(
     if minimum is not None and value < minimum:
         raise ConfigurationError(f"{name} must be >= {minimum:g}, got {original!r}")
     return value
+
+
+def secret_text(value: str, name: str, *, strip: bool = True, error: type[Exception] = ConfigurationError) -> str:
+    """A token (bearer, pubsub token...) as it will be sent: surrounding whitespace stripped with
+    ``strip`` (a token read from a file or a Kubernetes secret usually ends with a newline, and no
+    token holds whitespace at its ends); a control character left inside (CR, LF, NUL, a tab...)
+    raises ``error`` naming ``name``, never showing the value (it is a secret).
+
+    >>> secret_text("abc123\\n", "token")
+    'abc123'
+    >>> secret_text("abc\\r\\nX-Injected: yes", "token")
+    Traceback (most recent call last):
+    ...
+    realtime_sync.exceptions.ConfigurationError: token contains a line break or another control character inside it (the value is not shown: it is a secret); sent in an HTTP header it would break the request: check where the value is read from
+    """
+    text = value.strip() if strip else value
+    if _CONTROL.search(text):
+        raise error(
+            f"{name} contains a line break or another control character inside it (the value is not shown: it "
+            "is a secret); sent in an HTTP header it would break the request: check where the value is read from"
+        )
+    if strip and value and not text:
+        raise error(f"{name} is blank (only whitespace): give the token itself, or None for none")
+    return text
+
+
+def header_map(value: Any, option: str = "headers") -> dict[str, str]:
+    """``value`` as HTTP headers to send: a mapping of ``str`` names (RFC 9110 tokens) to ``str``
+    values; each value's surrounding whitespace is stripped (RFC 9110 5.5: it is no part of the
+    value; a value read from a file ends with a newline), and a control character left inside it
+    (CR, LF, NUL...: header injection) raises a ConfigurationError naming the header, never
+    showing the value (it may be a secret).
+
+    >>> header_map({"X-Trace": " 1\\n"})
+    {'X-Trace': '1'}
+    >>> header_map(["Authorization: Bearer x"])
+    Traceback (most recent call last):
+    ...
+    realtime_sync.exceptions.ConfigurationError: headers must be a mapping of header names to values, e.g. headers={'X-Trace': '1'}; got a list (for 'Name: value' lines, write {'Name': 'value'})
+    """
+    if not isinstance(value, Mapping):
+        hint = ""
+        if isinstance(value, (list, tuple, str)):
+            hint = " (for 'Name: value' lines, write {'Name': 'value'})"
+        raise ConfigurationError(
+            f"{option} must be a mapping of header names to values, e.g. {option}={{'X-Trace': '1'}}; "
+            f"got a {type(value).__name__}{hint}"
+        )
+    out: dict[str, str] = {}
+    for name, text in value.items():
+        if not isinstance(name, str):
+            raise ConfigurationError(f"{option}: a header name must be a str, got a {type(name).__name__}")
+        if not _HEADER_NAME.fullmatch(name):
+            bad = _HEADER_NAME.sub("", name)[:1]
+            shown = name[: name.index(bad)] if bad else ""  # the part before it: a value may follow
+            what = "is empty" if not name else f"has {bad!r} after {shown!r}" if shown else f"starts with {bad!r}"
+            raise ConfigurationError(
+                f"{option}: a header name is letters, digits and -_.!#$%&'*+^`|~; one {what} "
+                f"(the name alone is the key, the value goes after it: {option}={{'X-Trace': '1'}})"
+            )
+        if not isinstance(text, str):
+            raise ConfigurationError(
+                f"{option}[{name!r}] must be a str, got a {type(text).__name__}"
+                + (f" (write str({text!r}))" if isinstance(text, (int, float)) and not isinstance(text, bool) else "")
+            )
+        text = text.strip(" \t\r\n")
+        if _CONTROL_IN_VALUE.search(text):
+            raise ConfigurationError(
+                f"{option}[{name!r}]: the value contains a line break or another control character inside it "
+                "(not shown: it may be a secret); it would break the HTTP request (header injection): "
+                "check where the value is read from"
+            )
+        out[name] = text
+    return out
+
+
+_TRUE = frozenset({"true", "t", "1", "on"})
+_FALSE = frozenset({"false", "f", "0", "off"})
+
+
+def flag(value: Any, name: str) -> bool | None:
+    """``value`` as a boolean: ``True``/``False``, and the strings settings files and environment
+    variables give (``"true"``, ``"false"``, ``"1"``, ``"0"``, ``"on"``, ``"off"``, ``"t"``,
+    ``"f"``, any case: the spellings the models read, as Rails casts them), as numbers are read
+    from numeric strings.  None for anything else: the caller says what it takes.
+
+    >>> flag("False", "verify"), flag(True, "verify"), flag("yes", "verify") is None
+    (False, True, True)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    return None
 
 
 def number_converter(*, integer: bool = False, optional: bool = False, unit: str = "") -> attrs.Converter[Any, Any]:

@@ -47,6 +47,7 @@ from websocket import _socket as ws_socket
 from websocket._url import get_proxy_info
 
 from ._frames import OPEN, BinaryMessage, ClientCodec, CloseReceived, MessageTooBig
+from ._h1 import check_header
 from ._redact import redact, register_secret
 from ._socks import SCHEMES as SOCKS_SCHEMES
 from ._socks import SocksRefused, handshake
@@ -447,13 +448,20 @@ def _upgrade_request(request: ConnectRequest, target: _Target) -> tuple[str, byt
         f"Sec-WebSocket-Key: {key}",
         "Sec-WebSocket-Version: 13",
     ]
+    fields: list[tuple[str, str]] = []
     if request.origin:
-        lines.append(f"Origin: {request.origin}")
+        fields.append(("Origin", request.origin))
     if request.subprotocols:
-        lines.append(f"Sec-WebSocket-Protocol: {', '.join(request.subprotocols)}")
-    lines += [f"{k}: {v}" for k, v in request.headers.items()]
+        fields.append(("Sec-WebSocket-Protocol", ", ".join(request.subprotocols)))
+    fields += request.headers.items()
     if request.cookies:
-        lines.append(f"Cookie: {request.cookies}")
+        fields.append(("Cookie", request.cookies))
+    for name, value in fields:
+        # ConnectOptions refuses these at construction; an adapter or a token callable may still
+        # hand one over: a CR or LF would split the request (header injection).  A ValueError
+        # here is a ConnectError naming the header, never its value (_connect_error).
+        check_header(name, value)
+    lines += [f"{k}: {v}" for k, v in fields]
     return key, ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
@@ -768,7 +776,10 @@ class WebSocketConnection:
             return None  # open() reports it
         if via[0] is not None:
             return None
-        return Handshake(self, request, options, target)
+        try:
+            return Handshake(self, request, options, target)
+        except ValueError:
+            return None  # a header that cannot be sent: open() reports it
 
     def _check_response(self, response: _Response, request: ConnectRequest, key: str) -> str | None:
         url = redact(request.url)

@@ -26,7 +26,7 @@ import attrs
 
 from ._lazysync import LazyEvent
 from ._redact import get_logger, is_secret_header, redact, register_secret
-from ._validate import check_event_name, number, seconds, websocket_url
+from ._validate import check_event_name, number, seconds, secret_text, websocket_url
 from ._workers import not_ended
 from ._wsconn import WebSocketConnection
 from .config import ConnectOptions, DispatchOptions, ReconnectPolicy
@@ -248,6 +248,10 @@ class Client(Generic[A]):
         self.url = url
         if token is not None and not (isinstance(token, str) or callable(token)):
             raise ConfigurationError("token must be a string or a callable returning a string")
+        if isinstance(token, str):
+            # Surrounding whitespace stripped (a token read from a file ends with a newline); a
+            # line break inside would be written into the Authorization header: refused now.
+            token = secret_text(token, "token")
         self._token = token
         # The secrets this client was configured with; registered again before every connect
         # (the registry keeps only the most recent ones, see _redact.MAX_SECRETS).
@@ -314,6 +318,10 @@ class Client(Generic[A]):
             raise TokenError(f"the token callable raised {type(exc).__name__}: {redact(exc)}") from exc
         if not isinstance(value, str) or not value:
             raise TokenError(f"the token callable must return a non-empty string, got {type(value).__name__}")
+        # As for a token string: stripped, and never sent with a control character inside (an
+        # ``error`` event of kind "token"; the attempt is not made).
+        register_secret(value)
+        value = secret_text(value, "the token the token callable returned", error=TokenError)
         register_secret(value)
         return value
 

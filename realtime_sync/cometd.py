@@ -16,7 +16,7 @@ import attrs
 from ._cookies import CookieJar
 from ._csrf import CsrfSource, CsrfToken
 from ._redact import register_secret
-from ._validate import number
+from ._validate import number, secret_text
 from .client import Client, _Timeout, _Where
 from .config import ReconnectPolicy
 from .events import Event
@@ -182,6 +182,18 @@ class CometDClient(Client[BayeuxAdapter]):
             token_source = CsrfToken(csrf, url)
         if (username is None) != (password is None):
             raise ConfigurationError("username and password go together (HTTP Basic)")
+        if username is not None and options.get("token") is not None:
+            # Basic credentials win in the Authorization header: the token would be dropped.
+            raise ConfigurationError(
+                "give either token= (sent as Authorization: Bearer) or username=/password= (HTTP Basic), not both: "
+                "the request has one Authorization header"
+            )
+        for what, value in (("username", username), ("password", password)):
+            if value is not None:
+                if not isinstance(value, str):
+                    raise ConfigurationError(f"{what} must be a str, got a {type(value).__name__}")
+                # Not stripped (a password may end with a space); a line break is a file's newline.
+                secret_text(value, what, strip=False)
         max_network_delay = number(max_network_delay, "max_network_delay", positive=True, unit="seconds")
         basic: str | None = None
         if username is not None and password is not None:

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import ssl
-from typing import Any, Callable, Mapping, Sequence
+import urllib.parse
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
-from ._validate import number_converter
+from ._validate import _CONTROL_IN_VALUE, flag, header_map, number_converter
 from .exceptions import ConfigurationError
 
 __all__ = ["Backoff", "ConnectOptions", "DispatchOptions", "ReconnectPolicy", "SharedBackoff", "timing_scale"]
 
+
+#: A subprotocol or cookie name: an RFC 9110 token.
+_TOKEN = re.compile(r"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
 
 #: Proxy schemes the websocket transport speaks (HTTP CONNECT, or SOCKS: realtime_sync._socks).
 _PROXY_SCHEMES = ("http", "socks4", "socks4a", "socks5", "socks5h")
@@ -266,6 +271,109 @@ class SharedBackoff:
         return self.current.delay()
 
 
+def _headers(value: Mapping[str, str]) -> dict[str, str]:
+    return header_map(value, "headers")
+
+
+def _subprotocols(value: Sequence[str]) -> tuple[str, ...]:
+    # Each a token (RFC 6455 4.1); never shown: some servers carry a credential in one.
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            f"subprotocols takes a list of names, e.g. subprotocols=['v1.json'], got one {type(value).__name__} "
+            "(it would be read as a list of characters)"
+        )
+    if isinstance(value, Mapping) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            f"subprotocols takes a list of names, e.g. subprotocols=['v1.json'], got a {type(value).__name__}"
+        )
+    out = tuple(value)
+    for i, name in enumerate(out):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            what = f"a {type(name).__name__}" if not isinstance(name, str) else "not a token (letters, digits, -._...)"
+            raise ConfigurationError(f"subprotocols[{i}] must be a subprotocol name, got {what}")
+    return out
+
+
+def _origin(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"origin must be a str such as 'https://app.example.com' (or None), got a {type(value).__name__}"
+        )
+    value = value.strip()
+    if _CONTROL_IN_VALUE.search(value):
+        raise ConfigurationError(
+            "origin contains a line break or another control character: it would break the request"
+        )
+    return value
+
+
+def _cookies(value: str | Mapping[str, str] | None) -> str | Mapping[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if _CONTROL_IN_VALUE.search(value):
+            raise ConfigurationError(
+                "cookies contains a line break or another control character (not shown: it is a secret): "
+                "it would break the request; check where the value is read from"
+            )
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            "cookies must be a Cookie header value ('a=1; b=2') or a mapping of cookie names to values "
+            f"({{'JSESSIONID': '...'}}), got a {type(value).__name__}"
+        )
+    out: dict[str, str] = {}
+    for name, text in value.items():
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ConfigurationError(
+                f"cookies: a cookie name must be a token (letters, digits, -._...), got {name!r:.40}"
+            )
+        if not isinstance(text, str):
+            raise ConfigurationError(f"cookies[{name!r}] must be a str, got a {type(text).__name__}")
+        text = text.strip()
+        if _CONTROL_IN_VALUE.search(text) or ";" in text:
+            raise ConfigurationError(
+                f"cookies[{name!r}]: the value contains ';', a line break or another control character (not shown: "
+                "it is a secret): check where the value is read from"
+            )
+        out[name] = text
+    return out
+
+
+def _verify(value: bool) -> bool:
+    # Settings files and environment variables give strings: "false"/"true" (and "0"/"1",
+    # "off"/"on") are read as the booleans they spell, as numbers are read from numeric strings;
+    # anything else is refused, never taken for true ("false" is a non-empty string).
+    read = flag(value, "verify")
+    if read is not None:
+        return read
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and ("/" in value or "\\" in value or "." in value)):
+        raise ConfigurationError(
+            "verify takes True or False; a CA file or directory goes to ca_bundle= (verify='/path/ca.pem' is "
+            "the requests idiom: here write ca_bundle='/path/ca.pem')"
+        )
+    if isinstance(value, str):
+        raise ConfigurationError(f"verify takes True or False (or the strings 'true'/'false'), got {value!r:.40}")
+    raise ConfigurationError(f"verify takes True or False, got a {type(value).__name__}")
+
+
+def _ca_bundle(value: str | os.PathLike[str] | None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise ConfigurationError(f"ca_bundle must be the path of a CA file or directory, got a {type(value).__name__}")
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path:
+        raise ConfigurationError("ca_bundle must be the path of a CA file or directory")
+    if not os.path.exists(path):
+        # The CLI's wording for --ca-bundle (a usage error there).
+        raise ConfigurationError(f"ca_bundle: no such file or directory: {path}")
+    return path
+
+
 @attrs.frozen(repr=False)
 class ConnectOptions:
     """How to open the websocket.
@@ -296,16 +404,28 @@ class ConnectOptions:
             their own (Jifeline): a ping every ``ping_interval`` seconds of silence, and the
             connection is declared dead when nothing arrives within ``ping_timeout`` after it.
 
-    >>> opts = ConnectOptions(headers={"X-Trace": "1"}, connect_timeout=5, ca_bundle="/etc/ca.pem")
+    Misuse is a :class:`~realtime_sync.ConfigurationError` here, not a failure at every
+    connect: headers that are not a mapping of ``str`` to ``str`` (or with a line break inside a
+    value: each value's surrounding whitespace is stripped, as HTTP ignores it), a single string
+    as ``subprotocols``, ``verify`` that is not a boolean (the strings ``"true"``/``"false"`` of
+    a settings file are read as such; a path goes to ``ca_bundle=``), ``verify=False`` with a
+    ``ca_bundle``, a ``ca_bundle`` that does not exist, a proxy URL without a host or with a bad
+    port.
+
+    >>> opts = ConnectOptions(headers={"X-Trace": "1"}, subprotocols=["v1.json"], connect_timeout=5)
+    >>> ConnectOptions(verify="false").verify
+    False
     """
 
-    headers: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
-    subprotocols: Sequence[str] = attrs.field(default=(), converter=tuple)
-    origin: str | None = None
-    cookies: str | Mapping[str, str] | None = None
-    verify: bool = True
-    ca_bundle: str | None = None
-    ssl_context: ssl.SSLContext | None = None
+    # Typed converters (not ``dict``/``tuple``): the attrs plugin types each parameter from its
+    # converter, and a user's ``headers={"X-Trace": "1"}`` must pass ``mypy --strict``.
+    headers: Mapping[str, str] = attrs.field(factory=dict, converter=_headers)
+    subprotocols: Sequence[str] = attrs.field(default=(), converter=_subprotocols)
+    origin: str | None = attrs.field(default=None, converter=_origin)
+    cookies: str | Mapping[str, str] | None = attrs.field(default=None, converter=_cookies)
+    verify: bool = attrs.field(default=True, converter=_verify)
+    ca_bundle: str | None = attrs.field(default=None, converter=_ca_bundle)
+    ssl_context: ssl.SSLContext | None = attrs.field(default=None)
     proxy: str | None = attrs.field(default=None)
     trust_env: bool = True
     # Numbers also as numeric strings ("5"), as settings files and environment variables give them.
@@ -337,11 +457,54 @@ class ConnectOptions:
         # CONNECT request and its credentials in clear.  The websocket itself stays TLS.
         if value is None:
             return
+        if not isinstance(value, str):
+            raise ConfigurationError(
+                f"proxy must be one proxy URL such as 'http://host:3128' (or None), got a {type(value).__name__}"
+                + (
+                    " (a requests-style proxies dict is not read: give the URL itself)"
+                    if isinstance(value, Mapping)
+                    else ""
+                )
+            )
         scheme = value.split("://", 1)[0].lower() if "://" in value else "http"
         if scheme not in _PROXY_SCHEMES:
             raise ConfigurationError(
                 f"proxy scheme {scheme!r} is not supported (use one of {', '.join(_PROXY_SCHEMES)}); an https:// "
                 "proxy would be spoken to in plain HTTP: use http://host:port (the websocket stays TLS end to end)"
+            )
+        # Parsed as the transports parse it (_wsconn._proxy_kwargs): with no host they would
+        # connect directly, past the proxy; a bad port fails every attempt.  The message never
+        # shows the user name and password.
+        parts = urllib.parse.urlsplit(value if "://" in value else "http://" + value)
+        credentials = "***@" if "@" in parts.netloc else ""
+        if not parts.hostname:
+            raise ConfigurationError(
+                f"proxy {scheme}://{credentials}... has no host: give 'http://[user:password@]host:port'"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 0 < port < 65536:
+            text = parts.netloc.rpartition("@")[2].rpartition(":")[2]
+            raise ConfigurationError(
+                f"proxy {scheme}://{credentials}{parts.hostname}:{text}: the port must be a number from 1 to "
+                "65535, e.g. 'http://host:3128'"
+            )
+
+    @ssl_context.validator
+    def _check_ssl_context(self, _attr: attrs.Attribute[Any], value: Any) -> None:
+        if value is not None and not isinstance(value, ssl.SSLContext):
+            raise ConfigurationError(
+                f"ssl_context must be an ssl.SSLContext (e.g. ssl.create_default_context(cafile=...)) or None, "
+                f"got a {type(value).__name__}; for a CA file give ca_bundle='/path/ca.pem'"
+            )
+
+    def __attrs_post_init__(self) -> None:
+        if not self.verify and self.ca_bundle is not None:
+            raise ConfigurationError(
+                "verify=False turns certificate checks off, and ca_bundle= gives the CA to check them with: "
+                "pass one of them (ca_bundle= alone to trust a private CA)"
             )
 
     def __repr__(self) -> str:

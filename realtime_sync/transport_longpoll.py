@@ -78,6 +78,7 @@ import attrs
 
 from ._cookies import CookieJar
 from ._csrf import CsrfToken
+from ._h1 import check_header
 from ._redact import redact, redirect_target, register_secret
 from ._socks import SCHEMES as SOCKS_SCHEMES
 from ._wsconn import (
@@ -318,6 +319,10 @@ class _Http:
         """
         if idempotent is None:
             idempotent = method in ("GET", "HEAD", "OPTIONS")
+        for name, value in headers.items():
+            # http.client lets a folded line ("\r\n X-Injected: yes") through: refused here, as
+            # the websocket and the hub's HTTP refuse any CR or LF (ValueError, nothing sent).
+            check_header(name, value)
         for attempt in (0, 1):
             conn = self.conn
             if conn is not None and conn.sock is not None and self.requests and _dropped(conn.sock):

@@ -16,7 +16,7 @@ from ._http import HTTPFailure
 from ._http import request as http_request
 from ._json import decode
 from ._redact import redact, register_secret
-from ._validate import number
+from ._validate import number, secret_text
 from .actioncable import ActionCableClient, _cable_timing
 from .client import _seconds, _Timeout, _Where
 from .events import Event, Subscription
@@ -367,6 +367,10 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         if callable(pubsub_token):
             room_identifier("-", account_id, user_id)  # validates the ids
         else:
+            if isinstance(pubsub_token, str):
+                # Stripped (read from a file, it ends with a newline); a line break inside would
+                # never be confirmed (the server says nothing about a wrong token): refused now.
+                pubsub_token = secret_text(pubsub_token, "pubsub_token")
             # Registered before anything can log an identifier (validation errors included).
             register_pubsub_token(pubsub_token)
         fetcher: _CatchUpFetcher | None = None

@@ -72,6 +72,7 @@ import attrs
 
 from .._json import dumps
 from .._redact import redact, register_secret
+from .._validate import secret_text
 from ..events import ErrorInfo, Subscription, build_event
 from ..exceptions import ConfigurationError, TokenError
 from ..models._converter import read_int
@@ -414,6 +415,8 @@ class VoxsigAdapter(ActionCableAdapter):
         else:
             # The token is in every identifier, hence in every frame we send: never log it.
             register_pubsub_token(pubsub_token)
+            if isinstance(pubsub_token, str):
+                pubsub_token = secret_text(pubsub_token, "pubsub_token")
             self._set_token(pubsub_token)
 
     def _set_token(self, token: str) -> None:
@@ -439,6 +442,10 @@ class VoxsigAdapter(ActionCableAdapter):
                 raise TokenError(
                     f"the pubsub_token callable must return a non-empty string, got {type(token).__name__}"
                 )
+            register_pubsub_token(token)
+            # Stripped as a pubsub_token string is; a control character inside is an error event
+            # (kind "token"), never a subscription the server would silently leave unanswered.
+            token = secret_text(token, "the token the pubsub_token callable returned", error=TokenError)
             register_pubsub_token(token)
             if token != self._pubsub_token and self._pubsub_token is not None:
                 log.info("the pubsub token changed: subscribing with the new one")

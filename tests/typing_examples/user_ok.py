@@ -69,3 +69,8 @@ def wait_for_urgent() -> str | None:
 client.perform(client.identifier, "typing_status", typing_status="on")
 rotating = rs.VoxsigClient("wss://app.voxsig.com/cable", pubsub_token=lambda: "token", account_id=1, user_id=7)
 shown: str = rotating.identifier
+
+# ConnectOptions' own docstring example type-checks (its converters were dict and tuple, whose
+# overloads the attrs plugin could not match a dict literal or a list against).
+options = rs.ConnectOptions(headers={"X-Trace": "1"}, subprotocols=["a"], connect_timeout=5)
+traced = rs.VoxsigClient("wss://app.voxsig.com/cable", "token", account_id=1, user_id=7, connect=options)
