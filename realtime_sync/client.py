@@ -13,6 +13,7 @@ A custom protocol needs no subclass: build its adapter and hand it over::
 
 from __future__ import annotations
 
+import difflib
 import os
 import queue
 import signal
@@ -126,6 +127,56 @@ def _reconnect_policy(value: Any, default: ReconnectPolicy) -> ReconnectPolicy:
     )
 
 
+#: What an unknown keyword argument often means, beyond a typo (difflib finds those).
+_INTENTS = {
+    "timeout": "connect_timeout=SECONDS (the opening handshake's bound; the wait of start() is "
+    "start(wait=True, timeout=SECONDS))",
+    "max_retries": "reconnect=rs.ReconnectPolicy(max_attempts=N)",
+    "retries": "reconnect=rs.ReconnectPolicy(max_attempts=N)",
+    "max_attempts": "reconnect=rs.ReconnectPolicy(max_attempts=N)",
+    "retry": "reconnect=rs.ReconnectPolicy(...)",
+    "verify_ssl": "verify=True/False (or ca_bundle='/path/ca.pem')",
+}
+
+
+def _accepted_keywords(cls: type) -> set[str]:
+    """Every keyword a client class takes: its constructors' parameters along the MRO (a vendor
+    client's own, ``Client``'s) and the ConnectOptions / DispatchOptions fields."""
+    import inspect
+
+    names = set(_CONNECT_FIELDS | _DISPATCH_FIELDS)
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - a C or odd __init__
+            continue
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names.update(p.name for p in params if p.kind in kinds and p.name != "self" and not p.name.startswith("_"))
+    return names
+
+
+def _unknown_options(cls: type, unknown: set[str]) -> str:
+    """The message for unknown keyword arguments: the nearest valid names, what the common
+    mistakes mean, and every keyword the class takes."""
+    valid = _accepted_keywords(cls) - {"url"}
+    below = cls.__mro__[: cls.__mro__.index(Client)] if Client in cls.__mro__ else ()
+    if any("__init__" in k.__dict__ for k in below):  # a vendor client builds these itself
+        valid -= {"adapter", "connection_factory"}
+    named = []
+    for name in sorted(unknown):
+        near = difflib.get_close_matches(name, sorted(valid), n=3, cutoff=0.6)
+        if name in _INTENTS:
+            named.append(f"{name}= (did you mean {_INTENTS[name]}?)")
+        elif near:
+            named.append(f"{name}= (did you mean {' or '.join(f'{n}=' for n in near)}?)")
+        else:
+            named.append(f"{name}=")
+    return f"{cls.__name__}: unknown option {', '.join(named)}. It takes: {', '.join(sorted(valid))}"
+
+
 class Client(Generic[A]):
     """Base of every realtime_sync client.  Use a vendor client, or give an adapter for a new
     protocol (``Client(url, adapter=MyAdapter())``).
@@ -237,9 +288,7 @@ class Client(Generic[A]):
             raise ConfigurationError(f"name= must be a non-empty string, got {name!r}")
         unknown = set(options) - _CONNECT_FIELDS - _DISPATCH_FIELDS
         if unknown:
-            raise ConfigurationError(
-                f"unknown option(s) {sorted(unknown)}; valid options: {sorted(_CONNECT_FIELDS | _DISPATCH_FIELDS)}"
-            )
+            raise ConfigurationError(_unknown_options(type(self), unknown))
         c_opts = {k: v for k, v in options.items() if k in _CONNECT_FIELDS}
         d_opts = {k: v for k, v in options.items() if k in _DISPATCH_FIELDS}
         self.connect_options = attrs.evolve(connect or ConnectOptions(), **c_opts)

@@ -184,6 +184,31 @@ def test_a_proxy_without_a_host_or_with_a_bad_port_is_refused(proxy: str, names:
     assert "agent" not in message
 
 
+# -- 6. unknown options --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("option", "hint"),
+    [
+        ("acount_id", "did you mean account_id="),
+        ("userid", "did you mean user_id="),
+        ("presense_interval", "did you mean presence_interval="),
+        ("timeout", "did you mean connect_timeout="),
+        ("max_retries", "reconnect=rs.ReconnectPolicy(max_attempts=N)"),
+        ("retries", "reconnect=rs.ReconnectPolicy(max_attempts=N)"),
+    ],
+)
+def test_an_unknown_option_names_the_nearest_valid_one(option: str, hint: str) -> None:
+    """Before: the same list of connection and dispatch fields for every typo, without the
+    vendor's own arguments, ``reconnect`` or ``name``."""
+    message = _refused(
+        lambda: VoxsigClient("wss://h/cable", SECRET, account_id=1, user_id=7, **{option: 3}), names=hint
+    )
+    for accepted in ("account_id", "presence_interval", "reconnect", "name", "hub", "connect", "dispatch"):
+        assert accepted in message.split("It takes:")[1], message
+    assert "unknown option" in message
+
+
 # -- 7. ReconnectPolicy's interval and max_interval ---------------------------------------------
 
 
