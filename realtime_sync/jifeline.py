@@ -37,7 +37,7 @@ from ._http import HTTPFailure
 from ._http import request as http_request
 from ._json import decode
 from ._redact import get_logger, redact, register_secret
-from ._validate import number
+from ._validate import flag, number
 from .client import _REGISTER_ON_NEW, Client, _seconds, _Timeout, _Where
 from .config import ReconnectPolicy
 from .dispatch import Handler
@@ -170,8 +170,17 @@ class _JifelineClient(Client[J]):
         token_in_query: bool = False,
         **options: Any,
     ) -> None:
+        read = flag(token_in_query, "token_in_query")  # "true"/"false" from a settings file too
+        if read is None:
+            raise ConfigurationError(f"token_in_query takes True or False, got a {type(token_in_query).__name__}")
+        token_in_query = read
+        if token_in_query and token is None:
+            raise ConfigurationError(
+                "token_in_query=True says where the token goes (?access_token=), but no token= was given: "
+                "pass token=, or drop token_in_query"
+            )
         super().__init__(url, adapter=adapter, token=token, **options)
-        self.token_in_query = bool(token_in_query)
+        self.token_in_query = token_in_query
         if token is not None and hasattr(token, "invalidate"):
             # A refused handshake may mean the cached token was revoked: fetch a new one next time.
             self._dispatcher.add("error", self._on_error_invalidate_token, internal=True)
@@ -602,6 +611,19 @@ class _GapFetcher:
         return events
 
 
+def _needs_token(url: str, headers: Any) -> bool:
+    """True for a URL of the vendor's partner gateway (``*.jifeline.cloud``) without an
+    ``access_token`` in its query, when no ``Authorization`` header is given either."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not (host == "jifeline.cloud" or host.endswith(".jifeline.cloud")):
+        return False
+    if "access_token" in urllib.parse.parse_qs(parts.query):
+        return False
+    names = [str(k).lower() for k in headers] if isinstance(headers, Mapping) else []
+    return "authorization" not in names
+
+
 class _HTTPFailure(Exception):
     def __init__(self, kind: str, message: str, cause: BaseException | None) -> None:
         super().__init__(message)
@@ -690,9 +712,23 @@ class JifelinePartnerClient(_JifelineClient[JifelinePartnerAdapter]):
         cluster_id = _cluster(cluster) if cluster is not None else ("001" if url is None else None)
         if url is None:
             url = partner_url(cluster_id or "001")
-        if gap_recovery is True:
-            gap_recovery = GapRecovery()
-        gap = gap_recovery or None
+        if token is None and _needs_token(url, options.get("headers")):
+            # The vendor's gateway refuses every handshake without one (HTTP 401), forever.  A
+            # URL of your own (a gateway adding the token, realtime_sync.testing's fake) may not.
+            raise ConfigurationError(
+                "the Jifeline partner API needs token= (the OAuth2 access token: a string, or a callable such as "
+                "rs.ClientCredentialsTokenProvider), or use JifelinePartnerClient.from_client_credentials(id, secret)"
+            )
+        gap: GapRecovery | None
+        if isinstance(gap_recovery, GapRecovery):
+            gap = gap_recovery
+        else:
+            read = flag(gap_recovery, "gap_recovery")  # "true"/"false" from a settings file too
+            if read is None:
+                raise ConfigurationError(
+                    f"gap_recovery takes True, False or a GapRecovery(...), got a {type(gap_recovery).__name__}"
+                )
+            gap = GapRecovery() if read else None
         fetcher: _GapFetcher | None = None
         if gap is not None:
             rest = gap.rest_url

@@ -14,7 +14,7 @@ import pytest
 import realtime_sync as rs
 from realtime_sync._wsconn import _target, _upgrade_request
 from realtime_sync.genesys import GenesysChatClient
-from realtime_sync.jifeline import JifelineCustomerClient
+from realtime_sync.jifeline import JifelineCustomerClient, JifelinePartnerClient
 from realtime_sync.protocols.base import ConnectRequest
 from realtime_sync.testing.actioncable import FakeVoxsigServer
 from realtime_sync.testing.jifeline import FakeJifelineCustomerServer
@@ -150,6 +150,39 @@ def test_headers_and_subprotocols_of_the_wrong_shape_are_configuration_errors() 
     assert opts.headers == {"X-Trace": "1"} and opts.subprotocols == ("a", "b")
 
 
+# -- 3. raw exceptions ------------------------------------------------------------------------
+
+
+def test_wrong_types_are_configuration_errors_not_attribute_errors() -> None:
+    """Before: ``cookies=5`` and ``gap_recovery="yes"`` raised AttributeError, ``ssl_context="x"``
+    was accepted and failed at every connect."""
+    _refused(lambda: EchoClient("ws://127.0.0.1:9/", cookies=5), names="cookies must be")
+    _refused(lambda: EchoClient("ws://127.0.0.1:9/", ssl_context="x"), names="ssl_context must be an ssl.SSLContext")
+    _refused(
+        lambda: JifelinePartnerClient("ws://127.0.0.1:9/", token="t", gap_recovery="yes"),
+        names="gap_recovery takes True, False or a GapRecovery",
+    )
+    client = JifelinePartnerClient("ws://127.0.0.1:9/", token="t", gap_recovery="false")  # a settings string
+    assert client.gap_recovery is None
+    client.close()
+
+
+def test_flask_options_that_are_not_a_dict_are_a_configuration_error() -> None:
+    """Before: ``ValueError: dictionary update sequence element #0 has length 1``."""
+    flask = pytest.importorskip("flask")
+    from realtime_sync.contrib.flask import RealtimeSync
+
+    app = flask.Flask("construction_checks")
+    app.config.update(
+        REALTIME_SYNC_VENDOR="voxsig",
+        REALTIME_SYNC_URL="ws://127.0.0.1:9/cable",
+        REALTIME_SYNC_TOKEN="user-token-1",
+        REALTIME_SYNC_OPTIONS="account_id=1",
+    )
+    realtime = RealtimeSync(app)
+    _refused(lambda: realtime.create_client(app), names='REALTIME_SYNC_OPTIONS={"account_id": 1')
+
+
 # -- 4. verify and ca_bundle -------------------------------------------------------------------
 
 
@@ -223,3 +256,26 @@ def test_a_longer_interval_is_not_capped_by_the_default_max_interval() -> None:
     default = rs.ReconnectPolicy()
     assert (default.interval, default.max_interval, default.delay(3, lambda: 0.0)) == (5.0, 5.0, 5.0)
     assert rs.ReconnectPolicy(interval=30, max_interval=0, jitter=0).delay(3) == 30.0  # 0: no cap
+
+
+# -- 8. credentials that contradict or are missing ------------------------------------------------
+
+
+def test_a_token_with_username_and_password_is_refused() -> None:
+    """Before: the Basic credentials won and the token was silently dropped."""
+    for make in (
+        lambda: GenesysChatClient("https://h/api/v2/notifications", token=SECRET, username="a", password="b"),
+        lambda: rs.CometDClient("https://a:b@h/cometd", token=SECRET),
+    ):
+        _refused(make, names="not both")
+
+
+def test_the_partner_api_without_a_token_and_token_in_query_without_one_are_refused() -> None:
+    """Before: ``JifelinePartnerClient()`` was refused (401) at every handshake, forever;
+    ``token_in_query=True`` without a token did nothing."""
+    _refused(lambda: JifelinePartnerClient(), names="needs token=")
+    _refused(lambda: JifelinePartnerClient(cluster="002"), names="needs token=")
+    _refused(lambda: JifelineCustomerClient("wss://h/ws", token_in_query=True), names="no token= was given")
+    # A URL of one's own (a gateway adding the token, the fake server) may go without one.
+    JifelinePartnerClient("ws://127.0.0.1:9/").close()
+    JifelinePartnerClient(headers={"Authorization": "Bearer " + SECRET}).close()

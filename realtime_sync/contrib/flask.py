@@ -45,7 +45,7 @@ import functools
 import os
 import sys
 import threading
-from typing import Any, Callable, overload
+from typing import Any, Callable, Mapping, overload
 
 import click
 from flask import Flask, current_app
@@ -179,7 +179,13 @@ class RealtimeSync:
         if not vendor:
             raise ConfigurationError(f"set {_PREFIX}VENDOR (jifeline-customer, jifeline-partner, voxsig, genesys)")
         token = token_from_config(conf.get(_PREFIX + "TOKEN"), conf.get(_PREFIX + "TOKEN_PROVIDER"))
-        options = dict(conf.get(_PREFIX + "OPTIONS") or {})
+        raw_options = conf.get(_PREFIX + "OPTIONS") or {}
+        if not isinstance(raw_options, Mapping):
+            raise ConfigurationError(
+                f"{_PREFIX}OPTIONS must be a dict of the client's keyword arguments, e.g. "
+                f'{_PREFIX}OPTIONS={{"account_id": 1, "user_id": 7}}; got a {type(raw_options).__name__}'
+            )
+        options = dict(raw_options)
         options.setdefault("name", f"flask-{app.name}" + ("" if handlers else "-sender"))
         if resume_point is not None:
             from .redis_replicas import with_resume_point
