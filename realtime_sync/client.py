@@ -577,6 +577,11 @@ class Client(Generic[A]):
         >>> client.start(wait=True, timeout=10)     # doctest: +SKIP
         """
         timeout = _seconds(timeout)  # checked before anything starts
+        if timeout is not None and not wait:
+            raise ConfigurationError(
+                "start(timeout=...) is the time start() waits for the connection, and it waits only with "
+                "wait=True: pass wait=True (start(wait=True, timeout=10)), or drop timeout= to return at once"
+            )
         if wait and self._dispatcher.is_dispatch_thread():
             self._check_waitable()  # raises: not from a handler, before anything starts
         # Taken before the engine starts: a refusal that comes back at once is this start's.

@@ -279,3 +279,16 @@ def test_the_partner_api_without_a_token_and_token_in_query_without_one_are_refu
     # A URL of one's own (a gateway adding the token, the fake server) may go without one.
     JifelinePartnerClient("ws://127.0.0.1:9/").close()
     JifelinePartnerClient(headers={"Authorization": "Bearer " + SECRET}).close()
+
+
+# -- 9. start(timeout=) without wait=True -------------------------------------------------------
+
+
+def test_start_with_a_timeout_but_without_wait_is_an_error() -> None:
+    """Before: ``start(timeout=5)`` returned at once, the timeout ignored."""
+    client = EchoClient("ws://127.0.0.1:9/", reconnect=False)
+    try:
+        _refused(lambda: client.start(timeout=5), names="pass wait=True")
+        assert client.state is rs.State.IDLE  # nothing started
+    finally:
+        client.close()
