@@ -21,7 +21,7 @@ import threading
 import time
 import warnings
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, Mapping, TypeVar, overload
 
 import attrs
 
@@ -156,6 +156,16 @@ def _accepted_keywords(cls: type) -> set[str]:
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
         names.update(p.name for p in params if p.kind in kinds and p.name != "self" and not p.name.startswith("_"))
     return names
+
+
+def reject_unknown_options(cls: type, options: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigurationError` naming the keywords of ``options`` that ``cls`` does not
+    take (the nearest valid ones too).  Vendor clients call it first, before checking their own
+    arguments: ``acount_id=1, user_id=7`` must say "did you mean account_id=", not that user_id
+    needs an account_id."""
+    unknown = set(options) - _accepted_keywords(cls)
+    if unknown:
+        raise ConfigurationError(_unknown_options(cls, unknown))
 
 
 def _unknown_options(cls: type, unknown: set[str]) -> str:

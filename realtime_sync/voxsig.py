@@ -18,7 +18,7 @@ from ._json import decode
 from ._redact import redact, register_secret
 from ._validate import number, secret_text
 from .actioncable import ActionCableClient, _cable_timing
-from .client import _seconds, _Timeout, _Where
+from .client import _seconds, _Timeout, _Where, reject_unknown_options
 from .events import Event, Subscription
 from .exceptions import ConfigurationError, ProtocolError
 from .jifeline import _GapFetcher, _HTTPFailure
@@ -359,6 +359,7 @@ class VoxsigClient(ActionCableClient[VoxsigAdapter]):
         retry_interval: float = 0.5,
         **options: Any,
     ) -> None:
+        reject_unknown_options(type(self), options)  # a typo first: "acount_id" before "needs account_id"
         # Chatwoot's ids are integers; settings give strings: "1" is sent as 1, "one" refused now
         # (the server would never answer a subscription with it).
         account_id = number(account_id, "account_id", integer=True, optional=True)

@@ -242,6 +242,13 @@ def test_an_unknown_option_names_the_nearest_valid_one(option: str, hint: str) -
     assert "unknown option" in message
 
 
+def test_a_misspelt_account_id_is_named_before_the_account_check() -> None:
+    """Review 13: ``acount_id=1, user_id=7`` said "user_id=7 needs account_id=..." (the vendor's
+    own check ran first), never naming the typo; Django's ``manage.py check`` said the same."""
+    message = _refused(lambda: VoxsigClient("wss://h/cable", SECRET, acount_id=1, user_id=7), names="acount_id")
+    assert "did you mean account_id=" in message and "needs account_id" not in message
+
+
 # -- 7. ReconnectPolicy's interval and max_interval ---------------------------------------------
 
 
