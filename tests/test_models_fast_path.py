@@ -137,3 +137,14 @@ def test_the_fast_path_serves_a_payload_that_fits_without_falling_back():
         assert fallbacks == [], f"{cls.__qualname__}: the generated code fell back to cattrs"
         checked.append(cls.__qualname__)
     assert {"Conversation", "TypingEvent", "Ticket", "ChatStateChange", "Message"} <= set(checked), checked
+
+
+def test_an_any_field_is_passed_through_on_every_python():
+    # Registered with a predicate: register_structure_hook(Any, ...) raised TypeError at import on
+    # Python 3.10, where typing.Any is not a class (functools.singledispatch refused it).
+    from typing import Any
+
+    conv = cv.make_converter()
+    assert conv.get_structure_hook(Any) is cv._any
+    value = {"x": [1, "2", None]}
+    assert conv.structure(value, Any) is value

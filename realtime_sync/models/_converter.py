@@ -235,7 +235,9 @@ def make_converter() -> cattrs.Converter:
     c.register_structure_hook(int, read_int)
     c.register_structure_hook(float, read_float)
     c.register_structure_hook(bool, read_bool)
-    c.register_structure_hook(Any, _any)
+    # A predicate, not register_structure_hook(Any, ...): that goes to functools.singledispatch,
+    # which takes typing.Any only where it is a class (3.11+); on 3.10 it raises TypeError.
+    c.register_structure_hook_func(lambda t: t is Any, _any)
     c.register_structure_hook_factory(_is_primitive_union, _primitive_union_factory)
     c.register_structure_hook_func(_is_mapping, _mapping)
 
