@@ -33,7 +33,8 @@ import attrs
 from .server import FakeConnection, FakeServer
 
 if TYPE_CHECKING:
-    from typing import Self
+    # typing.Self is 3.11+; type checkers bundle typing_extensions (no run-time dependency).
+    from typing_extensions import Self
 
 __all__ = [
     "FakeActionCableServer",
