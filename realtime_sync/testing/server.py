@@ -20,6 +20,7 @@ Requires the ``test`` extra (``pip install 'realtime_sync[test]'``) for python-w
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import json
 import logging
@@ -56,6 +57,9 @@ log = logging.getLogger("realtime_sync.testing")
 # at DEBUG must not print the token of the handshake's "GET /?access_token=...".
 _server_log = get_logger("websockets.fake_server")
 _server_log.addHandler(logging.NullHandler())
+
+# python-websockets 17 (Python 3.11+) gave Server.shutdown() close_connections= and socket_closed.
+_SHUTDOWN_CLOSES_CONNECTIONS = "close_connections" in inspect.signature(Server.shutdown).parameters
 
 _S = TypeVar("_S", bound="FakeServer")
 
@@ -281,15 +285,22 @@ class FakeServer:
         server, self._server = self._server, None
         if server is not None:
             # Stop accepting first, so a client reconnecting at once cannot reach the old server.
-            closer = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
-            closer.start()
-            closed = getattr(server, "socket_closed", None)
-            if closed is not None:
-                closed.wait(5)
+            if _SHUTDOWN_CLOSES_CONNECTIONS:
+                # python-websockets 17+: shutdown() waits for the handlers; run it aside until the
+                # listening socket is closed.
+                closer = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
+                closer.start()
+                server.socket_closed.wait(5)
+            else:
+                # Before 17 (the last for Python 3.10 is 16.1): shutdown() takes no argument, only
+                # closes the listening socket and returns.
+                closer = None
+                server.shutdown()
             # Then cut the connections the way a crashing server would (no close frame).
             for conn in self.live_connections():
                 conn.drop()
-            closer.join(10)
+            if closer is not None:
+                closer.join(10)
         if self._thread is not None:
             self._thread.join(5)
             self._thread = None
