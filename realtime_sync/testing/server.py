@@ -290,7 +290,9 @@ class FakeServer:
                 # listening socket is closed.
                 closer = threading.Thread(target=server.shutdown, kwargs={"close_connections": False}, daemon=True)
                 closer.start()
-                server.socket_closed.wait(5)
+                server_closed = getattr(server, "socket_closed", None)  # not in 16's type hints
+                if server_closed is not None:
+                    server_closed.wait(5)
             else:
                 # Before 17 (the last for Python 3.10 is 16.1): shutdown() takes no argument, only
                 # closes the listening socket and returns.
