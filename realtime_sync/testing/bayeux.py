@@ -104,6 +104,16 @@ class Session:
     connects: int = 0
 
 
+def _forget_handler_thread(server: Any) -> None:
+    """A connection served without python-websockets' own handler: take its thread off the list
+    that python-websockets 17+ ``Server.shutdown()`` waits for (earlier versions keep none; the
+    last for Python 3.10 is 16.1.1)."""
+    threads = getattr(server, "handler_threads", None)
+    if threads is not None:
+        with server.lock:
+            threads.discard(threading.current_thread())
+
+
 class FakeBayeuxServer(FakeServer):
     """A Bayeux 1.0 server on 127.0.0.1 (see the module docstring).
 
@@ -212,8 +222,7 @@ class FakeBayeuxServer(FakeServer):
                     try:
                         sock.close()
                     finally:
-                        with server.lock:
-                            server.handler_threads.discard(threading.current_thread())
+                        _forget_handler_thread(server)
                     return
             else:
                 head = b""
@@ -232,8 +241,7 @@ class FakeBayeuxServer(FakeServer):
                 try:
                     self._serve_http(sock, addr)
                 finally:
-                    with server.lock:
-                        server.handler_threads.discard(threading.current_thread())
+                    _forget_handler_thread(server)
             elif isinstance(sock, ssl.SSLSocket):
                 # python-websockets select()s on its socket before reading, which misses bytes
                 # already decrypted: give it a plain socket, bridged to the TLS one.
@@ -704,9 +712,25 @@ class FakeBayeuxServer(FakeServer):
         return None
 
 
+def _tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """Two connected TCP sockets on 127.0.0.1, not an AF_UNIX socketpair(): python-websockets
+    before 17 (the last for Python 3.10 is 16.1.1) sets TCP_NODELAY on the socket it serves and
+    silently drops the connection when that fails."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        outer = socket.create_connection(listener.getsockname())
+        while True:
+            inner, addr = listener.accept()
+            if addr == outer.getsockname():
+                break
+            inner.close()  # another local process found the port first
+    for s in (inner, outer):
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+    return inner, outer
+
+
 def _tls_bridge(tls: ssl.SSLSocket, head: bytes) -> socket.socket:
     """A plain socket whose peer end is pumped to and from ``tls`` (``head`` first) by a thread."""
-    inner, outer = socket.socketpair()
+    inner, outer = _tcp_pair()
     tls.settimeout(None)
     for name in ("recv", "recv_into"):
         tls.__dict__.pop(name, None)  # _tls_peek's replay of ``head``: sent below instead
