@@ -48,6 +48,10 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
             code,
         )
 
+    # urllib routes 308 here only from Python 3.11: on 3.10 it was a plain HTTP error (not
+    # followed either, but reported as kind "status" without the target).
+    http_error_308 = urllib.request.HTTPRedirectHandler.http_error_302
+
 
 _OPENER = urllib.request.build_opener(_RefuseRedirects())
 
