@@ -4,7 +4,13 @@ a pattern or another name gives Event[Any]; on() keeps the decorated function's 
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+import sys
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:  # the package supports 3.10
+    from typing_extensions import assert_type
 
 import realtime_sync as rs
 from realtime_sync.models.genesys import CallStateChange, ChatStateChange, DeviceStateChange, MessageLogUpdate
