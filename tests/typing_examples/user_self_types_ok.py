@@ -7,7 +7,13 @@ keep the decorated function's type; ``event.account_id`` is ``int | str | None``
 
 from __future__ import annotations
 
-from typing import Any, assert_type
+import sys
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    from typing import assert_type
+else:  # the package supports 3.10
+    from typing_extensions import assert_type
 
 import realtime_sync as rs
 from realtime_sync.contrib.django import realtime as django_realtime
