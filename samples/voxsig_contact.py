@@ -102,32 +102,35 @@ def main(argv: list[str] | None = None) -> int:
     count = 0
     deadline = None if args.duration <= 0 else time.monotonic() + args.duration
     try:
+        # events() registers its queue at once: called before start(), it misses nothing (called
+        # after, the "subscribed" event could come first and be lost on a busy machine).
+        events = client.events(
+            timeout=None if deadline is None else args.duration
+        )  # ends after that long without events
         client.start()
         if server is not None:
             script = threading.Thread(
                 target=run_fake_script, args=(server, stop), name="voxsig-demo-script", daemon=True
             )
             script.start()
-        while not client.closed and (deadline is None or time.monotonic() < deadline):
-            timeout = None if deadline is None else max(0.01, deadline - time.monotonic())
-            for event in client.events(timeout=timeout):  # ends after `timeout` s without any event
-                if event.name == "message.created":
-                    print(f"agent says: {event.data.content}", flush=True)
-                    count += 1
-                elif event.name == "conversation.typing_on":
-                    print("the agent is typing...", flush=True)
-                    count += 1
-                elif event.name == "conversation.status_changed":
-                    print(f"conversation {event.entity_id} is now {event.data.status}", flush=True)
-                    count += 1
-                elif event.name == "subscription_rejected":
-                    # The room is the whole point: nothing will come (a wrong contact token).
-                    print(f"subscription_rejected: {event.data.reason}", file=sys.stderr, flush=True)
-                    return 1
-                elif event.name in ("subscribed", "disconnected"):
-                    print(event.name, flush=True)
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
+        for event in events:
+            if event.name == "message.created":
+                print(f"agent says: {event.data.content}", flush=True)
+                count += 1
+            elif event.name == "conversation.typing_on":
+                print("the agent is typing...", flush=True)
+                count += 1
+            elif event.name == "conversation.status_changed":
+                print(f"conversation {event.entity_id} is now {event.data.status}", flush=True)
+                count += 1
+            elif event.name == "subscription_rejected":
+                # The room is the whole point: nothing will come (a wrong contact token).
+                print(f"subscription_rejected: {event.data.reason}", file=sys.stderr, flush=True)
+                return 1
+            elif event.name in ("subscribed", "disconnected"):
+                print(event.name, flush=True)
+            if deadline is not None and time.monotonic() >= deadline:
+                break
     except KeyboardInterrupt:
         pass
     except ClientClosedError as exc:  # it stopped by itself: e.g. the server refused the token
