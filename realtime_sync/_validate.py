@@ -193,7 +193,7 @@ _FALSE = frozenset({"false", "f", "0", "off"})
 def flag(value: Any, name: str) -> bool | None:
     """``value`` as a boolean: ``True``/``False``, and the strings settings files and environment
     variables give (``"true"``, ``"false"``, ``"1"``, ``"0"``, ``"on"``, ``"off"``, ``"t"``,
-    ``"f"``, any case: the spellings the models read, as Rails casts them), as numbers are read
+    ``"f"``, any case: the spellings Rails casts, which the models read through this too), as numbers are read
     from numeric strings.  None for anything else: the caller says what it takes.
 
     >>> flag("False", "verify"), flag(True, "verify"), flag("yes", "verify") is None

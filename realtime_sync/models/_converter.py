@@ -65,6 +65,7 @@ from cattrs.v import format_exception
 
 from .._build import twin
 from .._redact import model_repr
+from .._validate import flag
 from ..exceptions import ProtocolError
 
 __all__ = [
@@ -91,8 +92,6 @@ def _type_name(v: Any) -> str:
     return "null" if v is None else type(v).__name__
 
 
-_TRUE = frozenset({"true", "t", "1", "on"})
-_FALSE = frozenset({"false", "f", "0", "off"})
 _INT_RE = re.compile(r"\s*[+-]?\d{1,40}\s*")
 _FLOAT_RE = re.compile(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*")
 
@@ -144,15 +143,10 @@ def read_bool(v: Any, _t: Any = bool) -> bool:
     >>> read_bool("false"), read_bool("TRUE"), read_bool(1)
     (False, True, True)
     """
-    if isinstance(v, bool):
-        return v
-    if isinstance(v, str):
-        low = v.strip().lower()
-        if low in _TRUE:
-            return True
-        if low in _FALSE:
-            return False
-    elif isinstance(v, int) and v in (0, 1):
+    read = flag(v, "")  # the spellings settings give too (verify="false"): one reading of them
+    if read is not None:
+        return read
+    if isinstance(v, int) and v in (0, 1):
         return bool(v)
     raise TypeError(f"expected a boolean, got {_type_name(v)} {v!r:.40}")
 
